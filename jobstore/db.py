@@ -1,0 +1,119 @@
+"""Database access: which PostgreSQL to use, plain connections, and schema migrations."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import conninfo
+
+from jobstore.config import Settings, load
+from jobstore.embedded import Server
+from jobstore.errors import ConfigError, DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from jobstore.store import JobStore
+
+MIGRATIONS_TABLE = "schema_migrations"
+# One advisory lock key for migrations, so concurrent first runs apply each file once.
+MIGRATION_LOCK = 0x6A6F6273
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL if set, else the URL of the embedded server (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    return Server(settings.home).start()
+
+
+def eventsourcing_env(url: str, *, pool_size: int = 5) -> dict[str, str]:
+    """The eventsourcing settings for a PostgreSQL URL (it wants the parts, not a URL)."""
+    try:
+        parts = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"database URL is not valid: {exc}") from None
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(parts.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(parts.get("host") or "localhost"),
+        "POSTGRES_PORT": str(parts.get("port") or "5432"),
+        "POSTGRES_USER": str(parts.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(parts.get("password") or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        # Leave the shared insert function off: unsafe with several apps in one schema.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+    }
+
+
+@contextmanager
+def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A plain psycopg connection; connection failures become DatabaseUnavailable."""
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {first}") from None
+    with conn:
+        yield conn
+
+
+def schema_dir() -> Path:
+    """The numbered .sql files, from a checkout or from an installed package."""
+    for candidate in (
+        Path(__file__).resolve().parent.parent / "schema",
+        Path(sys.prefix) / "share" / "prcapture" / "schema",
+    ):
+        if any(candidate.glob("[0-9][0-9][0-9]_*.sql")):
+            return candidate
+    raise DatabaseUnavailable("schema files not found (looked beside the package and in share/)")
+
+
+def pending_migrations(conn: psycopg.Connection) -> list[Path]:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
+        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    done = {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
+    return [p for p in sorted(schema_dir().glob("[0-9][0-9][0-9]_*.sql")) if p.name not in done]
+
+
+def migrate(url: str) -> list[str]:
+    """Applies pending schema files in order, each in its own transaction; returns their names.
+
+    The event tables are eventsourcing's own: it creates them, under the same lock.
+    """
+    from jobstore.store import JobStore
+
+    applied: list[str] = []
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            for path in pending_migrations(conn):
+                with conn.transaction():
+                    conn.execute(path.read_text())
+                    conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (path.name,))
+                applied.append(path.name)
+            exists = conn.execute("SELECT to_regclass('jobs_events')").fetchone()
+            if exists is None or exists[0] is None:
+                JobStore(eventsourcing_env(url, pool_size=1)).close()
+                applied.append("jobs_events (eventsourcing)")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return applied
+
+
+def open_store(settings: Settings | None = None, url: str | None = None) -> JobStore:
+    """The job store on DATABASE_URL or the embedded server, migrated and ready."""
+    from jobstore.store import JobStore
+
+    settings = settings or load()
+    url = url or database_url(settings)
+    migrate(url)
+    env = {**eventsourcing_env(url, pool_size=settings.pool_size), "CREATE_TABLE": "n"}
+    return JobStore(env, settings)

@@ -1,0 +1,59 @@
+"""The event recorder: eventsourcing's PostgreSQL recorder plus job_heads in the same commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
+
+ROUTED_CHANNEL = "jobstore_routed"
+
+UPSERT_HEAD = """
+INSERT INTO job_heads (job_id, job_type, repository, status, lane, priority, attempt, version,
+                       dedupe_key, parent_id, not_before, created_at, last_event_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (job_id) DO UPDATE SET
+    status = EXCLUDED.status, lane = EXCLUDED.lane, priority = EXCLUDED.priority,
+    attempt = EXCLUDED.attempt, version = EXCLUDED.version, not_before = EXCLUDED.not_before,
+    last_event_at = EXCLUDED.last_event_at
+WHERE job_heads.version < EXCLUDED.version
+"""
+
+
+class Head(NamedTuple):
+    job_id: UUID
+    job_type: str
+    repository: str
+    status: str
+    lane: str | None
+    priority: str
+    attempt: int
+    version: int
+    dedupe_key: str
+    parent_id: UUID | None
+    not_before: Any
+    created_at: Any
+    last_event_at: Any
+
+
+class JobRecorder(PostgresApplicationRecorder):
+    """Writes the `heads` passed to `save()` with the events, in one transaction.
+
+    If the events lose a version race the transaction rolls back, heads included.
+    """
+
+    def _insert_events(
+        self, curs: Cursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        heads: Sequence[Head] = kwargs.get("heads") or ()
+        if heads:
+            # A fixed order keeps two writers of the same heads from deadlocking.
+            curs.executemany(UPSERT_HEAD, sorted(heads, key=lambda h: h.job_id))
+            lanes = sorted({h.lane for h in heads if h.status == "routed" and h.lane})
+            for lane in lanes:
+                curs.execute("SELECT pg_notify(%s, %s)", (ROUTED_CHANNEL, lane))
+        super()._insert_events(curs, stored_events, **kwargs)

@@ -1,0 +1,328 @@
+"""JobStore: the only code that loads and saves jobs (an eventsourcing Application)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    JSONTranscoder,
+    OperationalError,
+)
+from eventsourcing.utils import Environment, EnvType
+
+from jobstore.config import Settings
+from jobstore.domain import DedupeSlot, Job
+from jobstore.errors import DatabaseUnavailable, InvalidTransition, JobNotFound
+from jobstore.heads import Heads
+from jobstore.recorder import Head
+from jobstore.spec import JobSpec
+
+# A route decision: (lane, rule, reason). The router (jobstore.routing) makes them.
+Decision = tuple[str, str, str]
+Decide = Callable[[JobSpec, datetime], Decision]
+CONFLICT_RETRIES = 5
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job_id: UUID
+    created: bool  # False: an active job already had this dedupe key
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a claim: `won`, or why not (never an exception for a lost race)."""
+
+    job_id: UUID
+    won: bool
+    attempt: int
+    reason: str = ""
+
+
+def head_of(job: Job) -> Head:
+    return Head(
+        job.id, job.job_type, job.repository, job.status.value, job.lane, job.priority,
+        job.attempt, job.version, job.dedupe_key, job.parent_id, job.not_before,
+        job.created_on, job.modified_on,
+    )  # fmt: skip
+
+
+class JobStore(Application):
+    """Every job is an event stream; commands append events after checking the state machine."""
+
+    name = "jobs"  # table names derive from it: jobs_events
+
+    def __init__(self, env: EnvType | None = None, settings: Settings | None = None) -> None:
+        env = {**(env or {}), "APPLICATION_RECORDER_TOPIC": "jobstore.recorder:JobRecorder"}
+        super().__init__(env)
+        self.settings = settings or Settings()
+        self.heads = Heads(self.recorder.datastore, self.recorder.events_table_name)
+        self.rng = random.Random()
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        # Unlike Application's default, ignore os.environ: jobstore.config reads it.
+        return Environment(name, dict(env or {}))
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        # The transcoder matches exact types; freezegun's datetimes are a subclass.
+        frozen = sys.modules.get("freezegun.api")
+        if frozen is not None:
+            transcoder.types[frozen.FakeDatetime] = transcoder.types[datetime]
+
+    def save_jobs(self, *items: Job | DedupeSlot | DomainEventProtocol) -> None:
+        heads = [head_of(item) for item in items if isinstance(item, Job)]
+        try:
+            self.save(*items, heads=heads)
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnavailable(f"could not save: {exc}") from None
+
+    def get(self, job_id: UUID | str) -> Job:
+        try:
+            job_id = job_id if isinstance(job_id, UUID) else UUID(str(job_id))
+            job = self.repository.get(job_id)
+        except (ValueError, AggregateNotFoundError):
+            raise JobNotFound(job_id) from None
+        if not isinstance(job, Job):
+            raise JobNotFound(job_id)
+        return job
+
+    def history(self, job_id: UUID | str) -> list[Any]:
+        job = self.get(job_id)
+        return list(self.events.get(job.id))
+
+    # Producers.
+
+    def enqueue(
+        self, spec: JobSpec, now: datetime | None = None, decide: Decide | None = None
+    ) -> Enqueued:
+        return self.enqueue_many([spec], now, decide)[0]
+
+    def enqueue_many(
+        self, specs: Sequence[JobSpec], now: datetime | None = None, decide: Decide | None = None
+    ) -> list[Enqueued]:
+        """Enqueues (and routes, given `decide`) in one transaction; idempotent per dedupe key."""
+        now = now or utcnow()
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                return self._enqueue_batch(specs, now, decide)
+            except IntegrityError:
+                if len(specs) > 1:  # someone took one of the keys: settle them one by one
+                    return [self.enqueue(spec, now, decide) for spec in specs]
+        raise DatabaseUnavailable("enqueue kept conflicting with concurrent enqueues")
+
+    def _enqueue_batch(
+        self, specs: Sequence[JobSpec], now: datetime, decide: Decide | None
+    ) -> list[Enqueued]:
+        keys = [spec.dedupe_key for spec in specs]
+        active = self.heads.active_by_dedupe_key(keys)
+        slot_versions = self.heads.versions([DedupeSlot.id_for(k) for k in keys])
+        results: list[Enqueued] = []
+        pending: list[Any] = []
+        for spec in specs:
+            if spec.dedupe_key in active:
+                results.append(Enqueued(active[spec.dedupe_key], created=False))
+                continue
+            job = Job.enqueue(uuid4(), spec, now)
+            if decide is not None:
+                job.route(*decide(spec, now), now)
+            slot_id = DedupeSlot.id_for(spec.dedupe_key)
+            version = slot_versions.get(slot_id)
+            if version is None:
+                pending.append(DedupeSlot.open(spec.dedupe_key, job.id, now))
+            else:
+                pending.append(DedupeSlot.Taken(
+                    originator_id=slot_id, originator_version=version + 1, timestamp=now,
+                    job_id=job.id,
+                ))  # fmt: skip
+            pending.append(job)
+            active[spec.dedupe_key] = job.id
+            results.append(Enqueued(job.id, created=True))
+        if pending:
+            self.save_jobs(*pending)
+        return results
+
+    # Commands on one job. Each reloads and retries if another writer got there first.
+
+    def _update(self, job_id: UUID | str, command: Callable[[Job], Any]) -> Job:
+        for _ in range(CONFLICT_RETRIES):
+            job = self.get(job_id)
+            command(job)
+            try:
+                self.save_jobs(job)
+            except IntegrityError:
+                continue
+            return job
+        raise DatabaseUnavailable(f"job {job_id}: too many concurrent writers")
+
+    @staticmethod
+    def _check_attempt(job: Job, attempt: int | None, action: str) -> None:
+        if attempt is not None and attempt != job.attempt:
+            raise InvalidTransition(
+                job.id, f"on attempt {job.attempt}", f"{action} attempt {attempt}"
+            )
+
+    def route(
+        self, job_id: UUID | str, decision: Decision, now: datetime | None = None,
+        fallback_from: str | None = None,
+    ) -> Job:  # fmt: skip
+        now = now or utcnow()
+        return self._update(job_id, lambda job: job.route(*decision, now, fallback_from))
+
+    def dispatched(self, job_id: UUID | str, ref: str, now: datetime | None = None) -> Job:
+        return self._update(job_id, lambda job: job.dispatch(ref, now or utcnow()))
+
+    def dispatch_failed(self, job_id: UUID | str, error: str, now: datetime | None = None) -> Job:
+        return self._update(job_id, lambda job: job.dispatch_failed(error, now or utcnow()))
+
+    def claim(
+        self, job_id: UUID | str, worker: str, now: datetime | None = None,
+        attempt: int | None = None, lane: str | None = None,
+    ) -> Claim:  # fmt: skip
+        """Starts the job's current attempt for `worker`; exactly one claimant wins."""
+        job = self.get(job_id)
+        if attempt is not None and attempt != job.attempt:
+            return Claim(job.id, False, job.attempt, f"attempt {attempt} is over")
+        if job.status.value not in ("routed", "dispatched"):
+            holder = f" by {job.worker}" if job.worker else ""
+            return Claim(job.id, False, job.attempt, f"already {job.status.value}{holder}")
+        job.start(worker, now or utcnow(), lane)
+        try:
+            self.save_jobs(job)
+        except IntegrityError:
+            return Claim(job.id, False, job.attempt, "already claimed by another worker")
+        return Claim(job.id, True, job.attempt)
+
+    def claim_next(
+        self, lane: str, worker: str, now: datetime | None = None, limit: int = 1
+    ) -> list[Job]:
+        """Claims up to `limit` waiting jobs of `lane` in one transaction; returns the won ones."""
+        now = now or utcnow()
+        candidates = self.heads.claimable(lane, limit * 4)
+        # Workers sampling different candidates collide less than all taking the first ones.
+        chosen = self.rng.sample(candidates, min(limit, len(candidates)))
+        jobs = []
+        for job_id in chosen:
+            job = self.get(job_id)
+            if job.status.value in ("routed", "dispatched"):
+                job.start(worker, now, lane)
+                jobs.append(job)
+        if not jobs:
+            return []
+        try:
+            self.save_jobs(*jobs)
+        except IntegrityError:
+            if len(jobs) == 1:
+                return []
+            return [self.get(j.id) for j in jobs if self.claim(j.id, worker, now, lane=lane).won]
+        return jobs
+
+    def progress(
+        self, job_id: UUID | str, done: int, *, total: int | None = None,
+        cursor: str | None = None, api_points: int = 0, note: str = "",
+        attempt: int | None = None, now: datetime | None = None,
+    ) -> Job:  # fmt: skip
+        """Checkpoints a running job; the cursor is where a later attempt resumes."""
+
+        def command(job: Job) -> None:
+            self._check_attempt(job, attempt, "checkpoint")
+            job.progress(now or utcnow(), done, total, cursor, api_points, note)
+
+        return self._update(job_id, command)
+
+    def complete(
+        self, job_id: UUID | str, items: int, *, api_points: int = 0,
+        summary: dict | None = None, attempt: int | None = None, now: datetime | None = None,
+    ) -> Job:  # fmt: skip
+        def command(job: Job) -> None:
+            self._check_attempt(job, attempt, "complete")
+            job.complete(now or utcnow(), items, api_points, summary)
+
+        return self._update(job_id, command)
+
+    def complete_many(
+        self, jobs: Iterable[Job], items: int = 0, now: datetime | None = None
+    ) -> None:
+        """Completes claimed jobs in one transaction (for batches of short jobs)."""
+        now = now or utcnow()
+        batch = list(jobs)
+        for job in batch:
+            job.complete(now, items)
+        try:
+            self.save_jobs(*batch)
+        except IntegrityError:  # one was swept or cancelled meanwhile: settle one by one
+            for job in batch:
+                # An attempt ended by someone else (sweeper, cancel) stays ended; its events say so.
+                with contextlib.suppress(InvalidTransition):
+                    self.complete(job.id, items, attempt=job.attempt, now=now)
+
+    def fail(
+        self, job_id: UUID | str, error_type: str, message: str, *, retryable: bool = True,
+        attempt: int | None = None, now: datetime | None = None,
+    ) -> Job:  # fmt: skip
+        """Records a failure; a retry is scheduled (same job, next attempt) while allowed."""
+
+        def command(job: Job) -> None:
+            self._check_attempt(job, attempt, "fail")
+            job.fail(error_type, message, now or utcnow(), self.settings.retry, retryable, self.rng)
+
+        return self._update(job_id, command)
+
+    def reschedule(
+        self, job_id: UUID | str, not_before: datetime, *, attempt: int | None = None,
+        now: datetime | None = None,
+    ) -> Job:  # fmt: skip
+        """Ends a running attempt without counting a failure, e.g. until a rate-limit reset."""
+
+        def command(job: Job) -> None:
+            self._check_attempt(job, attempt, "reschedule")
+            job.reschedule(not_before, now or utcnow())
+
+        return self._update(job_id, command)
+
+    def cancel(self, job_id: UUID | str, reason: str, now: datetime | None = None) -> Job:
+        return self._update(job_id, lambda job: job.cancel(reason, now or utcnow()))
+
+    def resume_cursor(self, job_id: UUID | str) -> str | None:
+        """Where the next attempt starts: the last checkpointed cursor, or None."""
+        return self.get(job_id).cursor
+
+    def sweep_stale(self, now: datetime | None = None) -> list[UUID]:
+        """Fails running jobs silent past their lane's lease as `stale`; returns their ids."""
+        now = now or utcnow()
+        swept = []
+        for job_id in self.heads.stale_running(now, self.settings):
+            job = self.get(job_id)
+            lease = self.settings.lease(job.lane)
+            if job.status.value != "running" or (now - job.last_event_at).total_seconds() <= lease:
+                continue  # it moved on since the query
+            silent = int((now - job.last_event_at).total_seconds())
+            job.fail(
+                "stale", f"no event from {job.worker} for {silent}s (lease {lease:g}s)", now,
+                self.settings.retry, True, self.rng,
+            )  # fmt: skip
+            try:
+                self.save_jobs(job)
+            except IntegrityError:
+                continue  # the worker spoke up just now: not stale
+            swept.append(job_id)
+        return swept
+
+    def due_retries(self, now: datetime | None = None) -> list[UUID]:
+        """Jobs whose retry time has come; the sweeper routes them again."""
+        return self.heads.due_retries(now or utcnow())

@@ -1,0 +1,80 @@
+"""Fixtures: one real PostgreSQL per session, one fresh database per test (template clone)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from jobstore import db
+from jobstore.config import Settings
+from jobstore.embedded import Server
+from jobstore.store import JobStore
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = "jobstore_template"
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    parts = conninfo.conninfo_to_dict(url)
+    parts["dbname"] = dbname
+    return conninfo.make_conninfo(**parts)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """TEST_DATABASE_URL, else an embedded server kept under .jobstore/test between runs."""
+    return os.environ.get("TEST_DATABASE_URL") or Server(ROOT / ".jobstore" / "test").start()
+
+
+@pytest.fixture(scope="session")
+def template_url(server_url: str) -> str:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    url = with_dbname(server_url, TEMPLATE)
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture
+def database_url(server_url: str, template_url: str) -> Iterator[str]:
+    """A database of its own for this test, already migrated."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
+        )
+    yield with_dbname(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def store(database_url: str, settings: Settings) -> Iterator[JobStore]:
+    app = db.open_store(settings, url=database_url)
+    yield app
+    app.close()
+
+
+def count_events(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs_events").fetchone()
+    assert row is not None
+    return int(row[0])
