@@ -49,7 +49,7 @@ ALLOWED: dict[str, frozenset[Status]] = {
     "progress": frozenset({S.RUNNING}),
     "complete": frozenset({S.RUNNING}),
     "fail": frozenset({S.RUNNING}),
-    "reschedule": frozenset({S.RUNNING, S.FAILED}),
+    "reschedule": frozenset({S.RUNNING}),
     "cancel": frozenset(set(Status) - FINAL),
 }
 
@@ -284,12 +284,15 @@ class Job(Aggregate):
         if not retryable or self.failures >= policy.max_attempts:
             return False
         delay = retry_delay(self.failures, policy, rng)
-        self.reschedule(now + timedelta(seconds=delay), now)
+        self._schedule(now + timedelta(seconds=delay), now)
         return True
 
     def reschedule(self, not_before: datetime, now: datetime) -> None:
         """Ends this attempt without a failure (for example at a rate-limit reset)."""
         self._guard("reschedule")
+        self._schedule(not_before, now)
+
+    def _schedule(self, not_before: datetime, now: datetime) -> None:
         self.trigger_event(
             self.RetryScheduled, attempt=self.attempt + 1, not_before=not_before,
             cursor=self.cursor, timestamp=now,

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import sql
 
@@ -28,20 +29,23 @@ class Heads:
             curs.execute(query, params)
             return list(curs.fetchall())
 
-    def active_by_dedupe_key(self, keys: Sequence[str]) -> dict[str, UUID]:
+    def active(self, job_ids: Sequence[UUID]) -> set[UUID]:
+        """Those of `job_ids` that are not final."""
         rows = self._rows(
-            f"SELECT dedupe_key, job_id FROM job_heads WHERE {ACTIVE} AND dedupe_key = ANY(%s)",
-            (list(keys),),
+            f"SELECT job_id FROM job_heads WHERE {ACTIVE} AND job_id = ANY(%s)", (list(job_ids),)
         )
-        return {row["dedupe_key"]: row["job_id"] for row in rows}
+        return {row["job_id"] for row in rows}
 
-    def versions(self, ids: Sequence[UUID]) -> dict[UUID, int]:
-        """The latest version of each stream (dedupe slots included); absent if none."""
+    def latest_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The last stored event of each of these streams (those that exist)."""
         query = sql.SQL(
-            "SELECT originator_id, max(originator_version) AS version FROM {} "
-            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+            "SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state "
+            "FROM {} WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version DESC"
         ).format(sql.Identifier(self.events_table))
-        return {row["originator_id"]: row["version"] for row in self._rows(query, (list(ids),))}
+        return [
+            StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+            for r in self._rows(query, (list(ids),))
+        ]
 
     def head_versions(self, ids: Sequence[UUID]) -> dict[UUID, int]:
         rows = self._rows(

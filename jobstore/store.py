@@ -129,29 +129,39 @@ class JobStore(Application):
     def _enqueue_batch(
         self, specs: Sequence[JobSpec], now: datetime, decide: Decide | None
     ) -> list[Enqueued]:
-        keys = [spec.dedupe_key for spec in specs]
-        active = self.heads.active_by_dedupe_key(keys)
-        slot_versions = self.heads.versions([DedupeSlot.id_for(k) for k in keys])
+        # The slot is read first and written at its next version, so the "is its holder
+        # still active?" answer below cannot go stale without the save conflicting.
+        slot_ids = {spec.dedupe_key: DedupeSlot.id_for(spec.dedupe_key) for spec in specs}
+        slots = {
+            stored.originator_id: self.mapper.to_domain_event(stored)
+            for stored in self.heads.latest_events(list(slot_ids.values()))
+        }
+        holders = self.heads.active([slot.job_id for slot in slots.values()])
         results: list[Enqueued] = []
         pending: list[Any] = []
         for spec in specs:
-            if spec.dedupe_key in active:
-                results.append(Enqueued(active[spec.dedupe_key], created=False))
+            slot = slots.get(slot_ids[spec.dedupe_key])
+            if slot is not None and slot.job_id in holders:
+                results.append(Enqueued(slot.job_id, created=False))
                 continue
             job = Job.enqueue(uuid4(), spec, now)
             if decide is not None:
                 job.route(*decide(spec, now), now)
-            slot_id = DedupeSlot.id_for(spec.dedupe_key)
-            version = slot_versions.get(slot_id)
-            if version is None:
-                pending.append(DedupeSlot.open(spec.dedupe_key, job.id, now))
+            if slot is None:
+                taken = DedupeSlot.open(spec.dedupe_key, job.id, now)
+                slots[taken.id] = taken.collect_events()[0]
+                pending.append(slots[taken.id])
             else:
-                pending.append(DedupeSlot.Taken(
-                    originator_id=slot_id, originator_version=version + 1, timestamp=now,
+                taken = DedupeSlot.Taken(
+                    originator_id=slot.originator_id,
+                    originator_version=slot.originator_version + 1,
+                    timestamp=now,
                     job_id=job.id,
-                ))  # fmt: skip
+                )
+                slots[slot.originator_id] = taken
+                pending.append(taken)
+            holders.add(job.id)
             pending.append(job)
-            active[spec.dedupe_key] = job.id
             results.append(Enqueued(job.id, created=True))
         if pending:
             self.save_jobs(*pending)

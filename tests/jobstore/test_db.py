@@ -1,0 +1,111 @@
+"""The embedded server, migrations and connection settings."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from jobstore import config, db
+from jobstore.cli import db_group
+from jobstore.embedded import Server
+from jobstore.errors import ConfigError, DatabaseUnavailable
+
+
+def start_server(home: str) -> str:
+    return Server(Path(home)).start()
+
+
+@pytest.fixture(scope="module")
+def fresh_home(tmp_path_factory) -> Server:
+    home = tmp_path_factory.mktemp("home")
+    yield home
+    Server(home).stop()
+
+
+@pytest.mark.slow
+def test_two_processes_starting_at_once_get_one_server(fresh_home):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        urls = pool.map(start_server, [str(fresh_home)] * 2)
+    assert urls[0] == urls[1]
+    with psycopg.connect(urls[0]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    log = (fresh_home / "server.log").read_text()
+    assert log.count("ready to accept connections") == 1  # one initdb, one start
+
+
+@pytest.mark.slow
+def test_cli_status_stop_and_start(fresh_home):
+    env = {"JOBSTORE_HOME": str(fresh_home), "DATABASE_URL": ""}
+    runner = CliRunner()
+    Server(fresh_home).start()
+    status = runner.invoke(db_group, ["status", "--json"], env=env)
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["running"] is True
+    assert runner.invoke(db_group, ["stop"], env=env).output.strip() == "stopped"
+    assert runner.invoke(db_group, ["stop"], env=env).output.strip() == "not running"
+    started = runner.invoke(db_group, ["start"], env=env)
+    assert started.exit_code == 0, started.output
+    assert started.stdout.strip() == Server(fresh_home).url()
+    migrate = runner.invoke(db_group, ["migrate"], env=env)
+    assert migrate.stdout.strip() == "up to date"
+
+
+def test_migrate_applies_each_file_once(database_url):
+    assert db.migrate(database_url) == []
+    with psycopg.connect(database_url) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+    assert names == sorted(p.name for p in db.schema_dir().glob("[0-9][0-9][0-9]_*.sql"))
+
+
+def test_schema_files_are_numbered_and_found():
+    files = sorted(p.name for p in db.schema_dir().glob("*.sql"))
+    assert files
+    assert all(name[:3].isdigit() and name[3] == "_" for name in files)
+
+
+def test_eventsourcing_env_comes_from_the_url():
+    env = db.eventsourcing_env("postgresql://u:secret@db.example:6543/jobs", pool_size=3)
+    assert env["POSTGRES_HOST"] == "db.example"
+    assert env["POSTGRES_PORT"] == "6543"
+    assert env["POSTGRES_DBNAME"] == "jobs"
+    assert env["POSTGRES_USER"] == "u"
+    assert env["POSTGRES_PASSWORD"] == "secret"
+    assert env["POSTGRES_POOL_SIZE"] == "3"
+    assert env["POSTGRES_ENABLE_DB_FUNCTIONS"] == "n"
+
+
+def test_unreachable_database_is_one_clean_line():
+    with pytest.raises(DatabaseUnavailable) as err:
+        db.migrate("postgresql://nobody@127.0.0.1:1/nothing")
+    assert str(err.value).startswith("cannot connect to PostgreSQL:")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with postgresql://"),
+        ({"JOBSTORE_LEASE_LOCAL": "soon"}, "JOBSTORE_LEASE_LOCAL must be a number, got 'soon'"),
+        ({"JOBSTORE_MAX_ATTEMPTS": "0"}, "JOBSTORE_MAX_ATTEMPTS must be at least 1, got '0'"),
+    ],
+)
+def test_bad_configuration_is_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(env)
+    result = CliRunner().invoke(db_group, ["url"], env=env)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_every_command_has_help():
+    for name in [None, *db_group.commands]:
+        args = ["--help"] if name is None else [name, "--help"]
+        result = CliRunner().invoke(db_group, args)
+        assert result.exit_code == 0
+        assert "Usage:" in result.output
