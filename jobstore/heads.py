@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import sql
 
 from jobstore.config import Settings
 
 ACTIVE = "status NOT IN ('completed', 'failed', 'cancelled')"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
+
+
+# The inner LIMIT bounds how many rows the lock function is tried on; the outer one stops
+# taking locks once enough are held.
+RESERVE = f"""
+SELECT job_id FROM (
+    SELECT job_id FROM job_heads
+    WHERE status IN ('routed', 'dispatched') AND lane = %s
+    ORDER BY {PRIORITY_ORDER}, created_at LIMIT %s
+) AS candidates
+WHERE pg_try_advisory_xact_lock(hashtextextended(job_id::text, 0))
+LIMIT %s
+"""
 
 
 class Heads:
@@ -24,6 +39,7 @@ class Heads:
         self.datastore = datastore
         self.events_table = events_table
 
+    @retry((InterfaceError, OperationalError), max_attempts=5, wait=0.1)
     def _rows(self, query: str | sql.Composed, params: Sequence[Any] = ()) -> list[dict]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(query, params)
@@ -35,6 +51,17 @@ class Heads:
             f"SELECT job_id FROM job_heads WHERE {ACTIVE} AND job_id = ANY(%s)", (list(job_ids),)
         )
         return {row["job_id"] for row in rows}
+
+    def stored_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of these streams, in stream and version order: one round trip."""
+        query = sql.SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(sql.Identifier(self.events_table))
+        return [
+            StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+            for r in self._rows(query, (list(ids),))
+        ]
 
     def latest_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
         """The last stored event of each of these streams (those that exist)."""
@@ -53,14 +80,17 @@ class Heads:
         )
         return {row["job_id"]: row["version"] for row in rows}
 
-    def claimable(self, lane: str, limit: int) -> list[UUID]:
-        """Jobs routed or dispatched to `lane`, best first."""
-        rows = self._rows(
-            "SELECT job_id FROM job_heads WHERE status IN ('routed', 'dispatched') AND lane = %s "
-            f"ORDER BY {PRIORITY_ORDER}, created_at LIMIT %s",
-            (lane, limit),
-        )
-        return [row["job_id"] for row in rows]
+    @contextmanager
+    def reserve(self, lane: str, limit: int) -> Iterator[list[UUID]]:
+        """Up to `limit` claimable jobs of `lane`, best first, that no other worker holds.
+
+        Each is held by a transaction-level advisory lock until the block ends, so workers
+        claiming at once take different jobs instead of colliding. The claim itself is
+        still decided by the event version check; the lock only avoids wasted work.
+        """
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute(RESERVE, (lane, limit * 8, limit))
+            yield [row["job_id"] for row in curs.fetchall()]
 
     def stale_running(self, now: datetime, settings: Settings) -> list[UUID]:
         """Running jobs silent for longer than their lane's lease."""

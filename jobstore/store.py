@@ -68,7 +68,11 @@ class JobStore(Application):
     name = "jobs"  # table names derive from it: jobs_events
 
     def __init__(self, env: EnvType | None = None, settings: Settings | None = None) -> None:
-        env = {**(env or {}), "APPLICATION_RECORDER_TOPIC": "jobstore.recorder:JobRecorder"}
+        env = {
+            "AGGREGATE_CACHE_MAXSIZE": "10000",  # loads read only events newer than the cache
+            **(env or {}),
+            "APPLICATION_RECORDER_TOPIC": "jobstore.recorder:JobRecorder",
+        }
         super().__init__(env)
         self.settings = settings or Settings()
         self.heads = Heads(self.recorder.datastore, self.recorder.events_table_name)
@@ -101,6 +105,14 @@ class JobStore(Application):
         if not isinstance(job, Job):
             raise JobNotFound(job_id)
         return job
+
+    def get_many(self, job_ids: Sequence[UUID]) -> list[Job]:
+        """Loads several jobs with one query; unknown ids are left out."""
+        jobs: dict[UUID, Job] = {}
+        for stored in self.heads.stored_events(job_ids):
+            event = self.mapper.to_domain_event(stored)
+            jobs[stored.originator_id] = event.mutate(jobs.get(stored.originator_id))
+        return [jobs[job_id] for job_id in job_ids if isinstance(jobs.get(job_id), Job)]
 
     def history(self, job_id: UUID | str) -> list[Any]:
         job = self.get(job_id)
@@ -223,23 +235,19 @@ class JobStore(Application):
     ) -> list[Job]:
         """Claims up to `limit` waiting jobs of `lane` in one transaction; returns the won ones."""
         now = now or utcnow()
-        candidates = self.heads.claimable(lane, limit * 4)
-        # Workers sampling different candidates collide less than all taking the first ones.
-        chosen = self.rng.sample(candidates, min(limit, len(candidates)))
-        jobs = []
-        for job_id in chosen:
-            job = self.get(job_id)
-            if job.status.value in ("routed", "dispatched"):
-                job.start(worker, now, lane)
-                jobs.append(job)
-        if not jobs:
-            return []
-        try:
-            self.save_jobs(*jobs)
-        except IntegrityError:
-            if len(jobs) == 1:
+        with self.heads.reserve(lane, limit) as job_ids:
+            jobs = []
+            for job in self.get_many(job_ids):
+                if job.status.value in ("routed", "dispatched"):  # not taken meanwhile
+                    job.start(worker, now, lane)
+                    jobs.append(job)
+            if not jobs:
                 return []
-            return [self.get(j.id) for j in jobs if self.claim(j.id, worker, now, lane=lane).won]
+            try:
+                self.save_jobs(*jobs)
+            except IntegrityError:  # one changed since we read it: settle them one by one
+                won = [self.claim(j.id, worker, now, lane=lane) for j in jobs]
+                return [self.get(c.job_id) for c in won if c.won]
         return jobs
 
     def progress(

@@ -1,0 +1,104 @@
+"""The router: a pure function from a job spec, lane health and the time to a lane and why."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jobstore.spec import JobSpec
+
+INNGEST, ACTIONS, LOCAL = "inngest", "github_actions", "local"
+LANES = (INNGEST, ACTIONS, LOCAL)
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """The thresholds of the routing table (DESIGN.md §5)."""
+
+    rollout_percent: float = 100.0
+    default_lane: str = ACTIONS
+    recent_hours: float = 24.0
+    realtime_max_prs: int = 10
+    inngest_max_items: int = 50
+    bulk_items: int = 100
+    large_repositories: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Route:
+    lane: str
+    rule: str
+    reason: str
+    fallback_from: str | None = None
+    priority: str | None = None  # set when a fallback raises it
+
+    def as_decision(self) -> tuple[str, str, str]:
+        return self.lane, self.rule, self.reason
+
+
+def rollout_bucket(repository: str) -> int:
+    """A stable bucket 0..9999 for a repository: unsigned, case-insensitive, seed-free."""
+    digest = hashlib.sha256(repository.lower().encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000
+
+
+def in_rollout(repository: str, percent: float) -> bool:
+    return rollout_bucket(repository) < round(percent * 100)
+
+
+def _table(spec: JobSpec, now: datetime, config: RoutingConfig) -> Route:
+    if not in_rollout(spec.repository, config.rollout_percent):
+        return Route(config.default_lane, "rollout", "not in hybrid rollout")
+    since, until = spec.window(now)
+    items = spec.estimated_items()
+    fits_inngest = items is None or items <= config.inngest_max_items
+    recent = timedelta(hours=config.recent_hours)
+    if until is not None and now - until > recent:
+        return Route(ACTIONS, "historical", "cost-effective bulk: window ended over 24 h ago")
+    small_window = since is not None and until is not None and until - since <= recent
+    few_prs = 0 < len(spec.pr_numbers) <= config.realtime_max_prs
+    if (small_window or few_prs) and fits_inngest:
+        return Route(INNGEST, "recent", "real-time: recent window or a few PRs")
+    if spec.trigger == "manual" and fits_inngest:
+        return Route(INNGEST, "manual", "someone is waiting")
+    large = spec.repository.lower() in config.large_repositories
+    if (items is not None and items > config.bulk_items) or large:
+        return Route(ACTIONS, "bulk", "bulk volume: many items or a large repository")
+    if not fits_inngest:
+        return Route(ACTIONS, "bulk", f"more than {config.inngest_max_items} items for Inngest")
+    if spec.trigger in ("scheduled", "backfill"):
+        return Route(ACTIONS, "no-urgency", f"{spec.trigger} work has no urgency")
+    return Route(INNGEST, "small", "small work")
+
+
+def decide(
+    spec: JobSpec,
+    now: datetime,
+    config: RoutingConfig = RoutingConfig(),
+    *,
+    lane: str | None = None,
+    capable: Collection[str] = LANES,
+    down: Collection[str] = (),
+) -> Route:
+    """Chooses a lane; first matching rule wins, then capability and health are applied.
+
+    `capable` are the lanes that can run this job type: the router never picks another.
+    `down` are lanes currently failing dispatch; a job for one falls back (§5).
+    """
+    route = Route(lane, "explicit", "operator's choice") if lane else _table(spec, now, config)
+    if route.lane not in capable:
+        substitute = next(x for x in (ACTIONS, INNGEST, LOCAL) if x in capable)
+        route = Route(
+            substitute, "capability", f"{spec.job_type} cannot run on {route.lane}",
+            fallback_from=route.lane,
+        )  # fmt: skip
+    if route.lane not in down or route.rule == "explicit":
+        return route
+    if route.lane == INNGEST and ACTIONS in capable and ACTIONS not in down:
+        return Route(ACTIONS, "fallback", "inngest down", fallback_from=INNGEST, priority="high")
+    if route.lane == ACTIONS and INNGEST not in down:
+        # Actions down: stay routed to it; the sweeper dispatches again later.
+        return Route(ACTIONS, route.rule, route.reason + "; actions down, dispatch later")
+    return Route(LOCAL, "fallback", f"{route.lane} down: run locally", fallback_from=route.lane)

@@ -1,0 +1,80 @@
+"""The routing table's precedence, rollout hash, capability and fallbacks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobstore.routing import RoutingConfig, decide, in_rollout, rollout_bucket
+from jobstore.spec import JobSpec
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+OLD = {"since": NOW - timedelta(days=60), "until": NOW - timedelta(days=30)}
+
+
+def spec(**kw) -> JobSpec:
+    base = {"job_type": "pr-reviews", "repository": "acme/widgets"}
+    return JobSpec.create(**{**base, **kw})
+
+
+BULK = ("github_actions", "bulk")
+CASES = [
+    # (spec fields, decide kwargs, config, expected lane, expected rule)
+    ({"days": 1}, {"lane": "local"}, {}, "local", "explicit"),
+    ({"days": 1}, {}, {"rollout_percent": 0}, "github_actions", "rollout"),
+    (OLD, {}, {}, "github_actions", "historical"),
+    ({**OLD, "trigger": "manual"}, {}, {}, "github_actions", "historical"),
+    ({"days": 1}, {}, {}, "inngest", "recent"),
+    ({"pr_numbers": [1, 2, 3], "trigger": "scheduled"}, {}, {}, "inngest", "recent"),
+    ({"days": 1, "max_items": 80}, {}, {}, "github_actions", "bulk"),
+    ({"days": 30}, {}, {}, "inngest", "manual"),
+    ({"days": 30, "trigger": "webhook", "max_items": 500}, {}, {}, "github_actions", "bulk"),
+    ({"days": 30}, {}, {"large_repositories": {"acme/widgets"}}, "inngest", "manual"),
+    ({"days": 30, "trigger": "webhook"}, {}, {"large_repositories": {"acme/widgets"}}, *BULK),
+    ({"days": 30, "trigger": "scheduled"}, {}, {}, "github_actions", "no-urgency"),
+    ({"days": 30, "trigger": "backfill"}, {}, {}, "github_actions", "no-urgency"),
+    ({"days": 30, "trigger": "webhook"}, {}, {}, "inngest", "small"),
+    ({"days": 1}, {"capable": ["github_actions", "local"]}, {}, "github_actions", "capability"),
+    ({"days": 1}, {"down": ["inngest"]}, {}, "github_actions", "fallback"),
+    (OLD, {"down": ["github_actions"]}, {}, "github_actions", "historical"),
+    (OLD, {"down": ["github_actions", "inngest"]}, {}, "local", "fallback"),
+    ({"days": 1}, {"down": ["inngest", "github_actions"]}, {}, "local", "fallback"),
+    ({"days": 1}, {"lane": "inngest", "down": ["inngest"]}, {}, "inngest", "explicit"),
+]
+
+
+@pytest.mark.parametrize(("fields", "kwargs", "config", "lane", "rule"), CASES)
+def test_routing_table(fields, kwargs, config, lane, rule):
+    route = decide(spec(**fields), NOW, RoutingConfig(**config), **kwargs)
+    assert (route.lane, route.rule) == (lane, rule)
+    assert route.reason
+
+
+def test_inngest_down_falls_back_to_actions_with_high_priority():
+    route = decide(spec(days=1), NOW, down=["inngest"])
+    assert (route.fallback_from, route.priority) == ("inngest", "high")
+
+
+def test_the_router_never_picks_a_lane_the_job_type_cannot_run():
+    for fields, kwargs, config, _, _ in CASES:
+        kwargs = {**kwargs, "capable": ["github_actions"]}
+        kwargs.pop("lane", None)
+        kwargs.pop("down", None)
+        assert decide(spec(**fields), NOW, RoutingConfig(**config), **kwargs).lane == (
+            "github_actions"
+        )
+
+
+def test_rollout_zero_routes_none_and_hundred_routes_all():
+    repos = [f"org{n}/repo{n}" for n in range(2000)]
+    assert not any(in_rollout(r, 0) for r in repos)
+    assert all(in_rollout(r, 100) for r in repos)
+    quarter = sum(in_rollout(r, 25) for r in repos) / len(repos)
+    assert 0.22 < quarter < 0.28
+
+
+def test_rollout_bucket_is_stable_and_non_negative():
+    assert rollout_bucket("Acme/Widgets") == rollout_bucket("acme/widgets")
+    assert all(0 <= rollout_bucket(f"o/r{n}") < 10_000 for n in range(1000))
+    assert rollout_bucket("acme/widgets") == 80  # pinned: a changed hash reshuffles rollout
