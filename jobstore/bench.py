@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import psycopg
-from psycopg import conninfo, sql
+from eventsourcing.persistence import Tracking
+from psycopg import sql
 
 from jobstore import config, db
+from jobstore.clikit import Group
 from jobstore.routing import LOCAL, decide
 from jobstore.spec import JobSpec
 
@@ -29,7 +36,7 @@ def scratch_database(server_url: str, label: str) -> Iterator[str]:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield conninfo.make_conninfo(server_url, dbname=name)
+        yield urlsplit(server_url)._replace(path=f"/{name}").geturl()
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -147,7 +154,7 @@ def checkpoint_cost(url: str, checkpoints: int) -> dict[str, float]:
     return {"checkpoint_ms": per_checkpoint}
 
 
-@click.group()
+@click.group(cls=Group)
 def bench() -> None:
     """Benchmarks: each prints a table and, with --json, a JSON line last."""
 
@@ -186,5 +193,106 @@ def store(n: int, batch: int, checkpoints: int, as_json: bool) -> None:
             f"{ours['complete_s']:.2f}"
         )
     click.echo(f"one progress checkpoint: {result['checkpoint_ms']:.2f} ms")
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+def fill_log(store: Any, events: int) -> int:
+    """Jobs with a realistic life (queued, routed, started, 5 checkpoints, completed)."""
+    per_job, made, n = 9, 0, 0
+    while made < events:
+        specs = [JobSpec.create("bench-views", f"bench/v{n}-{i}", days=1) for i in range(200)]
+        store.enqueue_many(specs, decide=lambda s, t: (LOCAL, "explicit", "bench"))
+        claimed = store.claim_next(LOCAL, "w", limit=200)
+        for job in claimed:
+            for page in range(5):
+                job.progress(datetime.now(UTC), page * 10, 50, f"c{page}", 1)
+        store.save_jobs(*claimed)
+        store.complete_many(claimed, items=50)
+        made += per_job * len(claimed)
+        n += 1
+    return made
+
+
+def measure_lag(store: Any, url: str, samples: int) -> list[float]:
+    """Milliseconds from a save returning to its job appearing in capture_jobs."""
+    lags = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for i in range(samples):
+            spec = JobSpec.create("bench-lag", f"bench/lag{i}", days=1)
+            start = time.monotonic()
+            job_id = store.enqueue(spec).job_id
+            while not conn.execute(
+                "SELECT 1 FROM capture_jobs WHERE job_id = %s", (job_id,)
+            ).fetchone():
+                time.sleep(0.0005)
+            lags.append((time.monotonic() - start) * 1000)
+    return lags
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@bench.command()
+@click.option("--events", default=100_000, show_default=True, type=click.IntRange(1000, 10**7))
+@click.option("--samples", default=200, show_default=True, type=click.IntRange(10, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
+def projections(events: int, samples: int, as_json: bool) -> None:
+    """Rebuild speed over a big log (against event-by-event projection) and save-to-view lag."""
+    from jobstore import views  # imported here: the store benchmark does not need it
+
+    server = db.database_url(config.load())
+    with scratch_database(server, "views") as url:
+        db.migrate(url)
+        store = db.open_store(config.Settings(pool_size=2), url=url)
+        made = fill_log(store, events)
+        job_views = views.open_views(db.eventsourcing_env(url))
+        start = time.perf_counter()
+        rebuilt = job_views.rebuild(store)
+        rebuild_s = time.perf_counter() - start
+        # The peer: the same views updated one event per transaction, as a plain
+        # ProjectionRunner does, over the first 5,000 events.
+        peer_events = store.recorder.select_notifications(0, 5000, topics=views.TOPICS)
+        job_views.reset()
+        start = time.perf_counter()
+        for note in peer_events:
+            job_views.apply_one(store.mapper.to_domain_event(note), Tracking(store.name, note.id))
+        peer_s = time.perf_counter() - start
+        job_views.rebuild(store)
+        bin_jobs = Path(__file__).resolve().parent.parent / "bin" / "jobs"
+        projector = subprocess.Popen(
+            [sys.executable, str(bin_jobs), "project", "--forever"],
+            env={**os.environ, "DATABASE_URL": url},
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            measure_lag(store, url, 5)  # warm up: the projector has started and listens
+            lags = measure_lag(store, url, samples)
+        finally:
+            projector.terminate()
+            projector.wait(timeout=30)
+        job_views.close()
+        store.close()
+    result = {
+        "events": rebuilt,
+        "generated_events": made,
+        "rebuild_s": round(rebuild_s, 3),
+        "rebuild_events_per_s": round(rebuilt / rebuild_s),
+        "event_by_event_per_s": round(len(peer_events) / peer_s),
+        "ratio": round((rebuilt / rebuild_s) / (len(peer_events) / peer_s), 2),
+        "lag_p50_ms": round(percentile(lags, 0.5), 2),
+        "lag_p95_ms": round(percentile(lags, 0.95), 2),
+        "lag_samples": samples,
+    }
+    click.echo(f"{'measure':32} value")
+    click.echo(f"{'events in the log':32} {rebuilt:,}")
+    click.echo(f"{'rebuild, events/s (batched)':32} {result['rebuild_events_per_s']:,}")
+    click.echo(f"{'event by event, events/s':32} {result['event_by_event_per_s']:,}")
+    click.echo(f"{'ratio batched / event by event':32} {result['ratio']}")
+    click.echo(
+        f"{'save-to-view lag p50 / p95 (ms)':32} {result['lag_p50_ms']} / {result['lag_p95_ms']}"
+    )
     if as_json:
         click.echo(json.dumps(result))

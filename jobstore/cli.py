@@ -9,6 +9,7 @@ import sys
 import click
 
 from jobstore import config, db
+from jobstore.clikit import Group
 from jobstore.embedded import Server, bin_dir
 from jobstore.errors import JobStoreError
 
@@ -25,7 +26,7 @@ def settings() -> config.Settings:
         raise click.UsageError(str(exc)) from None
 
 
-@click.group()
+@click.group(cls=Group)
 def db_group() -> None:
     """Start, stop and inspect the job store's PostgreSQL."""
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from jobstore.errors import ConfigError
@@ -28,6 +30,38 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class LanePrice:
+    per_run: float = 0.0
+    per_step: float = 0.0
+    per_minute: float = 0.0
+    free_minutes: float = 0.0
+
+
+def load_prices(path: Path | None = None) -> dict[str, LanePrice]:
+    """The price table: the packaged defaults, or the TOML file at `path`."""
+    text = (
+        path.read_text()
+        if path
+        else resources.files("jobstore").joinpath("prices.toml").read_text()
+    )
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"price table {path}: {exc}") from None
+    prices = {}
+    for lane in LANES:
+        entry = table.get(lane, {})
+        unknown = set(entry) - set(LanePrice.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"price table: unknown key {sorted(unknown)[0]!r} for {lane}")
+        try:
+            prices[lane] = LanePrice(**{k: float(v) for k, v in entry.items()})
+        except (TypeError, ValueError):
+            raise ConfigError(f"price table: prices for {lane} must be numbers") from None
+    return prices
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
     home: Path = Path(".jobstore")
@@ -37,6 +71,7 @@ class Settings:
     )
     retry: RetryPolicy = RetryPolicy()
     pool_size: int = 5
+    prices_path: Path | None = None
 
     def lease(self, lane: str | None) -> float:
         return self.leases.get(lane or "local", DEFAULT_LEASES["local"])
@@ -86,4 +121,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         start_deadlines=deadlines,
         retry=retry,
         pool_size=int(_number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
+        prices_path=Path(env["JOBSTORE_PRICES"]) if env.get("JOBSTORE_PRICES") else None,
     )

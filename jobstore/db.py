@@ -86,7 +86,8 @@ def pending_migrations(conn: psycopg.Connection) -> list[Path]:
 def migrate(url: str) -> list[str]:
     """Applies pending schema files in order, each in its own transaction; returns their names.
 
-    The event tables are eventsourcing's own: it creates them, under the same lock.
+    The event and tracking tables are eventsourcing's own: it creates them first, under the
+    same lock, so schema files may refer to them.
     """
     from jobstore.store import JobStore
 
@@ -94,15 +95,27 @@ def migrate(url: str) -> list[str]:
     with connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
-            for path in pending_migrations(conn):
-                with conn.transaction():
-                    conn.execute(path.read_text())
-                    conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (path.name,))
-                applied.append(path.name)
             exists = conn.execute("SELECT to_regclass('jobs_events')").fetchone()
             if exists is None or exists[0] is None:
                 JobStore(eventsourcing_env(url, pool_size=1)).close()
                 applied.append("jobs_events (eventsourcing)")
+            exists = conn.execute("SELECT to_regclass('job_views_tracking')").fetchone()
+            if exists is None or exists[0] is None:
+                from jobstore.views import open_views
+
+                open_views(eventsourcing_env(url, pool_size=1)).close()
+                applied.append("job_views_tracking (eventsourcing)")
+            for path in pending_migrations(conn):
+                try:
+                    with conn.transaction():
+                        conn.execute(path.read_text())
+                        conn.execute(
+                            f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (path.name,)
+                        )
+                except psycopg.Error as exc:
+                    first = str(exc).strip().splitlines()[0]
+                    raise DatabaseUnavailable(f"migration {path.name} failed: {first}") from None
+                applied.append(path.name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied

@@ -6,10 +6,11 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import sql
 
 from jobstore import db
 from jobstore.config import Settings
@@ -21,9 +22,8 @@ TEMPLATE = "jobstore_template"
 
 
 def with_dbname(url: str, dbname: str) -> str:
-    parts = conninfo.conninfo_to_dict(url)
-    parts["dbname"] = dbname
-    return conninfo.make_conninfo(**parts)
+    """The same server URL with another database (a URL, as DATABASE_URL must be)."""
+    return urlsplit(url)._replace(path=f"/{dbname}").geturl()
 
 
 @pytest.fixture(scope="session")

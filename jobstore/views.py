@@ -1,0 +1,188 @@
+"""The read side: capture_jobs, updated exactly once per event (job_audit is a SQL view).
+
+Every batch of view updates commits with its tracking position, under one advisory lock,
+so catch-ups, a rebuild and a long-running projector can run at once without corrupting
+anything: whoever holds the lock applies what is new, the others find nothing left.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.utils import Environment, get_topic
+from psycopg import Cursor, sql
+
+from jobstore import projection
+from jobstore.config import LANES, LanePrice
+from jobstore.domain import Job
+from jobstore.store import JobStore
+
+log = logging.getLogger(__name__)
+NAME = "job_views"  # tracking table: job_views_tracking
+LOCK = 0x76696577
+BATCH = 5000
+EVENTS = (
+    Job.Queued, Job.Routed, Job.Dispatched, Job.DispatchFailed, Job.Started, Job.Progressed,
+    Job.Failed, Job.RetryScheduled, Job.Completed, Job.Cancelled,
+)  # fmt: skip
+TOPICS = [get_topic(cls) for cls in EVENTS]
+_cols = sql.SQL(", ").join(map(sql.Identifier, projection.COLUMNS))
+_updates = sql.SQL(", ").join(
+    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in projection.COLUMNS[1:]
+)
+STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS capture_jobs_batch (LIKE capture_jobs) ON COMMIT DELETE ROWS"
+)
+COPY_STAGE = sql.SQL("COPY capture_jobs_batch ({}) FROM STDIN").format(_cols)
+MERGE = sql.SQL(
+    "INSERT INTO capture_jobs ({0}) SELECT {0} FROM capture_jobs_batch "
+    "ON CONFLICT (job_id) DO UPDATE SET {1}"
+).format(_cols, _updates)
+
+
+class JobViews(PostgresTrackingRecorder):
+    """The view tables and their tracking position in the job store's event log."""
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    def position(self) -> int:
+        return self.max_tracking_id(JobStore.name) or 0
+
+    def advance(self, store: JobStore, limit: int = BATCH) -> int:
+        """Applies up to `limit` new events in one transaction; returns how many."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
+            return self._advance(curs, store, limit)
+
+    def _advance(self, curs: Cursor, store: JobStore, limit: int) -> int:
+        position = self._max_tracking_id(JobStore.name, curs) or 0
+        notifications = store.recorder.select_notifications(
+            start=position, limit=limit, topics=TOPICS, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        self._fold(curs, [store.mapper.to_domain_event(n) for n in notifications])
+        self._insert_tracking(curs, Tracking(JobStore.name, notifications[-1].id))
+        return len(notifications)
+
+    def apply_one(self, event: Any, tracking: Tracking) -> None:
+        """The long-running projector's path: one event, skipped if a catch-up had it."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
+            if (self._max_tracking_id(JobStore.name, curs) or 0) >= tracking.notification_id:
+                return
+            self._fold(curs, [event])
+            self._insert_tracking(curs, tracking)
+
+    def rebuild(self, store: JobStore, batch: int = BATCH) -> int:
+        """Empties the views and replays the whole log, in one transaction."""
+        total = 0
+        with self.datastore.transaction(commit=True) as curs:
+            self._reset(curs)
+            while count := self._advance(curs, store, batch):
+                total += count
+        return total
+
+    def reset(self) -> None:
+        """Empties the views and forgets the position (the next catch-up replays all)."""
+        with self.datastore.transaction(commit=True) as curs:
+            self._reset(curs)
+
+    def _reset(self, curs: Cursor) -> None:
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
+        curs.execute("TRUNCATE capture_jobs")
+        curs.execute(
+            sql.SQL("DELETE FROM {} WHERE application_name = %s").format(
+                sql.Identifier(self.tracking_table_name)
+            ),
+            (JobStore.name,),
+        )
+
+    def _fold(self, curs: Cursor, events: Sequence[Any]) -> None:
+        ids = list({e.originator_id for e in events if not isinstance(e, Job.Queued)})
+        rows: dict[Any, dict] = {}
+        if ids:
+            curs.execute("SELECT * FROM capture_jobs WHERE job_id = ANY(%s)", (ids,))
+            rows = {row["job_id"]: row for row in curs.fetchall()}
+        for event in events:
+            rows[event.originator_id] = projection.apply(rows.get(event.originator_id), event)
+        curs.execute(STAGE)
+        with curs.copy(COPY_STAGE) as copy:
+            for row in rows.values():
+                copy.write_row([row[c] for c in projection.COLUMNS])
+        curs.execute(MERGE)
+        curs.execute("TRUNCATE capture_jobs_batch")  # a rebuild stages many batches in one commit
+
+    def set_prices(self, prices: dict[str, LanePrice]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for lane in LANES:
+                p = prices.get(lane, LanePrice())
+                curs.execute(
+                    "INSERT INTO lane_prices (lane, per_run, per_step, per_minute, free_minutes) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (lane) DO UPDATE SET "
+                    "per_run = EXCLUDED.per_run, per_step = EXCLUDED.per_step, "
+                    "per_minute = EXCLUDED.per_minute, free_minutes = EXCLUDED.free_minutes",
+                    (lane, p.per_run, p.per_step, p.per_minute, p.free_minutes),
+                )
+
+
+def open_views(env: dict[str, str]) -> JobViews:
+    """The view recorder on the job store's database (creates its tracking table)."""
+    factory = PostgresFactory(Environment(NAME, {**env, "POSTGRES_POOL_SIZE": "2"}))
+    return factory.tracking_recorder(JobViews)
+
+
+def catch_up(store: JobStore, views: JobViews, batch: int = BATCH) -> int:
+    """Applies every event recorded so far; returns how many. Safe to run concurrently."""
+    total = 0
+    while count := views.advance(store, batch):
+        total += count
+    return total
+
+
+class JobViewsProjection(Projection[JobViews]):
+    """The projection a ProjectionRunner drives, event by event, for low lag."""
+
+    name = NAME
+    topics = tuple(TOPICS)
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.apply_one(domain_event, tracking)
+
+
+def project_forever(env: dict[str, str], stop: threading.Event, poll: float = 0.5) -> None:
+    """Runs the projector until `stop` is set.
+
+    A ProjectionRunner follows LISTEN/NOTIFY for low lag; a catch-up every `poll` seconds
+    covers what it misses (a dropped LISTEN connection stalls it silently), and a runner
+    that dies is restarted.
+    """
+    store = JobStore(env)
+    views = open_views(env)
+    try:
+        while not stop.is_set():
+            runner = ProjectionRunner(
+                application_class=JobStore, projection_class=JobViewsProjection,
+                view_class=JobViews, env={**env, "POSTGRES_POOL_SIZE": "2"},
+            )  # fmt: skip
+            try:
+                with runner:
+                    while not stop.is_set():
+                        catch_up(store, views)
+                        runner.run_forever(timeout=poll)
+                        if runner.is_interrupted.is_set() and not stop.is_set():
+                            break
+            # Any failure of the runner (its threads re-raise here): log it and start anew.
+            except Exception as exc:
+                log.warning("projection runner stopped (%s); restarting", exc)
+                stop.wait(poll)
+    finally:
+        views.close()
+        store.close()
