@@ -40,6 +40,9 @@ STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS capture_jobs_batch (LIKE capture_jobs) ON COMMIT DELETE ROWS"
 )
 COPY_STAGE = sql.SQL("COPY capture_jobs_batch ({}) FROM STDIN").format(_cols)
+UPSERT = sql.SQL(
+    "INSERT INTO capture_jobs ({0}) VALUES ({1}) ON CONFLICT (job_id) DO UPDATE SET {2}"
+).format(_cols, sql.SQL(", ").join(sql.Placeholder() * len(projection.COLUMNS)), _updates)
 MERGE = sql.SQL(
     "INSERT INTO capture_jobs ({0}) SELECT {0} FROM capture_jobs_batch "
     "ON CONFLICT (job_id) DO UPDATE SET {1}"
@@ -113,12 +116,16 @@ class JobViews(PostgresTrackingRecorder):
             rows = {row["job_id"]: row for row in curs.fetchall()}
         for event in events:
             rows[event.originator_id] = projection.apply(rows.get(event.originator_id), event)
+        values = [[row[c] for c in projection.COLUMNS] for row in rows.values()]
+        if len(values) <= 50:  # a few rows: plain upserts beat staging
+            curs.executemany(UPSERT, values)
+            return
         curs.execute(STAGE)
         with curs.copy(COPY_STAGE) as copy:
-            for row in rows.values():
-                copy.write_row([row[c] for c in projection.COLUMNS])
+            for value in values:
+                copy.write_row(value)
         curs.execute(MERGE)
-        curs.execute("TRUNCATE capture_jobs_batch")  # a rebuild stages many batches in one commit
+        curs.execute("DELETE FROM capture_jobs_batch")  # a rebuild stages many in one commit
 
     def set_prices(self, prices: dict[str, LanePrice]) -> None:
         with self.datastore.transaction(commit=True) as curs:
