@@ -19,8 +19,8 @@ from jobstore.store import JobStore
 from jobstore.views import JobViews, catch_up, open_views
 
 
-class Group(click.Group):
-    """A click group whose errors are one line: bad input exits 2, failed work exits 1."""
+class OneLineErrors:
+    """Click errors in one line: bad input exits 2, failed work exits 1."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
@@ -37,6 +37,14 @@ class Group(click.Group):
             click.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+class Group(OneLineErrors, click.Group):
+    """A click group whose errors are one line."""
+
+
+class Command(OneLineErrors, click.Command):
+    """A click command whose errors are one line."""
 
 
 class Session:

@@ -1,0 +1,1 @@
+"""The GitHub part: clients, rate-limit budget, query documents, handlers, storage, sandbox."""

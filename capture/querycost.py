@@ -1,0 +1,83 @@
+"""GitHub's GraphQL cost and node-limit rules, computed from a query document; pure.
+
+From GitHub's documentation: add up, over every connection in the query, the number of
+requests needed to fill it (the product of the page sizes of its ancestor connections; a
+top-level connection counts 1), divide by 100 and round, at least 1 point. The node
+count is the sum over connections of the product of page sizes down to and including it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    value_from_ast_untyped,
+)
+
+NODE_LIMIT = 500_000
+PAGE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Cost:
+    requests: int
+    nodes: int
+
+    @property
+    def points(self) -> int:
+        return max(1, math.floor(self.requests / 100 + 0.5))
+
+
+def page_size(field: FieldNode, variables: dict[str, Any]) -> int | None:
+    """The field's `first` or `last`, if it is a paginated connection."""
+    for argument in field.arguments or ():
+        if argument.name.value in ("first", "last"):
+            value = value_from_ast_untyped(argument.value, variables)
+            return int(value) if isinstance(value, int) else None
+    return None
+
+
+def query_cost(
+    document: DocumentNode, variables: dict[str, Any] | None = None, operation: str | None = None
+) -> Cost:
+    variables = variables or {}
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = next(
+        (o for o in operations if operation is None or (o.name and o.name.value == operation)),
+        None,
+    )
+    if chosen is None:
+        return Cost(0, 0)
+    totals = [0, 0]
+
+    def walk(selection_set: SelectionSetNode | None, multiplier: int, seen: frozenset) -> None:
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                size = page_size(selection, variables)
+                if size is None:
+                    walk(selection.selection_set, multiplier, seen)
+                    continue
+                totals[0] += multiplier
+                totals[1] += multiplier * size
+                walk(selection.selection_set, multiplier * size, seen)
+            elif isinstance(selection, InlineFragmentNode):
+                walk(selection.selection_set, multiplier, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in fragments and name not in seen:
+                    walk(fragments[name].selection_set, multiplier, seen | {name})
+
+    walk(chosen.selection_set, 1, frozenset())
+    return Cost(requests=totals[0], nodes=totals[1])

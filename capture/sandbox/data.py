@@ -1,0 +1,338 @@
+"""The sandbox's repositories, generated deterministically from a seed, and changeable."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+REVIEW_STATES = ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING")
+CHANGE_TYPES = ("ADDED", "DELETED", "MODIFIED", "RENAMED", "COPIED", "CHANGED")
+LABELS = (
+    ("bug", "d73a4a"),
+    ("enhancement", "a2eeef"),
+    ("docs", "0075ca"),
+    ("dependencies", "0366d6"),
+    ("good first issue", "7057ff"),
+    ("breaking", "b60205"),
+)
+BOTS = ("dependabot[bot]", "renovate[bot]", "github-actions[bot]", "codecov[bot]")
+
+
+@dataclass(slots=True)
+class Account:
+    """A user or a bot. Deleted accounts are not objects: their author is None."""
+
+    database_id: int
+    login: str
+    kind: str  # "User" or "Bot"
+    name: str | None = None
+
+    @property
+    def node_id(self) -> str:
+        return f"{'U' if self.kind == 'User' else 'BOT'}_{self.database_id}"
+
+
+@dataclass(slots=True)
+class Review:
+    database_id: int
+    author: Account | None
+    state: str
+    body: str
+    submitted_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Comment:
+    """An issue comment (path None) or a review comment (path, line, reply_to)."""
+
+    database_id: int
+    author: Account | None
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    path: str | None = None
+    line: int | None = None
+    original_line: int | None = None
+    reply_to: int | None = None
+    review_id: int | None = None
+
+
+@dataclass(slots=True)
+class Thread:
+    database_id: int
+    path: str
+    line: int | None
+    is_resolved: bool
+    comments: list[Comment]
+
+
+@dataclass(slots=True)
+class File:
+    path: str
+    additions: int
+    deletions: int
+    change_type: str
+    previous_path: str | None = None
+
+
+@dataclass(slots=True)
+class Commit:
+    oid: str
+    message: str
+    author_name: str
+    author_email: str
+    author: Account | None
+    authored_at: datetime
+    committed_at: datetime
+    additions: int
+    deletions: int
+
+
+@dataclass(slots=True)
+class PullRequest:
+    database_id: int
+    number: int
+    title: str
+    body: str
+    author: Account | None
+    state: str  # OPEN, CLOSED, MERGED
+    is_draft: bool
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    merged_at: datetime | None
+    merged_by: Account | None
+    base_ref: str
+    head_ref: str
+    head_oid: str
+    labels: list[tuple[int, str, str]]
+    reviews: list[Review] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+    threads: list[Thread] = field(default_factory=list)
+    files: list[File] = field(default_factory=list)
+    commits: list[Commit] = field(default_factory=list)
+
+    @property
+    def node_id(self) -> str:
+        return f"PR_{self.database_id}"
+
+    @property
+    def additions(self) -> int:
+        return sum(f.additions for f in self.files)
+
+    @property
+    def deletions(self) -> int:
+        return sum(f.deletions for f in self.files)
+
+    @property
+    def merge_commit_oid(self) -> str | None:
+        return sha(f"merge-{self.database_id}") if self.merged_at else None
+
+    @property
+    def review_comments(self) -> list[Comment]:
+        return [c for t in self.threads for c in t.comments]
+
+
+@dataclass(slots=True)
+class Repository:
+    database_id: int
+    owner: str
+    name: str
+    created_at: datetime
+    pulls: dict[int, PullRequest] = field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def node_id(self) -> str:
+        return f"R_{self.database_id}"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _count(rng: random.Random, median: float, tail: tuple[int, int], none: float = 0.25) -> int:
+    """Zero for a `none` share, a small number near `median`, or rarely a long tail."""
+    roll = rng.random()
+    if roll < none:
+        return 0
+    if roll > 0.99:
+        return rng.randint(*tail)
+    return max(1, round(rng.expovariate(math.log(2) / median)))  # median of the non-zero part
+
+
+class World:
+    """All sandbox repositories and accounts. Ids are unique across everything."""
+
+    def __init__(self, seed: int = 7, now: datetime | None = None) -> None:
+        self.seed = seed
+        self.now = (now or datetime.now(UTC)).replace(microsecond=0)
+        self.repositories: dict[str, Repository] = {}
+        self._ids = count(1000)
+        rng = random.Random(seed)
+        self.users = [
+            Account(next(self._ids), f"dev-{i}-{rng.randrange(10**4)}", "User", f"Developer {i}")
+            for i in range(150)
+        ]
+        self.bots = [Account(next(self._ids), login, "Bot") for login in BOTS]
+
+    def repository(self, full_name: str) -> Repository | None:
+        return self.repositories.get(full_name.lower())
+
+    def add_repository(self, full_name: str, pulls: int, days: int) -> Repository:
+        """A repository with `pulls` pull requests created over the last `days` days."""
+        owner, name = full_name.split("/")
+        rng = random.Random(f"{self.seed}:{full_name}")
+        start = self.now - timedelta(days=days)
+        repo = Repository(next(self._ids), owner, name, start - timedelta(days=30))
+        self.repositories[full_name.lower()] = repo
+        offsets = sorted(rng.uniform(0, days * 86400) for _ in range(pulls))
+        for number, offset in enumerate(offsets, start=1):
+            self._generate(repo, number, start + timedelta(seconds=int(offset)), rng)
+        return repo
+
+    def _account(self, rng: random.Random) -> Account | None:
+        roll = rng.random()
+        if roll < 0.05:
+            return None  # a deleted account: GitHub returns a null author
+        if roll < 0.15:
+            return rng.choice(self.bots)
+        return rng.choice(self.users)
+
+    def _time(self, rng: random.Random, after: datetime, hours: float) -> datetime:
+        return min(self.now, after + timedelta(seconds=int(rng.uniform(60, hours * 3600))))
+
+    def _generate(
+        self, repo: Repository, number: int, created: datetime, rng: random.Random
+    ) -> None:
+        roll = rng.random()
+        state = "MERGED" if roll < 0.6 else "CLOSED" if roll < 0.75 else "OPEN"
+        author = self._account(rng)
+        pr = PullRequest(
+            database_id=next(self._ids),
+            number=number,
+            title=f"Change {number}: {rng.randrange(10**6)}",
+            body=rng.choice(["", "Fixes a bug.", "Adds a feature.\n\nDetails inside."]),
+            author=author,
+            state=state,
+            is_draft=state == "OPEN" and rng.random() < 0.25,
+            created_at=created,
+            updated_at=created,
+            closed_at=None,
+            merged_at=None,
+            merged_by=None,
+            base_ref="main",
+            head_ref=f"feature/{number}",
+            head_oid=sha(f"{repo.full_name}#{number}"),
+            labels=[(i, *LABELS[i]) for i in sorted(rng.sample(range(6), rng.randint(0, 3)))],
+        )
+        files = _count(rng, 5, (101, 260), none=0.0)
+        for i in range(files):
+            change = rng.choice(CHANGE_TYPES)
+            pr.files.append(
+                File(
+                    f"src/module{i % 17}/file{number}_{i}.py",
+                    rng.randint(0, 120),
+                    rng.randint(0, 60),
+                    change,
+                    f"src/old/file{number}_{i}.py" if change in ("RENAMED", "COPIED") else None,
+                )
+            )
+        for i in range(_count(rng, 3, (101, 230), none=0.0)):
+            when = self._time(rng, created, 48)
+            who = self._account(rng)
+            pr.commits.append(
+                Commit(
+                    sha(f"{repo.full_name}#{number}/{i}"),
+                    f"Commit {i} of #{number}",
+                    who.name or who.login if who else "Ghost",
+                    f"dev{i}@example.invalid",
+                    who,
+                    when,
+                    when,
+                    rng.randint(0, 80),
+                    rng.randint(0, 40),
+                )
+            )
+        for _ in range(_count(rng, 2, (101, 160), none=0.2)):
+            state_ = rng.choices(REVIEW_STATES, weights=(40, 15, 35, 7, 3))[0]
+            when = self._time(rng, created, 96)
+            pr.reviews.append(
+                Review(
+                    next(self._ids),
+                    self._account(rng),
+                    state_,
+                    rng.choice(["", "LGTM", "See notes"]),
+                    None if state_ == "PENDING" else when,
+                    when,
+                )
+            )
+        for _ in range(_count(rng, 3, (101, 150), none=0.2)):
+            when = self._time(rng, created, 120)
+            pr.comments.append(
+                Comment(next(self._ids), self._account(rng), "A comment.", when, when)
+            )
+        review_ids = [r.database_id for r in pr.reviews] or [None]
+        for _ in range(_count(rng, 2, (101, 130), none=0.3)):
+            path = rng.choice(pr.files).path
+            line = rng.randint(1, 400)
+            thread = Thread(next(self._ids), path, line, rng.random() < 0.5, [])
+            first = None
+            for _ in range(rng.choice((1, 1, 2, 3, 4)) if rng.random() > 0.002 else 120):
+                when = self._time(rng, created, 120)
+                comment = Comment(
+                    next(self._ids),
+                    self._account(rng),
+                    "Consider this.",
+                    when,
+                    when,
+                    path,
+                    line,
+                    line,
+                    first,
+                    rng.choice(review_ids),
+                )
+                first = first or comment.database_id
+                thread.comments.append(comment)
+            pr.threads.append(thread)
+        if state != "OPEN":
+            pr.closed_at = self._time(rng, created, 24 * 14)
+            if state == "MERGED":
+                pr.merged_at, pr.merged_by = pr.closed_at, rng.choice(self.users)
+        activity = [pr.created_at, pr.closed_at or created]
+        activity += [r.created_at for r in pr.reviews] + [c.updated_at for c in pr.comments]
+        activity += [c.updated_at for c in pr.review_comments]
+        pr.updated_at = max(activity)
+        repo.pulls[number] = pr
+
+    # Changes while the sandbox runs, for incremental capture.
+
+    def add_pull_request(self, full_name: str, at: datetime) -> PullRequest:
+        repo = self.repositories[full_name.lower()]
+        number = max(repo.pulls, default=0) + 1
+        self._generate(repo, number, at, random.Random(f"{self.seed}:{full_name}:{number}"))
+        return repo.pulls[number]
+
+    def edit_pull_request(self, full_name: str, number: int, at: datetime, title: str) -> None:
+        pr = self.repositories[full_name.lower()].pulls[number]
+        pr.title, pr.updated_at = title, at
+
+    def add_comment(self, full_name: str, number: int, at: datetime, body: str) -> Comment:
+        pr = self.repositories[full_name.lower()].pulls[number]
+        comment = Comment(next(self._ids), self.users[0], body, at, at)
+        pr.comments.append(comment)
+        pr.updated_at = at
+        return comment
+
+    def rename_user(self, database_id: int, login: str) -> None:
+        for account in self.users + self.bots:
+            if account.database_id == database_id:
+                account.login = login
