@@ -1,0 +1,54 @@
+"""Sandbox fixtures: a small deterministic world, a client over the in-process transport."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from capture.sandbox import DEFAULT_TOKEN, Options, Sandbox, World
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+
+class Clock:
+    """A settable clock for the sandbox (time comes in as an argument, never slept)."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    world = World(seed=7, now=NOW)
+    world.add_repository("acme/widgets", 400, 365)
+    return world
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sandbox(world, clock) -> Sandbox:
+    return Sandbox(world, Options(), clock=clock)
+
+
+@pytest.fixture
+def gh(sandbox) -> httpx.Client:
+    return httpx.Client(
+        transport=sandbox.transport(), base_url="http://sandbox.invalid",
+        headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
+    )  # fmt: skip
+
+
+def gql(client: httpx.Client, query: str, **variables) -> httpx.Response:
+    return client.post("/graphql", json={"query": query, "variables": variables})
