@@ -176,6 +176,7 @@ class World:
         self.seed = seed
         self.now = (now or datetime.now(UTC)).replace(microsecond=0)
         self.repositories: dict[str, Repository] = {}
+        self._index: dict[str, tuple[Repository, PullRequest] | Thread] | None = None
         self._ids = count(1000)
         rng = random.Random(seed)
         self.users = [
@@ -186,6 +187,17 @@ class World:
 
     def repository(self, full_name: str) -> Repository | None:
         return self.repositories.get(full_name.lower())
+
+    def find(self, node_id: str) -> tuple[Repository, PullRequest] | Thread | None:
+        """A pull request (with its repository) or a review thread, by node id."""
+        if self._index is None:
+            index: dict[str, tuple[Repository, PullRequest] | Thread] = {}
+            for repo in self.repositories.values():
+                for pr in repo.pulls.values():
+                    index[pr.node_id] = (repo, pr)
+                    index.update((f"PRRT_{t.database_id}", t) for t in pr.threads)
+            self._index = index
+        return self._index.get(node_id)
 
     def add_repository(self, full_name: str, pulls: int, days: int) -> Repository:
         """A repository with `pulls` pull requests created over the last `days` days."""
@@ -312,6 +324,7 @@ class World:
         activity += [c.updated_at for c in pr.review_comments]
         pr.updated_at = max(activity)
         repo.pulls[number] = pr
+        self._index = None
 
     # Changes while the sandbox runs, for incremental capture.
 

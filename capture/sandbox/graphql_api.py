@@ -27,7 +27,11 @@ def load_schema() -> GraphQLSchema:
     schema = build_schema(sdl)
     for name in ("DateTime", "GitTimestamp"):
         schema.type_map[name].coerce_output_value = iso  # type: ignore[attr-defined]
-    for name, resolve in (("Actor", _actor_type), ("RepositoryOwner", lambda *_: "Organization")):
+    for name, resolve in (
+        ("Actor", _actor_type),
+        ("Node", _actor_type),
+        ("RepositoryOwner", lambda *_: "Organization"),
+    ):
         schema.type_map[name].resolve_type = resolve  # type: ignore[attr-defined]
     return schema
 
