@@ -46,6 +46,19 @@ def page_size(field: FieldNode, variables: dict[str, Any]) -> int | None:
     return None
 
 
+def included(selection: Any, variables: dict[str, Any]) -> bool:
+    """False for a selection dropped by @include(if: false) or @skip(if: true)."""
+    for directive in selection.directives or ():
+        name = directive.name.value
+        if name not in ("include", "skip"):
+            continue
+        condition = next((a for a in directive.arguments or () if a.name.value == "if"), None)
+        value = bool(value_from_ast_untyped(condition.value, variables)) if condition else True
+        if (name == "include") != value:
+            return False
+    return True
+
+
 def query_cost(
     document: DocumentNode, variables: dict[str, Any] | None = None, operation: str | None = None
 ) -> Cost:
@@ -64,6 +77,8 @@ def query_cost(
 
     def walk(selection_set: SelectionSetNode | None, multiplier: int, seen: frozenset) -> None:
         for selection in selection_set.selections if selection_set else ():
+            if not included(selection, variables):
+                continue
             if isinstance(selection, FieldNode):
                 size = page_size(selection, variables)
                 if size is None:

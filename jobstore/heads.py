@@ -113,6 +113,11 @@ class Heads:
         )
         return [row["job_id"] for row in rows]
 
+    def children(self, parent_id: UUID) -> dict[UUID, str]:
+        """The status of each job whose parent is `parent_id`."""
+        rows = self._rows("SELECT job_id, status FROM job_heads WHERE parent_id = %s", (parent_id,))
+        return {row["job_id"]: row["status"] for row in rows}
+
     def count(self, status: str | None = None) -> int:
         if status is None:
             rows = self._rows("SELECT count(*) AS n FROM job_heads")

@@ -163,7 +163,18 @@ class GraphQLApi:
             "repository": lambda info, owner, name, followRenames=True: self.repository(
                 owner, name
             ),
+            "node": lambda info, id: self.node(id),
+            "nodes": lambda info, ids: [self.node(i) for i in ids],
         }
+
+    def node(self, node_id: str) -> dict | None:
+        """A pull request or review thread by its node id (None if unknown, as on GitHub)."""
+        found = self.world.find(node_id)
+        if isinstance(found, tuple):
+            return {**self.pull(*found, None), "__typename": "PullRequest"}
+        if isinstance(found, data.Thread):
+            return {**self.thread(found), "__typename": "PullRequestReviewThread"}
+        return None
 
     def repository(self, owner: str, name: str) -> dict:
         repo = self.world.repository(f"{owner}/{name}")

@@ -1,0 +1,66 @@
+"""The capture exception tree. httpx and psycopg errors never leave capture/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class CaptureError(Exception):
+    """Capturing from GitHub failed."""
+
+    retryable = True
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class RateLimited(CaptureError):
+    """The API budget is spent until `reset_at`: reschedule, do not sleep."""
+
+    def __init__(self, reset_at: datetime, message: str = "rate limit reached") -> None:
+        self.reset_at = reset_at
+        super().__init__(f"{message}; resets at {reset_at.isoformat()}")
+
+
+class NotFound(CaptureError):
+    """GitHub answered 404, 410 or 451: the thing is gone or unavailable; do not retry."""
+
+    retryable = False
+
+
+class AccessDenied(CaptureError):
+    """GitHub refused the token (401 or a 403 that is not a rate limit)."""
+
+    retryable = False
+
+
+class ServerError(CaptureError):
+    """GitHub answered 5xx or timed out."""
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        self.status = status
+        super().__init__(message or f"GitHub answered HTTP {status}")
+
+
+class NetworkError(CaptureError):
+    """GitHub could not be reached."""
+
+
+class QueryFailed(CaptureError):
+    """GitHub refused or could not answer a GraphQL query (schema, permission, partial)."""
+
+
+class StorageError(CaptureError):
+    """Captured rows could not be written."""
+
+
+class ConfigError(CaptureError):
+    """Capture configuration is missing or invalid."""
+
+    retryable = False
+
+
+class ItemsFailed(CaptureError):
+    """Every item of the job failed."""
+
+    retryable = False

@@ -1,0 +1,1 @@
+"""GitHub clients: one session owns transport, rate limits and accounting."""

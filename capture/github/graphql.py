@@ -1,0 +1,107 @@
+"""The GraphQL client: named documents from capture/queries, errors mapped, points counted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    Visitor,
+    parse,
+    print_ast,
+    visit,
+)
+
+from capture.errors import NotFound, QueryFailed, RateLimited
+from capture.github.session import Session
+
+
+@cache
+def document(name: str) -> str:
+    """capture/queries/<name>.graphql followed by the fragment files it `#import`s."""
+    queries = resources.files("capture").joinpath("queries")
+    seen: list[str] = []
+
+    def walk(file: str) -> None:
+        if file in seen:
+            return
+        seen.append(file)
+        for line in queries.joinpath(f"{file}.graphql").read_text().splitlines():
+            if line.startswith("#import "):
+                walk(line.removeprefix("#import ").strip())
+
+    walk(name)
+    text = "\n".join(queries.joinpath(f"{f}.graphql").read_text() for f in seen)
+    return used_only(text)
+
+
+@cache
+def fragments() -> str:
+    """The shared fragment definitions (capture/queries/Fields.graphql), for composed queries."""
+    return resources.files("capture").joinpath("queries", "Fields.graphql").read_text()
+
+
+def used_only(text: str) -> str:
+    """The document without fragment definitions that no operation uses."""
+    doc = parse(text)
+    fragments = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
+    used: set[str] = set()
+
+    class Spreads(Visitor):
+        def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+            if node.name.value not in used:
+                used.add(node.name.value)
+                visit(fragments[node.name.value], self)
+
+    for definition in doc.definitions:
+        if not isinstance(definition, FragmentDefinitionNode):
+            visit(definition, Spreads())
+    kept = [
+        d
+        for d in doc.definitions
+        if not isinstance(d, FragmentDefinitionNode) or d.name.value in used
+    ]
+    return print_ast(DocumentNode(definitions=tuple(kept)))
+
+
+class GraphQLClient:
+    def __init__(self, session: Session, url: str) -> None:
+        self.session = session
+        self.url = url
+
+    def query(self, name: str, variables: dict[str, Any]) -> tuple[dict, list[dict]]:
+        """Runs a named document; returns its data and any partial errors."""
+        return self.run(document(name), variables)
+
+    def run(self, text: str, variables: dict[str, Any]) -> tuple[dict, list[dict]]:
+        response = self.session.request(
+            "POST", self.url, "graphql", json={"query": text, "variables": variables}
+        )
+        meter = self.session.meter
+        meter.graphql_calls += 1
+        body = response.json()
+        errors = body.get("errors") or []
+        data = body.get("data") or {}
+        cost = (data.get("rateLimit") or {}).get("cost")
+        meter.graphql_points += int(cost if cost is not None else (0 if errors else 1))
+        for error in errors:
+            if error.get("type") == "RATE_LIMITED":
+                reset = self.session.budget.reset_at.get("graphql")
+                raise RateLimited(
+                    reset or self.session.now() + timedelta(hours=1), "primary rate limit"
+                )
+        if errors and not data:
+            kinds = {e.get("type") for e in errors}
+            first = errors[0].get("message", "unknown error")
+            if "NOT_FOUND" in kinds:
+                raise NotFound(first)
+            raise QueryFailed(f"GraphQL query failed: {first}")
+        top = [e for e in errors if e.get("type") == "NOT_FOUND" and len(e.get("path") or []) == 1]
+        if top:
+            raise NotFound(top[0].get("message", "not found"))
+        return data, errors

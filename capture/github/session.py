@@ -1,0 +1,147 @@
+"""The one place that knows GitHub's rate limits: every request goes through a Session.
+
+Primary exhaustion raises RateLimited(reset_at) at once (the job is rescheduled, never
+slept); secondary limits honour `retry-after`, else back off from 60 s exponentially, a
+bounded number of times; 5xx and network errors are retried a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from capture.errors import AccessDenied, NetworkError, NotFound, RateLimited, ServerError
+
+log = logging.getLogger(__name__)
+SECONDARY_BASE = 60.0
+SECONDARY_TRIES = 3
+SERVER_TRIES = 3
+
+
+@dataclass
+class Meter:
+    """What a job spent: calls, points and fallbacks (they go into Progressed events)."""
+
+    graphql_calls: int = 0
+    graphql_points: int = 0
+    rest_calls: int = 0
+    rest_points: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        return self.graphql_points + self.rest_points
+
+
+@dataclass
+class Budget:
+    """The last rate-limit state GitHub reported, per resource."""
+
+    remaining: dict[str, int] = field(default_factory=dict)
+    reset_at: dict[str, datetime] = field(default_factory=dict)
+
+    def observe(self, resource: str, headers: httpx.Headers) -> None:
+        if "x-ratelimit-remaining" in headers:
+            self.remaining[resource] = int(headers["x-ratelimit-remaining"])
+        if "x-ratelimit-reset" in headers:
+            self.reset_at[resource] = datetime.fromtimestamp(int(headers["x-ratelimit-reset"]), UTC)
+
+
+class Session:
+    """Sends requests for one token; `realtime` jobs may use the reserve, others may not."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        reserve: int = 0,
+        realtime: bool = False,
+        concurrency: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client = client
+        self.reserve = 0 if realtime else reserve
+        self.sleep = sleep
+        self.now = now
+        self.budget = Budget()
+        self.meter = Meter()
+        self._slots = threading.BoundedSemaphore(concurrency)
+
+    def request(self, method: str, url: str, resource: str, **kwargs: Any) -> httpx.Response:
+        """One API call with GitHub's limits applied; raises the capture error it maps to."""
+        self._check_reserve(resource)
+        secondary = server = 0
+        while True:
+            try:
+                with self._slots:
+                    response = self.client.request(method, url, **kwargs)
+            except httpx.TimeoutException:
+                server += 1
+                if server >= SERVER_TRIES:
+                    raise ServerError(504, "GitHub timed out") from None
+                self.sleep(2**server)
+                continue
+            except httpx.TransportError as exc:
+                server += 1
+                if server >= SERVER_TRIES:
+                    raise NetworkError(f"GitHub unreachable: {type(exc).__name__}") from None
+                self.sleep(2**server)
+                continue
+            self.budget.observe(resource, response.headers)
+            status = response.status_code
+            if status in (403, 429) and self._is_rate_limit(response):
+                wait = self._secondary_wait(response, secondary)
+                if wait is None:  # primary: the hour's budget is spent
+                    raise RateLimited(self._reset(resource, response), "primary rate limit")
+                secondary += 1
+                if secondary > SECONDARY_TRIES:
+                    raise RateLimited(self.now() + timedelta(seconds=wait), "secondary rate limit")
+                log.warning("secondary rate limit on %s; waiting %.0fs", resource, wait)
+                self.sleep(wait)
+                continue
+            if status == 401 or status == 403:
+                raise AccessDenied(f"GitHub refused the request: HTTP {status}")
+            if status in (404, 410, 451):
+                raise NotFound(f"GitHub answered HTTP {status} for {httpx.URL(url).path}")
+            if status >= 500:
+                if resource == "graphql" and status in (502, 504):
+                    raise ServerError(status)  # the GraphQL client shrinks the page instead
+                server += 1
+                if server >= SERVER_TRIES:
+                    raise ServerError(status)
+                self.sleep(2**server)
+                continue
+            return response
+
+    def _is_rate_limit(self, response: httpx.Response) -> bool:
+        if (
+            "retry-after" in response.headers
+            or response.headers.get("x-ratelimit-remaining") == "0"
+        ):
+            return True
+        return "rate limit" in response.text.lower()
+
+    def _secondary_wait(self, response: httpx.Response, tries: int) -> float | None:
+        if "retry-after" in response.headers:
+            return max(float(response.headers["retry-after"]), 1.0)
+        if response.headers.get("x-ratelimit-remaining") == "0":
+            return None
+        return SECONDARY_BASE * 2**tries
+
+    def _reset(self, resource: str, response: httpx.Response) -> datetime:
+        reset = self.budget.reset_at.get(resource)
+        return reset or self.now() + timedelta(seconds=SECONDARY_BASE)
+
+    def _check_reserve(self, resource: str) -> None:
+        remaining = self.budget.remaining.get(resource)
+        if remaining is not None and remaining <= self.reserve:
+            reset = self.budget.reset_at.get(resource) or self.now() + timedelta(hours=1)
+            raise RateLimited(reset, f"{remaining} points left, kept for real-time work")

@@ -1,0 +1,80 @@
+"""Job types: one handler each, registered by name with the lanes that can run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from capture.config import CaptureSettings
+from capture.github.client import GitHub
+from capture.storage import Storage
+from jobstore.domain import Job
+from jobstore.store import JobStore
+
+
+@dataclass
+class Outcome:
+    """How a handler's attempt ended: done (items), or waiting for child jobs until `wait_until`."""
+
+    items: int = 0
+    failed_items: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    wait_until: datetime | None = None
+
+
+@dataclass
+class Context:
+    """What a handler works with; `checkpoint` records progress and where to resume."""
+
+    store: JobStore
+    job: Job
+    gh: GitHub
+    storage: Storage
+    settings: CaptureSettings
+    now: Callable[[], datetime]
+    points_reported: int = 0
+
+    @property
+    def cursor(self) -> str | None:
+        return self.job.cursor
+
+    def checkpoint(self, done: int, total: int | None, cursor: str | None, note: str = "") -> None:
+        points = self.gh.meter.points - self.points_reported
+        self.store.progress(
+            self.job.id,
+            done,
+            total=total,
+            cursor=cursor,
+            api_points=points,
+            note=note,
+            attempt=self.job.attempt,
+            now=self.now(),
+        )
+        self.points_reported += points
+
+
+@dataclass(frozen=True)
+class Handler:
+    name: str
+    run: Callable[[Context], Outcome]
+    lanes: tuple[str, ...]
+
+
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(name: str, lanes: tuple[str, ...] = ("inngest", "github_actions", "local")) -> Callable:
+    def register(run: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
+        HANDLERS[name] = Handler(name, run, lanes)
+        return run
+
+    return register
+
+
+def load() -> dict[str, Handler]:
+    """Every handler (importing the modules registers them)."""
+    from capture.handlers import pulls, sync  # noqa: F401
+
+    return HANDLERS

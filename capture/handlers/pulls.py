@@ -1,0 +1,215 @@
+"""pr-details, pr-reviews, pr-comments and historical-sync: pull requests, whole.
+
+Each finds its pull requests (given numbers, or an index pass over the window), splits
+lists longer than CAPTURE_MAX_ITEMS into child jobs, then fetches them by node id in
+nested GraphQL queries (or through REST), one stored transaction and checkpoint per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from capture import records
+from capture.collect import (
+    by_ids,
+    collect,
+    fetch_pages,
+    index_page,
+    rest_fallback,
+    rest_index,
+    rest_pull,
+)
+from capture.errors import ItemsFailed, NotFound, QueryFailed
+from capture.handlers import Context, Outcome, handler
+from capture.records import Rows, when
+from jobstore.spec import JobSpec
+
+log = logging.getLogger(__name__)
+PARTS = {
+    "pr-details": {"details"},
+    "pr-reviews": {"reviews"},
+    "pr-comments": {"comments"},
+    "historical-sync": {"details", "reviews", "comments"},
+}
+WAIT = timedelta(seconds=60)
+REST_BATCH = 10
+
+
+def index_window(ctx: Context, since: datetime, until: datetime) -> list[int]:
+    """Stores the core rows of the window's pull requests; returns their numbers."""
+    job, numbers = ctx.job, []
+    recent = until > ctx.now() - timedelta(days=365)
+    if ctx.settings.force_rest:
+        for repo, page in rest_index(ctx.gh, job.repository, "created"):
+            rows = Rows(repositories=[records.repository(repo)])
+            older = False
+            for pr in page:
+                created = when(pr["created_at"])
+                older = created < since
+                if since <= created < until:
+                    records.rest_pull(rows, pr, repo["id"])
+                    numbers.append(pr["number"])
+            ctx.storage.write(rows)
+            if older:
+                break
+        return sorted(numbers)
+    after = None
+    while True:
+        repo, nodes, info = index_page(
+            ctx.gh, job.repository, after, "CREATED_AT", "DESC" if recent else "ASC"
+        )
+        rows, pending, failed, past = Rows(repositories=[records.repository(repo)]), [], [], False
+        for node in nodes:
+            created = when(node["createdAt"])
+            past = created < since if recent else created >= until
+            if past:
+                break
+            if since <= created < until:
+                collect(rows, node, repo["databaseId"], pending, failed)
+                numbers.append(node["number"])
+        fetch_pages(ctx.gh, rows, pending, failed)
+        ctx.storage.write(rows)
+        if past or not info["hasNextPage"]:
+            return sorted(numbers)
+        after = info["endCursor"]
+
+
+def targets(ctx: Context) -> list[int]:
+    job = ctx.job
+    if job.pr_numbers:
+        return sorted(job.pr_numbers)
+    since = job.since or datetime(2008, 1, 1, tzinfo=UTC)  # GitHub's first year
+    until = job.until or ctx.now() + timedelta(seconds=1)
+    numbers = index_window(ctx, since, until)
+    if job.job_type == "pr-details":
+        missing = ctx.storage.pulls_in_window(job.repository, since, until, missing_details=True)
+        numbers = [n for n in numbers if n in missing]
+    return numbers
+
+
+def split(ctx: Context, numbers: list[int]) -> Outcome:
+    """Child jobs of at most CAPTURE_MAX_ITEMS pull requests each, on this job's lane."""
+    job, size = ctx.job, ctx.settings.max_items
+    specs = [
+        JobSpec.create(
+            job.job_type,
+            job.repository,
+            pr_numbers=numbers[i : i + size],
+            trigger=job.trigger,
+            priority=job.priority,
+            parent_id=job.id,
+            params={"part": i // size + 1},
+        )
+        for i in range(0, len(numbers), size)
+    ]
+    lane = job.lane or "local"
+    children = ctx.store.enqueue_many(
+        specs, ctx.now(), decide=lambda s, t: (lane, "parent", f"part of {job.job_type} {job.id}")
+    )
+    ctx.checkpoint(0, len(numbers), "children", note=f"split into {len(children)} child jobs")
+    return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
+
+
+def await_children(ctx: Context) -> Outcome:
+    statuses = ctx.store.heads.children(ctx.job.id)
+    if any(s in ("failed", "cancelled") for s in statuses.values()):
+        raise ItemsFailed(
+            f"{sum(s != 'completed' for s in statuses.values())} child jobs did not complete"
+        )
+    if all(s == "completed" for s in statuses.values()):
+        items = sum(ctx.store.get(child).items for child in statuses)
+        return Outcome(items=items, summary={"children": len(statuses)})
+    return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(statuses)})
+
+
+def node_ids(ctx: Context, numbers: list[int]) -> tuple[dict[int, str], list[int]]:
+    """Node ids for the numbers (stored ones, else asked for one by one); unknown numbers."""
+    known = ctx.storage.node_ids(ctx.job.repository, numbers)
+    owner, name = ctx.job.repository.split("/")
+    unknown = []
+    for number in [n for n in numbers if n not in known]:
+        try:
+            data, _ = ctx.gh.graphql.query(
+                "PullRequestNumber", {"owner": owner, "name": name, "number": number}
+            )
+        except NotFound:
+            unknown.append(number)
+            continue
+        ctx.storage.write(Rows(repositories=[records.repository(data["repository"])]))
+        known[number] = data["repository"]["pullRequest"]["id"]
+    return known, unknown
+
+
+def capture_pulls(ctx: Context, numbers: list[int], parts: set[str]) -> Outcome:
+    job = ctx.job
+    start = (
+        int(ctx.cursor.removeprefix("details:")) if (ctx.cursor or "").startswith("details:") else 0
+    )
+    todo = numbers[start:]
+    failed_items, done = 0, start
+    if ctx.settings.force_rest:
+        return _rest(ctx, numbers, start, parts)
+    try:
+        ids, unknown = node_ids(ctx, todo)
+        failed_items += len(unknown)
+        repo_id = ctx.storage.repository_id(job.repository)
+        ordered = [n for n in todo if n in ids]
+        chosen = [ids[n] for n in ordered]
+        for batch in by_ids(ctx.gh, chosen, parts, repo_id, ctx.settings.batch_size):
+            failed = rest_fallback(ctx.gh, job.repository, batch.failed, repo_id, batch.rows)
+            failed_items += len(failed)
+            ctx.storage.write(batch.rows)
+            done += len({p["id"] for p in batch.rows.pull_requests})
+            ctx.checkpoint(
+                done,
+                len(numbers),
+                f"details:{done}",
+                note=f"{failed_items} failed" if failed_items else "",
+            )
+    except QueryFailed as exc:
+        ctx.gh.meter.fallbacks.append(f"job through REST: {exc}")
+        log.warning("GraphQL cannot serve %s (%s); continuing through REST", job.id, exc)
+        return _rest(ctx, numbers, done, parts)
+    return Outcome(
+        items=done,
+        failed_items=failed_items,
+        summary={"failed_items": failed_items, "fallbacks": ctx.gh.meter.fallbacks},
+    )
+
+
+def _rest(ctx: Context, numbers: list[int], start: int, parts: set[str]) -> Outcome:
+    job = ctx.job
+    repo = ctx.gh.rest.get(f"/repos/{job.repository}")
+    repo_row = records.repository(repo)
+    done, failed_items = start, 0
+    for i in range(start, len(numbers), REST_BATCH):
+        rows = Rows(repositories=[repo_row])
+        for number in numbers[i : i + REST_BATCH]:
+            try:
+                rest_pull(ctx.gh, job.repository, number, parts, repo_row["id"], rows)
+            except NotFound:
+                failed_items += 1
+        ctx.storage.write(rows)
+        done = min(i + REST_BATCH, len(numbers))
+        ctx.checkpoint(done, len(numbers), f"details:{done}")
+    return Outcome(
+        items=done - failed_items,
+        failed_items=failed_items,
+        summary={"failed_items": failed_items, "path": "rest"},
+    )
+
+
+def run(ctx: Context) -> Outcome:
+    if ctx.cursor == "children":
+        return await_children(ctx)
+    numbers = targets(ctx)
+    if len(numbers) > ctx.settings.max_items and ctx.job.parent_id is None:
+        return split(ctx, numbers)
+    if not numbers:
+        return Outcome(items=0, summary={"note": "no pull requests in the window"})
+    return capture_pulls(ctx, numbers, PARTS[ctx.job.job_type])
+
+
+for _name in PARTS:
+    handler(_name)(run)

@@ -1,0 +1,126 @@
+"""Runs one job attempt: claim, handler, then exactly one ending event written by the worker.
+
+Errors are classified as the design asks: a rate limit reschedules at the reset (not a
+failure); 404/410/451 and refused tokens fail for good; 5xx and network errors are retried
+by the job store's policy; a job whose items all failed ends failed, never completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from capture.config import CaptureSettings
+from capture.errors import CaptureError, ConfigError, RateLimited
+from capture.github.client import GitHub
+from capture.handlers import Context, load
+from capture.storage import Storage
+from jobstore.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """How the attempt ended: completed, failed, rescheduled, waiting, or lost (not claimed)."""
+
+    job_id: UUID
+    outcome: str
+    detail: str = ""
+    items: int = 0
+    points: int = 0
+
+
+def error_type(exc: BaseException) -> str:
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def run_job(
+    store: JobStore,
+    job_id: UUID | str,
+    *,
+    worker: str,
+    storage: Storage,
+    settings: CaptureSettings,
+    github: Callable[[bool], GitHub],
+    lane: str | None = None,
+    attempt: int | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Result:
+    """Claims the job's current attempt and runs it to one ending event."""
+    claim = store.claim(job_id, worker, now(), attempt=attempt, lane=lane)
+    if not claim.won:
+        return Result(claim.job_id, "lost", claim.reason)
+    job = store.get(claim.job_id)
+    handlers = load()
+    entry = handlers.get(job.job_type)
+    if entry is None:
+        store.fail(
+            job.id,
+            "unknown_job_type",
+            f"no handler for {job.job_type!r}",
+            retryable=False,
+            attempt=job.attempt,
+            now=now(),
+        )
+        return Result(job.id, "failed", f"unknown job type {job.job_type}")
+    try:
+        gh = github(job.lane == "inngest" or job.trigger == "manual")
+    except ConfigError as exc:
+        store.fail(
+            job.id, "config_error", str(exc), retryable=False, attempt=job.attempt, now=now()
+        )
+        return Result(job.id, "failed", str(exc))
+    ctx = Context(store, job, gh, storage, settings, now)
+    try:
+        outcome = entry.run(ctx)
+    except RateLimited as exc:
+        ctx.checkpoint(store.get(job.id).done, None, None, note=str(exc))
+        store.reschedule(job.id, exc.reset_at, attempt=job.attempt, now=now())
+        return Result(job.id, "rescheduled", str(exc), points=gh.meter.points)
+    except CaptureError as exc:
+        store.fail(
+            job.id,
+            error_type(exc),
+            str(exc),
+            retryable=exc.retryable,
+            attempt=job.attempt,
+            now=now(),
+        )
+        return Result(job.id, "failed", str(exc), points=gh.meter.points)
+    except Exception as exc:  # a bug in a handler must still end the attempt, with its name
+        log.exception("job %s crashed", job.id)
+        store.fail(
+            job.id, "internal", f"{type(exc).__name__}: {exc}", attempt=job.attempt, now=now()
+        )
+        return Result(job.id, "failed", f"{type(exc).__name__}: {exc}", points=gh.meter.points)
+    finally:
+        gh.close()
+    points = gh.meter.points - ctx.points_reported
+    if outcome.wait_until is not None:
+        store.reschedule(job.id, outcome.wait_until, attempt=job.attempt, now=now())
+        return Result(job.id, "waiting", "waiting for child jobs", points=gh.meter.points)
+    if outcome.items == 0 and outcome.failed_items > 0:
+        store.fail(
+            job.id,
+            "items_failed",
+            f"all {outcome.failed_items} items failed",
+            retryable=False,
+            attempt=job.attempt,
+            now=now(),
+        )
+        return Result(job.id, "failed", "all items failed", points=gh.meter.points)
+    summary = {
+        **outcome.summary,
+        "graphql_points": gh.meter.graphql_points,
+        "rest_requests": gh.meter.rest_points,
+        "fallbacks": len(gh.meter.fallbacks),
+    }
+    store.complete(
+        job.id, outcome.items, api_points=points, summary=summary, attempt=job.attempt, now=now()
+    )
+    return Result(job.id, "completed", items=outcome.items, points=gh.meter.points)

@@ -1,0 +1,234 @@
+"""Captured rows into PostgreSQL: the only capture module that writes SQL.
+
+Each `write` is one transaction; rows are upserted by GitHub's ids, so writing the same
+page twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from capture.errors import StorageError
+from capture.records import Rows
+
+PR_CORE = (
+    "id",
+    "node_id",
+    "repository_id",
+    "number",
+    "title",
+    "body",
+    "state",
+    "is_draft",
+    "author_id",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "merged_at",
+    "base_ref",
+    "head_ref",
+    "head_sha",
+    "labels",
+)
+DETAILS = (
+    "merged_by_id",
+    "merge_commit_sha",
+    "additions",
+    "deletions",
+    "changed_files",
+    "commits_count",
+)
+TABLES = {
+    "repositories": (("id", "node_id", "full_name", "created_at"), ("id",)),
+    "contributors": (("id", "login", "kind"), ("id",)),
+    "pull_requests": (PR_CORE, ("id",)),
+    "reviews": (("id", "pull_request_id", "author_id", "state", "body", "submitted_at"), ("id",)),
+    "comments": (
+        (
+            "id",
+            "pull_request_id",
+            "kind",
+            "author_id",
+            "body",
+            "path",
+            "line",
+            "original_line",
+            "in_reply_to_id",
+            "review_id",
+            "created_at",
+            "updated_at",
+        ),
+        ("id",),
+    ),
+    "pr_files": (
+        ("pull_request_id", "path", "additions", "deletions", "change_type"),
+        ("pull_request_id", "path"),
+    ),
+    "commits": (
+        (
+            "pull_request_id",
+            "sha",
+            "message",
+            "author_name",
+            "author_email",
+            "author_id",
+            "authored_at",
+            "committed_at",
+        ),
+        ("pull_request_id", "sha"),
+    ),
+}
+
+
+def upsert(table: str) -> sql.Composed:
+    columns, key = TABLES[table]
+    others = [c for c in columns if c not in key]
+    changed = sql.SQL(" OR ").join(
+        sql.SQL("{t}.{c} IS DISTINCT FROM EXCLUDED.{c}").format(
+            t=sql.Identifier(table), c=sql.Identifier(c)
+        )
+        for c in others
+    )
+    return sql.SQL(
+        "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {sets}"
+        "{touch} WHERE {changed}"
+    ).format(
+        t=sql.Identifier(table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        vals=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
+        key=sql.SQL(", ").join(map(sql.Identifier, key)),
+        sets=sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others
+        ),
+        touch=sql.SQL(", updated_at = now()") if table == "contributors" else sql.SQL(""),
+        changed=changed,
+    )
+
+
+UPDATE_DETAILS = sql.SQL(
+    "UPDATE pull_requests SET {sets}, details_at = COALESCE(details_at, now()) "
+    "WHERE id = %(id)s AND ({changed} OR details_at IS NULL)"
+).format(
+    sets=sql.SQL(", ").join(
+        sql.SQL("{0} = %({1})s").format(sql.Identifier(c), sql.SQL(c)) for c in DETAILS
+    ),
+    changed=sql.SQL(" OR ").join(
+        sql.SQL("{0} IS DISTINCT FROM %({1})s").format(sql.Identifier(c), sql.SQL(c))
+        for c in DETAILS
+    ),
+)
+
+
+PULLS_OF = (
+    "SELECT p.number, p.node_id FROM pull_requests p "
+    "JOIN repositories r ON r.id = p.repository_id WHERE lower(r.full_name) = lower(%s)"
+)
+
+
+class Storage:
+    """Writes captured rows and answers the few questions handlers ask of stored data."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(self.url, row_factory=dict_row)
+            except psycopg.OperationalError as exc:
+                raise StorageError(
+                    f"cannot connect to PostgreSQL: {str(exc).strip()[:200]}"
+                ) from None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def write(self, rows: Rows, watermark: tuple[str, datetime] | None = None) -> None:
+        """Everything in `rows` (and the watermark) in one transaction."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                self._write(cur, rows, watermark)
+        except psycopg.Error as exc:
+            self._conn = None if self.conn.broken else self._conn
+            raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
+
+    def _write(self, cur: Any, rows: Rows, watermark: tuple[str, datetime] | None) -> None:
+        batches = [
+            ("repositories", rows.repositories),
+            ("contributors", list(rows.contributors.values())),
+            ("pull_requests", rows.pull_requests),
+        ]
+        for table, items in batches:
+            if items:
+                cur.executemany(upsert(table), items)
+        if rows.details:
+            cur.executemany(UPDATE_DETAILS, rows.details)
+        for table, ids in (("pr_files", rows.complete_files), ("commits", rows.complete_commits)):
+            if ids:  # the whole list is here: what GitHub no longer lists goes
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE pull_request_id = ANY(%s)").format(
+                        sql.Identifier(table)
+                    ),
+                    (list(ids),),
+                )
+        for table, items in (
+            ("reviews", rows.reviews),
+            ("comments", rows.comments),
+            ("pr_files", rows.files),
+            ("commits", rows.commits),
+        ):
+            if items:
+                cur.executemany(upsert(table), items)
+        if watermark is not None:
+            cur.execute(
+                "INSERT INTO sync_watermarks (repository, updated_at) VALUES (%s, %s) "
+                "ON CONFLICT (repository) DO UPDATE SET updated_at = GREATEST("
+                "sync_watermarks.updated_at, EXCLUDED.updated_at), advanced_at = now()",
+                watermark,
+            )
+
+    def _rows(self, query: str, params: Any = ()) -> list[dict]:
+        try:
+            with self.conn.transaction():
+                return self.conn.execute(query, params).fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"read failed: {str(exc).strip().splitlines()[0]}") from None
+
+    def repository_id(self, repository: str) -> int | None:
+        rows = self._rows(
+            "SELECT id FROM repositories WHERE lower(full_name) = lower(%s)", (repository,)
+        )
+        return rows[0]["id"] if rows else None
+
+    def watermark(self, repository: str) -> datetime | None:
+        rows = self._rows(
+            "SELECT updated_at FROM sync_watermarks WHERE repository = lower(%s)", (repository,)
+        )
+        return rows[0]["updated_at"] if rows else None
+
+    def node_ids(self, repository: str, numbers: list[int]) -> dict[int, str]:
+        rows = self._rows(
+            f"{PULLS_OF} AND p.number = ANY(%s)",
+            (repository, numbers),
+        )
+        return {r["number"]: r["node_id"] for r in rows}
+
+    def pulls_in_window(
+        self, repository: str, since: datetime, until: datetime, missing_details: bool = False
+    ) -> dict[int, str]:
+        rows = self._rows(
+            f"{PULLS_OF} AND p.created_at >= %s AND p.created_at < %s "
+            + ("AND p.details_at IS NULL " if missing_details else "")
+            + "ORDER BY p.number",
+            (repository, since, until),
+        )
+        return {r["number"]: r["node_id"] for r in rows}
