@@ -67,17 +67,26 @@ def index_page(
 ) -> tuple[dict, list[dict], dict]:
     """One page of pull requests (core fields and labels): repository, nodes, pageInfo."""
     owner, name = split(repository)
-    data, _ = gh.graphql.query(
-        "RepositorySweep",
-        {
-            "owner": owner,
-            "name": name,
-            "first": first,
-            "after": after,
-            "field": field,
-            "direction": direction,
-        },
-    )
+    variables = {
+        "owner": owner,
+        "name": name,
+        "after": after,
+        "field": field,
+        "direction": direction,
+    }
+    while True:
+        try:
+            data, _ = gh.graphql.query(
+                "RepositorySweep", {**variables, "first": first}, retry=False
+            )
+            break
+        except ServerError as exc:
+            if first == 1:
+                raise QueryFailed(
+                    f"GraphQL kept failing (HTTP {exc.status}) listing pulls"
+                ) from None
+            first = max(1, first // 2)
+            log.info("GraphQL %s: shrinking the listing page to %d", exc.status, first)
     repo = data["repository"]
     connection = repo["pullRequests"]
     return repo, connection["nodes"], connection["pageInfo"]
@@ -195,7 +204,7 @@ def by_ids(
     while start < len(ids):
         chunk = ids[start : start + size]
         try:
-            data, _ = gh.graphql.query("PullRequestsByIds", {"ids": chunk, **flags})
+            data, _ = gh.graphql.query("PullRequestsByIds", {"ids": chunk, **flags}, retry=False)
         except ServerError as exc:
             if size == 1:
                 raise QueryFailed(

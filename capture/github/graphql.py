@@ -17,8 +17,8 @@ from graphql import (
     visit,
 )
 
-from capture.errors import NotFound, QueryFailed, RateLimited
-from capture.github.session import Session
+from capture.errors import NotFound, QueryFailed, RateLimited, ServerError
+from capture.github.session import SERVER_TRIES, Session
 
 
 @cache
@@ -74,14 +74,29 @@ class GraphQLClient:
         self.session = session
         self.url = url
 
-    def query(self, name: str, variables: dict[str, Any]) -> tuple[dict, list[dict]]:
+    def query(
+        self, name: str, variables: dict[str, Any], *, retry: bool = True
+    ) -> tuple[dict, list[dict]]:
         """Runs a named document; returns its data and any partial errors."""
-        return self.run(document(name), variables)
+        return self.run(document(name), variables, retry=retry)
 
-    def run(self, text: str, variables: dict[str, Any]) -> tuple[dict, list[dict]]:
-        response = self.session.request(
-            "POST", self.url, "graphql", json={"query": text, "variables": variables}
-        )
+    def run(
+        self, text: str, variables: dict[str, Any], *, retry: bool = True
+    ) -> tuple[dict, list[dict]]:
+        """Without `retry`, 502/504 raise ServerError at once (for callers that shrink the
+        page); with it, they are retried a bounded number of times, then QueryFailed."""
+        for tries in range(1, SERVER_TRIES + 1):
+            try:
+                response = self.session.request(
+                    "POST", self.url, "graphql", json={"query": text, "variables": variables}
+                )
+                break
+            except ServerError as exc:
+                if not retry:
+                    raise
+                if tries == SERVER_TRIES:
+                    raise QueryFailed(f"GraphQL answered HTTP {exc.status} {tries} times") from None
+                self.session.sleep(2**tries)
         meter = self.session.meter
         meter.graphql_calls += 1
         body = response.json()

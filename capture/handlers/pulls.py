@@ -8,6 +8,8 @@ nested GraphQL queries (or through REST), one stored transaction and checkpoint 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from capture import records
@@ -136,8 +138,12 @@ def node_ids(ctx: Context, numbers: list[int]) -> tuple[dict[int, str], list[int
         except NotFound:
             unknown.append(number)
             continue
+        pull = data["repository"]["pullRequest"]
+        if pull is None:  # GitHub: NOT_FOUND at repository.pullRequest, with data
+            unknown.append(number)
+            continue
         ctx.storage.write(Rows(repositories=[records.repository(data["repository"])]))
-        known[number] = data["repository"]["pullRequest"]["id"]
+        known[number] = pull["id"]
     return known, unknown
 
 
@@ -150,29 +156,20 @@ def capture_pulls(ctx: Context, numbers: list[int], parts: set[str]) -> Outcome:
     failed_items, done = 0, start
     if ctx.settings.force_rest:
         return _rest(ctx, numbers, start, parts)
-    try:
-        ids, unknown = node_ids(ctx, todo)
-        failed_items += len(unknown)
-        repo_id = ctx.storage.repository_id(job.repository)
-        ordered = [n for n in todo if n in ids]
-        chosen = [ids[n] for n in ordered]
-        for batch in by_ids(ctx.gh, chosen, parts, repo_id, ctx.settings.batch_size):
-            failed = rest_fallback(ctx.gh, job.repository, batch.failed, repo_id, batch.rows)
-            failed_items += len(failed)
-            ctx.storage.write(batch.rows)
-            done += len({p["id"] for p in batch.rows.pull_requests})
-            ctx.checkpoint(
-                done,
-                len(numbers),
-                f"details:{done}",
-                note=f"{failed_items} failed" if failed_items else "",
-            )
-    except QueryFailed as exc:
-        ctx.gh.meter.fallbacks.append(f"job through REST: {exc}")
-        log.warning("GraphQL cannot serve %s (%s); continuing through REST", job.id, exc)
-        return _rest(ctx, numbers, done, parts)
+    ids, unknown = node_ids(ctx, todo)
+    failed_items += len(unknown)
+    repo_id = ctx.storage.repository_id(job.repository)
+    chosen = [ids[n] for n in todo if n in ids]
+    for batch in by_ids(ctx.gh, chosen, parts, repo_id, ctx.settings.batch_size):
+        failed = rest_fallback(ctx.gh, job.repository, batch.failed, repo_id, batch.rows)
+        failed_items += len(failed)
+        ctx.storage.write(batch.rows)
+        done += len({p["id"] for p in batch.rows.pull_requests})
+        note = f"{failed_items} failed" if failed_items else ""
+        ctx.checkpoint(done, len(numbers), f"details:{done}", note=note)
+    done += len(unknown)
     return Outcome(
-        items=done,
+        items=done - failed_items,
         failed_items=failed_items,
         summary={"failed_items": failed_items, "fallbacks": ctx.gh.meter.fallbacks},
     )
@@ -203,6 +200,23 @@ def _rest(ctx: Context, numbers: list[int], start: int, parts: set[str]) -> Outc
 def run(ctx: Context) -> Outcome:
     if ctx.cursor == "children":
         return await_children(ctx)
+    try:
+        return _run(ctx)
+    except QueryFailed as exc:
+        if ctx.settings.force_rest:
+            raise
+        return through_rest(ctx, exc, _run)
+
+
+def through_rest(ctx: Context, exc: QueryFailed, again: Callable[[Context], Outcome]) -> Outcome:
+    """GraphQL cannot serve this job: count it, log it, and do the job through REST."""
+    ctx.gh.meter.fallbacks.append(f"job through REST: {exc}")
+    log.warning("GraphQL cannot serve job %s (%s); using REST", ctx.job.id, exc)
+    ctx.settings = replace(ctx.settings, force_rest=True)
+    return again(ctx)
+
+
+def _run(ctx: Context) -> Outcome:
     numbers = targets(ctx)
     if len(numbers) > ctx.settings.max_items and ctx.job.parent_id is None:
         return split(ctx, numbers)

@@ -52,3 +52,20 @@ def gh(sandbox) -> httpx.Client:
 
 def gql(client: httpx.Client, query: str, **variables) -> httpx.Response:
     return client.post("/graphql", json={"query": query, "variables": variables})
+
+
+@pytest.fixture
+def rigs(store, database_url, clock):
+    """Makes capture rigs on this test's database; closes their connections afterwards."""
+    from tests.capture.rig import make_rig
+
+    made = []
+
+    def make(world: World, **settings):
+        rig = make_rig(store, database_url, world, clock, **settings)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.storage.close()

@@ -1,0 +1,43 @@
+"""Capturing a two-year history of 2,000 pull requests: exactly the sandbox's data."""
+
+from __future__ import annotations
+
+import pytest
+
+from capture.sandbox import World
+from tests.capture.conftest import NOW
+from tests.capture.expected import counts, expected, stored
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def big_world() -> World:
+    world = World(seed=7, now=NOW)
+    world.add_repository("acme/widgets", 2000, 730)
+    return world
+
+
+@pytest.mark.parametrize("force_rest", [False, True], ids=["graphql", "rest"])
+def test_full_history_equals_the_sandbox_and_a_rerun_changes_nothing(
+    rigs, database_url, big_world, force_rest
+):
+    rig = rigs(big_world, max_items=5000, force_rest=force_rest)
+    job_id = rig.enqueue("historical-sync", days=731, trigger="backfill")
+    result = rig.run(job_id)
+    assert result.outcome == "completed", result
+    assert result.items == 2000
+    want = expected(big_world, "acme/widgets")
+    got = stored(database_url)
+    for table in want:
+        assert got[table] == want[table], table
+    assert counts(database_url)["pr_files"] > 10_000
+    ledger = rig.sandbox.ledger.summary("rest" if force_rest else "graphql")
+    if force_rest:
+        assert rig.sandbox.ledger.summary("graphql")["requests"] == 0
+    else:
+        assert ledger["points"] <= 100  # at most 50 points per 1,000 pull requests
+        assert rig.sandbox.ledger.summary("rest")["requests"] == 0
+    again = rig.enqueue("historical-sync", days=731, trigger="backfill", params={"run": 2})
+    assert rig.run(again).outcome == "completed"
+    assert stored(database_url) == got

@@ -1,0 +1,307 @@
+"""Capture jobs under faults, limits, splitting, increments and restarts."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from capture.sandbox import World
+from capture.sandbox.faults import Fault
+from jobstore.spec import JobSpec
+from tests.capture.conftest import NOW
+from tests.capture.expected import expected, stored
+from tests.capture.rig import TOKEN
+
+
+@pytest.fixture
+def world() -> World:  # each test may change it, so a fresh one (small: fast to build)
+    world = World(seed=11, now=NOW)
+    world.add_repository("acme/widgets", 150, 120)
+    return world
+
+
+def events(store, job_id) -> list[str]:
+    return [type(e).__name__ for e in store.history(job_id)]
+
+
+def assert_complete(world, url) -> None:
+    want, got = expected(world, "acme/widgets"), stored(url)
+    for table in want:
+        assert got[table] == want[table], table
+
+
+def test_a_502_burst_shrinks_the_page_and_the_job_still_completes(rigs, world, database_url):
+    rig = rigs(world)
+    rig.sandbox.faults.add("graphql:502:3")
+    result = rig.run(rig.enqueue("historical-sync", days=200))
+    assert result.outcome == "completed"
+    assert_complete(world, database_url)
+    statuses = [e.status for e in rig.sandbox.ledger.entries if e.kind == "graphql"]
+    assert statuses.count(502) == 3
+
+
+def test_repeated_502s_fall_back_to_rest_and_say_so(rigs, world, database_url):
+    rig = rigs(world)
+    rig.sandbox.faults.add(Fault("graphql", "502", count=50))
+    job_id = rig.enqueue("pr-reviews", pr_numbers=[1, 2, 3])
+    result = rig.run(job_id)
+    assert result.outcome == "completed"
+    assert rig.store.get(job_id).items == 3
+    assert rig.sandbox.ledger.summary("rest")["requests"] > 0
+    completed = rig.store.history(job_id)[-1]
+    assert completed.summary["fallbacks"] >= 1
+
+
+def test_secondary_limit_is_waited_out_as_retry_after_says(rigs, world, database_url):
+    rig = rigs(world)
+    rig.sandbox.faults.add("graphql:secondary:30s")
+    result = rig.run(rig.enqueue("historical-sync", days=200))
+    assert result.outcome == "completed"
+    assert rig.slept
+    assert rig.slept[0] == 31
+    assert_complete(world, database_url)
+
+
+def test_a_partial_error_on_one_pull_request_is_fetched_through_rest(rigs, world, database_url):
+    rig = rigs(world)
+    rig.sandbox.faults.add("graphql:partial:pr=7")
+    job_id = rig.enqueue("historical-sync", days=200)
+    assert rig.run(job_id).outcome == "completed"
+    assert_complete(world, database_url)
+    rest = [e.path for e in rig.sandbox.ledger.entries if e.kind == "rest"]
+    assert "/repos/acme/widgets/pulls/7/files" in rest
+    assert rig.store.history(job_id)[-1].summary["fallbacks"] == 1
+
+
+def test_budget_exhausted_midway_reschedules_at_the_reset_then_finishes(rigs, world, database_url):
+    rig = rigs(world, batch_size=20)
+    job_id = rig.enqueue("historical-sync", days=200)
+    rig.sandbox.options.tokens[TOKEN] = 6  # the index pass and a few batches, then nothing
+    first = rig.run(job_id)
+    assert first.outcome == "rescheduled"
+    job = rig.store.get(job_id)
+    assert job.status.value == "retry_scheduled"
+    assert job.failures == 0  # a rate limit is not a failure
+    assert job.not_before == NOW + timedelta(hours=1)
+    assert job.cursor.startswith("details:")
+    resumed_from = int(job.cursor.removeprefix("details:"))
+    assert 0 < resumed_from < 150
+    rig.sandbox.options.tokens[TOKEN] = 1_000_000
+    rig.retry_now(job_id)
+    assert rig.run(job_id).outcome == "completed"
+    assert_complete(world, database_url)
+    assert events(rig.store, job_id).count("Started") == 2
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_swept_and_the_retry_resumes_from_its_checkpoint(store, database_url):
+    """A real `bin/run-job` process, killed mid-job; the sweeper fails it as stale."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from capture.sandbox import Options, Sandbox
+    from tests.capture.rig import LOCAL
+    from tests.conftest import ROOT
+    from tests.jobstore.test_views import wait_for
+
+    world = World(seed=11)
+    world.add_repository("acme/widgets", 150, 120)
+    sandbox = Sandbox(world, Options(tokens={TOKEN: 100_000}, latency=0.03))
+    served = sandbox.serve()
+    spec = JobSpec.create("historical-sync", "acme/widgets", days=200)
+    job_id = store.enqueue(spec, decide=lambda s, t: LOCAL).job_id
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": served.url,
+        "GITHUB_GRAPHQL_URL": f"{served.url}/graphql",
+        "CAPTURE_BATCH_SIZE": "10",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bin" / "run-job"),
+            "--job-id",
+            str(job_id),
+            "--worker-id",
+            "doomed",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: (store.get(job_id).cursor or "").startswith("details:"), timeout=60)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    finally:
+        worker.kill() if worker.poll() is None else None
+    killed_at = store.get(job_id)
+    assert killed_at.status.value == "running"
+    checkpoint = int(killed_at.cursor.removeprefix("details:"))
+    assert 0 < checkpoint < 150
+    later = killed_at.last_event_at + timedelta(seconds=store.settings.lease("local") + 1)
+    assert store.sweep_stale(later) == [job_id]
+    store.route(job_id, LOCAL, later)
+    retry = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "run-job"), "--job-id", str(job_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    served.stop()
+    assert retry.returncode == 0, retry.stderr
+    assert store.get(job_id).status.value == "completed"
+    assert_complete(world, database_url)
+    started = [e for e in store.history(job_id) if type(e).__name__ == "Started"]
+    assert [e.attempt for e in started] == [1, 2]
+
+
+def test_not_found_fails_for_good_and_server_errors_are_retried(rigs, world):
+    rig = rigs(world)
+    gone = rig.enqueue("historical-sync", repository="acme/missing", days=10)
+    result = rig.run(gone)
+    assert result.outcome == "failed"
+    assert rig.store.get(gone).status.value == "failed"  # final: not retried
+    assert rig.store.history(gone)[-1].retryable is False
+    rig.sandbox.faults.add(Fault("graphql", "503", count=100), Fault("rest", "503", count=100))
+    flaky = rig.enqueue("pr-reviews", pr_numbers=[2])
+    assert rig.run(flaky).outcome == "failed"
+    assert rig.store.get(flaky).status.value == "retry_scheduled"
+
+
+def test_a_job_whose_items_all_failed_ends_failed(rigs, world):
+    rig = rigs(world)
+    job_id = rig.enqueue("pr-reviews", pr_numbers=[9001, 9002])
+    result = rig.run(job_id)
+    assert result.outcome == "failed"
+    assert rig.store.history(job_id)[-1].error_type == "items_failed"
+    assert rig.store.get(job_id).status.value == "failed"
+
+
+def test_a_missing_token_fails_at_start_with_a_clear_message(rigs, world):
+    from capture.config import Secret
+
+    rig = rigs(world)
+    rig.settings = rig.settings.__class__(**{**rig.settings.__dict__, "token": Secret("")})
+    from capture.github.client import connect
+
+    rig.github = lambda realtime: connect(rig.settings)  # type: ignore[method-assign]
+    job_id = rig.enqueue("pr-reviews", pr_numbers=[1])
+    result = rig.run(job_id)
+    assert result.outcome == "failed"
+    assert "GITHUB_TOKEN (or GH_TOKEN) is not set" in result.detail
+
+
+def test_large_windows_split_into_child_jobs_and_the_parent_waits_for_them(rigs, world):
+    rig = rigs(world, max_items=40)
+    parent = rig.enqueue("historical-sync", days=200, trigger="backfill")
+    assert rig.run(parent).outcome == "waiting"
+    children = rig.store.heads.children(parent)
+    assert len(children) == 4  # 150 pull requests, 40 per child
+    assert rig.run(parent).outcome == "lost"  # it is waiting, not routed
+    rig.retry_now(parent)
+    assert rig.run(parent).outcome == "waiting"  # children not done yet
+    for child in children:
+        assert rig.run(child).outcome == "completed"
+    rig.retry_now(parent)
+    assert rig.run(parent).outcome == "completed"
+    assert rig.store.get(parent).items == 150
+
+
+def test_repository_sync_is_incremental_from_its_watermark(rigs, world, database_url, clock):
+    rig = rigs(world)
+    first = rig.enqueue("repository-sync", trigger="scheduled")
+    assert rig.run(first).outcome == "completed"
+    assert rig.store.get(first).items == 150
+    clock.advance(hours=2)
+    world.add_pull_request("acme/widgets", clock())
+    old = next(
+        p
+        for p in world.repository("acme/widgets").pulls.values()
+        if p.author and p.author.kind == "User"
+    )
+    world.rename_user(old.author.database_id, "renamed-user")
+    world.edit_pull_request("acme/widgets", old.number, clock(), "An old pull request, edited")
+    second = rig.enqueue("repository-sync", trigger="scheduled", params={"run": 2})
+    assert rig.run(second).outcome == "completed"
+    assert rig.store.get(second).items == 2  # the new one and the edited old one
+    with psycopg.connect(database_url) as conn:
+        title = conn.execute(
+            "SELECT title FROM pull_requests WHERE number = %s", (old.number,)
+        ).fetchone()[0]
+        mark = conn.execute("SELECT updated_at FROM sync_watermarks").fetchone()[0]
+        logins = conn.execute(
+            "SELECT login FROM contributors WHERE id = %s", (old.author.database_id,)
+        ).fetchall()
+    assert title == "An old pull request, edited"
+    assert mark == clock.now.replace(microsecond=0)
+    assert logins == [("renamed-user",)]  # one row per GitHub id, login updated
+
+
+def test_repository_sync_over_a_window(rigs, world, database_url):
+    rig = rigs(world)
+    job_id = rig.enqueue("repository-sync", since=NOW - timedelta(days=30), until=NOW)
+    assert rig.run(job_id).outcome == "completed"
+    repo = world.repository("acme/widgets")
+    since = NOW - timedelta(days=30)
+    want = {p.number for p in repo.pulls.values() if p.created_at >= since or p.updated_at >= since}
+    with psycopg.connect(database_url) as conn:
+        got = {r[0] for r in conn.execute("SELECT number FROM pull_requests")}
+    assert got == want
+
+
+def test_pr_details_for_the_window_fills_only_what_is_missing(rigs, world, database_url):
+    rig = rigs(world)
+    rig.run(rig.enqueue("repository-sync", trigger="scheduled"))
+    job_id = rig.enqueue("pr-details", days=60)
+    assert rig.run(job_id).outcome == "completed"
+    with psycopg.connect(database_url) as conn:
+        filled = conn.execute("SELECT count(*) FROM pull_requests WHERE details_at IS NOT NULL")
+        assert filled.fetchone()[0] == rig.store.get(job_id).items > 0
+    again = rig.enqueue("pr-details", days=60, params={"run": 2})
+    assert rig.run(again).outcome == "completed"
+    assert rig.store.get(again).items == 0  # nothing missing any more
+
+
+def test_realtime_jobs_may_use_the_reserve_and_bulk_jobs_may_not(rigs, world):
+    rig = rigs(world, reserve=1_000_000 - 5)
+    bulk = rig.enqueue("pr-reviews", pr_numbers=[1], trigger="scheduled")
+    rig.sandbox.budgets.charge(TOKEN, "graphql", 10)  # leaves less than the reserve
+    gh = rig.github(realtime=False)
+    gh.session.budget.remaining["graphql"] = 1_000_000 - 10
+    assert rig.run(bulk).outcome == "rescheduled"
+    urgent = rig.enqueue("pr-reviews", pr_numbers=[2], trigger="manual")
+    assert rig.run(urgent).outcome == "completed"
+
+
+def test_the_token_never_appears_in_events_views_logs_or_errors(rigs, world, database_url, caplog):
+    caplog.set_level(logging.DEBUG)
+    rig = rigs(world)
+    rig.sandbox.faults.add("graphql:502:2", "graphql:partial:pr=5")
+    jobs = [
+        rig.enqueue("historical-sync", days=200),
+        rig.enqueue("historical-sync", repository="acme/missing", days=3),
+    ]
+    results = [rig.run(j) for j in jobs]
+    from jobstore import db, views
+
+    v = views.open_views(db.eventsourcing_env(database_url))
+    views.catch_up(rig.store, v)
+    v.close()
+    with psycopg.connect(database_url) as conn:
+        dump = [
+            str(row)
+            for table in ("jobs_events", "capture_jobs", "job_audit")
+            for row in conn.execute(f"SELECT * FROM {table}")
+        ]
+    haystack = "\n".join(dump + [caplog.text] + [repr(r) for r in results] + [repr(rig.settings)])
+    assert TOKEN not in haystack
+    assert TOKEN[4:20] not in haystack

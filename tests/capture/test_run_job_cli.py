@@ -1,0 +1,43 @@
+"""`bin/run-job --job-id`: exit codes, one-line errors, nothing written on bad input."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from capture.cli import run_job_command
+from tests.conftest import count_events
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--job-id", "00000000-0000-0000-0000-000000000000"], {}, "no job with id"),
+        (["--job-id", "nope"], {}, "no job with id nope"),
+        ([], {}, "Missing option '--job-id'"),
+        (["--job-id", "x", "--attempt", "0"], {}, "Invalid value for '--attempt'"),
+        (["--job-id", "x", "--lane", "cloud"], {}, "Invalid value for '--lane'"),
+        (["--job-id", "x"], {"CAPTURE_BATCH_SIZE": "lots"}, "CAPTURE_BATCH_SIZE must be"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(database_url, store, args, env, message):
+    before = count_events(database_url)
+    result = CliRunner().invoke(run_job_command, args, env={"DATABASE_URL": database_url, **env})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert count_events(database_url) == before
+
+
+def test_a_job_without_a_token_fails_cleanly_with_exit_1(database_url, store):
+    from jobstore.spec import JobSpec
+
+    job_id = store.enqueue(
+        JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1]),
+        decide=lambda s, t: ("local", "explicit", "test"),
+    ).job_id
+    env = {"DATABASE_URL": database_url, "GITHUB_TOKEN": "", "GH_TOKEN": ""}
+    result = CliRunner().invoke(run_job_command, ["--job-id", str(job_id)], env=env)
+    assert result.exit_code == 1
+    assert "GITHUB_TOKEN (or GH_TOKEN) is not set" in result.output
+    assert store.get(job_id).status.value == "failed"
