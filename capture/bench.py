@@ -1,0 +1,154 @@
+"""`bin/bench capture`: API points and requests per 1,000 fully captured pull requests,
+GraphQL against REST-only in one run, wall time with sandbox latency, and peak memory."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import httpx
+
+from capture.config import CaptureSettings, Secret
+from capture.github.client import GitHub
+from capture.runner import run_job
+from capture.sandbox import Options, Sandbox, World
+from capture.storage import Storage
+from jobstore import config, db
+from jobstore.bench import bench, scratch_database
+from jobstore.spec import JobSpec
+
+TOKEN = "bench-token"
+REPO = "acme/widgets"
+
+
+def capture_once(url: str, settings: CaptureSettings, client: httpx.Client) -> dict[str, Any]:
+    """One full-history historical-sync job on a migrated database; its result."""
+    store = db.open_store(config.Settings(pool_size=2), url=url)
+    storage = Storage(url)
+    spec = JobSpec.create("historical-sync", REPO, days=3650, trigger="backfill")
+    job_id = store.enqueue(spec, decide=lambda s, t: ("local", "explicit", "bench")).job_id
+    start = time.perf_counter()
+    result = run_job(
+        store,
+        job_id,
+        worker="bench",
+        storage=storage,
+        settings=settings,
+        github=lambda realtime: GitHub(client, settings, realtime=realtime),
+    )
+    wall = time.perf_counter() - start
+    storage.close()
+    store.close()
+    if result.outcome != "completed":
+        raise click.ClickException(f"capture did not complete: {result.outcome} {result.detail}")
+    return {"items": result.items, "wall_s": wall}
+
+
+def settings_for(base_url: str, force_rest: bool = False) -> CaptureSettings:
+    return CaptureSettings(
+        token=Secret(TOKEN),
+        api_url=base_url,
+        graphql_url=f"{base_url}/graphql",
+        max_items=1_000_000,
+        force_rest=force_rest,
+    )
+
+
+def in_process(world: World, url: str, force_rest: bool) -> dict[str, Any]:
+    sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}))
+    client = httpx.Client(
+        transport=sandbox.transport(), headers={"authorization": f"Bearer {TOKEN}"}
+    )
+    # A secondary limit would make the REST run wait (sleeping 60 s at a time): the
+    # benchmark counts requests, so the per-minute limit is lifted for it.
+    from capture.sandbox import limits
+
+    saved, limits.PER_MINUTE["core"] = limits.PER_MINUTE["core"], 10**9
+    try:
+        outcome = capture_once(url, settings_for("http://sandbox.invalid", force_rest), client)
+    finally:
+        limits.PER_MINUTE["core"] = saved
+    kind = "rest" if force_rest else "graphql"
+    return {**outcome, **sandbox.ledger.summary(kind)}
+
+
+def child_capture(url: str, base_url: str, result: Any) -> None:
+    client = httpx.Client(headers={"authorization": f"Bearer {TOKEN}"}, timeout=120)
+    outcome = capture_once(url, settings_for(base_url), client)
+    outcome["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.put(outcome)
+
+
+def over_http(world: World, url: str, latency: float) -> dict[str, Any]:
+    """The capture in its own process against the sandbox over HTTP: wall time and memory."""
+    sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}, latency=latency))
+    served = sandbox.serve()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=child_capture, args=(url, served.url, queue))
+    process.start()
+    outcome = queue.get(timeout=3600)
+    process.join()
+    served.stop()
+    return {**outcome, **sandbox.ledger.summary("graphql")}
+
+
+@bench.command()
+@click.option("--prs", default=1000, show_default=True, type=click.IntRange(100, 100_000))
+@click.option("--latency-ms", default=100.0, show_default=True, type=click.FloatRange(0, 5000))
+@click.option(
+    "--memory-prs",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(100, 100_000),
+    help="Pull requests captured over HTTP in a child process, for wall time and memory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
+def capture(prs: int, latency_ms: float, memory_prs: int, as_json: bool) -> None:
+    """Points per 1,000 pull requests, GraphQL against REST-only; wall time; peak memory."""
+    now = datetime.now(UTC)
+    world = World(seed=7, now=now)
+    world.add_repository(REPO, prs, 730)
+    server = db.database_url(config.load())
+    runs = {}
+    for path, force_rest in (("graphql", False), ("rest", True)):
+        with scratch_database(server, f"capture_{path}") as url:
+            db.migrate(url)
+            runs[path] = in_process(world, url, force_rest)
+    big = World(seed=8, now=now)
+    big.add_repository(REPO, memory_prs, 730)
+    with scratch_database(server, "capture_http") as url:
+        db.migrate(url)
+        http = over_http(big, url, latency_ms / 1000)
+    per = 1000 / prs
+    result = {
+        "prs": prs,
+        "graphql_points_per_1000_prs": round(runs["graphql"]["points"] * per, 1),
+        "graphql_requests_per_1000_prs": round(runs["graphql"]["requests"] * per, 1),
+        "rest_points_per_1000_prs": round(runs["rest"]["points"] * per, 1),
+        "rest_requests_per_1000_prs": round(runs["rest"]["requests"] * per, 1),
+        "ratio": round(runs["rest"]["points"] / max(runs["graphql"]["points"], 1), 1),
+        "wall_s": round(http["wall_s"], 2),
+        "wall_prs": memory_prs,
+        "wall_latency_ms": latency_ms,
+        "wall_graphql_requests": http["requests"],
+        "peak_rss_mb": round(http["peak_rss_mb"], 1),
+    }
+    click.echo(f"{'path':10} {'points/1000 PRs':>16} {'requests/1000 PRs':>18}")
+    for path in ("graphql", "rest"):
+        click.echo(
+            f"{path:10} {result[f'{path}_points_per_1000_prs']:>16} "
+            f"{result[f'{path}_requests_per_1000_prs']:>18}"
+        )
+    click.echo(f"REST-only uses {result['ratio']}x the points of GraphQL")
+    click.echo(
+        f"{memory_prs:,} PRs over HTTP with {latency_ms:g} ms latency: {result['wall_s']} s, "
+        f"{result['wall_graphql_requests']} GraphQL requests, peak RSS {result['peak_rss_mb']} MB"
+    )
+    if as_json:
+        click.echo(json.dumps(result))
