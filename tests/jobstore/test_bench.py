@@ -29,9 +29,10 @@ def test_bench_store_prints_a_table_and_a_json_line(server_url, monkeypatch):
 def test_bench_projections_reports_rebuild_rate_and_lag(server_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", server_url)
     result = CliRunner().invoke(
-        bench, ["projections", "--events", "1000", "--samples", "10", "--json"],
+        bench,
+        ["projections", "--events", "1000", "--samples", "10", "--json"],
         catch_exceptions=False,
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.output.strip().splitlines()[-1])
     assert numbers["events"] >= 1000
