@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,22 @@ def split(owner_name: str) -> tuple[str, str]:
 # GraphQL.
 
 
+def query_shrinking(
+    gh: GitHub, name: str, variables: Callable[[int], dict], size: int, what: str
+) -> tuple[dict, int]:
+    """Runs `name` for `size` items, halving `size` on 502/504 (GitHub's advice for heavy
+    queries); QueryFailed once even one item fails. Returns the data and the size used."""
+    while True:
+        try:
+            data, _ = gh.graphql.query(name, variables(size), retry=False)
+            return data, size
+        except ServerError as exc:
+            if size == 1:
+                raise QueryFailed(f"GraphQL kept failing (HTTP {exc.status}) {what}") from None
+            size = max(1, size // 2)
+            log.info("GraphQL %s while %s: page size now %d", exc.status, what, size)
+
+
 def index_page(
     gh: GitHub, repository: str, after: str | None, field: str, direction: str, first: int = 100
 ) -> tuple[dict, list[dict], dict]:
@@ -74,19 +90,9 @@ def index_page(
         "field": field,
         "direction": direction,
     }
-    while True:
-        try:
-            data, _ = gh.graphql.query(
-                "RepositorySweep", {**variables, "first": first}, retry=False
-            )
-            break
-        except ServerError as exc:
-            if first == 1:
-                raise QueryFailed(
-                    f"GraphQL kept failing (HTTP {exc.status}) listing pulls"
-                ) from None
-            first = max(1, first // 2)
-            log.info("GraphQL %s: shrinking the listing page to %d", exc.status, first)
+    data, _ = query_shrinking(
+        gh, "RepositorySweep", lambda n: {**variables, "first": n}, first, "listing pull requests"
+    )
     repo = data["repository"]
     connection = repo["pullRequests"]
     return repo, connection["nodes"], connection["pageInfo"]
@@ -202,21 +208,19 @@ def by_ids(
     flags = {part: part in parts for part in PARTS}
     start, full = 0, size
     while start < len(ids):
+        data, size = query_shrinking(
+            gh,
+            "PullRequestsByIds",
+            lambda n, at=start: {"ids": ids[at : at + n], **flags},
+            size,
+            "fetching pull requests",
+        )
         chunk = ids[start : start + size]
-        try:
-            data, _ = gh.graphql.query("PullRequestsByIds", {"ids": chunk, **flags}, retry=False)
-        except ServerError as exc:
-            if size == 1:
-                raise QueryFailed(
-                    f"GraphQL kept failing (HTTP {exc.status}) at one pull request"
-                ) from None
-            size = max(1, size // 2)
-            log.info("GraphQL %s: shrinking the page to %d", exc.status, size)
-            continue
         rows, pending, failed = Rows(), [], []
         for node in data["nodes"]:
             if node is not None:
                 collect(rows, node, repo_id, pending, failed)
+        del data  # the rows hold what is needed; the response tree can go before the next call
         fetch_pages(gh, rows, pending, failed)
         start += len(chunk)
         size = min(full, size * 2)

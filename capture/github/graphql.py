@@ -100,6 +100,7 @@ class GraphQLClient:
         meter = self.session.meter
         meter.graphql_calls += 1
         body = response.json()
+        response.close()
         errors = body.get("errors") or []
         data = body.get("data") or {}
         cost = (data.get("rateLimit") or {}).get("cost")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from capture.config import CaptureSettings
+from capture.errors import QueryFailed
 from capture.github.client import GitHub
 from capture.storage import Storage
 from jobstore.domain import Job
 from jobstore.store import JobStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,6 +75,20 @@ def handler(name: str, lanes: tuple[str, ...] = ("inngest", "github_actions", "l
         return run
 
     return register
+
+
+def with_rest_fallback(ctx: Context, work: Callable[[Context], Outcome]) -> Outcome:
+    """Runs `work` through GraphQL; if GraphQL cannot serve it, counts, logs and reruns it
+    through REST (idempotent: rows are upserted)."""
+    try:
+        return work(ctx)
+    except QueryFailed as exc:
+        if ctx.settings.force_rest:
+            raise
+        ctx.gh.meter.fallbacks.append(f"job through REST: {exc}")
+        log.warning("GraphQL cannot serve job %s (%s); using REST", ctx.job.id, exc)
+        ctx.settings = replace(ctx.settings, force_rest=True)
+        return work(ctx)
 
 
 def load() -> dict[str, Handler]:

@@ -8,8 +8,6 @@ nested GraphQL queries (or through REST), one stored transaction and checkpoint 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from capture import records
@@ -22,8 +20,8 @@ from capture.collect import (
     rest_index,
     rest_pull,
 )
-from capture.errors import ItemsFailed, NotFound, QueryFailed
-from capture.handlers import Context, Outcome, handler
+from capture.errors import ItemsFailed, NotFound
+from capture.handlers import Context, Outcome, handler, with_rest_fallback
 from capture.records import Rows, when
 from jobstore.spec import JobSpec
 
@@ -200,20 +198,7 @@ def _rest(ctx: Context, numbers: list[int], start: int, parts: set[str]) -> Outc
 def run(ctx: Context) -> Outcome:
     if ctx.cursor == "children":
         return await_children(ctx)
-    try:
-        return _run(ctx)
-    except QueryFailed as exc:
-        if ctx.settings.force_rest:
-            raise
-        return through_rest(ctx, exc, _run)
-
-
-def through_rest(ctx: Context, exc: QueryFailed, again: Callable[[Context], Outcome]) -> Outcome:
-    """GraphQL cannot serve this job: count it, log it, and do the job through REST."""
-    ctx.gh.meter.fallbacks.append(f"job through REST: {exc}")
-    log.warning("GraphQL cannot serve job %s (%s); using REST", ctx.job.id, exc)
-    ctx.settings = replace(ctx.settings, force_rest=True)
-    return again(ctx)
+    return with_rest_fallback(ctx, _run)
 
 
 def _run(ctx: Context) -> Outcome:

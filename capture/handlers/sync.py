@@ -7,8 +7,7 @@ from datetime import datetime
 
 from capture import records
 from capture.collect import collect, fetch_pages, index_page, rest_index
-from capture.errors import QueryFailed
-from capture.handlers import Context, Outcome, handler
+from capture.handlers import Context, Outcome, handler, with_rest_fallback
 from capture.records import Rows, when
 
 
@@ -32,14 +31,7 @@ def _included(
 @handler("repository-sync")
 def repository_sync(ctx: Context) -> Outcome:
     """Core fields, author and labels of pull requests; incremental without a window."""
-    try:
-        return _sync(ctx)
-    except QueryFailed as exc:
-        if ctx.settings.force_rest:
-            raise
-        from capture.handlers.pulls import through_rest
-
-        return through_rest(ctx, exc, _sync)
+    return with_rest_fallback(ctx, _sync)
 
 
 def _sync(ctx: Context) -> Outcome:
