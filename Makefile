@@ -24,7 +24,9 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	$(BIN)/python bin/bench store
+	$(BIN)/python bin/bench store --json
+	$(BIN)/python bin/bench projections --json
+	$(BIN)/python bin/bench capture --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
