@@ -4,11 +4,13 @@ GraphQL against REST-only in one run, wall time with sandbox latency, and peak m
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import resource
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +25,7 @@ from jobstore import config, db
 from jobstore.bench import bench, scratch_database
 from jobstore.spec import JobSpec
 
+log = logging.getLogger(__name__)
 TOKEN = "bench-token"
 REPO = "acme/widgets"
 
@@ -93,6 +96,17 @@ def in_process(world: World, url: str, force_rest: bool) -> dict[str, Any]:
     return {**outcome, **sandbox.ledger.summary(kind)}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: on Linux ru_maxrss
+    survives exec, so a spawned child would report its parent's peak at fork time."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def runner_process(url: str, base_url: str, job_id: str, result: Any) -> None:
     """One runner: one job attempt in a fresh process, as a matrix leg or a worker would."""
     settings = settings_for(base_url)
@@ -109,7 +123,7 @@ def runner_process(url: str, base_url: str, job_id: str, result: Any) -> None:
     )
     storage.close()
     store.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     result.put(
         {
             "outcome": outcome.outcome,
@@ -139,6 +153,12 @@ def over_http(world: World, url: str, latency: float) -> dict[str, Any]:
         outcome = queue.get(timeout=3600)
         process.join()
         runs.append(outcome)
+        log.info(
+            "runner %d (%s): peak RSS %.1f MB",
+            len(runs),
+            outcome["outcome"],
+            outcome["peak_rss_mb"],
+        )
         return outcome
 
     start = time.perf_counter()
