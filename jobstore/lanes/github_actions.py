@@ -1,0 +1,84 @@
+"""The GitHub Actions lane: workflow_dispatch of the capture workflow with the job id."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from uuid import UUID
+
+import httpx
+
+from jobstore.lanes import DispatchError
+
+MAX_INPUTS = 25
+MAX_PAYLOAD = 65_535
+
+
+class ActionsLane:
+    """POST /repos/{repo}/actions/workflows/{file}/dispatches; 200 gives the run, 204 is
+    found by its run-name, 400 retries without the field. The workflow's run-name must
+    contain the job id and "#<attempt>" (for example "capture <job id> #<attempt>")."""
+
+    name = "github_actions"
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        api_url: str,
+        repository: str,
+        workflow: str,
+        ref: str = "main",
+        declared: set[str] | None = None,
+    ) -> None:
+        if not repository:
+            raise DispatchError("no workflow repository configured: the Actions lane is down")
+        self.client = client
+        self.base = f"{api_url.rstrip('/')}/repos/{repository}/actions"
+        self.workflow = workflow
+        self.ref = ref
+        self.declared = declared
+
+    def inputs(self, job_id: UUID, attempt: int) -> dict[str, str]:
+        inputs = {"job_id": str(job_id), "attempt": str(attempt)}
+        if self.declared is not None and set(inputs) - self.declared:
+            missing = sorted(set(inputs) - self.declared)
+            raise DispatchError(f"workflow {self.workflow} does not declare inputs {missing}")
+        if len(inputs) > MAX_INPUTS or len(json.dumps(inputs)) > MAX_PAYLOAD:
+            raise DispatchError("workflow inputs exceed GitHub's limits")
+        return inputs
+
+    def send(self, job_id: UUID, attempt: int) -> str:
+        body = {"ref": self.ref, "inputs": self.inputs(job_id, attempt), "return_run_details": True}
+        url = f"{self.base}/workflows/{self.workflow}/dispatches"
+        response = self._post(url, body)
+        if response.status_code == 400:  # an older Enterprise server: no return_run_details
+            body.pop("return_run_details")
+            response = self._post(url, body)
+        if response.status_code == 200:
+            run = response.json()
+            return f"{run['workflow_run_id']} {run['html_url']}"
+        if response.status_code == 204:
+            return self._find_run(job_id, attempt)
+        message = ""
+        with contextlib.suppress(ValueError):  # a non-JSON error page still fails the dispatch
+            message = response.json().get("message", "")
+        raise DispatchError(f"Actions answered HTTP {response.status_code}: {message}"[:300])
+
+    def _post(self, url: str, body: dict) -> httpx.Response:
+        try:
+            return self.client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise DispatchError(f"GitHub unreachable: {type(exc).__name__}") from None
+
+    def _find_run(self, job_id: UUID, attempt: int) -> str:
+        try:
+            response = self.client.get(f"{self.base}/runs", params={"event": "workflow_dispatch"})
+        except httpx.HTTPError as exc:
+            raise DispatchError(f"GitHub unreachable: {type(exc).__name__}") from None
+        for run in response.json().get("workflow_runs", []):
+            if (
+                str(job_id) in run.get("display_title", "")
+                and f"#{attempt}" in run["display_title"]
+            ):
+                return f"{run['id']} {run['html_url']}"
+        return f"pending-run-for-{job_id}-{attempt}"  # dispatched; the run id is not known yet
