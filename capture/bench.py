@@ -28,6 +28,29 @@ from jobstore.spec import JobSpec
 log = logging.getLogger(__name__)
 TOKEN = "bench-token"
 REPO = "acme/widgets"
+LOCAL_ROUTE = ("local", "explicit", "bench")
+
+
+def enqueue_history(store: Any) -> Any:
+    """The benchmark's job: the repository's whole history, run on the local lane."""
+    spec = JobSpec.create("historical-sync", REPO, days=3650, trigger="backfill")
+    return store.enqueue(spec, decide=lambda s, t: LOCAL_ROUTE).job_id
+
+
+def run_family(store: Any, parent: Any, run: Callable[[Any], tuple[str, Any]]) -> Any:
+    """Runs the job, then the child jobs it split into, then the job again, as a worker
+    would; `run` returns (outcome, details). Returns the final details."""
+    outcome, details = run(parent)
+    if outcome == "waiting":
+        for child in store.heads.children(parent):
+            child_outcome, child_details = run(child)
+            if child_outcome != "completed":
+                raise click.ClickException(f"child job {child}: {child_details}")
+        store.route(parent, LOCAL_ROUTE)
+        outcome, details = run(parent)
+    if outcome != "completed":
+        raise click.ClickException(f"capture did not complete: {details}")
+    return details
 
 
 def capture_once(
@@ -37,11 +60,10 @@ def capture_once(
     process one after another) on a migrated database."""
     store = db.open_store(config.Settings(pool_size=2), url=url)
     storage = Storage(url)
-    spec = JobSpec.create("historical-sync", REPO, days=3650, trigger="backfill")
-    job_id = store.enqueue(spec, decide=lambda s, t: ("local", "explicit", "bench")).job_id
+    job_id = enqueue_history(store)
 
-    def run(job: Any) -> Any:
-        return run_job(
+    def run(job: Any) -> tuple[str, Any]:
+        result = run_job(
             store,
             job,
             worker="bench",
@@ -49,21 +71,15 @@ def capture_once(
             settings=settings,
             github=lambda realtime: GitHub(client(), settings, realtime=realtime),
         )
+        return result.outcome, result
 
     start = time.perf_counter()
-    result = run(job_id)
-    if result.outcome == "waiting":  # split into child jobs: run them, as a local worker would
-        for child in store.heads.children(job_id):
-            done = run(child)
-            if done.outcome != "completed":
-                raise click.ClickException(f"child job {child}: {done.outcome} {done.detail}")
-        store.route(job_id, ("local", "explicit", "bench"))
-        result = run(job_id)
+    try:
+        result = run_family(store, job_id, run)
+    finally:
+        storage.close()
+        store.close()
     wall = time.perf_counter() - start
-    storage.close()
-    store.close()
-    if result.outcome != "completed":
-        raise click.ClickException(f"capture did not complete: {result.outcome} {result.detail}")
     return {"items": result.items, "wall_s": wall}
 
 
@@ -142,11 +158,10 @@ def over_http(world: World, url: str, latency: float) -> dict[str, Any]:
     served = sandbox.serve()
     ctx = multiprocessing.get_context("spawn")
     store = db.open_store(config.Settings(pool_size=2), url=url)
-    spec = JobSpec.create("historical-sync", REPO, days=3650, trigger="backfill")
-    parent = store.enqueue(spec, decide=lambda s, t: ("local", "explicit", "bench")).job_id
+    parent = enqueue_history(store)
     runs: list[dict] = []
 
-    def run(job_id: Any) -> dict:
+    def run(job_id: Any) -> tuple[str, dict]:
         queue = ctx.Queue()
         process = ctx.Process(target=runner_process, args=(url, served.url, str(job_id), queue))
         process.start()
@@ -159,21 +174,15 @@ def over_http(world: World, url: str, latency: float) -> dict[str, Any]:
             outcome["outcome"],
             outcome["peak_rss_mb"],
         )
-        return outcome
+        return outcome["outcome"], outcome
 
     start = time.perf_counter()
-    first = run(parent)
-    if first["outcome"] == "waiting":
-        for child in store.heads.children(parent):
-            if run(child)["outcome"] != "completed":
-                raise click.ClickException(f"child job {child}: {runs[-1]}")
-        store.route(parent, ("local", "explicit", "bench"))
-        first = run(parent)
+    try:
+        first = run_family(store, parent, run)
+    finally:
+        store.close()
+        served.stop()
     wall = time.perf_counter() - start
-    store.close()
-    served.stop()
-    if first["outcome"] != "completed":
-        raise click.ClickException(f"capture did not complete: {first}")
     return {
         "items": first["items"],
         "wall_s": wall,

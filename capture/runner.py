@@ -56,25 +56,19 @@ def run_job(
     if not claim.won:
         return Result(claim.job_id, "lost", claim.reason)
     job = store.get(claim.job_id)
+
+    def failed(kind: str, message: str, retryable: bool = True, points: int = 0) -> Result:
+        store.fail(job.id, kind, message, retryable=retryable, attempt=job.attempt, now=now())
+        return Result(job.id, "failed", message, points=points)
+
     handlers = load()
     entry = handlers.get(job.job_type)
     if entry is None:
-        store.fail(
-            job.id,
-            "unknown_job_type",
-            f"no handler for {job.job_type!r}",
-            retryable=False,
-            attempt=job.attempt,
-            now=now(),
-        )
-        return Result(job.id, "failed", f"unknown job type {job.job_type}")
+        return failed("unknown_job_type", f"no handler for {job.job_type!r}", retryable=False)
     try:
         gh = github(job.lane == "inngest" or job.trigger == "manual")
     except ConfigError as exc:
-        store.fail(
-            job.id, "config_error", str(exc), retryable=False, attempt=job.attempt, now=now()
-        )
-        return Result(job.id, "failed", str(exc))
+        return failed("config_error", str(exc), retryable=False)
     ctx = Context(store, job, gh, storage, settings, now)
     try:
         outcome = entry.run(ctx)
@@ -83,21 +77,10 @@ def run_job(
         store.reschedule(job.id, exc.reset_at, attempt=job.attempt, now=now())
         return Result(job.id, "rescheduled", str(exc), points=gh.meter.points)
     except CaptureError as exc:
-        store.fail(
-            job.id,
-            error_type(exc),
-            str(exc),
-            retryable=exc.retryable,
-            attempt=job.attempt,
-            now=now(),
-        )
-        return Result(job.id, "failed", str(exc), points=gh.meter.points)
+        return failed(error_type(exc), str(exc), exc.retryable, gh.meter.points)
     except Exception as exc:  # a bug in a handler must still end the attempt, with its name
         log.exception("job %s crashed", job.id)
-        store.fail(
-            job.id, "internal", f"{type(exc).__name__}: {exc}", attempt=job.attempt, now=now()
-        )
-        return Result(job.id, "failed", f"{type(exc).__name__}: {exc}", points=gh.meter.points)
+        return failed("internal", f"{type(exc).__name__}: {exc}", points=gh.meter.points)
     finally:
         gh.close()
     points = gh.meter.points - ctx.points_reported
@@ -105,15 +88,8 @@ def run_job(
         store.reschedule(job.id, outcome.wait_until, attempt=job.attempt, now=now())
         return Result(job.id, "waiting", "waiting for child jobs", points=gh.meter.points)
     if outcome.items == 0 and outcome.failed_items > 0:
-        store.fail(
-            job.id,
-            "items_failed",
-            f"all {outcome.failed_items} items failed",
-            retryable=False,
-            attempt=job.attempt,
-            now=now(),
-        )
-        return Result(job.id, "failed", "all items failed", points=gh.meter.points)
+        message = f"all {outcome.failed_items} items failed"
+        return failed("items_failed", message, retryable=False, points=gh.meter.points)
     summary = {
         **outcome.summary,
         "graphql_points": gh.meter.graphql_points,
