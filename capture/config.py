@@ -7,24 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from capture.errors import ConfigError
+from jobstore.config import Secret
 
-
-class Secret:
-    """A token that never shows itself in a repr, a log line or an exception."""
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
+__all__ = ["CaptureSettings", "Secret", "load"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""`bin/enqueue`: validates a job request, enqueues it and records the route the router chose."""
+"""`bin/enqueue`: validates a job request, enqueues it, records the route the router chose
+and hands the job to its lane (falling back when the lane is down)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
+from capture.dispatching import dispatcher
 from capture.handlers import load
+from jobstore.actions_report import ActionsReport
 from jobstore.clikit import Command, IsoTime, echo_json, errors, session
 from jobstore.routing import LANES, decide
 from jobstore.spec import PRIORITIES, TRIGGERS, JobSpec
@@ -50,7 +53,7 @@ def enqueue(
     params: str | None,
     as_json: bool,
 ) -> None:
-    """Validate, enqueue and route a capture job; print its id, lane and why."""
+    """Validate, enqueue, route and dispatch a capture job; print its id, lane and why."""
     ctx = click.get_current_context()
     now = datetime.now(UTC)
     capable = load()[job_type].lanes
@@ -68,9 +71,20 @@ def enqueue(
             dedupe_key=dedupe_key,
             params=params,
         )
-        route = decide(spec, now, lane=None if lane == "auto" else lane, capable=capable)
-        result = session(ctx).store.enqueue(spec, now, decide=lambda s, t: route.as_decision())
-    job = session(ctx).store.get(result.job_id)
+        s = session(ctx)
+        lanes = dispatcher(s)
+        down = lanes.down(now)
+        route = decide(
+            spec,
+            now,
+            s.settings.routing,
+            lane=None if lane == "auto" else lane,
+            capable=capable,
+            down=set(down),
+        )
+        result = s.store.enqueue(spec, now, decide=lambda _s, _t: route.as_decision())
+        sent = lanes.send(result.job_id, now, down) if result.created else None
+    job = s.store.get(result.job_id)
     document = {
         "job_id": job.id,
         "created": result.created,
@@ -78,10 +92,27 @@ def enqueue(
         "rule": job.rule,
         "reason": job.reason,
         "status": job.status.value,
+        "priority": job.priority,
+        "dispatched": job.status.value == "dispatched",
+        "dispatch": sent.detail if sent else None,
     }
+    report = ActionsReport()
+    report.outputs({"job_id": str(job.id), "lane": job.lane, "status": job.status.value})
+    report.summary(
+        "Enqueued",
+        ["job", "type", "repository", "lane", "rule", "status"],
+        [[job.id, job.job_type, job.repository, job.lane, job.rule, job.status.value]],
+    )
+    if sent is not None and not sent.ok:
+        report.warning(f"job {job.id} not dispatched yet: {sent.detail}", "dispatch")
     if as_json:
         echo_json(document)
-    elif result.created:
-        click.echo(f"job {job.id} routed to {job.lane} ({job.rule}: {job.reason})")
-    else:
+        return
+    if not result.created:
         click.echo(f"job {job.id} is already {job.status.value} on {job.lane} (same dedupe key)")
+        return
+    click.echo(f"job {job.id} routed to {job.lane} ({job.rule}: {job.reason})")
+    if sent is not None and sent.ok:
+        click.echo(f"  {'queued for' if job.lane == 'local' else 'dispatched:'} {sent.detail}")
+    elif sent is not None:
+        click.echo(f"  not dispatched yet: {sent.detail}; `bin/jobs sweep` retries it", err=True)

@@ -58,7 +58,10 @@ def run_job(
     job = store.get(claim.job_id)
 
     def failed(kind: str, message: str, retryable: bool = True, points: int = 0) -> Result:
-        store.fail(job.id, kind, message, retryable=retryable, attempt=job.attempt, now=now())
+        ended = store.fail(
+            job.id, kind, message, retryable=retryable, attempt=job.attempt, now=now()
+        )
+        store.wake_parent(ended, now())
         return Result(job.id, "failed", message, points=points)
 
     handlers = load()
@@ -96,7 +99,8 @@ def run_job(
         "rest_requests": gh.meter.rest_points,
         "fallbacks": len(gh.meter.fallbacks),
     }
-    store.complete(
+    ended = store.complete(
         job.id, outcome.items, api_points=points, summary=summary, attempt=job.attempt, now=now()
     )
+    store.wake_parent(ended, now())
     return Result(job.id, "completed", items=outcome.items, points=gh.meter.points)

@@ -54,7 +54,11 @@ class Session:
         self._settings = settings
         self._store: JobStore | None = None
         self._views: JobViews | None = None
+        self._closers: list[Callable[[], object]] = []
         self.url: str | None = None
+
+    def on_close(self, closer: Callable[[], object]) -> None:
+        self._closers.append(closer)
 
     @property
     def settings(self) -> config.Settings:
@@ -84,6 +88,8 @@ class Session:
     def close(self) -> None:
         """Brings the views up to date (so they are current when the script returns)."""
         try:
+            for closer in reversed(self._closers):
+                closer()
             if self._store is not None:
                 self.catch_up()
         finally:

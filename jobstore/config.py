@@ -10,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 from jobstore.errors import ConfigError
+from jobstore.routing import LANES as ROUTABLE
+from jobstore.routing import HealthConfig, RoutingConfig
 
 LANES = ("inngest", "github_actions", "local")
 
@@ -18,6 +20,45 @@ LANES = ("inngest", "github_actions", "local")
 DEFAULT_LEASES = {"inngest": 300.0, "github_actions": 1800.0, "local": 300.0}
 # A dispatched job not started within this is a failed dispatch (the lane dropped it).
 DEFAULT_START_DEADLINES = {"inngest": 120.0, "github_actions": 900.0, "local": 60.0}
+
+
+class Secret:
+    """A token or key that never shows itself in a repr, a log line or an exception."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+# Job types whose runs use a workflow of their own (it plans child jobs and fans out).
+DEFAULT_WORKFLOWS = {"historical-sync": "historical-sync.yml"}
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    """Where the dispatching lanes are: Inngest's Event API and the Actions workflows."""
+
+    inngest_event_key: Secret = field(default_factory=lambda: Secret(""))
+    inngest_event_api: str = "https://inn.gs"
+    github_token: Secret = field(default_factory=lambda: Secret(""))
+    github_api_url: str = "https://api.github.com"
+    actions_repository: str = ""  # owner/name holding .github/workflows
+    actions_ref: str = "main"
+    actions_workflow: str = "capture-job.yml"
+    actions_workflows: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_WORKFLOWS))
+
+    def workflow_for(self, job_type: str) -> str:
+        return self.actions_workflows.get(job_type, self.actions_workflow)
 
 
 @dataclass(frozen=True)
@@ -72,6 +113,9 @@ class Settings:
     retry: RetryPolicy = RetryPolicy()
     pool_size: int = 5
     prices_path: Path | None = None
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    lanes: LaneSettings = LaneSettings()
 
     def lease(self, lane: str | None) -> float:
         return self.leases.get(lane or "local", DEFAULT_LEASES["local"])
@@ -115,6 +159,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_delay=_number(env, "JOBSTORE_RETRY_MAX_SECONDS", 3600.0),
     )
     return Settings(
+        routing=_routing(env),
+        health=HealthConfig(
+            window=_number(env, "JOBSTORE_HEALTH_WINDOW_SECONDS", 600.0, minimum=1),
+            failures=int(_number(env, "JOBSTORE_HEALTH_FAILURES", 3, minimum=1)),
+            lane_tries=int(_number(env, "JOBSTORE_DISPATCH_TRIES", 2, minimum=1)),
+        ),
+        lanes=_lanes(env),
         database_url=url,
         home=Path(env.get("JOBSTORE_HOME") or ".jobstore"),
         leases=leases,
@@ -123,3 +174,60 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         pool_size=int(_number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
         prices_path=Path(env["JOBSTORE_PRICES"]) if env.get("JOBSTORE_PRICES") else None,
     )
+
+
+def _routing(env: Mapping[str, str]) -> RoutingConfig:
+    default_lane = env.get("JOBSTORE_DEFAULT_LANE") or "github_actions"
+    if default_lane not in ROUTABLE:
+        raise ConfigError(f"JOBSTORE_DEFAULT_LANE must be one of {', '.join(ROUTABLE)}")
+    percent = _number(env, "JOBSTORE_ROLLOUT_PERCENT", 100.0)
+    if percent > 100:
+        raise ConfigError(f"JOBSTORE_ROLLOUT_PERCENT must be 0..100, got {percent:g}")
+    large = env.get("JOBSTORE_LARGE_REPOSITORIES") or ""
+    return RoutingConfig(
+        rollout_percent=percent,
+        default_lane=default_lane,
+        recent_hours=_number(env, "JOBSTORE_RECENT_HOURS", 24.0, minimum=1),
+        realtime_max_prs=int(_number(env, "JOBSTORE_REALTIME_MAX_PRS", 10)),
+        inngest_max_items=int(_number(env, "JOBSTORE_INNGEST_MAX_ITEMS", 50, minimum=1)),
+        bulk_items=int(_number(env, "JOBSTORE_BULK_ITEMS", 100, minimum=1)),
+        large_repositories=frozenset(r.strip().lower() for r in large.split(",") if r.strip()),
+    )
+
+
+def _lanes(env: Mapping[str, str]) -> LaneSettings:
+    workflows = dict(DEFAULT_WORKFLOWS)
+    for pair in (env.get("CAPTURE_ACTIONS_WORKFLOWS") or "").split(","):
+        if pair.strip():
+            job_type, sep, file = pair.partition("=")
+            if not sep or not file.strip():
+                raise ConfigError(f"CAPTURE_ACTIONS_WORKFLOWS: {pair!r} is not JOB_TYPE=FILE")
+            workflows[job_type.strip()] = file.strip()
+    return LaneSettings(
+        inngest_event_key=Secret(env.get("INNGEST_EVENT_KEY") or ""),
+        inngest_event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
+        github_token=Secret(env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""),
+        github_api_url=(env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/"),
+        actions_repository=env.get("CAPTURE_ACTIONS_REPOSITORY") or "",
+        actions_ref=env.get("CAPTURE_ACTIONS_REF") or "main",
+        actions_workflow=env.get("CAPTURE_ACTIONS_WORKFLOW") or "capture-job.yml",
+        actions_workflows=workflows,
+    )
+
+
+@dataclass(frozen=True)
+class RunnerFiles:
+    """What a GitHub Actions runner provides a step (empty outside Actions)."""
+
+    active: bool = False
+    output: Path | None = None
+    summary: Path | None = None
+
+
+def runner_files(env: Mapping[str, str] | None = None) -> RunnerFiles:
+    """GITHUB_OUTPUT and GITHUB_STEP_SUMMARY when GITHUB_ACTIONS is "true"."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_ACTIONS") != "true":
+        return RunnerFiles()
+    output, summary = env.get("GITHUB_OUTPUT"), env.get("GITHUB_STEP_SUMMARY")
+    return RunnerFiles(True, Path(output) if output else None, Path(summary) if summary else None)

@@ -116,6 +116,8 @@ class Job(Aggregate):
         self.items = 0
         self.not_before: datetime | None = None
         self.error: str | None = None
+        self.lane_failures = 0  # failed dispatches to the current lane since it was routed
+        self.dispatches = 0  # lanes that took this attempt (more than one: a re-dispatch)
 
     @classmethod
     def enqueue(cls, job_id: UUID, spec: JobSpec, now: datetime) -> Job:
@@ -156,18 +158,22 @@ class Job(Aggregate):
         rule: str
         reason: str
         fallback_from: str | None
+        priority: str | None = None  # set when a fallback raises the job's priority
 
         def apply(self, job: Job) -> None:
             job.status, job.lane, job.rule, job.reason = S.ROUTED, self.lane, self.rule, self.reason
-            job.ref = None
+            job.ref, job.lane_failures = None, 0
+            if self.priority:
+                job.priority = self.priority
 
     def route(
-        self, lane: str, rule: str, reason: str, now: datetime, fallback_from: str | None = None
-    ) -> None:
+        self, lane: str, rule: str, reason: str, now: datetime, fallback_from: str | None = None,
+        priority: str | None = None,
+    ) -> None:  # fmt: skip
         self._guard("route")
         self.trigger_event(
             self.Routed, lane=lane, rule=rule, reason=reason, fallback_from=fallback_from,
-            timestamp=now,
+            priority=priority, timestamp=now,
         )  # fmt: skip
 
     class Dispatched(Aggregate.Event):
@@ -177,6 +183,7 @@ class Job(Aggregate):
 
         def apply(self, job: Job) -> None:
             job.status, job.ref = S.DISPATCHED, self.ref
+            job.dispatches += 1
 
     def dispatch(self, ref: str, now: datetime) -> None:
         self._guard("dispatch")
@@ -191,6 +198,7 @@ class Job(Aggregate):
 
         def apply(self, job: Job) -> None:
             job.status, job.error = S.ROUTED, self.error
+            job.lane_failures += 1
 
     def dispatch_failed(self, error: str, now: datetime) -> None:
         self._guard("record a failed dispatch")
@@ -261,7 +269,7 @@ class Job(Aggregate):
                 self.attempt,
                 self.not_before,
             )
-            job.cursor, job.worker = self.cursor, None
+            job.cursor, job.worker, job.dispatches = self.cursor, None, 0
 
     def fail(
         self,

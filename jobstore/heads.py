@@ -113,6 +113,41 @@ class Heads:
         )
         return [row["job_id"] for row in rows]
 
+    def recent_dispatches(self, since: datetime, per_lane: int) -> dict[str, list[bool]]:
+        """Each lane's latest dispatch outcomes since `since` (True = taken), newest first."""
+        rows = self._rows(
+            "SELECT lane, ok FROM (SELECT lane, ok, row_number() OVER "
+            "(PARTITION BY lane ORDER BY at DESC, id DESC) AS n FROM lane_dispatches "
+            "WHERE at >= %s) AS r WHERE n <= %s ORDER BY lane, n",
+            (since, per_lane),
+        )
+        recent: dict[str, list[bool]] = {}
+        for row in rows:
+            recent.setdefault(row["lane"], []).append(row["ok"])
+        return recent
+
+    def dispatched_before(self, deadlines: dict[str, float], now: datetime) -> list[UUID]:
+        """Dispatched jobs not started within their lane's start deadline."""
+        found: list[UUID] = []
+        for lane, deadline in deadlines.items():
+            rows = self._rows(
+                "SELECT job_id FROM job_heads WHERE status = 'dispatched' AND lane = %s "
+                "AND last_event_at < %s::timestamptz - make_interval(secs => %s) "
+                "ORDER BY last_event_at",
+                (lane, now, deadline),
+            )
+            found.extend(row["job_id"] for row in rows)
+        return found
+
+    def routed(self, lanes: Sequence[str]) -> list[UUID]:
+        """Jobs routed to one of `lanes` and not yet dispatched, best first."""
+        rows = self._rows(
+            "SELECT job_id FROM job_heads WHERE status = 'routed' AND lane = ANY(%s) "
+            f"ORDER BY {PRIORITY_ORDER}, created_at",
+            (list(lanes),),
+        )
+        return [row["job_id"] for row in rows]
+
     def children(self, parent_id: UUID) -> dict[UUID, str]:
         """The status of each job whose parent is `parent_id`."""
         rows = self._rows("SELECT job_id, status FROM job_heads WHERE parent_id = %s", (parent_id,))

@@ -67,6 +67,8 @@ def apply(row: Row | None, event: Any) -> Row:
             status="routed", lane=event.lane, route_rule=event.rule, route_reason=event.reason,
             fallback_from=event.fallback_from, routed_at=at, external_ref=None, run_url=None,
         )  # fmt: skip
+        if event.priority:
+            row["priority"] = event.priority
     elif isinstance(event, Job.Dispatched):
         ident, url = split_ref(event.ref)
         row.update(status="dispatched", external_ref=ident, run_url=url, dispatched_at=at)

@@ -24,6 +24,19 @@ WHERE job_heads.version < EXCLUDED.version
 """
 
 
+INSERT_DISPATCH = (
+    "INSERT INTO lane_dispatches (lane, job_id, ok, error, at) VALUES (%s, %s, %s, %s, %s)"
+)
+
+
+class DispatchOutcome(NamedTuple):
+    lane: str
+    job_id: UUID
+    ok: bool
+    error: str | None
+    at: Any
+
+
 class Head(NamedTuple):
     job_id: UUID
     job_type: str
@@ -41,7 +54,8 @@ class Head(NamedTuple):
 
 
 class JobRecorder(PostgresApplicationRecorder):
-    """Writes the `heads` passed to `save()` with the events, in one transaction.
+    """Writes the `heads` (and dispatch outcomes) passed to `save()` with the events, in one
+    transaction.
 
     If the events lose a version race the transaction rolls back, heads included.
     """
@@ -56,4 +70,7 @@ class JobRecorder(PostgresApplicationRecorder):
             lanes = sorted({h.lane for h in heads if h.status == "routed" and h.lane})
             for lane in lanes:
                 curs.execute("SELECT pg_notify(%s, %s)", (ROUTED_CHANNEL, lane))
+        outcomes: Sequence[DispatchOutcome] = kwargs.get("dispatches") or ()
+        if outcomes:
+            curs.executemany(INSERT_DISPATCH, outcomes)
         super()._insert_events(curs, stored_events, **kwargs)

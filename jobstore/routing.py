@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +27,22 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """When a lane counts as down: its last `failures` dispatches within `window` seconds
+    all failed. A job is sent to its fallback after `lane_tries` failed dispatches."""
+
+    window: float = 600.0
+    failures: int = 3
+    lane_tries: int = 2
+
+
+def lane_down(recent: Sequence[bool], config: HealthConfig) -> bool:
+    """`recent` are a lane's latest dispatch outcomes (True = taken), newest first."""
+    latest = list(recent[: config.failures])
+    return len(latest) == config.failures and not any(latest)
+
+
+@dataclass(frozen=True)
 class Route:
     lane: str
     rule: str
@@ -34,8 +50,9 @@ class Route:
     fallback_from: str | None = None
     priority: str | None = None  # set when a fallback raises it
 
-    def as_decision(self) -> tuple[str, str, str]:
-        return self.lane, self.rule, self.reason
+    def as_decision(self) -> tuple:
+        """(lane, rule, reason, fallback_from, priority), as JobStore.enqueue records it."""
+        return self.lane, self.rule, self.reason, self.fallback_from, self.priority
 
 
 def rollout_bucket(repository: str) -> int:

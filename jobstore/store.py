@@ -22,16 +22,18 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from jobstore.config import Settings
-from jobstore.domain import DedupeSlot, Job
+from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import DatabaseUnavailable, InvalidTransition, JobNotFound
 from jobstore.heads import Heads
-from jobstore.recorder import Head
+from jobstore.recorder import DispatchOutcome, Head
 from jobstore.spec import JobSpec
 
-# A route decision: (lane, rule, reason). The router (jobstore.routing) makes them.
-Decision = tuple[str, str, str]
+# A route decision: (lane, rule, reason[, fallback_from, priority]). The router
+# (jobstore.routing) makes them.
+Decision = tuple[str, ...]
 Decide = Callable[[JobSpec, datetime], Decision]
 CONFLICT_RETRIES = 5
+FINAL_STATES = {status.value for status in FINAL}
 
 
 def utcnow() -> datetime:
@@ -89,10 +91,12 @@ class JobStore(Application):
         if frozen is not None:
             transcoder.types[frozen.FakeDatetime] = transcoder.types[datetime]
 
-    def save_jobs(self, *items: Job | DedupeSlot | DomainEventProtocol) -> None:
+    def save_jobs(
+        self, *items: Job | DedupeSlot | DomainEventProtocol, dispatches: Sequence = ()
+    ) -> None:
         heads = [head_of(item) for item in items if isinstance(item, Job)]
         try:
-            self.save(*items, heads=heads)
+            self.save(*items, heads=heads, dispatches=dispatches)
         except (OperationalError, InterfaceError) as exc:
             raise DatabaseUnavailable(f"could not save: {exc}") from None
 
@@ -158,7 +162,8 @@ class JobStore(Application):
                 continue
             job = Job.enqueue(uuid4(), spec, now)
             if decide is not None:
-                job.route(*decide(spec, now), now)
+                lane, rule, reason, *fallback_and_priority = decide(spec, now)
+                job.route(lane, rule, reason, now, *fallback_and_priority)
             if slot is None:
                 taken = DedupeSlot.open(spec.dedupe_key, job.id, now)
                 slots[taken.id] = taken.collect_events()[0]
@@ -181,12 +186,14 @@ class JobStore(Application):
 
     # Commands on one job. Each reloads and retries if another writer got there first.
 
-    def _update(self, job_id: UUID | str, command: Callable[[Job], Any]) -> Job:
+    def _update(
+        self, job_id: UUID | str, command: Callable[[Job], Any], outcome: Callable | None = None
+    ) -> Job:
         for _ in range(CONFLICT_RETRIES):
             job = self.get(job_id)
             command(job)
             try:
-                self.save_jobs(job)
+                self.save_jobs(job, dispatches=[outcome(job)] if outcome else ())
             except IntegrityError:
                 continue
             return job
@@ -201,16 +208,27 @@ class JobStore(Application):
 
     def route(
         self, job_id: UUID | str, decision: Decision, now: datetime | None = None,
-        fallback_from: str | None = None,
+        fallback_from: str | None = None, priority: str | None = None,
     ) -> Job:  # fmt: skip
         now = now or utcnow()
-        return self._update(job_id, lambda job: job.route(*decision, now, fallback_from))
+        return self._update(job_id, lambda job: job.route(*decision, now, fallback_from, priority))
 
     def dispatched(self, job_id: UUID | str, ref: str, now: datetime | None = None) -> Job:
-        return self._update(job_id, lambda job: job.dispatch(ref, now or utcnow()))
+        now = now or utcnow()
+        return self._update(
+            job_id,
+            lambda job: job.dispatch(ref, now),
+            lambda job: DispatchOutcome(job.lane, job.id, True, None, now),
+        )
 
     def dispatch_failed(self, job_id: UUID | str, error: str, now: datetime | None = None) -> Job:
-        return self._update(job_id, lambda job: job.dispatch_failed(error, now or utcnow()))
+        """Records that the lane did not take the job (it is routed again, on the same lane)."""
+        now = now or utcnow()
+        return self._update(
+            job_id,
+            lambda job: job.dispatch_failed(error, now),
+            lambda job: DispatchOutcome(job.lane, job.id, False, error[:500], now),
+        )
 
     def claim(
         self, job_id: UUID | str, worker: str, now: datetime | None = None,
@@ -312,6 +330,29 @@ class JobStore(Application):
             job.reschedule(not_before, now or utcnow())
 
         return self._update(job_id, command)
+
+    def wake(self, job_id: UUID | str, reason: str, now: datetime | None = None) -> bool:
+        """Routes a job waiting for its retry time now, on its lane (a parent whose child
+        jobs have all finished); False if it was not waiting."""
+        woke = False
+
+        def command(job: Job) -> None:
+            nonlocal woke
+            woke = job.status is Status.RETRY_SCHEDULED
+            if woke:
+                job.route(job.lane or "local", job.rule or "retry", reason, now or utcnow())
+
+        self._update(job_id, command)
+        return woke
+
+    def wake_parent(self, job: Job, now: datetime | None = None) -> bool:
+        """Wakes `job`'s parent once every child job has finished."""
+        if job.parent_id is None:
+            return False
+        children = self.heads.children(job.parent_id)
+        if any(status not in FINAL_STATES for status in children.values()):
+            return False
+        return self.wake(job.parent_id, f"its {len(children)} child jobs finished", now)
 
     def cancel(self, job_id: UUID | str, reason: str, now: datetime | None = None) -> Job:
         return self._update(job_id, lambda job: job.cancel(reason, now or utcnow()))

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from jobstore.domain import Job
+from jobstore.errors import InvalidTransition
 from jobstore.store import JobStore, utcnow
 
 
@@ -21,8 +23,9 @@ class DispatchError(Exception):
 class Lane(Protocol):
     name: str
 
-    def send(self, job_id: UUID, attempt: int) -> str:
-        """Hands the job to the lane; returns its reference ("ID" or "ID URL")."""
+    def send(self, job: Job) -> str:
+        """Hands the job's current attempt to the lane; returns its reference ("ID" or
+        "ID URL"). Only the job id and the attempt travel."""
         ...
 
 
@@ -40,9 +43,12 @@ def dispatch(
     job = store.get(job_id)
     now = now or utcnow()
     try:
-        ref = lane.send(job.id, job.attempt)
+        ref = lane.send(job)
     except DispatchError as exc:
         store.dispatch_failed(job.id, str(exc), now)
         return Dispatch(job.id, False, str(exc))
-    store.dispatched(job.id, ref, now)
+    try:
+        store.dispatched(job.id, ref, now)
+    except InvalidTransition:  # another dispatcher (or a fast worker) got there first
+        return Dispatch(job.id, True, f"{ref} (the job had moved on: {store.get(job.id).status})")
     return Dispatch(job.id, True, ref)

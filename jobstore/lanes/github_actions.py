@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from uuid import UUID
 
 import httpx
 
+from jobstore.domain import Job
 from jobstore.lanes import DispatchError
 
 MAX_INPUTS = 25
@@ -26,30 +28,39 @@ class ActionsLane:
         client: httpx.Client,
         api_url: str,
         repository: str,
-        workflow: str,
+        workflow: str | Callable[[str], str],
         ref: str = "main",
         declared: set[str] | None = None,
+        token: str = "",
     ) -> None:
         if not repository:
-            raise DispatchError("no workflow repository configured: the Actions lane is down")
+            raise DispatchError(
+                "CAPTURE_ACTIONS_REPOSITORY is not set (no workflow repository): "
+                "the Actions lane is down"
+            )
+        if token == "" and "authorization" not in client.headers:
+            raise DispatchError("GITHUB_TOKEN is not set: the Actions lane is down")
         self.client = client
         self.base = f"{api_url.rstrip('/')}/repos/{repository}/actions"
-        self.workflow = workflow
+        self.workflow_for = workflow if callable(workflow) else (lambda _type: workflow)
         self.ref = ref
         self.declared = declared
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    def inputs(self, job_id: UUID, attempt: int) -> dict[str, str]:
+    def inputs(self, job_id: UUID, attempt: int, workflow: str = "") -> dict[str, str]:
         inputs = {"job_id": str(job_id), "attempt": str(attempt)}
         if self.declared is not None and set(inputs) - self.declared:
             missing = sorted(set(inputs) - self.declared)
-            raise DispatchError(f"workflow {self.workflow} does not declare inputs {missing}")
+            raise DispatchError(f"workflow {workflow} does not declare inputs {missing}")
         if len(inputs) > MAX_INPUTS or len(json.dumps(inputs)) > MAX_PAYLOAD:
             raise DispatchError("workflow inputs exceed GitHub's limits")
         return inputs
 
-    def send(self, job_id: UUID, attempt: int) -> str:
-        body = {"ref": self.ref, "inputs": self.inputs(job_id, attempt), "return_run_details": True}
-        url = f"{self.base}/workflows/{self.workflow}/dispatches"
+    def send(self, job: Job) -> str:
+        job_id, attempt, workflow = job.id, job.attempt, self.workflow_for(job.job_type)
+        inputs = self.inputs(job_id, attempt, workflow)
+        body = {"ref": self.ref, "inputs": inputs, "return_run_details": True}
+        url = f"{self.base}/workflows/{workflow}/dispatches"
         response = self._post(url, body)
         if response.status_code == 400:  # an older Enterprise server: no return_run_details
             body.pop("return_run_details")
@@ -66,13 +77,15 @@ class ActionsLane:
 
     def _post(self, url: str, body: dict) -> httpx.Response:
         try:
-            return self.client.post(url, json=body)
+            return self.client.post(url, json=body, headers=self.headers)
         except httpx.HTTPError as exc:
             raise DispatchError(f"GitHub unreachable: {type(exc).__name__}") from None
 
     def _find_run(self, job_id: UUID, attempt: int) -> str:
         try:
-            response = self.client.get(f"{self.base}/runs", params={"event": "workflow_dispatch"})
+            response = self.client.get(
+                f"{self.base}/runs", params={"event": "workflow_dispatch"}, headers=self.headers
+            )
         except httpx.HTTPError as exc:
             raise DispatchError(f"GitHub unreachable: {type(exc).__name__}") from None
         for run in response.json().get("workflow_runs", []):

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import httpx
 
+from jobstore.domain import Job
 from jobstore.lanes import DispatchError
 
 EVENT = "capture/job.requested"
+
+
+def event_id(job: Job) -> str:
+    """Inngest de-duplicates by this id for 24 hours: one delivery per job attempt. A
+    re-dispatch of the same attempt (the first was accepted and never ran) needs a new id,
+    or Inngest would accept it and silently drop it."""
+    base = f"{job.id}-{job.attempt}"
+    return base if job.dispatches == 0 else f"{base}-redispatch-{job.dispatches}"
+
+
+def event_data(job: Job) -> dict[str, object]:
+    """The job id and attempt; `repository` is only the function's concurrency key (Inngest
+    keys concurrency on event data) and the function never reads it."""
+    return {"job_id": str(job.id), "attempt": job.attempt, "repository": job.repository.lower()}
 
 
 class InngestLane:
@@ -22,12 +35,8 @@ class InngestLane:
         self.client = client
         self.url = f"{base_url.rstrip('/')}/e/{event_key}"
 
-    def send(self, job_id: UUID, attempt: int) -> str:
-        event = {
-            "name": EVENT,
-            "id": f"{job_id}-{attempt}",
-            "data": {"job_id": str(job_id), "attempt": attempt},
-        }
+    def send(self, job: Job) -> str:
+        event = {"name": EVENT, "id": event_id(job), "data": event_data(job)}
         try:
             response = self.client.post(self.url, json=[event])
         except httpx.HTTPError as exc:

@@ -69,3 +69,28 @@ def rigs(store, database_url, clock):
     yield make
     for rig in made:
         rig.storage.close()
+
+
+RUN_NAME = "capture ${{ inputs.job_id }} #${{ inputs.attempt }}"
+JOB_INPUTS = {"job_id": {"required": True}, "attempt": {"required": True}}
+
+
+@pytest.fixture
+def served(world):
+    """The sandbox as a real local HTTP server playing GitHub, Actions and Inngest."""
+    from capture.sandbox import DEFAULT_EVENT_KEY
+
+    sandbox = Sandbox(world, Options())
+    for workflow in ("capture-job.yml", "historical-sync.yml"):
+        sandbox.register_workflow("acme/ops", workflow, JOB_INPUTS, run_name=RUN_NAME)
+    running = sandbox.serve()
+    sandbox.env = {
+        "GITHUB_TOKEN": DEFAULT_TOKEN,
+        "GITHUB_API_URL": running.url,
+        "GITHUB_GRAPHQL_URL": f"{running.url}/graphql",
+        "INNGEST_EVENT_KEY": DEFAULT_EVENT_KEY,
+        "INNGEST_EVENT_API_BASE_URL": running.url,
+        "CAPTURE_ACTIONS_REPOSITORY": "acme/ops",
+    }
+    yield sandbox
+    running.stop()

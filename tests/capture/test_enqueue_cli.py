@@ -12,9 +12,10 @@ from tests.conftest import count_events
 
 
 @pytest.fixture
-def run(database_url, store):
-    def invoke(*args: str):
-        return CliRunner().invoke(enqueue, list(args), env={"DATABASE_URL": database_url})
+def run(database_url, store, served):
+    def invoke(*args: str, **env: str):
+        env = {**served.env, "DATABASE_URL": database_url, **env}
+        return CliRunner().invoke(enqueue, list(args), env=env)
 
     return invoke
 
@@ -55,15 +56,17 @@ def test_enqueue_routes_and_records_why(run, args, lane, rule):
     result = run(*args, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert (doc["lane"], doc["rule"], doc["status"]) == (lane, rule, "routed")
+    status = "routed" if lane == "local" else "dispatched"
+    assert (doc["lane"], doc["rule"], doc["status"]) == (lane, rule, status)
     assert doc["reason"]
+    assert doc["dispatched"] is (lane != "local")
 
 
 def test_the_same_request_twice_is_one_job(run):
     first = json.loads(run("pr-reviews", "--repo", "acme/w", "--days", "1", "--json").output)
     again = run("pr-reviews", "--repo", "acme/w", "--days", "1")
     assert again.exit_code == 0
-    assert again.output.startswith(f"job {first['job_id']} is already routed")
+    assert again.output.startswith(f"job {first['job_id']} is already dispatched")
 
 
 @pytest.mark.parametrize(

@@ -127,7 +127,8 @@ def test_event_topics_are_pinned(name: str, topic: str):
 def test_event_fields_match_the_design_contract():
     fields = {name: set(getattr(Job, name).__dataclass_fields__) for name in TOPICS}
     base = {"originator_id", "originator_version", "timestamp"}
-    assert fields["Routed"] - base == {"lane", "rule", "reason", "fallback_from"}
+    # priority (optional): a fallback from Inngest raises it (DESIGN §5).
+    assert fields["Routed"] - base == {"lane", "rule", "reason", "fallback_from", "priority"}
     assert fields["Dispatched"] - base == {"lane", "ref", "attempt"}
     assert fields["DispatchFailed"] - base == {"lane", "error"}
     assert fields["Started"] - base == {"worker", "lane", "attempt"}

@@ -44,14 +44,15 @@ def routed(store):
     return make
 
 
-def test_inngest_event_carries_only_job_id_and_attempt(store, sandbox, client, routed):
+def test_inngest_event_carries_the_job_id_and_attempt(store, sandbox, client, routed):
     job_id = routed("inngest")
     result = dispatch(
         store, job_id, InngestLane(client, "http://sandbox.invalid", DEFAULT_EVENT_KEY)
     )
     assert result.ok
     (event,) = sandbox.inngest.events
-    assert event["data"] == {"job_id": str(job_id), "attempt": 1}
+    # The job id and attempt; the repository is only the function's concurrency key.
+    assert event["data"] == {"job_id": str(job_id), "attempt": 1, "repository": "acme/widgets"}
     assert event["id"] == f"{job_id}-1"
     job = store.get(job_id)
     assert (job.status.value, job.ref) == ("dispatched", result.detail)
@@ -116,5 +117,5 @@ def test_inngest_down_and_undeclared_inputs_fail_the_dispatch(store, sandbox, cl
 def test_a_lane_without_configuration_is_down_with_a_clear_message(client):
     with pytest.raises(DispatchError, match="INNGEST_EVENT_KEY is not set"):
         InngestLane(client, "http://sandbox.invalid", "")
-    with pytest.raises(DispatchError, match="no workflow repository configured"):
+    with pytest.raises(DispatchError, match="CAPTURE_ACTIONS_REPOSITORY is not set"):
         ActionsLane(client, "http://sandbox.invalid", "", "capture-job.yml")

@@ -1,0 +1,178 @@
+"""The dispatcher: hands routed jobs to their lanes, judges lane health, and falls back.
+
+Routing is decided by the pure router (jobstore.routing); this module does the I/O around
+it: it reads the lanes' recent dispatch outcomes, sends, records Dispatched or
+DispatchFailed, and routes a job again when its lane is down, so no job is ever lost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import httpx
+
+from jobstore.config import Settings
+from jobstore.domain import Job, Status
+from jobstore.lanes import DispatchError, Lane, dispatch
+from jobstore.lanes.github_actions import ActionsLane
+from jobstore.lanes.inngest import InngestLane
+from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, decide, lane_down
+from jobstore.spec import JobSpec
+from jobstore.store import JobStore
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What happened to one job: handed to `lane` (ok), or left routed and why."""
+
+    job_id: UUID
+    lane: str | None
+    ok: bool
+    detail: str
+    fallback_from: str | None = None
+
+
+def open_lanes(settings: Settings, client: httpx.Client) -> tuple[dict[str, Lane], dict[str, str]]:
+    """The configured dispatching lanes, and for each unconfigured one why it is down."""
+    lanes: dict[str, Lane] = {}
+    problems: dict[str, str] = {}
+    conf = settings.lanes
+    try:
+        lanes[INNGEST] = InngestLane(
+            client, conf.inngest_event_api, conf.inngest_event_key.reveal()
+        )
+    except DispatchError as exc:
+        problems[INNGEST] = str(exc)
+    try:
+        lanes[ACTIONS] = ActionsLane(
+            client,
+            conf.github_api_url,
+            conf.actions_repository,
+            conf.workflow_for,
+            ref=conf.actions_ref,
+            token=conf.github_token.reveal() or "",
+        )
+    except DispatchError as exc:
+        problems[ACTIONS] = str(exc)
+    return lanes, problems
+
+
+def spec_of(job: Job) -> JobSpec:
+    """The spec the router sees for a stored job (its window is absolute by now)."""
+    return JobSpec(
+        job_type=job.job_type,
+        repository=job.repository,
+        since=job.since,
+        until=job.until,
+        pr_numbers=tuple(job.pr_numbers),
+        max_items=job.max_items,
+        trigger=job.trigger,
+        priority=job.priority,
+        dedupe_key=job.dedupe_key,
+        parent_id=job.parent_id,
+        params=dict(job.params),
+    )
+
+
+@dataclass
+class Dispatcher:
+    store: JobStore
+    lanes: Mapping[str, Lane]
+    problems: Mapping[str, str] = field(default_factory=dict)
+    capable: Callable[[str], Collection[str]] = lambda _type: LANES
+
+    @property
+    def settings(self) -> Settings:
+        return self.store.settings
+
+    def down(self, now: datetime) -> dict[str, str]:
+        """Lanes that are down now, and why: unconfigured, or failing every recent dispatch."""
+        health = self.settings.health
+        down = dict(self.problems)
+        recent = self.store.heads.recent_dispatches(
+            now - timedelta(seconds=health.window), health.failures
+        )
+        for lane, outcomes in recent.items():
+            if lane not in down and lane_down(outcomes, health):
+                down[lane] = f"its last {health.failures} dispatches failed"
+        return down
+
+    def reroute(
+        self, job: Job, now: datetime, down: Mapping[str, str], always: bool = False
+    ) -> Job:
+        """Routes `job` again with `down` lanes avoided; returns it (unchanged if the lane
+        stays the same, unless `always`: a retry is routed again even to the same lane)."""
+        route = decide(
+            spec_of(job),
+            now,
+            self.settings.routing,
+            lane=job.lane if job.rule == "explicit" else None,
+            capable=self.capable(job.job_type),
+            down=set(down),
+        )
+        moved = route.lane != job.lane
+        if not moved and not always:
+            return job
+        reason = route.reason
+        if moved and job.lane in down:
+            reason += f" ({job.lane}: {down[job.lane]})"
+        return self.store.route(
+            job.id,
+            (route.lane, route.rule, reason[:500]),
+            now,
+            fallback_from=(route.fallback_from or job.lane) if moved else None,
+            priority=route.priority,
+        )
+
+    def send(self, job_id: UUID | str, now: datetime, down: dict[str, str] | None = None) -> Sent:
+        """Dispatches a routed job; on failure records it and falls back as DESIGN §5 says.
+
+        `down` is updated in place with lanes found failing, so a sweep over many jobs
+        stops sending to a lane the moment it fails.
+        """
+        down = self.down(now) if down is None else down
+        job = self.store.get(job_id)
+        first_lane = job.lane
+        tries: Counter[str] = Counter()
+        for _ in range(3 * (self.settings.health.lane_tries + 1)):  # at most 3 lanes
+            if job.status is not Status.ROUTED:
+                return Sent(job.id, job.lane, job.status is Status.DISPATCHED, job.status.value)
+            lane_name = job.lane or LOCAL
+            if lane_name == LOCAL:
+                fallback = first_lane if first_lane != LOCAL else None
+                return Sent(job.id, LOCAL, True, "waiting for a local worker", fallback)
+            tried_enough = job.lane_failures >= self.settings.health.lane_tries
+            if lane_name in down or tried_enough:
+                why = down.get(lane_name, f"{job.lane_failures} dispatches failed")
+                moved = self.reroute(job, now, {**down, lane_name: why})
+                if moved.lane != job.lane:
+                    job = moved
+                    continue
+                if lane_name in down or tries[lane_name] >= self.settings.health.lane_tries:
+                    detail = f"{lane_name} down ({why}): stays routed, dispatched again later"
+                    return Sent(job.id, lane_name, False, detail)
+            lane = self.lanes.get(lane_name)
+            if lane is None:
+                down[lane_name] = "lane not configured"
+                continue
+            tries[lane_name] += 1
+            result = dispatch(self.store, job.id, lane, now)
+            if result.ok:
+                fallback = first_lane if first_lane != lane_name else None
+                return Sent(job.id, lane_name, True, result.detail, fallback)
+            job = self.store.get(job.id)
+            health = self.settings.health
+            if tries[lane_name] >= health.lane_tries or lane_down(
+                self._recent(lane_name, now), health
+            ):
+                down[lane_name] = result.detail  # for the rest of this call (and sweep pass)
+        return Sent(job.id, job.lane, False, f"not dispatched: {job.error}")
+
+    def _recent(self, lane: str | None, now: datetime) -> list[bool]:
+        health = self.settings.health
+        since = now - timedelta(seconds=health.window)
+        return self.store.heads.recent_dispatches(since, health.failures).get(lane or "", [])

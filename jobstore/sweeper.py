@@ -1,0 +1,75 @@
+"""The sweeper: the periodic pass that keeps every job moving.
+
+One pass: fail running jobs silent past their lane's lease (stale, retried from their
+cursor); route again the retries whose time has come; treat jobs dispatched but never
+started within their lane's start deadline as failed dispatches (the lane accepted them
+and never ran them: the classic silent failure); then dispatch everything left routed,
+re-dispatching and falling back as the router says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from jobstore.dispatcher import Dispatcher, Sent
+from jobstore.domain import Status
+from jobstore.errors import InvalidTransition
+from jobstore.routing import ACTIONS, INNGEST
+
+# Rules that pin a job to its lane: the operator chose it, or its parent's run plans it.
+PINNED = ("explicit", "parent")
+
+
+@dataclass
+class SweepReport:
+    stale: list[UUID] = field(default_factory=list)
+    retried: list[UUID] = field(default_factory=list)
+    undelivered: list[UUID] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {
+            "stale": [str(j) for j in self.stale],
+            "retried": [str(j) for j in self.retried],
+            "undelivered": [str(j) for j in self.undelivered],
+            "dispatched": [str(s.job_id) for s in self.sent if s.ok],
+            "not_dispatched": {str(s.job_id): s.detail for s in self.sent if not s.ok},
+            "fallbacks": {str(s.job_id): s.lane for s in self.sent if s.fallback_from},
+        }
+
+
+def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepReport:
+    """One pass over the store; safe to run from several places at once (every write is a
+    versioned append, and each step re-checks the job's state)."""
+    store = dispatcher.store
+    report = SweepReport(stale=store.sweep_stale(now))
+    down = dispatcher.down(now)
+    for job_id in store.due_retries(now)[:limit]:
+        job = store.get(job_id)
+        if job.status is not Status.RETRY_SCHEDULED:
+            continue
+        try:
+            if job.rule in PINNED:
+                store.route(job.id, (job.lane, job.rule, job.reason or "retry"), now)
+            else:
+                dispatcher.reroute(job, now, down, always=True)
+        except InvalidTransition:
+            continue  # someone else routed or cancelled it meanwhile
+        report.retried.append(job_id)
+    deadlines = dict(store.settings.start_deadlines)
+    for job_id in store.heads.dispatched_before(deadlines, now)[:limit]:
+        job = store.get(job_id)
+        waited = (now - job.last_event_at).total_seconds()
+        if job.status is not Status.DISPATCHED or waited <= store.settings.start_deadline(job.lane):
+            continue
+        message = f"accepted by {job.lane} ({job.ref}) but not started within {waited:.0f}s"
+        try:
+            store.dispatch_failed(job.id, message, now)
+        except InvalidTransition:
+            continue  # it started just now
+        report.undelivered.append(job_id)
+    for job_id in store.heads.routed([INNGEST, ACTIONS])[:limit]:
+        report.sent.append(dispatcher.send(job_id, now, down))
+    return report

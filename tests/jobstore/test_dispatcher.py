@@ -1,0 +1,190 @@
+"""Dispatch with lane health and fallback, and the sweeper, against the sandbox's lanes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from capture.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
+from jobstore.config import LaneSettings, Secret
+from jobstore.dispatcher import Dispatcher, open_lanes
+from jobstore.routing import LANES
+from jobstore.spec import JobSpec
+from jobstore.sweeper import sweep
+
+T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
+INPUTS = {"job_id": {"required": True}, "attempt": {"required": True}}
+RUN_NAME = "capture ${{ inputs.job_id }} #${{ inputs.attempt }}"
+
+
+@pytest.fixture
+def sandbox():
+    sandbox = Sandbox(World(), clock=lambda: T0)
+    for file in ("capture-job.yml", "historical-sync.yml"):
+        sandbox.register_workflow("acme/ops", file, INPUTS, run_name=RUN_NAME)
+    return sandbox
+
+
+LANE_SETTINGS = LaneSettings(
+    inngest_event_key=Secret(DEFAULT_EVENT_KEY),
+    inngest_event_api="http://sandbox.invalid",
+    github_token=Secret(DEFAULT_TOKEN),
+    github_api_url="http://sandbox.invalid",
+    actions_repository="acme/ops",
+)
+
+
+@pytest.fixture
+def make(store, sandbox):
+    client = httpx.Client(transport=sandbox.transport())
+
+    def build(capable=LANES, **lane_settings) -> Dispatcher:
+        store.settings = replace(store.settings, lanes=replace(LANE_SETTINGS, **lane_settings))
+        lanes, problems = open_lanes(store.settings, client)
+        return Dispatcher(store, lanes, problems, lambda _type: capable)
+
+    yield build
+    client.close()
+
+
+def routed(store, lane: str, repo: str = "acme/widgets", rule: str = "recent"):
+    """A job routed to `lane` as the router would: a recent window for Inngest, a window
+    two years back for Actions."""
+    if lane == "inngest":
+        spec = JobSpec.create("pr-reviews", repo, days=1)
+    else:
+        spec = JobSpec.create(
+            "pr-reviews", repo, since=T0 - timedelta(days=730), until=T0 - timedelta(days=30)
+        )
+    return store.enqueue(spec, T0, decide=lambda s, t: (lane, rule, "test")).job_id
+
+
+def events(store, job_id) -> list[str]:
+    return [type(e).__name__ for e in store.history(job_id)]
+
+
+def test_both_lanes_take_jobs_and_record_their_refs(store, sandbox, make):
+    dispatcher = make()
+    to_inngest, to_actions = routed(store, "inngest"), routed(store, "github_actions")
+    assert dispatcher.send(to_inngest, T0).ok
+    assert dispatcher.send(to_actions, T0).ok
+    (event,) = sandbox.inngest.events
+    assert event["id"] == f"{to_inngest}-1"
+    (run,) = sandbox.actions.runs.values()
+    assert run.display_title == f"capture {to_actions} #1"
+    assert store.get(to_actions).ref == f"{run.id} {run.html_url}"
+
+
+def test_historical_sync_dispatches_its_own_workflow(store, sandbox, make):
+    spec = JobSpec.create("historical-sync", "acme/widgets", days=700, trigger="backfill")
+    job_id = store.enqueue(spec, T0, decide=lambda s, t: ("github_actions", "x", "y")).job_id
+    assert make().send(job_id, T0).ok
+    (run,) = sandbox.actions.runs.values()
+    assert run.workflow == "historical-sync.yml"
+
+
+def test_inngest_down_falls_back_to_actions_with_high_priority(store, sandbox, make):
+    sandbox.faults.add("inngest:down")
+    job_id = routed(store, "inngest")
+    sent = make().send(job_id, T0)
+    assert (sent.ok, sent.lane, sent.fallback_from) == (True, "github_actions", "inngest")
+    job = store.get(job_id)
+    assert (job.status.value, job.priority, job.rule) == ("dispatched", "high", "fallback")
+    # Tried twice (JOBSTORE_DISPATCH_TRIES), each failure recorded, then routed again.
+    assert events(store, job_id) == [
+        "Queued", "Routed", "DispatchFailed", "DispatchFailed", "Routed", "Dispatched",
+    ]  # fmt: skip
+    assert "HTTP 503" in store.history(job_id)[2].error
+
+
+def test_actions_down_keeps_the_job_routed_until_the_sweeper_succeeds(store, sandbox, make):
+    sandbox.faults.add("dispatch:503:2")
+    job_id = routed(store, "github_actions", rule="historical")
+    sent = make().send(job_id, T0)
+    assert not sent.ok
+    assert "stays routed" in sent.detail
+    assert store.get(job_id).status.value == "routed"
+    report = sweep(make(), T0 + timedelta(minutes=1))  # the faults are used up: Actions is back
+    assert [s.job_id for s in report.sent if s.ok] == [job_id]
+    assert store.get(job_id).lane == "github_actions"
+    assert events(store, job_id)[-1] == "Dispatched"
+
+
+def test_both_lanes_down_run_locally(store, sandbox, make):
+    sandbox.faults.add("inngest:down", "dispatch:down")
+    job_id = routed(store, "inngest")
+    sent = make().send(job_id, T0)
+    assert (sent.lane, sent.ok) == ("local", True)
+    assert store.get(job_id).status.value == "routed"  # a local worker takes it from here
+
+
+def test_an_unconfigured_lane_is_down_with_its_reason(store, sandbox, make):
+    dispatcher = make(inngest_event_key=Secret(""))
+    assert "INNGEST_EVENT_KEY is not set" in dispatcher.down(T0)["inngest"]
+    job_id = routed(store, "inngest")
+    sent = dispatcher.send(job_id, T0)
+    assert sent.lane == "github_actions"
+    assert sent.ok
+    assert "INNGEST_EVENT_KEY is not set" in store.get(job_id).reason
+    assert sandbox.inngest.events == []  # never a silent no-op: nothing was sent anywhere else
+
+
+def test_recent_failures_mark_a_lane_down_and_it_recovers_after_the_window(store, sandbox, make):
+    sandbox.faults.add("inngest:down:3")
+    dispatcher = make()
+    for n in range(3):
+        spec = JobSpec.create("pr-reviews", f"acme/r{n}", days=1)
+        job_id = store.enqueue(spec, T0, decide=lambda s, t: ("inngest", "recent", "t")).job_id
+        store.dispatch_failed(job_id, "HTTP 503", T0)
+    assert "inngest" in dispatcher.down(T0)
+    later = T0 + timedelta(seconds=store.settings.health.window + 1)
+    assert "inngest" not in dispatcher.down(later)
+
+
+def test_a_job_type_never_falls_back_to_a_lane_that_cannot_run_it(store, sandbox, make):
+    sandbox.faults.add("inngest:down")
+    job_id = routed(store, "inngest")
+    sent = make(capable=("inngest", "local")).send(job_id, T0)
+    assert sent.lane == "local"
+    assert sandbox.actions.runs == {}
+
+
+def test_sweeper_redispatches_a_job_accepted_but_never_started(store, sandbox, make):
+    dispatcher = make()
+    job_id = routed(store, "inngest")
+    assert dispatcher.send(job_id, T0).ok
+    deadline = store.settings.start_deadline("inngest")
+    report = sweep(dispatcher, T0 + timedelta(seconds=deadline - 1))
+    assert report.undelivered == []
+    report = sweep(dispatcher, T0 + timedelta(seconds=deadline + 1))
+    assert report.undelivered == [job_id]
+    assert [s.job_id for s in report.sent if s.ok] == [job_id]
+    first, second = sandbox.inngest.events
+    assert second["id"] != first["id"]  # a new event id, or Inngest would drop it as a duplicate
+    assert second["data"]["job_id"] == str(job_id)
+    # Never started again: the second failure sends it to the fallback lane.
+    later = T0 + timedelta(seconds=2 * deadline + 5)
+    sweep(dispatcher, later)
+    job = store.get(job_id)
+    assert (job.lane, job.status.value, job.priority) == ("github_actions", "dispatched", "high")
+    assert "not started within" in store.history(job_id)[-3].error
+
+
+def test_sweeper_fails_stale_jobs_and_routes_due_retries_again(store, sandbox, make):
+    dispatcher = make()
+    job_id = routed(store, "inngest")
+    store.claim(job_id, "w1", T0, lane="inngest")
+    lease = store.settings.lease("inngest")
+    report = sweep(dispatcher, T0 + timedelta(seconds=lease + 1))
+    assert report.stale == [job_id]
+    job = store.get(job_id)
+    assert job.status.value == "retry_scheduled"
+    assert job.attempt == 2
+    report = sweep(dispatcher, job.not_before + timedelta(seconds=1))
+    assert report.retried == [job_id]
+    job = store.get(job_id)
+    assert (job.status.value, job.attempt) == ("dispatched", 2)
+    assert sandbox.inngest.events[-1]["id"] == f"{job_id}-2"
