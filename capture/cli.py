@@ -1,19 +1,30 @@
-"""`bin/run-job`: claims one job's current attempt and runs it (the same code every lane runs)."""
+"""`bin/run-job`: runs one job (`--job-id`) or works a lane's queue (`--lane`), the same
+code every lane runs: an Actions step, the Inngest function, or a local worker."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import click
 
 from capture import config as capture_config
 from capture.errors import ConfigError as CaptureConfigError
 from capture.github.client import GitHub, connect
-from capture.runner import Result, run_job
+from capture.runner import Result, run_claimed, run_job
 from capture.storage import Storage
-from jobstore.clikit import Command, errors, session
+from capture.worker import Wakeup, work
+from jobstore.actions_report import ActionsReport
+from jobstore.clikit import Command, Session, errors, session
+from jobstore.domain import Job
+from jobstore.routing import LANES
 
 EXIT = {"completed": 0, "rescheduled": 0, "waiting": 0, "lost": 0, "failed": 1}
 
@@ -22,20 +33,42 @@ def default_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def capture_settings() -> capture_config.CaptureSettings:
+    try:
+        return capture_config.load()
+    except CaptureConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@contextmanager
+def capture_context(s: Session) -> Iterator[tuple[Storage, capture_config.CaptureSettings]]:
+    settings = capture_settings()
+    storage = Storage(s.url or "")
+    try:
+        yield storage, settings
+    finally:
+        storage.close()
+
+
 def run_one(
-    ctx: click.Context, job_id: str, worker: str, lane: str | None, attempt: int | None
+    ctx: click.Context,
+    job_id: str,
+    worker: str,
+    lane: str | None,
+    attempt: int | None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Result:
     """Runs one job with the environment's GitHub settings; shared by the lane consumers."""
     s = session(ctx)
-    try:
-        settings = capture_config.load()
-    except CaptureConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    capture_settings()  # bad settings are bad input: exit 2 before anything is read or written
     with errors():
         store = s.store
         store.get(job_id)  # an unknown id is bad input: exit 2 before anything is written
-        storage = Storage(s.url)
-        try:
+        with capture_context(s) as (storage, settings):
             return run_job(
                 store,
                 job_id,
@@ -45,28 +78,168 @@ def run_one(
                 storage=storage,
                 settings=settings,
                 github=lambda realtime: GitHub(connect(settings), settings, realtime=realtime),
+                progress=progress,
             )
-        finally:
-            storage.close()
 
 
-@click.command(cls=Command)
-@click.option("--job-id", required=True, help="The job to run.")
-@click.option("--attempt", type=click.IntRange(1), help="Run only if the job is on this attempt.")
-@click.option(
-    "--lane",
-    type=click.Choice(["inngest", "github_actions", "local"]),
-    help="The lane this worker belongs to (recorded in Started).",
-)
-@click.option("--worker-id", default=default_worker, show_default="host:pid")
-def run_job_command(job_id: str, attempt: int | None, lane: str | None, worker_id: str) -> None:
-    """Claim and run one job; exit 0 done or rescheduled, 1 failed, 2 bad input."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = run_one(click.get_current_context(), job_id, worker_id, lane, attempt)
+class Bar:
+    """A progress bar on a terminal (click's), nothing elsewhere; one per job."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+        self.shown = 0
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(total or done, 1), label=self.label, file=sys.stderr
+            )
+            self.bar.__enter__()
+        if total:
+            self.bar.length = max(total, done, 1)
+        self.bar.update(max(done - self.shown, 0))
+        self.shown = max(done, self.shown)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def report(result: Result, job: Job | None, started: datetime, actions: ActionsReport) -> None:
+    """One line per job; in GitHub Actions also outputs, a summary row and an annotation."""
     line = f"job {result.job_id}: {result.outcome}"
     if result.detail:
         line += f" ({result.detail})"
     if result.outcome == "completed":
         line += f", {result.items} items, {result.points} points"
     click.echo(line, err=result.outcome == "failed")
-    raise SystemExit(EXIT[result.outcome])
+    if not actions.active or job is None:
+        return
+    seconds = round((now() - started).total_seconds(), 1)
+    actions.summary(
+        f"Capture job {job.job_type} {job.repository}",
+        ["job", "lane", "attempt", "outcome", "items", "points", "duration (s)"],
+        [[job.id, job.lane, job.attempt, result.outcome, result.items, result.points, seconds]],
+    )
+    if result.outcome == "failed":
+        actions.error(f"job {job.id} failed: {result.detail}", f"capture {job.job_type}")
+
+
+@click.command(cls=Command)
+@click.option("--job-id", help="Run this job (its current attempt).")
+@click.option("--attempt", type=click.IntRange(1), help="Run only if the job is on this attempt.")
+@click.option(
+    "--lane",
+    type=click.Choice(LANES),
+    help="The lane this worker belongs to; without --job-id, work that lane's queue.",
+)
+@click.option("--max-jobs", type=click.IntRange(1), help="With --lane: stop after N jobs.")
+@click.option("--watch", is_flag=True, help="With --lane: wait for new jobs (LISTEN/NOTIFY).")
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 300),
+    help="With --watch: look for work at least this often (seconds), even without a NOTIFY.",
+)
+@click.option("--worker-id", default=default_worker, show_default="host:pid")
+def run_job_command(
+    job_id: str | None,
+    attempt: int | None,
+    lane: str | None,
+    max_jobs: int | None,
+    watch: bool,
+    poll: float,
+    worker_id: str,
+) -> None:
+    """Claim and run jobs; exit 0 done or rescheduled, 1 a job failed, 2 bad input.
+
+    \b
+    bin/run-job --job-id ID [--attempt N] [--lane LANE]   one job (Actions, Inngest)
+    bin/run-job --lane local [--max-jobs N] [--watch]     a worker on a lane's queue
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx = click.get_current_context()
+    if job_id is None and lane is None:
+        raise click.UsageError("give --job-id ID, or --lane LANE to work a lane's queue")
+    if job_id is not None and (max_jobs is not None or watch):
+        raise click.UsageError(
+            "--max-jobs and --watch work a lane's queue: use them without --job-id"
+        )
+    actions = ActionsReport()
+    if job_id is not None:
+        started = now()
+        bar = Bar(f"job {job_id[:8]}")
+        try:
+            result = run_one(ctx, job_id, worker_id, lane, attempt, bar)
+        finally:
+            bar.close()
+        job = session(ctx).store.get(result.job_id)
+        report(result, job, started, actions)
+        children = session(ctx).store.heads.children(job.id)
+        actions.outputs(
+            {
+                "job_id": str(job.id),
+                "outcome": result.outcome,
+                "items": result.items,
+                "points": result.points,
+                "children": [
+                    str(c) for c, status in sorted(children.items()) if status == "routed"
+                ],
+            }
+        )
+        raise SystemExit(EXIT[result.outcome])
+    assert lane is not None
+    results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions)
+    failed = sum(r.outcome == "failed" for r in results)
+    click.echo(f"worker {worker_id}: {len(results)} jobs, {failed} failed")
+    actions.outputs({"jobs": len(results), "failed": failed})
+    raise SystemExit(1 if failed else 0)
+
+
+def work_lane(
+    ctx: click.Context,
+    lane: str,
+    worker: str,
+    max_jobs: int | None,
+    watch: bool,
+    poll: float,
+    actions: ActionsReport,
+) -> list[Result]:
+    s = session(ctx)
+    capture_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())  # finish the job in hand, then stop
+    with errors():
+        store = s.store
+        with capture_context(s) as (storage, settings):
+
+            def run(job: Job) -> Result:
+                started, bar = now(), Bar(f"{job.job_type} {job.repository}")
+                try:
+                    result = run_claimed(
+                        store,
+                        job,
+                        storage=storage,
+                        settings=settings,
+                        github=lambda rt: GitHub(connect(settings), settings, realtime=rt),
+                        progress=bar,
+                    )
+                finally:
+                    bar.close()
+                report(result, job, started, actions)
+                return result
+
+            wakeup = Wakeup(s.url or "", lane)
+            try:
+                return work(
+                    store, lane, worker, run, now=now, wakeup=wakeup, max_jobs=max_jobs,
+                    watch=watch, poll=poll, stop=stop,
+                )  # fmt: skip
+            finally:
+                wakeup.close()

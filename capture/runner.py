@@ -16,8 +16,9 @@ from uuid import UUID
 from capture.config import CaptureSettings
 from capture.errors import CaptureError, ConfigError, RateLimited
 from capture.github.client import GitHub
-from capture.handlers import Context, load
+from capture.handlers import Context, Progress, load
 from capture.storage import Storage
+from jobstore.domain import Job
 from jobstore.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,34 @@ def run_job(
     lane: str | None = None,
     attempt: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: Progress | None = None,
 ) -> Result:
     """Claims the job's current attempt and runs it to one ending event."""
     claim = store.claim(job_id, worker, now(), attempt=attempt, lane=lane)
     if not claim.won:
         return Result(claim.job_id, "lost", claim.reason)
-    job = store.get(claim.job_id)
+    return run_claimed(
+        store,
+        store.get(claim.job_id),
+        storage=storage,
+        settings=settings,
+        github=github,
+        now=now,
+        progress=progress,
+    )
+
+
+def run_claimed(
+    store: JobStore,
+    job: Job,
+    *,
+    storage: Storage,
+    settings: CaptureSettings,
+    github: Callable[[bool], GitHub],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: Progress | None = None,
+) -> Result:
+    """Runs a job whose attempt this worker has claimed (it is running) to one ending event."""
 
     def failed(kind: str, message: str, retryable: bool = True, points: int = 0) -> Result:
         ended = store.fail(
@@ -72,7 +95,7 @@ def run_job(
         gh = github(job.lane == "inngest" or job.trigger == "manual")
     except ConfigError as exc:
         return failed("config_error", str(exc), retryable=False)
-    ctx = Context(store, job, gh, storage, settings, now)
+    ctx = Context(store, job, gh, storage, settings, now, progress=progress)
     try:
         outcome = entry.run(ctx)
     except RateLimited as exc:

@@ -28,6 +28,9 @@ class Outcome:
     wait_until: datetime | None = None
 
 
+Progress = Callable[[int, int | None], None]
+
+
 @dataclass
 class Context:
     """What a handler works with; `checkpoint` records progress and where to resume."""
@@ -39,6 +42,7 @@ class Context:
     settings: CaptureSettings
     now: Callable[[], datetime]
     points_reported: int = 0
+    progress: Progress | None = None  # told (done, total) at every checkpoint, e.g. a bar
 
     @property
     def cursor(self) -> str | None:
@@ -57,6 +61,8 @@ class Context:
             now=self.now(),
         )
         self.points_reported += points
+        if self.progress is not None:
+            self.progress(done, total)
 
 
 @dataclass(frozen=True)

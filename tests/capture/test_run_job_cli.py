@@ -14,7 +14,12 @@ from tests.conftest import count_events
     [
         (["--job-id", "00000000-0000-0000-0000-000000000000"], {}, "no job with id"),
         (["--job-id", "nope"], {}, "no job with id nope"),
-        ([], {}, "Missing option '--job-id'"),
+        ([], {}, "give --job-id ID, or --lane LANE"),
+        (["--job-id", "x", "--watch"], {}, "--max-jobs and --watch work a lane's queue"),
+        (["--lane", "local", "--max-jobs", "0"], {}, "Invalid value for '--max-jobs'"),
+        (["--lane", "local", "--max-jobs", "two"], {}, "Invalid value for '--max-jobs'"),
+        (["--lane", "local", "--poll", "0"], {}, "Invalid value for '--poll'"),
+        (["--lane", "local"], {"CAPTURE_MAX_ITEMS": "-3"}, "CAPTURE_MAX_ITEMS must be"),
         (["--job-id", "x", "--attempt", "0"], {}, "Invalid value for '--attempt'"),
         (["--job-id", "x", "--lane", "cloud"], {}, "Invalid value for '--lane'"),
         (["--job-id", "x"], {"CAPTURE_BATCH_SIZE": "lots"}, "CAPTURE_BATCH_SIZE must be"),

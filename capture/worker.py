@@ -1,0 +1,113 @@
+"""A lane worker: takes routed jobs as they arrive (LISTEN/NOTIFY) with a polling fallback.
+
+The recorder NOTIFYs `jobstore_routed` with the lane in the same transaction that routes a
+job, so a waiting worker wakes within milliseconds of the commit. If the LISTEN connection
+dies the worker keeps polling every `poll` seconds and reconnects: it never stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import psycopg
+
+from capture.runner import Result
+from jobstore.domain import Job, Status
+from jobstore.recorder import ROUTED_CHANNEL
+from jobstore.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class Wakeup:
+    """Waits until a job is routed to `lane` (or `timeout` passes)."""
+
+    def __init__(self, url: str, lane: str) -> None:
+        self.url = url
+        self.lane = lane
+        self.conn: psycopg.Connection | None = None
+
+    def listen(self) -> None:
+        """Starts listening; call before looking for work so nothing routed meanwhile is missed."""
+        self.close()
+        try:
+            self.conn = psycopg.connect(self.url, autocommit=True)
+            self.conn.execute(f"LISTEN {ROUTED_CHANNEL}")
+        except psycopg.Error as exc:
+            log.warning("LISTEN failed (%s); polling instead", type(exc).__name__)
+            self.close()
+
+    def wait(self, timeout: float) -> bool:
+        """True if woken by a notification for this lane, False after `timeout`."""
+        if self.conn is None:
+            self.listen()
+            if self.conn is None:
+                time.sleep(timeout)
+                return False
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                for note in self.conn.notifies(timeout=left, stop_after=1):
+                    if note.payload == self.lane:
+                        return True
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection lost (%s); polling until it is back", exc)
+            self.close()
+        return False
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+
+def route_due_retries(store: JobStore, lane: str, now: datetime) -> int:
+    """Routes this lane's retries whose time has come back to it (the local lane has no
+    dispatcher; a worker watching it does this between jobs)."""
+    routed = 0
+    for job_id in store.due_retries(now):
+        job = store.get(job_id)
+        waiting = job.lane == lane and job.status is Status.RETRY_SCHEDULED
+        if waiting and store.wake(job.id, f"retry: attempt {job.attempt}", now):
+            routed += 1
+    return routed
+
+
+def work(
+    store: JobStore,
+    lane: str,
+    worker: str,
+    run: Callable[[Job], Result],
+    *,
+    now: Callable[[], datetime],
+    wakeup: Wakeup | None = None,
+    max_jobs: int | None = None,
+    watch: bool = False,
+    poll: float = 1.0,
+    stop: threading.Event | None = None,
+) -> list[Result]:
+    """Claims and runs jobs of `lane` one at a time; without `watch`, stops when none wait."""
+    stop = stop or threading.Event()
+    results: list[Result] = []
+    if wakeup is not None and wakeup.conn is None:
+        wakeup.listen()
+    while not stop.is_set() and (max_jobs is None or len(results) < max_jobs):
+        claimed = store.claim_next(lane, worker, now(), limit=1)
+        if claimed:
+            results.append(run(claimed[0]))
+            continue
+        if route_due_retries(store, lane, now()):
+            continue
+        if not watch:
+            break
+        if wakeup is not None:
+            wakeup.wait(poll)
+        else:
+            stop.wait(poll)
+    return results

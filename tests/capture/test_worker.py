@@ -1,0 +1,112 @@
+"""Local lane workers: LISTEN/NOTIFY wake-ups, the polling fallback, and `bin/run-job --lane`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import psycopg
+from click.testing import CliRunner
+
+from capture.cli import run_job_command
+from capture.runner import Result
+from capture.worker import Wakeup, work
+from jobstore.spec import JobSpec
+
+
+def local_job(store, repo: str = "acme/widgets", prs=(1,)):
+    spec = JobSpec.create("pr-details", repo, pr_numbers=list(prs))
+    return store.enqueue(spec, decide=lambda s, t: ("local", "explicit", "test")).job_id
+
+
+def completing(store):
+    def run(job):
+        store.complete(job.id, 1, attempt=job.attempt)
+        return Result(job.id, "completed", items=1)
+
+    return run
+
+
+def now():
+    return datetime.now(UTC)
+
+
+def test_a_waiting_worker_is_woken_by_notify(store, database_url):
+    wakeup, stop, results = Wakeup(database_url, "local"), threading.Event(), []
+    thread = threading.Thread(
+        target=lambda: results.extend(
+            work(store, "local", "w1", completing(store), now=now, wakeup=wakeup,
+                 max_jobs=1, watch=True, poll=30, stop=stop)
+        )
+    )  # fmt: skip
+    thread.start()
+    time.sleep(0.2)  # the worker is now blocked in LISTEN with a 30 s poll
+    job_id = local_job(store)
+    thread.join(timeout=10)  # far less than the 30 s poll: only the NOTIFY can explain it
+    assert not thread.is_alive()
+    assert [r.job_id for r in results] == [job_id]
+    wakeup.close()
+
+
+def test_a_dropped_listen_connection_falls_back_to_polling(store, database_url):
+    wakeup, stop, results = Wakeup(database_url, "local"), threading.Event(), []
+    wakeup.listen()
+    pid = wakeup.conn.info.backend_pid
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    thread = threading.Thread(
+        target=lambda: results.extend(
+            work(store, "local", "w1", completing(store), now=now, wakeup=wakeup,
+                 max_jobs=2, watch=True, poll=0.2, stop=stop)
+        )
+    )  # fmt: skip
+    thread.start()
+    first = local_job(store, "acme/one")
+    second = local_job(store, "acme/two")
+    thread.join(timeout=20)
+    stop.set()
+    assert sorted(r.job_id for r in results) == sorted([first, second])
+    wakeup.close()
+
+
+def test_without_watch_the_worker_stops_when_the_queue_is_empty(store):
+    ids = [local_job(store, f"acme/r{n}") for n in range(3)]
+    results = work(store, "local", "w1", completing(store), now=now, max_jobs=2)
+    assert len(results) == 2
+    rest = work(store, "local", "w1", completing(store), now=now)
+    assert sorted(r.job_id for r in results + rest) == sorted(ids)
+    assert work(store, "local", "w1", completing(store), now=now) == []
+
+
+def test_run_job_lane_local_captures_through_the_sandbox(store, database_url, served, tmp_path):
+    ids = [local_job(store, "acme/widgets", [n]) for n in (1, 2, 3)]
+    summary, output = tmp_path / "summary.md", tmp_path / "output"
+    env = {
+        **served.env,
+        "DATABASE_URL": database_url,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(output),
+    }
+    result = CliRunner().invoke(run_job_command, ["--lane", "local", "--max-jobs", "5"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "3 jobs, 0 failed" in result.output
+    assert all(store.get(j).status.value == "completed" for j in ids)
+    text = summary.read_text()
+    assert all(str(j) in text for j in ids)
+    assert "| job | lane | attempt | outcome | items | points | duration (s) |" in text
+    assert "jobs=3\nfailed=0" in output.read_text()
+
+
+def test_a_failed_job_is_annotated_in_actions(store, database_url, served, tmp_path):
+    job_id = local_job(store, "acme/missing-repo")
+    env = {
+        **served.env, "DATABASE_URL": database_url, "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "s"), "GITHUB_OUTPUT": str(tmp_path / "o"),
+    }  # fmt: skip
+    result = CliRunner().invoke(run_job_command, ["--job-id", str(job_id)], env=env)
+    assert result.exit_code == 1
+    assert f"::error title=capture pr-details::job {job_id} failed" in result.output
+    assert "outcome=failed" in (tmp_path / "o").read_text()
+    assert served.env["GITHUB_TOKEN"] not in result.output + (tmp_path / "s").read_text()
