@@ -50,6 +50,10 @@ class LaneSettings:
 
     inngest_event_key: Secret = field(default_factory=lambda: Secret(""))
     inngest_event_api: str = "https://inn.gs"
+    inngest_signing_key: Secret = field(default_factory=lambda: Secret(""))
+    inngest_dev: bool = False  # INNGEST_DEV: the dev server, no signatures
+    inngest_base_url: str | None = None
+    inngest_concurrency: int = 1  # runs at once per repository
     github_token: Secret = field(default_factory=lambda: Secret(""))
     github_api_url: str = "https://api.github.com"
     actions_repository: str = ""  # owner/name holding .github/workflows
@@ -206,6 +210,10 @@ def _lanes(env: Mapping[str, str]) -> LaneSettings:
     return LaneSettings(
         inngest_event_key=Secret(env.get("INNGEST_EVENT_KEY") or ""),
         inngest_event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
+        inngest_signing_key=Secret(env.get("INNGEST_SIGNING_KEY") or ""),
+        inngest_dev=(env.get("INNGEST_DEV") or "").lower() not in ("", "0", "false", "no"),
+        inngest_base_url=env.get("INNGEST_BASE_URL") or None,
+        inngest_concurrency=int(_number(env, "CAPTURE_INNGEST_CONCURRENCY", 1, minimum=1)),
         github_token=Secret(env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""),
         github_api_url=(env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/"),
         actions_repository=env.get("CAPTURE_ACTIONS_REPOSITORY") or "",

@@ -1,0 +1,158 @@
+"""The Inngest function: through the SDK's mocked trigger and through its HTTP serve endpoint
+(production mode: signatures checked), running jobs against the sandbox GitHub."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import inngest
+import pytest
+from inngest.experimental import mocked
+
+from capture import inngest_app
+from capture.inngest_serve import attempt_runner, create_app, serve
+from capture.sandbox.inngest_executor import Executor
+from jobstore.config import LaneSettings, Secret
+from jobstore.lanes.inngest import EVENT
+from jobstore.spec import JobSpec
+from tests.conftest import count_events
+
+SIGNING_KEY = "signkey-prod-" + "ab" * 32
+
+
+@pytest.fixture
+def github_env(served, monkeypatch):
+    """The capture settings the function's process reads: the sandbox as GitHub."""
+    for name, value in served.env.items():
+        monkeypatch.setenv(name, value)
+    return served
+
+
+@pytest.fixture
+def fn(store, database_url, github_env):
+    sdk = mocked.Inngest(app_id="test", is_production=False)
+    return inngest_app.function(sdk, attempt_runner(store, database_url, "inngest-test"))
+
+
+def inngest_job(store, prs=(1, 2)):
+    spec = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=list(prs))
+    return store.enqueue(spec, decide=lambda s, t: ("inngest", "recent", "test")).job_id
+
+
+def event(job_id, attempt=1, repository="acme/widgets", **extra):
+    data = {"job_id": str(job_id), "attempt": attempt, "repository": repository, **extra}
+    return inngest.Event(name=EVENT, id=f"{job_id}-{attempt}", data=data)
+
+
+def started(store, job_id):
+    return [e for e in store.history(job_id) if type(e).__name__ == "Started"]
+
+
+def test_the_function_runs_the_stored_job(store, fn):
+    job_id = inngest_job(store)
+    result = mocked.trigger(fn, event(job_id), mocked.Inngest(app_id="test"))
+    assert result.status is mocked.Status.COMPLETED, result.error
+    assert result.output["outcome"] == "completed"
+    job = store.get(job_id)
+    assert (job.status.value, job.items) == ("completed", 2)
+    (start,) = started(store, job_id)
+    assert start.lane == "inngest"
+
+
+def test_only_the_job_id_and_attempt_are_read_from_the_event(store, fn):
+    job_id = inngest_job(store)
+    # A stale or hostile payload cannot change the work: the store says what to capture.
+    sent = event(job_id, repository="evil/other", owner="x", pr_number=99, prs=[7])
+    result = mocked.trigger(fn, sent, mocked.Inngest(app_id="test"))
+    assert result.status is mocked.Status.COMPLETED
+    assert store.get(job_id).repository == "acme/widgets"
+    assert store.get(job_id).items == 2
+
+
+def test_a_second_delivery_of_the_same_attempt_does_no_work(store, fn):
+    job_id = inngest_job(store)
+    mocked.trigger(fn, event(job_id), mocked.Inngest(app_id="test"))
+    again = mocked.trigger(fn, event(job_id), mocked.Inngest(app_id="test"))
+    assert again.status is mocked.Status.COMPLETED
+    assert again.output["outcome"] == "lost"
+    assert len(started(store, job_id)) == 1
+
+
+def test_a_failed_attempt_is_retried_by_the_job_store_not_by_inngest(store, fn, served):
+    job_id = inngest_job(store)
+    served.faults.add("graphql:502:50", "rest:502:50")
+    result = mocked.trigger(fn, event(job_id), mocked.Inngest(app_id="test"))
+    assert result.status is mocked.Status.FAILED
+    assert isinstance(result.error, inngest.NonRetriableError)
+    job = store.get(job_id)
+    assert (job.status.value, job.attempt) == ("retry_scheduled", 2)
+    assert len(started(store, job_id)) == 1  # Inngest did not run it again on its own
+    assert fn._opts.retries == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"job_id": "nope", "attempt": 1}, {"job_id": "0" * 32, "attempt": "x"}, {"attempt": 1}],
+)
+def test_malformed_event_data_fails_without_retries_or_writes(store, database_url, fn, data):
+    before = count_events(database_url)
+    result = mocked.trigger(fn, inngest.Event(name=EVENT, data=data), mocked.Inngest(app_id="test"))
+    assert result.status is mocked.Status.FAILED
+    assert isinstance(result.error, inngest.NonRetriableError)
+    assert count_events(database_url) == before
+
+
+def test_concurrency_is_keyed_by_repository(fn):
+    (limit,) = fn._opts.concurrency
+    assert limit.key == "event.data.repository"
+
+
+def test_production_mode_needs_a_signing_key():
+    with pytest.raises(ValueError, match="INNGEST_SIGNING_KEY is not set"):
+        inngest_app.client(LaneSettings())
+
+
+@pytest.fixture
+def endpoint(store, database_url, github_env):
+    lanes = LaneSettings(inngest_signing_key=Secret(SIGNING_KEY), inngest_event_key=Secret("k"))
+    app, fn = create_app(lanes, attempt_runner(store, database_url, "inngest-http"))
+    server = serve(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}{inngest_app.SERVE_PATH}", fn.get_id()
+    server.shutdown()
+
+
+def test_the_serve_endpoint_runs_a_signed_request_step_by_step(store, endpoint):
+    url, function_id = endpoint
+    job_id = inngest_job(store)
+    executor = Executor(url, function_id, SIGNING_KEY)
+    run = executor({"name": EVENT, "id": f"{job_id}-1", "data": event(job_id).data})
+    assert run.status == "completed", run.output
+    assert run.output["outcome"] == "completed"
+    assert run.calls == 2  # the step ran, then the function finished from the memoised step
+    assert store.get(job_id).status.value == "completed"
+
+
+def test_the_serve_endpoint_refuses_unsigned_and_wrongly_signed_requests(
+    store, database_url, endpoint
+):
+    url, function_id = endpoint
+    job_id = inngest_job(store)
+    before = count_events(database_url)
+    for key in (None, "signkey-prod-" + "cd" * 32):
+        run = Executor(url, function_id, key)(
+            {"name": EVENT, "id": "x", "data": event(job_id).data}
+        )
+        assert run.status == "failed"
+        assert run.calls == 1
+    assert count_events(database_url) == before
+    assert store.get(job_id).status.value == "routed"
+
+
+def test_the_serve_endpoint_does_not_describe_itself_to_strangers(endpoint):
+    url, _ = endpoint
+    answer = httpx.get(url)
+    assert answer.status_code == 401
+    assert "Unauthorized" in answer.text
