@@ -3,6 +3,7 @@ code every lane runs: an Actions step, the Inngest function, or a local worker."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from uuid import UUID
 
 import click
 
@@ -24,8 +26,10 @@ from capture.worker import Wakeup, work
 from jobstore.actions_report import ActionsReport
 from jobstore.clikit import Command, Session, errors, session
 from jobstore.domain import Job
+from jobstore.errors import InvalidTransition
 from jobstore.routing import LANES
 
+MATRIX_LIMIT = 256  # GitHub's most jobs per matrix
 EXIT = {"completed": 0, "rescheduled": 0, "waiting": 0, "lost": 0, "failed": 1}
 
 
@@ -180,16 +184,13 @@ def run_job_command(
             bar.close()
         job = session(ctx).store.get(result.job_id)
         report(result, job, started, actions)
-        children = session(ctx).store.heads.children(job.id)
         actions.outputs(
             {
                 "job_id": str(job.id),
                 "outcome": result.outcome,
                 "items": result.items,
                 "points": result.points,
-                "children": [
-                    str(c) for c, status in sorted(children.items()) if status == "routed"
-                ],
+                "children": [str(c) for c in plan_children(session(ctx), job, actions)],
             }
         )
         raise SystemExit(EXIT[result.outcome])
@@ -199,6 +200,25 @@ def run_job_command(
     click.echo(f"worker {worker_id}: {len(results)} jobs, {failed} failed")
     actions.outputs({"jobs": len(results), "failed": failed})
     raise SystemExit(1 if failed else 0)
+
+
+def plan_children(s: Session, job: Job, actions: ActionsReport) -> list[UUID]:
+    """In Actions: the child jobs this run's matrix will run (at most GitHub's 256 legs),
+    recorded as dispatched to this run so the sweeper does not dispatch them again; if a
+    leg never starts, their start deadline sends them back to the sweeper."""
+    if not actions.active or job.lane != "github_actions":
+        return []
+    store = s.store
+    waiting = sorted(c for c, status in store.heads.children(job.id).items() if status == "routed")
+    planned = []
+    for child_id in waiting[:MATRIX_LIMIT]:
+        child = store.get(child_id)
+        if child.lane != "github_actions":
+            continue
+        with contextlib.suppress(InvalidTransition):  # taken meanwhile: not this run's
+            store.dispatched(child_id, actions.files.run_ref or f"matrix of {job.id}", now())
+            planned.append(child_id)
+    return planned
 
 
 def work_lane(

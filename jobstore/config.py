@@ -230,6 +230,12 @@ class RunnerFiles:
     active: bool = False
     output: Path | None = None
     summary: Path | None = None
+    run_url: str = ""  # this workflow run's page, when the runner says where it is
+
+    @property
+    def run_ref(self) -> str:
+        """This run as a Dispatched ref ("ID URL"), e.g. for the matrix legs it will run."""
+        return f"{self.run_url.rsplit('/', 1)[-1]} {self.run_url}" if self.run_url else ""
 
 
 def runner_files(env: Mapping[str, str] | None = None) -> RunnerFiles:
@@ -238,4 +244,18 @@ def runner_files(env: Mapping[str, str] | None = None) -> RunnerFiles:
     if env.get("GITHUB_ACTIONS") != "true":
         return RunnerFiles()
     output, summary = env.get("GITHUB_OUTPUT"), env.get("GITHUB_STEP_SUMMARY")
-    return RunnerFiles(True, Path(output) if output else None, Path(summary) if summary else None)
+    server, repo, run_id = (
+        env.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    run_url = f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else ""
+    return RunnerFiles(
+        True, Path(output) if output else None, Path(summary) if summary else None, run_url
+    )
+
+
+def machine_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a child process started for someone else (a sandbox runner's step) inherits
+    from this machine: PATH and the like, never this process's secrets."""
+    env = os.environ if env is None else env
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
+    return {k: env[k] for k in keep if k in env}

@@ -170,8 +170,9 @@ class Actions:
         return {"total_count": len(runs), "workflow_runs": [r.as_json() for r in runs[:per_page]]}
 
     def finish(self, run_id: int, conclusion: str) -> None:
-        run = self.runs[run_id]
-        run.status, run.conclusion = "completed", conclusion
+        run = self.runs.get(run_id)
+        if run is not None:  # a scheduled run was never dispatched through the API
+            run.status, run.conclusion = "completed", conclusion
 
 
 def _created_matches(created: datetime, expression: str) -> bool:

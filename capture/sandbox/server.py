@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -94,6 +95,27 @@ class Sandbox:
         name: str | None = None,
     ) -> None:
         self.actions.register(repository, file, Workflow(name or file, inputs, run_name))
+
+    def load_workflows(self, directory: Path, repository: str) -> list[str]:
+        """Registers every workflow_dispatch workflow in `directory` (its declared inputs
+        and run-name) for `repository`; returns their file names."""
+        from capture.sandbox.actions_runner import declared_inputs, load_workflow
+
+        files = []
+        for path in sorted(directory.glob("*.yml")):
+            workflow = load_workflow(path)
+            trigger = workflow.get("on") or {}
+            if not isinstance(trigger, dict) or "workflow_dispatch" not in trigger:
+                continue
+            self.register_workflow(
+                repository,
+                path.name,
+                declared_inputs(workflow),
+                run_name=workflow.get("run-name", ""),
+                name=workflow.get("name"),
+            )
+            files.append(path.name)
+        return files
 
     def drain(self) -> None:
         """Waits for the handlers of every dispatched run and delivered event so far."""
