@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install test lint format bench clean
+.PHONY: install demo test lint format bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -11,6 +11,11 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# Both lanes end to end on this machine: embedded PostgreSQL, the sandbox playing GitHub,
+# the Actions runner and Inngest; a realistic mix of jobs run to completion.
+demo: install
+	$(BIN)/python bin/demo
 
 test: install
 	$(BIN)/pytest
@@ -27,6 +32,7 @@ bench: install
 	$(BIN)/python bin/bench store --json
 	$(BIN)/python bin/bench projections --json
 	$(BIN)/python bin/bench capture --json
+	$(BIN)/python bin/bench latency --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -20,9 +20,9 @@ import click
 from capture import config as capture_config
 from capture.errors import ConfigError as CaptureConfigError
 from capture.github.client import GitHub, connect
-from capture.runner import Result, run_claimed, run_job
+from capture.runner import Result, run_job
 from capture.storage import Storage
-from capture.worker import Wakeup, work
+from capture.worker import Wakeup, job_runner, work
 from jobstore.actions_report import ActionsReport
 from jobstore.clikit import Command, Session, errors, session
 from jobstore.domain import Job
@@ -231,35 +231,34 @@ def work_lane(
     actions: ActionsReport,
 ) -> list[Result]:
     s = session(ctx)
-    capture_settings()
+    settings = capture_settings()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())  # finish the job in hand, then stop
     with errors():
         store = s.store
-        with capture_context(s) as (storage, settings):
+        bars: dict[UUID, Bar] = {}
+        runner = job_runner(
+            store,
+            s.url or "",
+            settings,
+            lambda job: bars.setdefault(job.id, Bar(f"{job.job_type} {job.repository}")),
+        )
 
-            def run(job: Job) -> Result:
-                started, bar = now(), Bar(f"{job.job_type} {job.repository}")
-                try:
-                    result = run_claimed(
-                        store,
-                        job,
-                        storage=storage,
-                        settings=settings,
-                        github=lambda rt: GitHub(connect(settings), settings, realtime=rt),
-                        progress=bar,
-                    )
-                finally:
-                    bar.close()
-                report(result, job, started, actions)
-                return result
-
-            wakeup = Wakeup(s.url or "", lane)
+        def run(job: Job) -> Result:
+            started = now()
             try:
-                return work(
-                    store, lane, worker, run, now=now, wakeup=wakeup, max_jobs=max_jobs,
-                    watch=watch, poll=poll, stop=stop,
-                )  # fmt: skip
+                result = runner(job)
             finally:
-                wakeup.close()
+                bars.pop(job.id).close()
+            report(result, job, started, actions)
+            return result
+
+        wakeup = Wakeup(s.url or "", lane)
+        try:
+            return work(
+                store, lane, worker, run, now=now, wakeup=wakeup, max_jobs=max_jobs,
+                watch=watch, poll=poll, stop=stop,
+            )  # fmt: skip
+        finally:
+            wakeup.close()

@@ -112,7 +112,9 @@ def enqueue(
         click.echo(f"job {job.id} is already {job.status.value} on {job.lane} (same dedupe key)")
         return
     click.echo(f"job {job.id} routed to {job.lane} ({job.rule}: {job.reason})")
-    if sent is not None and sent.ok:
-        click.echo(f"  {'queued for' if job.lane == 'local' else 'dispatched:'} {sent.detail}")
+    if sent is not None and sent.ok and job.lane == "local":
+        click.echo("  waiting for a local worker (bin/run-job --lane local --watch)")
+    elif sent is not None and sent.ok:
+        click.echo(f"  dispatched: {sent.detail}")
     elif sent is not None:
         click.echo(f"  not dispatched yet: {sent.detail}; `bin/jobs sweep` retries it", err=True)

@@ -73,6 +73,7 @@ def create_app(
 
 def serve(app: flask.Flask, host: str, port: int) -> BaseWSGIServer:
     """A threaded WSGI server (one thread per request: Inngest calls steps concurrently)."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     return make_server(host, port, app, threaded=True)
 
 

@@ -15,7 +15,11 @@ from datetime import datetime
 
 import psycopg
 
-from capture.runner import Result
+from capture.config import CaptureSettings
+from capture.github.client import GitHub, connect
+from capture.handlers import Progress
+from capture.runner import Result, run_claimed
+from capture.storage import Storage
 from jobstore.domain import Job, Status
 from jobstore.recorder import ROUTED_CHANNEL
 from jobstore.store import JobStore
@@ -65,6 +69,31 @@ class Wakeup:
                 self.conn.close()
             finally:
                 self.conn = None
+
+
+def job_runner(
+    store: JobStore,
+    url: str,
+    settings: CaptureSettings,
+    progress: Callable[[Job], Progress | None] = lambda job: None,
+) -> Callable[[Job], Result]:
+    """Runs a claimed job with this process's GitHub settings (what a lane worker calls)."""
+
+    def run(job: Job) -> Result:
+        storage = Storage(url)
+        try:
+            return run_claimed(
+                store,
+                job,
+                storage=storage,
+                settings=settings,
+                github=lambda realtime: GitHub(connect(settings), settings, realtime=realtime),
+                progress=progress(job),
+            )
+        finally:
+            storage.close()
+
+    return run
 
 
 def route_due_retries(store: JobStore, lane: str, now: datetime) -> int:

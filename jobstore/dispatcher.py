@@ -92,6 +92,7 @@ class Dispatcher:
     def down(self, now: datetime) -> dict[str, str]:
         """Lanes that are down now, and why: unconfigured, or failing every recent dispatch."""
         health = self.settings.health
+        self.probed: set[str] = set()  # lanes tried once this pass although they looked down
         down = dict(self.problems)
         recent = self.store.heads.recent_dispatches(
             now - timedelta(seconds=health.window), health.failures
@@ -146,13 +147,15 @@ class Dispatcher:
                 fallback = first_lane if first_lane != LOCAL else None
                 return Sent(job.id, LOCAL, True, "waiting for a local worker", fallback)
             tried_enough = job.lane_failures >= self.settings.health.lane_tries
-            if lane_name in down or tried_enough:
+            probing = self._probe(lane_name, down)
+            if (lane_name in down and not probing) or tried_enough:
                 why = down.get(lane_name, f"{job.lane_failures} dispatches failed")
                 moved = self.reroute(job, now, {**down, lane_name: why})
                 if moved.lane != job.lane:
                     job = moved
                     continue
-                if lane_name in down or tries[lane_name] >= self.settings.health.lane_tries:
+                exhausted = tries[lane_name] >= self.settings.health.lane_tries
+                if (lane_name in down and not probing) or exhausted:
                     detail = f"{lane_name} down ({why}): stays routed, dispatched again later"
                     return Sent(job.id, lane_name, False, detail)
             lane = self.lanes.get(lane_name)
@@ -162,6 +165,7 @@ class Dispatcher:
             tries[lane_name] += 1
             result = dispatch(self.store, job.id, lane, now)
             if result.ok:
+                down.pop(lane_name, None)  # a probe got through: the lane is back
                 fallback = first_lane if first_lane != lane_name else None
                 return Sent(job.id, lane_name, True, result.detail, fallback)
             job = self.store.get(job.id)
@@ -171,6 +175,16 @@ class Dispatcher:
             ):
                 down[lane_name] = result.detail  # for the rest of this call (and sweep pass)
         return Sent(job.id, job.lane, False, f"not dispatched: {job.error}")
+
+    def _probe(self, lane: str, down: Mapping[str, str]) -> bool:
+        """One dispatch per pass to a lane that looks down from its recent failures (not
+        one that is unconfigured), so a recovered lane is noticed at the next sweep."""
+        probed = getattr(self, "probed", set())
+        if lane not in down or lane in self.problems or lane in probed:
+            return False
+        probed.add(lane)
+        self.probed = probed
+        return True
 
     def _recent(self, lane: str | None, now: datetime) -> list[bool]:
         health = self.settings.health

@@ -99,6 +99,9 @@ def apply(row: Row | None, event: Any) -> Row:
         _end_attempt(row, at)
         row.update(status="completed", items=event.items, finished_at=at, last_error=None)
         row["api_points"] += event.api_points
+        # A completed job has done all its work, whatever its last checkpoint said.
+        row["items_done"] = max(row["items_done"] or 0, event.items)
+        row["items_total"] = max(row["items_total"] or 0, event.items)
     elif isinstance(event, Job.Cancelled):
         _end_attempt(row, at)
         row.update(status="cancelled", finished_at=at, last_error=f"cancelled: {event.reason}")

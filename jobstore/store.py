@@ -234,19 +234,26 @@ class JobStore(Application):
         self, job_id: UUID | str, worker: str, now: datetime | None = None,
         attempt: int | None = None, lane: str | None = None,
     ) -> Claim:  # fmt: skip
-        """Starts the job's current attempt for `worker`; exactly one claimant wins."""
-        job = self.get(job_id)
-        if attempt is not None and attempt != job.attempt:
-            return Claim(job.id, False, job.attempt, f"attempt {attempt} is over")
-        if job.status.value not in ("routed", "dispatched"):
-            holder = f" by {job.worker}" if job.worker else ""
-            return Claim(job.id, False, job.attempt, f"already {job.status.value}{holder}")
-        job.start(worker, now or utcnow(), lane)
-        try:
-            self.save_jobs(job)
-        except IntegrityError:
-            return Claim(job.id, False, job.attempt, "already claimed by another worker")
-        return Claim(job.id, True, job.attempt)
+        """Starts the job's current attempt for `worker`; exactly one claimant wins.
+
+        A conflicting write is not always a rival claim: a lane that starts the job at once
+        can race the dispatcher's own Dispatched event. So on a conflict the job is read
+        again, and claimed if it is still waiting; a rival's Started shows up as running.
+        """
+        for _ in range(CONFLICT_RETRIES):
+            job = self.get(job_id)
+            if attempt is not None and attempt != job.attempt:
+                return Claim(job.id, False, job.attempt, f"attempt {attempt} is over")
+            if job.status.value not in ("routed", "dispatched"):
+                holder = f" by {job.worker}" if job.worker else ""
+                return Claim(job.id, False, job.attempt, f"already {job.status.value}{holder}")
+            job.start(worker, now or utcnow(), lane)
+            try:
+                self.save_jobs(job)
+            except IntegrityError:
+                continue  # someone wrote first: look again
+            return Claim(job.id, True, job.attempt)
+        raise DatabaseUnavailable(f"job {job_id}: too many concurrent writers")
 
     def claim_next(
         self, lane: str, worker: str, now: datetime | None = None, limit: int = 1

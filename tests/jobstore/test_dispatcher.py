@@ -188,3 +188,41 @@ def test_sweeper_fails_stale_jobs_and_routes_due_retries_again(store, sandbox, m
     job = store.get(job_id)
     assert (job.status.value, job.attempt) == ("dispatched", 2)
     assert sandbox.inngest.events[-1]["id"] == f"{job_id}-2"
+
+
+def test_a_claim_racing_the_dispatchers_own_write_still_wins(store, monkeypatch):
+    """An executor can start a job before the dispatcher records Dispatched; the claim's
+    conflict with that write must not lose the job (it would sit dispatched, never run)."""
+    job_id = routed(store, "inngest")
+    original, raced = store.get, []
+
+    def read_then_dispatch(job):
+        loaded = original(job)
+        if not raced:  # the dispatcher's write lands between the claim's read and save
+            raced.append(True)
+            store.dispatched(job_id, "01EVENT", T0)
+        return loaded
+
+    monkeypatch.setattr(store, "get", read_then_dispatch)
+    claim = store.claim(job_id, "inngest-worker", T0, attempt=1, lane="inngest")
+    monkeypatch.undo()
+    assert claim.won, claim.reason
+    assert events(store, job_id) == ["Queued", "Routed", "Dispatched", "Started"]
+
+
+def test_a_rival_claim_still_loses_cleanly(store, monkeypatch):
+    job_id = routed(store, "inngest")
+    original, raced = store.get, []
+
+    def read_then_rival(job):
+        loaded = original(job)
+        if not raced:
+            raced.append(True)
+            store.claim(job_id, "rival", T0)
+        return loaded
+
+    monkeypatch.setattr(store, "get", read_then_rival)
+    claim = store.claim(job_id, "late", T0)
+    monkeypatch.undo()
+    assert not claim.won
+    assert claim.reason == "already running by rival"

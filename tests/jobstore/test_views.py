@@ -53,7 +53,8 @@ def test_capture_jobs_row_follows_the_job(store, job_views, database_url):
     assert (row["external_ref"], row["run_url"]) == (
         "4242", "https://github.com/acme/ops/actions/runs/4242",
     )  # fmt: skip
-    assert (row["items"], row["items_done"], row["items_total"], row["api_points"]) == (2, 1, 2, 6)
+    # Completed: every item is done, whatever the last checkpoint said.
+    assert (row["items"], row["items_done"], row["items_total"], row["api_points"]) == (2, 2, 2, 6)
     assert (row["days"], row["pr_count"], row["worker"]) == (3, 2, "runner-1")
     assert row["run_seconds"] == 120
     assert row["billed_minutes"] == 2
