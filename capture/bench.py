@@ -16,6 +16,7 @@ from typing import Any
 import click
 import httpx
 
+from capture import bench_latency  # noqa: F401 - registers `bench latency`
 from capture.config import CaptureSettings, Secret
 from capture.github.client import GitHub
 from capture.runner import run_job

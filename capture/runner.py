@@ -59,7 +59,7 @@ def run_job(
         return Result(claim.job_id, "lost", claim.reason)
     return run_claimed(
         store,
-        store.get(claim.job_id),
+        claim.job or store.get(claim.job_id),
         storage=storage,
         settings=settings,
         github=github,

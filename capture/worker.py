@@ -45,23 +45,25 @@ class Wakeup:
             log.warning("LISTEN failed (%s); polling instead", type(exc).__name__)
             self.close()
 
-    def wait(self, timeout: float) -> bool:
-        """True if woken by a notification for this lane, False after `timeout`."""
+    def wait(self, timeout: float) -> list[str] | None:
+        """The job ids a notification for this lane named (possibly none) once woken, or
+        None after `timeout` without one."""
         if self.conn is None:
             self.listen()
             if self.conn is None:
                 time.sleep(timeout)
-                return False
+                return None
         deadline = time.monotonic() + timeout
         try:
             while (left := deadline - time.monotonic()) > 0:
                 for note in self.conn.notifies(timeout=left, stop_after=1):
-                    if note.payload == self.lane:
-                        return True
+                    lane, *ids = note.payload.split(" ")
+                    if lane == self.lane:
+                        return ids
         except psycopg.Error as exc:
             log.warning("LISTEN connection lost (%s); polling until it is back", exc)
             self.close()
-        return False
+        return None
 
     def close(self) -> None:
         if self.conn is not None:
@@ -124,9 +126,15 @@ def work(
     """Claims and runs jobs of `lane` one at a time; without `watch`, stops when none wait."""
     stop = stop or threading.Event()
     results: list[Result] = []
+    hinted: list[str] = []
     if wakeup is not None and wakeup.conn is None:
         wakeup.listen()
     while not stop.is_set() and (max_jobs is None or len(results) < max_jobs):
+        if hinted:  # named by the notification: claim it directly (another may win it)
+            claim = store.claim(hinted.pop(0), worker, now(), lane=lane)
+            if claim.won and claim.job is not None:
+                results.append(run(claim.job))
+            continue
         claimed = store.claim_next(lane, worker, now(), limit=1)
         if claimed:
             results.append(run(claimed[0]))
@@ -136,7 +144,7 @@ def work(
         if not watch:
             break
         if wakeup is not None:
-            wakeup.wait(poll)
+            hinted = wakeup.wait(poll) or []
         else:
             stop.wait(poll)
     return results

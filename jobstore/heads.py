@@ -47,6 +47,8 @@ class Heads:
 
     def active(self, job_ids: Sequence[UUID]) -> set[UUID]:
         """Those of `job_ids` that are not final."""
+        if not job_ids:
+            return set()
         rows = self._rows(
             f"SELECT job_id FROM job_heads WHERE {ACTIVE} AND job_id = ANY(%s)", (list(job_ids),)
         )

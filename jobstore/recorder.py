@@ -11,6 +11,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 
 ROUTED_CHANNEL = "jobstore_routed"
+NOTIFY_IDS = 50  # at most this many job ids in one notification (payloads < 8000 bytes)
 
 UPSERT_HEAD = """
 INSERT INTO job_heads (job_id, job_type, repository, status, lane, priority, attempt, version,
@@ -67,9 +68,15 @@ class JobRecorder(PostgresApplicationRecorder):
         if heads:
             # A fixed order keeps two writers of the same heads from deadlocking.
             curs.executemany(UPSERT_HEAD, sorted(heads, key=lambda h: h.job_id))
-            lanes = sorted({h.lane for h in heads if h.status == "routed" and h.lane})
-            for lane in lanes:
-                curs.execute("SELECT pg_notify(%s, %s)", (ROUTED_CHANNEL, lane))
+            routed: dict[str, list[str]] = {}
+            for head in heads:
+                if head.status == "routed" and head.lane:
+                    routed.setdefault(head.lane, []).append(str(head.job_id))
+            for lane, ids in sorted(routed.items()):
+                # "lane id id ...": a waiting worker claims these directly (a hint only;
+                # large batches name just the lane and the worker looks for them).
+                payload = " ".join([lane, *ids]) if len(ids) <= NOTIFY_IDS else lane
+                curs.execute("SELECT pg_notify(%s, %s)", (ROUTED_CHANNEL, payload))
         outcomes: Sequence[DispatchOutcome] = kwargs.get("dispatches") or ()
         if outcomes:
             curs.executemany(INSERT_DISPATCH, outcomes)

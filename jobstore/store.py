@@ -54,6 +54,7 @@ class Claim:
     won: bool
     attempt: int
     reason: str = ""
+    job: Job | None = None  # the running job, when won
 
 
 def head_of(job: Job) -> Head:
@@ -134,6 +135,14 @@ class JobStore(Application):
     ) -> list[Enqueued]:
         """Enqueues (and routes, given `decide`) in one transaction; idempotent per dedupe key."""
         now = now or utcnow()
+        if len(specs) == 1:
+            # Optimistic first try for one job: open its dedupe slot at version 1 without
+            # reading it. If the key was ever used, the slot's event collides on the
+            # events table's key and we take the reading path below.
+            try:
+                return self._enqueue_batch(specs, now, decide, assume_new=True)
+            except IntegrityError:
+                pass
         for _ in range(CONFLICT_RETRIES):
             try:
                 return self._enqueue_batch(specs, now, decide)
@@ -143,15 +152,16 @@ class JobStore(Application):
         raise DatabaseUnavailable("enqueue kept conflicting with concurrent enqueues")
 
     def _enqueue_batch(
-        self, specs: Sequence[JobSpec], now: datetime, decide: Decide | None
-    ) -> list[Enqueued]:
+        self, specs: Sequence[JobSpec], now: datetime, decide: Decide | None,
+        assume_new: bool = False,
+    ) -> list[Enqueued]:  # fmt: skip
         # The slot is read first and written at its next version, so the "is its holder
         # still active?" answer below cannot go stale without the save conflicting.
         slot_ids = {spec.dedupe_key: DedupeSlot.id_for(spec.dedupe_key) for spec in specs}
-        slots = {
+        slots = {} if assume_new else {
             stored.originator_id: self.mapper.to_domain_event(stored)
             for stored in self.heads.latest_events(list(slot_ids.values()))
-        }
+        }  # fmt: skip
         holders = self.heads.active([slot.job_id for slot in slots.values()])
         results: list[Enqueued] = []
         pending: list[Any] = []
@@ -252,7 +262,7 @@ class JobStore(Application):
                 self.save_jobs(job)
             except IntegrityError:
                 continue  # someone wrote first: look again
-            return Claim(job.id, True, job.attempt)
+            return Claim(job.id, True, job.attempt, job=job)
         raise DatabaseUnavailable(f"job {job_id}: too many concurrent writers")
 
     def claim_next(

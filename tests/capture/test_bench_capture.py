@@ -29,3 +29,19 @@ def test_bench_capture_reports_points_ratio_wall_and_memory(server_url, monkeypa
     ):
         assert numbers[key] > 0, key
     assert numbers["ratio"] > 10  # REST-only costs far more than GraphQL
+
+
+@pytest.mark.slow
+def test_bench_latency_reports_both_sides(server_url, monkeypatch):
+    from capture.bench import bench as full_bench
+
+    monkeypatch.setenv("DATABASE_URL", server_url)
+    result = CliRunner().invoke(
+        full_bench, ["latency", "--jobs", "20", "--gap-ms", "5", "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.output.strip().splitlines()[-1])
+    assert numbers["jobs"] == 20
+    for key in ("p50_ms", "p95_ms", "procrastinate_p95_ms"):
+        assert 0 < numbers[key] < 1000, key
+    assert numbers["p50_ms"] <= numbers["p95_ms"] <= numbers["max_ms"]
