@@ -2,7 +2,8 @@
 to procrastinate's defer-to-start on the same PostgreSQL in the same run.
 
 Each side has one worker process already waiting; the producer enqueues one job at a
-time with a pause between, so every job finds the worker idle. A start is the moment the
+time with a pause between, so every job finds its worker idle, alternating rounds between
+the two queues so both see the same machine. A start is the moment the
 worker holds the job (our Started event is committed; procrastinate's task body runs).
 Times are CLOCK_MONOTONIC, which Linux shares between processes.
 """
@@ -14,6 +15,7 @@ import multiprocessing
 import time
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import click
 
@@ -30,8 +32,10 @@ LOCAL = ("local", "explicit", "bench")
 def our_worker(url: str, n: int, ready: Any, started: Any) -> None:
     store = db.open_store(config.Settings(pool_size=2), url=url)
 
+    def claimed(job_id: UUID) -> None:  # the Started event is committed
+        started[str(job_id)] = time.monotonic()
+
     def run(job: Job) -> Result:
-        started[str(job.id)] = time.monotonic()
         store.complete(job.id, 0, attempt=job.attempt)
         return Result(job.id, "completed")
 
@@ -39,7 +43,7 @@ def our_worker(url: str, n: int, ready: Any, started: Any) -> None:
     wakeup.listen()
     ready.set()
     work(store, "local", "latency", run, now=lambda: datetime.now(UTC), wakeup=wakeup,
-         max_jobs=n, watch=True, poll=5.0)  # fmt: skip
+         max_jobs=n, watch=True, poll=5.0, on_claim=claimed)  # fmt: skip
     wakeup.close()
     store.close()
 
@@ -68,51 +72,50 @@ def wait_for(started: Any, n: int, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
-def measure_ours(url: str, n: int, gap: float) -> list[float]:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        ready, started = manager.Event(), manager.dict()
-        process = ctx.Process(target=our_worker, args=(url, n, ready, started))
-        process.start()
-        store = db.open_store(config.Settings(pool_size=2), url=url)
-        ready.wait(60)
-        time.sleep(0.5)  # the worker is now idle, waiting on LISTEN
-        sent: dict[str, float] = {}
-        for i in range(n):
-            spec = JobSpec.create("bench-latency", f"bench/latency{i}", days=1)
-            t0 = time.monotonic()
-            job_id = store.enqueue(spec, decide=lambda s, t: LOCAL).job_id
-            sent[str(job_id)] = t0
-            time.sleep(gap)
-        wait_for(started, n)
-        process.join(30)
-        store.close()
-        return [(started[k] - t0) * 1000 for k, t0 in sent.items()]
-
-
-def measure_theirs(url: str, n: int, gap: float) -> list[float]:
-    app = procrastinate_app(url)
+def measure(our_url: str, their_url: str, n: int, gap: float, rounds: int) -> tuple[list, list]:
+    """Both workers wait at once; the producer alternates rounds between them, so a
+    machine that gets busier or quieter during the run affects both sides alike."""
+    app = procrastinate_app(their_url)
     with app.open():
         app.schema_manager.apply_schema()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
-        ready, started = manager.Event(), manager.dict()
-        process = ctx.Process(target=their_worker, args=(url, ready, started))
-        process.start()
-        ready.wait(60)
-        time.sleep(1.0)  # the worker is now idle, waiting on LISTEN
-        sent: dict[str, float] = {}
+        ours_ready, ours_started = manager.Event(), manager.dict()
+        theirs_ready, theirs_started = manager.Event(), manager.dict()
+        ours = ctx.Process(target=our_worker, args=(our_url, n, ours_ready, ours_started))
+        theirs = ctx.Process(target=their_worker, args=(their_url, theirs_ready, theirs_started))
+        ours.start()
+        theirs.start()
+        store = db.open_store(config.Settings(pool_size=2), url=our_url)
+        ours_ready.wait(60)
+        theirs_ready.wait(60)
+        time.sleep(1.0)  # both workers are idle now, waiting on LISTEN
+        our_sent: dict[str, float] = {}
+        their_sent: dict[str, float] = {}
+        per_round = max(n // rounds, 1)
         with app.open():
-            for i in range(n):
-                key = f"k{i}"
-                t0 = time.monotonic()
-                app.configure_task("mark").defer(key=key)
-                sent[key] = t0
-                time.sleep(gap)
-        wait_for(started, n)
-        process.terminate()
-        process.join(30)
-        return [(started[k] - t0) * 1000 for k, t0 in sent.items()]
+            for first in range(0, n, per_round):
+                for i in range(first, min(first + per_round, n)):
+                    spec = JobSpec.create("bench-latency", f"bench/latency{i}", days=1)
+                    t0 = time.monotonic()
+                    job_id = store.enqueue(spec, decide=lambda s, t: LOCAL).job_id
+                    our_sent[str(job_id)] = t0
+                    time.sleep(gap)
+                for i in range(first, min(first + per_round, n)):
+                    t0 = time.monotonic()
+                    app.configure_task("mark").defer(key=f"k{i}")
+                    their_sent[f"k{i}"] = t0
+                    time.sleep(gap)
+        wait_for(ours_started, n)
+        wait_for(theirs_started, n)
+        ours.join(30)
+        theirs.terminate()
+        theirs.join(30)
+        store.close()
+        return (
+            [(ours_started[k] - t0) * 1000 for k, t0 in our_sent.items()],
+            [(theirs_started[k] - t0) * 1000 for k, t0 in their_sent.items()],
+        )
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -126,15 +129,19 @@ def summary(values: list[float]) -> dict[str, float]:
 @bench.command()
 @click.option("--jobs", "n", default=200, show_default=True, type=click.IntRange(10, 10_000))
 @click.option("--gap-ms", default=20.0, show_default=True, type=click.FloatRange(1, 10_000))
+@click.option("--rounds", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="Alternate between the two queues this many times.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
-def latency(n: int, gap_ms: float, as_json: bool) -> None:
+def latency(n: int, gap_ms: float, rounds: int, as_json: bool) -> None:
     """Enqueue-to-started for a waiting local worker, against procrastinate's."""
     server = db.database_url(config.load())
-    with scratch_database(server, "latency_ours") as url:
-        db.open_store(config.Settings(pool_size=1), url=url).close()  # migrate first
-        ours = summary(measure_ours(url, n, gap_ms / 1000))
-    with scratch_database(server, "latency_procrastinate") as url:
-        theirs = summary(measure_theirs(url, n, gap_ms / 1000))
+    with (
+        scratch_database(server, "latency_ours") as our_url,
+        scratch_database(server, "latency_procrastinate") as their_url,
+    ):
+        db.open_store(config.Settings(pool_size=1), url=our_url).close()  # migrate first
+        our_ms, their_ms = measure(our_url, their_url, n, gap_ms / 1000, rounds)
+    ours, theirs = summary(our_ms), summary(their_ms)
     click.echo(f"{'jobs':>5}  {'':14}  {'p50 ms':>7}  {'p95 ms':>7}  {'max ms':>7}")
     for label, values in (("ours (NOTIFY)", ours), ("procrastinate", theirs)):
         click.echo(

@@ -11,7 +11,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 import psycopg
 
@@ -25,6 +27,20 @@ from jobstore.recorder import ROUTED_CHANNEL
 from jobstore.store import JobStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A job a notification named: routed at `version` on its `attempt`."""
+
+    job_id: str
+    version: int
+    attempt: int
+
+    @classmethod
+    def parse(cls, text: str) -> Hint:
+        job_id, version, attempt = text.split(":")
+        return cls(job_id, int(version), int(attempt))
 
 
 class Wakeup:
@@ -45,8 +61,8 @@ class Wakeup:
             log.warning("LISTEN failed (%s); polling instead", type(exc).__name__)
             self.close()
 
-    def wait(self, timeout: float) -> list[str] | None:
-        """The job ids a notification for this lane named (possibly none) once woken, or
+    def wait(self, timeout: float) -> list[Hint] | None:
+        """The jobs a notification for this lane named (possibly none) once woken, or
         None after `timeout` without one."""
         if self.conn is None:
             self.listen()
@@ -57,9 +73,9 @@ class Wakeup:
         try:
             while (left := deadline - time.monotonic()) > 0:
                 for note in self.conn.notifies(timeout=left, stop_after=1):
-                    lane, *ids = note.payload.split(" ")
+                    lane, *hints = note.payload.split(" ")
                     if lane == self.lane:
-                        return ids
+                        return [Hint.parse(h) for h in hints]
         except psycopg.Error as exc:
             log.warning("LISTEN connection lost (%s); polling until it is back", exc)
             self.close()
@@ -122,21 +138,29 @@ def work(
     watch: bool = False,
     poll: float = 1.0,
     stop: threading.Event | None = None,
+    on_claim: Callable[[UUID], None] | None = None,
 ) -> list[Result]:
     """Claims and runs jobs of `lane` one at a time; without `watch`, stops when none wait."""
     stop = stop or threading.Event()
     results: list[Result] = []
-    hinted: list[str] = []
+    hinted: list[Hint] = []
     if wakeup is not None and wakeup.conn is None:
         wakeup.listen()
     while not stop.is_set() and (max_jobs is None or len(results) < max_jobs):
         if hinted:  # named by the notification: claim it directly (another may win it)
-            claim = store.claim(hinted.pop(0), worker, now(), lane=lane)
-            if claim.won and claim.job is not None:
-                results.append(run(claim.job))
+            hint = hinted.pop(0)
+            claim = store.claim_notified(
+                hint.job_id, hint.version, hint.attempt, worker, lane, now()
+            )
+            if claim.won:
+                if on_claim is not None:
+                    on_claim(claim.job_id)
+                results.append(run(claim.job or store.get(claim.job_id)))
             continue
         claimed = store.claim_next(lane, worker, now(), limit=1)
         if claimed:
+            if on_claim is not None:
+                on_claim(claimed[0].id)
             results.append(run(claimed[0]))
             continue
         if route_due_retries(store, lane, now()):

@@ -30,6 +30,24 @@ INSERT_DISPATCH = (
 )
 
 
+# A claim from a notification: the head moves to running only if it is still at the
+# version the notification named (the Started event is written at the next version).
+START_HEAD = """
+UPDATE job_heads SET status = 'running', lane = %s, attempt = %s, version = %s,
+                     last_event_at = %s
+WHERE job_id = %s AND version < %s
+"""
+
+
+class StartedHead(NamedTuple):
+    lane: str
+    attempt: int
+    version: int
+    at: Any
+    job_id: UUID
+    same_version: int
+
+
 class DispatchOutcome(NamedTuple):
     lane: str
     job_id: UUID
@@ -71,12 +89,16 @@ class JobRecorder(PostgresApplicationRecorder):
             routed: dict[str, list[str]] = {}
             for head in heads:
                 if head.status == "routed" and head.lane:
-                    routed.setdefault(head.lane, []).append(str(head.job_id))
+                    hint = f"{head.job_id}:{head.version}:{head.attempt}"
+                    routed.setdefault(head.lane, []).append(hint)
             for lane, ids in sorted(routed.items()):
-                # "lane id id ...": a waiting worker claims these directly (a hint only;
-                # large batches name just the lane and the worker looks for them).
+                # "lane id:version:attempt ...": a waiting worker claims these directly
+                # (hints only; large batches name just the lane and workers look).
                 payload = " ".join([lane, *ids]) if len(ids) <= NOTIFY_IDS else lane
                 curs.execute("SELECT pg_notify(%s, %s)", (ROUTED_CHANNEL, payload))
+        started: Sequence[StartedHead] = kwargs.get("started") or ()
+        if started:
+            curs.executemany(START_HEAD, started)
         outcomes: Sequence[DispatchOutcome] = kwargs.get("dispatches") or ()
         if outcomes:
             curs.executemany(INSERT_DISPATCH, outcomes)

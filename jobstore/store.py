@@ -25,7 +25,7 @@ from jobstore.config import Settings
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import DatabaseUnavailable, InvalidTransition, JobNotFound
 from jobstore.heads import Heads
-from jobstore.recorder import DispatchOutcome, Head
+from jobstore.recorder import DispatchOutcome, Head, StartedHead
 from jobstore.spec import JobSpec
 
 # A route decision: (lane, rule, reason[, fallback_from, priority]). The router
@@ -264,6 +264,31 @@ class JobStore(Application):
                 continue  # someone wrote first: look again
             return Claim(job.id, True, job.attempt, job=job)
         raise DatabaseUnavailable(f"job {job_id}: too many concurrent writers")
+
+    def claim_notified(
+        self, job_id: UUID | str, version: int, attempt: int, worker: str, lane: str,
+        now: datetime | None = None,
+    ) -> Claim:  # fmt: skip
+        """Claims a job a notification said was routed at `version`, without reading it.
+
+        Started is appended at version + 1: it is written only if nothing happened to the
+        job since it was routed, which is exactly when the claim is allowed. Otherwise the
+        job moved on and the ordinary (reading) claim decides.
+        """
+        job_id = job_id if isinstance(job_id, UUID) else UUID(str(job_id))
+        now = now or utcnow()
+        started = Job.Started(
+            originator_id=job_id, originator_version=version + 1, timestamp=now,
+            worker=worker, lane=lane, attempt=attempt,
+        )  # fmt: skip
+        head = StartedHead(lane, attempt, version + 1, now, job_id, version + 1)
+        try:
+            self.save(started, started=[head])
+        except IntegrityError:
+            return self.claim(job_id, worker, now, attempt=attempt, lane=lane)
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnavailable(f"could not save: {exc}") from None
+        return Claim(job_id, True, attempt)
 
     def claim_next(
         self, lane: str, worker: str, now: datetime | None = None, limit: int = 1

@@ -246,3 +246,39 @@ def test_dropped_database_connections_are_retried(store, database_url):
     assert store.claim(job_id, "w1", T0).won
     assert store.enqueue(spec(2), T0).created
     assert [type(e).__name__ for e in store.history(job_id)] == ["Queued", "Routed", "Started"]
+
+
+def notified_job(store, repo="acme/notified"):
+    spec = JobSpec.create("pr-reviews", repo, days=1)
+    job_id = store.enqueue(spec, T0, decide=lambda s, t: LOCAL).job_id
+    return store.get(job_id)
+
+
+def test_a_notified_claim_starts_the_job_without_reading_it(store):
+    job = notified_job(store)
+    claim = store.claim_notified(job.id, job.version, job.attempt, "w1", "local", T0)
+    assert claim.won
+    started = store.get(job.id)
+    assert (started.status.value, started.worker, started.version) == (
+        "running", "w1", job.version + 1,
+    )  # fmt: skip
+    assert store.heads.head_versions([job.id]) == {job.id: job.version + 1}
+    assert store.heads.count("running") == 1
+
+
+def test_a_notified_claim_after_the_job_moved_on_reads_it_and_decides(store):
+    job = notified_job(store)
+    store.route(job.id, LOCAL, T0)  # routed again: the notification's version is stale
+    assert store.claim_notified(job.id, job.version, job.attempt, "w1", "local", T0).won
+    other = notified_job(store, "acme/other")
+    store.cancel(other.id, "not needed", T0)
+    lost = store.claim_notified(other.id, other.version, other.attempt, "w2", "local", T0)
+    assert (lost.won, lost.reason) == (False, "already cancelled")
+
+
+def test_only_one_of_two_notified_claims_wins(store):
+    job = notified_job(store)
+    first = store.claim_notified(job.id, job.version, job.attempt, "w1", "local", T0)
+    second = store.claim_notified(job.id, job.version, job.attempt, "w2", "local", T0)
+    assert (first.won, second.won) == (True, False)
+    assert second.reason == "already running by w1"
