@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -94,18 +94,22 @@ class Heads:
             curs.execute(RESERVE, (lane, limit * 8, limit))
             yield [row["job_id"] for row in curs.fetchall()]
 
-    def stale_running(self, now: datetime, settings: Settings) -> list[UUID]:
-        """Running jobs silent for longer than their lane's lease."""
+    def _silent(self, status: str, limits: Mapping[str, float], now: datetime) -> list[UUID]:
+        """Jobs in `status` whose last event is older than their lane's limit (seconds)."""
         found: list[UUID] = []
-        for lane, lease in settings.leases.items():
+        for lane, limit in limits.items():
             rows = self._rows(
-                "SELECT job_id FROM job_heads WHERE status = 'running' AND lane = %s "
+                "SELECT job_id FROM job_heads WHERE status = %s AND lane = %s "
                 "AND last_event_at < %s::timestamptz - make_interval(secs => %s) "
                 "ORDER BY last_event_at",
-                (lane, now, lease),
+                (status, lane, now, limit),
             )
             found.extend(row["job_id"] for row in rows)
         return found
+
+    def stale_running(self, now: datetime, settings: Settings) -> list[UUID]:
+        """Running jobs silent for longer than their lane's lease."""
+        return self._silent("running", settings.leases, now)
 
     def due_retries(self, now: datetime) -> list[UUID]:
         rows = self._rows(
@@ -128,18 +132,9 @@ class Heads:
             recent.setdefault(row["lane"], []).append(row["ok"])
         return recent
 
-    def dispatched_before(self, deadlines: dict[str, float], now: datetime) -> list[UUID]:
+    def dispatched_before(self, deadlines: Mapping[str, float], now: datetime) -> list[UUID]:
         """Dispatched jobs not started within their lane's start deadline."""
-        found: list[UUID] = []
-        for lane, deadline in deadlines.items():
-            rows = self._rows(
-                "SELECT job_id FROM job_heads WHERE status = 'dispatched' AND lane = %s "
-                "AND last_event_at < %s::timestamptz - make_interval(secs => %s) "
-                "ORDER BY last_event_at",
-                (lane, now, deadline),
-            )
-            found.extend(row["job_id"] for row in rows)
-        return found
+        return self._silent("dispatched", deadlines, now)
 
     def routed(self, lanes: Sequence[str]) -> list[UUID]:
         """Jobs routed to one of `lanes` and not yet dispatched, best first."""

@@ -32,15 +32,22 @@ def now():
     return datetime.now(UTC)
 
 
-def test_a_waiting_worker_is_woken_by_notify(store, database_url):
-    wakeup, stop, results = Wakeup(database_url, "local"), threading.Event(), []
+def watching(store, wakeup, max_jobs: int, poll: float):
+    """A worker thread watching the local lane; returns (thread, stop, results)."""
+    stop, results = threading.Event(), []
     thread = threading.Thread(
         target=lambda: results.extend(
             work(store, "local", "w1", completing(store), now=now, wakeup=wakeup,
-                 max_jobs=1, watch=True, poll=30, stop=stop)
+                 max_jobs=max_jobs, watch=True, poll=poll, stop=stop)
         )
     )  # fmt: skip
     thread.start()
+    return thread, stop, results
+
+
+def test_a_waiting_worker_is_woken_by_notify(store, database_url):
+    wakeup = Wakeup(database_url, "local")
+    thread, _, results = watching(store, wakeup, max_jobs=1, poll=30)
     time.sleep(0.2)  # the worker is now blocked in LISTEN with a 30 s poll
     job_id = local_job(store)
     thread.join(timeout=10)  # far less than the 30 s poll: only the NOTIFY can explain it
@@ -50,18 +57,12 @@ def test_a_waiting_worker_is_woken_by_notify(store, database_url):
 
 
 def test_a_dropped_listen_connection_falls_back_to_polling(store, database_url):
-    wakeup, stop, results = Wakeup(database_url, "local"), threading.Event(), []
+    wakeup = Wakeup(database_url, "local")
     wakeup.listen()
     pid = wakeup.conn.info.backend_pid
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    thread = threading.Thread(
-        target=lambda: results.extend(
-            work(store, "local", "w1", completing(store), now=now, wakeup=wakeup,
-                 max_jobs=2, watch=True, poll=0.2, stop=stop)
-        )
-    )  # fmt: skip
-    thread.start()
+    thread, stop, results = watching(store, wakeup, max_jobs=2, poll=0.2)
     first = local_job(store, "acme/one")
     second = local_job(store, "acme/two")
     thread.join(timeout=20)
