@@ -3,6 +3,7 @@ and hands the job to its lane (falling back when the lane is down)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import click
@@ -82,6 +83,9 @@ def enqueue(
             capable=capable,
             down=set(down),
         )
+        if route.fallback_from in down:  # say why the first choice was not taken
+            reason = f"{route.reason} ({route.fallback_from}: {down[route.fallback_from]})"
+            route = replace(route, reason=reason[:500])
         result = s.store.enqueue(spec, now, decide=lambda _s, _t: route.as_decision())
         sent = lanes.send(result.job_id, now, down) if result.created else None
     job = s.store.get(result.job_id)

@@ -123,3 +123,39 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(run, database_url, args
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert count_events(database_url) == before
+
+
+def test_without_lane_configuration_jobs_run_locally_and_say_why(database_url, store):
+    env = {"DATABASE_URL": database_url, "INNGEST_EVENT_KEY": "", "CAPTURE_ACTIONS_REPOSITORY": ""}
+    result = CliRunner().invoke(
+        enqueue, ["pr-reviews", "--repo", "acme/w", "--days", "1", "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert (doc["lane"], doc["rule"]) == ("local", "fallback")
+    assert "INNGEST_EVENT_KEY is not set" in doc["reason"]
+
+
+def test_the_event_key_and_token_never_reach_events_or_output(database_url, store):
+    secret_key, token = "evt-key-SECRET-123", "ghp_SECRETTOKEN456"
+    env = {
+        "DATABASE_URL": database_url,
+        "INNGEST_EVENT_KEY": secret_key,
+        "INNGEST_EVENT_API_BASE_URL": "http://127.0.0.1:9",  # nothing listens: refused
+        "GITHUB_TOKEN": token,
+        "GITHUB_API_URL": "http://127.0.0.1:9",
+        "CAPTURE_ACTIONS_REPOSITORY": "acme/ops",
+    }
+    result = CliRunner().invoke(enqueue, ["pr-reviews", "--repo", "acme/w", "--days", "1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "local" in result.output  # both lanes unreachable: the job is not lost
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        stored = b"".join(bytes(r[0]) for r in conn.execute("SELECT state FROM jobs_events"))
+        errors = " ".join(r[0] or "" for r in conn.execute("SELECT error FROM lane_dispatches"))
+    for secret in (secret_key, token):
+        assert secret not in result.output
+        assert secret.encode() not in stored
+        assert secret not in errors
+    assert "unreachable" in errors
