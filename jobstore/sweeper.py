@@ -14,7 +14,7 @@ from datetime import datetime
 from uuid import UUID
 
 from jobstore.dispatcher import Dispatcher, Sent
-from jobstore.domain import Status
+from jobstore.domain import Job, Status
 from jobstore.errors import InvalidTransition
 from jobstore.routing import ACTIONS, INNGEST
 
@@ -71,5 +71,16 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
             continue  # it started just now
         report.undelivered.append(job_id)
     for job_id in store.heads.routed([INNGEST, ACTIONS])[:limit]:
+        if planned_by_parent(store.get(job_id), now, store.settings.start_deadline(ACTIONS)):
+            continue
         report.sent.append(dispatcher.send(job_id, now, down))
     return report
+
+
+def planned_by_parent(job: Job, now: datetime, deadline: float) -> bool:
+    """A child job an Actions parent just planned: its parent's run is about to record it
+    as dispatched to its matrix. Left alone for a start deadline; after that the sweeper
+    dispatches it on its own (the parent's run never took it)."""
+    if job.rule != "parent" or job.lane != ACTIONS or job.attempt != 1:
+        return False
+    return (now - job.last_event_at).total_seconds() < deadline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -226,3 +227,14 @@ def test_a_rival_claim_still_loses_cleanly(store, monkeypatch):
     monkeypatch.undo()
     assert not claim.won
     assert claim.reason == "already running by rival"
+
+
+def test_children_an_actions_parent_planned_are_left_to_its_matrix(store, sandbox, make):
+    spec = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1], parent_id=uuid4())
+    child = store.enqueue(spec, T0, decide=lambda s, t: ("github_actions", "parent", "p")).job_id
+    dispatcher = make()
+    assert sweep(dispatcher, T0 + timedelta(seconds=5)).sent == []
+    assert store.get(child).status.value == "routed"
+    deadline = store.settings.start_deadline("github_actions")
+    report = sweep(dispatcher, T0 + timedelta(seconds=deadline + 1))  # the run never took it
+    assert [s.job_id for s in report.sent if s.ok] == [child]
