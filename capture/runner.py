@@ -19,6 +19,7 @@ from capture.github.client import GitHub
 from capture.handlers import Context, Progress, load
 from capture.storage import Storage
 from jobstore.domain import Job
+from jobstore.errors import InvalidTransition
 from jobstore.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,29 @@ def run_claimed(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     progress: Progress | None = None,
 ) -> Result:
-    """Runs a job whose attempt this worker has claimed (it is running) to one ending event."""
+    """Runs a job whose attempt this worker has claimed (it is running) to one ending event.
+
+    If someone else ended the attempt meanwhile (cancelled, or swept as stale while this
+    worker was still going) the worker's next write is refused; it stops and reports the
+    attempt lost, writing nothing more. Rows already stored are upserts: a later attempt
+    rewrites them, never doubles them.
+    """
+    try:
+        return _run_claimed(store, job, storage, settings, github, now, progress)
+    except InvalidTransition as exc:
+        log.warning("job %s: attempt %s ended elsewhere (%s)", job.id, job.attempt, exc)
+        return Result(job.id, "lost", f"attempt ended elsewhere: {exc}")
+
+
+def _run_claimed(
+    store: JobStore,
+    job: Job,
+    storage: Storage,
+    settings: CaptureSettings,
+    github: Callable[[bool], GitHub],
+    now: Callable[[], datetime],
+    progress: Progress | None,
+) -> Result:
 
     def failed(kind: str, message: str, retryable: bool = True, points: int = 0) -> Result:
         ended = store.fail(
@@ -104,6 +127,8 @@ def run_claimed(
         return Result(job.id, "rescheduled", str(exc), points=gh.meter.points)
     except CaptureError as exc:
         return failed(error_type(exc), str(exc), exc.retryable, gh.meter.points)
+    except InvalidTransition:
+        raise  # the attempt was ended elsewhere: not a crash of this handler
     except Exception as exc:  # a bug in a handler must still end the attempt, with its name
         log.exception("job %s crashed", job.id)
         return failed("internal", f"{type(exc).__name__}: {exc}", points=gh.meter.points)

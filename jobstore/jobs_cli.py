@@ -148,3 +148,17 @@ def rebuild(ctx: click.Context) -> None:
     with errors():
         count = s.views.rebuild(s.store)
     click.echo(f"rebuilt from {count} events")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--reason", default="cancelled by an operator", show_default=True)
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
+    """Cancel a job that has not ended (a running worker stops at its next checkpoint)."""
+    if not reason.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--reason'")
+    s = session(ctx)
+    with errors():
+        job = s.store.cancel(job_id, reason[:500])
+    click.echo(f"job {job.id} cancelled ({reason})")

@@ -305,3 +305,24 @@ def test_the_token_never_appears_in_events_views_logs_or_errors(rigs, world, dat
     haystack = "\n".join(dump + [caplog.text] + [repr(r) for r in results] + [repr(rig.settings)])
     assert TOKEN not in haystack
     assert TOKEN[4:20] not in haystack
+
+
+@pytest.mark.parametrize("ended_by", ["cancel", "sweeper"])
+def test_a_worker_whose_attempt_was_ended_elsewhere_stops_and_writes_nothing(rigs, world, ended_by):
+    from capture.runner import run_claimed
+
+    rig = rigs(world, batch_size=10)
+    job_id = rig.enqueue("pr-reviews", pr_numbers=list(range(1, 31)))
+    claimed = rig.store.claim(job_id, "slow-worker", rig.clock())
+    if ended_by == "cancel":
+        rig.store.cancel(job_id, "operator", rig.clock())
+    else:
+        rig.store.fail(job_id, "stale", "no event for 400s", attempt=1, now=rig.clock())
+    before = len(rig.store.history(job_id))
+    result = run_claimed(
+        rig.store, claimed.job, storage=rig.storage, settings=rig.settings,
+        github=rig.github, now=rig.clock,
+    )  # fmt: skip
+    assert result.outcome == "lost"
+    assert "attempt ended elsewhere" in result.detail
+    assert len(rig.store.history(job_id)) == before

@@ -120,3 +120,28 @@ def test_every_command_has_help(run):
         result = run(*(["--help"] if name is None else [name, "--help"]))
         assert result.exit_code == 0
         assert "Usage:" in result.output
+
+
+def test_cancel_ends_a_job_and_refuses_what_cannot_be_cancelled(store, database_url):
+    from click.testing import CliRunner
+
+    from jobstore.jobs_cli import jobs as jobs_group
+    from jobstore.spec import JobSpec
+
+    job_id = store.enqueue(
+        JobSpec.create("pr-reviews", "acme/cancel", days=1),
+        decide=lambda s, t: ("local", "explicit", "t"),
+    ).job_id
+    env = {"DATABASE_URL": database_url}
+    done = CliRunner().invoke(jobs_group, ["cancel", str(job_id), "--reason", "duplicate"], env=env)
+    assert done.exit_code == 0, done.output
+    assert store.get(job_id).status.value == "cancelled"
+    for args, message in (
+        (["cancel", str(job_id)], "is cancelled: cannot cancel"),
+        (["cancel", "nope"], "no job with id nope"),
+        (["cancel", str(job_id), "--reason", " "], "Invalid value for '--reason'"),
+    ):
+        again = CliRunner().invoke(jobs_group, args, env=env)
+        assert again.exit_code == 2, again.output
+        assert message in again.output
+        assert len(again.output.strip().splitlines()) == 1
