@@ -130,6 +130,15 @@ PULLS_OF = (
 )
 
 
+WRITE_ATTEMPTS = 3
+
+
+def in_key_order(table: str, items: list[dict]) -> list[dict]:
+    """Rows sorted by their table's key: every writer locks rows in the same order."""
+    key = TABLES[table][1]
+    return sorted(items, key=lambda row: tuple(str(row[k]) for k in key))
+
+
 class Storage:
     """Writes captured rows and answers the few questions handlers ask of stored data."""
 
@@ -153,13 +162,23 @@ class Storage:
             self._conn.close()
 
     def write(self, rows: Rows, watermark: tuple[str, datetime] | None = None) -> None:
-        """Everything in `rows` (and the watermark) in one transaction."""
-        try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                self._write(cur, rows, watermark)
-        except psycopg.Error as exc:
-            self._conn = None if self.conn.broken else self._conn
-            raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
+        """Everything in `rows` (and the watermark) in one transaction.
+
+        Rows are written in key order, so concurrent jobs writing the same contributors
+        or pull requests take their row locks in the same order and do not deadlock;
+        a deadlock or serialisation failure that still happens is retried.
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self.conn.transaction(), self.conn.cursor() as cur:
+                    self._write(cur, rows, watermark)
+                return
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == WRITE_ATTEMPTS:
+                    raise StorageError("write failed: deadlock detected, retries spent") from None
+            except psycopg.Error as exc:
+                self._conn = None if self.conn.broken else self._conn
+                raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
 
     def _write(self, cur: Any, rows: Rows, watermark: tuple[str, datetime] | None) -> None:
         batches = [
@@ -169,9 +188,9 @@ class Storage:
         ]
         for table, items in batches:
             if items:
-                cur.executemany(upsert(table), items)
+                cur.executemany(upsert(table), in_key_order(table, items))
         if rows.details:
-            cur.executemany(UPDATE_DETAILS, rows.details)
+            cur.executemany(UPDATE_DETAILS, sorted(rows.details, key=lambda d: d["id"]))
         for table, ids in (("pr_files", rows.complete_files), ("commits", rows.complete_commits)):
             if ids:  # the whole list is here: what GitHub no longer lists goes
                 cur.execute(
@@ -187,7 +206,7 @@ class Storage:
             ("commits", rows.commits),
         ):
             if items:
-                cur.executemany(upsert(table), items)
+                cur.executemany(upsert(table), in_key_order(table, items))
         if watermark is not None:
             cur.execute(
                 "INSERT INTO sync_watermarks (repository, updated_at) VALUES (%s, %s) "

@@ -326,3 +326,41 @@ def test_a_worker_whose_attempt_was_ended_elsewhere_stops_and_writes_nothing(rig
     assert result.outcome == "lost"
     assert "attempt ended elsewhere" in result.detail
     assert len(rig.store.history(job_id)) == before
+
+
+def test_concurrent_writers_of_the_same_contributors_do_not_deadlock(database_url):
+    """Two matrix legs of one repository write the same contributors at once, in opposite
+    orders and with changed logins (so rows really update and lock)."""
+    import random
+    import threading
+
+    from capture.records import Rows
+    from capture.storage import Storage
+
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        storage, rng = Storage(database_url), random.Random(seed)
+        try:
+            for round_ in range(25):
+                ids = list(range(1, 60))
+                rng.shuffle(ids)
+                rows = Rows()
+                for i in ids:
+                    rows.contributors[i] = {
+                        "id": i,
+                        "login": f"u{i}-{seed}-{round_}",
+                        "kind": "User",
+                    }
+                storage.write(rows)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            storage.close()
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
