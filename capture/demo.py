@@ -147,6 +147,8 @@ def demo(timeout: float) -> None:
             f"Inngest: {len(executor.runs)} function runs; "
             f"GitHub API calls: {len(sandbox.ledger.entries)}"
         )
+        for run in sorted(sandbox.actions.runs.values(), key=lambda r: r.id):
+            click.echo(f"   run {run.id} {run.workflow}: {run.display_title} ({run.conclusion})")
         click.echo("\n== bin/jobs stats: lanes, timings and cost")
         in_process(jobs, ["stats"])
         backfill = next(r for r in rows if r["job_type"] == "historical-sync")

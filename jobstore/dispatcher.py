@@ -133,9 +133,16 @@ class Dispatcher:
         """Dispatches a routed job; on failure records it and falls back as DESIGN §5 says.
 
         `down` is updated in place with lanes found failing, so a sweep over many jobs
-        stops sending to a lane the moment it fails.
+        stops sending to a lane the moment it fails. One dispatcher at a time sends a
+        given job (a producer and a sweeper may both try): the other leaves it alone.
         """
-        down = self.down(now) if down is None else down
+        with self.store.heads.dispatching(job_id) as mine:
+            if not mine:
+                job = self.store.get(job_id)
+                return Sent(job.id, job.lane, False, "being dispatched by another process")
+            return self._send(job_id, now, self.down(now) if down is None else down)
+
+    def _send(self, job_id: UUID | str, now: datetime, down: dict[str, str]) -> Sent:
         job = self.store.get(job_id)
         first_lane = job.lane
         tries: Counter[str] = Counter()

@@ -107,6 +107,18 @@ class Heads:
             found.extend(row["job_id"] for row in rows)
         return found
 
+    @contextmanager
+    def dispatching(self, job_id: UUID | str) -> Iterator[bool]:
+        """True if this process may dispatch the job now: a transaction-level advisory lock
+        held until the block ends, so two dispatchers never send the same job twice."""
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 1)) AS mine",
+                (f"dispatch:{job_id}",),
+            )
+            row = curs.fetchone()
+            yield bool(row and row["mine"])
+
     def stale_running(self, now: datetime, settings: Settings) -> list[UUID]:
         """Running jobs silent for longer than their lane's lease."""
         return self._silent("running", settings.leases, now)

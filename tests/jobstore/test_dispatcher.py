@@ -238,3 +238,16 @@ def test_children_an_actions_parent_planned_are_left_to_its_matrix(store, sandbo
     deadline = store.settings.start_deadline("github_actions")
     report = sweep(dispatcher, T0 + timedelta(seconds=deadline + 1))  # the run never took it
     assert [s.job_id for s in report.sent if s.ok] == [child]
+
+
+def test_a_producer_and_a_sweeper_never_dispatch_the_same_job_twice(store, sandbox, make):
+    job_id = routed(store, "github_actions", rule="historical")
+    dispatcher = make()
+    with store.heads.dispatching(job_id) as mine:  # the producer is sending it right now
+        assert mine
+        sent = sweep(dispatcher, T0).sent
+        assert [(s.ok, s.detail) for s in sent] == [(False, "being dispatched by another process")]
+        assert sandbox.actions.runs == {}
+    assert dispatcher.send(job_id, T0).ok
+    assert sweep(dispatcher, T0).sent == []  # dispatched now: nothing left for the sweeper
+    assert len(sandbox.actions.runs) == 1
