@@ -5,6 +5,7 @@ sweeper in background threads. `make demo` and the end-to-end tests run on it.""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sys
 import threading
@@ -28,6 +29,7 @@ from jobstore.store import JobStore
 from jobstore.sweeper import sweep
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 class Playground:
@@ -124,7 +126,10 @@ class Playground:
     def _sweep_forever(self) -> None:
         assert self.sweep_every is not None
         while not self.stop.wait(self.sweep_every):
-            sweep(self.dispatcher, datetime.now(UTC))
+            try:
+                sweep(self.dispatcher, datetime.now(UTC))
+            except Exception:  # one bad pass must not end the sweeper (it would go silent)
+                log.exception("sweep failed; trying again")
 
     def _thread(self, target: Callable[[], Any]) -> None:
         thread = threading.Thread(target=target, daemon=True)
