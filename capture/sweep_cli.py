@@ -10,6 +10,7 @@ import click
 from capture.dispatching import dispatcher
 from jobstore.actions_report import ActionsReport
 from jobstore.clikit import IsoTime, echo_json, errors, session
+from jobstore.errors import DatabaseUnavailable
 from jobstore.jobs_cli import jobs
 from jobstore.sweeper import SweepReport, sweep
 
@@ -45,7 +46,14 @@ def sweep_command(
     with errors():
         lanes = dispatcher(s)
         while True:
-            report = sweep(lanes, at or datetime.now(UTC), limit)
+            try:
+                report = sweep(lanes, at or datetime.now(UTC), limit)
+            except DatabaseUnavailable as exc:
+                if not forever:
+                    raise
+                click.echo(f"sweep failed ({exc}); again in {interval:g}s", err=True)
+                time.sleep(interval)
+                continue
             if as_json:
                 echo_json(report.as_json())
             else:
