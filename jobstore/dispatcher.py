@@ -21,7 +21,6 @@ from jobstore.lanes import DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
 from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, decide, lane_down
-from jobstore.spec import JobSpec
 from jobstore.store import JobStore
 
 
@@ -61,23 +60,6 @@ def open_lanes(settings: Settings, client: httpx.Client) -> tuple[dict[str, Lane
     return lanes, problems
 
 
-def spec_of(job: Job) -> JobSpec:
-    """The spec the router sees for a stored job (its window is absolute by now)."""
-    return JobSpec(
-        job_type=job.job_type,
-        repository=job.repository,
-        since=job.since,
-        until=job.until,
-        pr_numbers=tuple(job.pr_numbers),
-        max_items=job.max_items,
-        trigger=job.trigger,
-        priority=job.priority,
-        dedupe_key=job.dedupe_key,
-        parent_id=job.parent_id,
-        params=dict(job.params),
-    )
-
-
 @dataclass
 class Dispatcher:
     store: JobStore
@@ -108,7 +90,7 @@ class Dispatcher:
         """Routes `job` again with `down` lanes avoided; returns it (unchanged if the lane
         stays the same, unless `always`: a retry is routed again even to the same lane)."""
         route = decide(
-            spec_of(job),
+            job.spec(),
             now,
             self.settings.routing,
             lane=job.lane if job.rule == "explicit" else None,

@@ -139,6 +139,15 @@ class Job(Aggregate):
             params=dict(spec.params),
         )
 
+    def spec(self) -> JobSpec:
+        """What was asked for, as the router sees it (the window is absolute by now)."""
+        return JobSpec(
+            job_type=self.job_type, repository=self.repository, since=self.since,
+            until=self.until, pr_numbers=tuple(self.pr_numbers), max_items=self.max_items,
+            trigger=self.trigger, priority=self.priority, dedupe_key=self.dedupe_key,
+            parent_id=self.parent_id, params=dict(self.params),
+        )  # fmt: skip
+
     def _guard(self, action: str) -> None:
         if self.status not in ALLOWED[action]:
             raise InvalidTransition(self.id, self.status.value, action)
