@@ -66,6 +66,8 @@ class Dispatcher:
     lanes: Mapping[str, Lane]
     problems: Mapping[str, str] = field(default_factory=dict)
     capable: Callable[[str], Collection[str]] = lambda _type: LANES
+    # Lanes that looked down and were tried once anyway since the last `down()` call.
+    probed: set[str] = field(default_factory=set, init=False)
 
     @property
     def settings(self) -> Settings:
@@ -74,7 +76,7 @@ class Dispatcher:
     def down(self, now: datetime) -> dict[str, str]:
         """Lanes that are down now, and why: unconfigured, or failing every recent dispatch."""
         health = self.settings.health
-        self.probed: set[str] = set()  # lanes tried once this pass although they looked down
+        self.probed.clear()
         down = dict(self.problems)
         recent = self.store.heads.recent_dispatches(
             now - timedelta(seconds=health.window), health.failures
@@ -168,11 +170,9 @@ class Dispatcher:
     def _probe(self, lane: str, down: Mapping[str, str]) -> bool:
         """One dispatch per pass to a lane that looks down from its recent failures (not
         one that is unconfigured), so a recovered lane is noticed at the next sweep."""
-        probed = getattr(self, "probed", set())
-        if lane not in down or lane in self.problems or lane in probed:
+        if lane not in down or lane in self.problems or lane in self.probed:
             return False
-        probed.add(lane)
-        self.probed = probed
+        self.probed.add(lane)
         return True
 
     def _recent(self, lane: str | None, now: datetime) -> list[bool]:
