@@ -144,6 +144,16 @@ class Heads:
             recent.setdefault(row["lane"], []).append(row["ok"])
         return recent
 
+    def prune_dispatches(self, before: datetime) -> int:
+        """Forgets dispatch outcomes older than `before` (only lane health reads them; the
+        jobs' own events keep every dispatch)."""
+        rows = self._rows(
+            "WITH gone AS (DELETE FROM lane_dispatches WHERE at < %s RETURNING 1) "
+            "SELECT count(*) AS n FROM gone",
+            (before,),
+        )
+        return int(rows[0]["n"])
+
     def dispatched_before(self, deadlines: Mapping[str, float], now: datetime) -> list[UUID]:
         """Dispatched jobs not started within their lane's start deadline."""
         return self._silent("dispatched", deadlines, now)

@@ -10,7 +10,7 @@ re-dispatching and falling back as the router says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from jobstore.dispatcher import Dispatcher, Sent
@@ -20,6 +20,7 @@ from jobstore.routing import ACTIONS, INNGEST
 
 # Rules that pin a job to its lane: the operator chose it, or its parent's run plans it.
 PINNED = ("explicit", "parent")
+DISPATCH_HISTORY = 86_400.0  # seconds of lane_dispatches kept (lane health reads minutes)
 
 
 @dataclass
@@ -45,6 +46,8 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
     versioned append, and each step re-checks the job's state)."""
     store = dispatcher.store
     report = SweepReport(stale=store.sweep_stale(now))
+    keep = max(store.settings.health.window * 10, DISPATCH_HISTORY)
+    store.heads.prune_dispatches(now - timedelta(seconds=keep))
     down = dispatcher.down(now)
     for job_id in store.due_retries(now)[:limit]:
         job = store.get(job_id)

@@ -251,3 +251,13 @@ def test_a_producer_and_a_sweeper_never_dispatch_the_same_job_twice(store, sandb
     assert dispatcher.send(job_id, T0).ok
     assert sweep(dispatcher, T0).sent == []  # dispatched now: nothing left for the sweeper
     assert len(sandbox.actions.runs) == 1
+
+
+def test_the_sweeper_forgets_old_dispatch_outcomes(store, sandbox, make):
+    job_id = routed(store, "inngest")
+    store.dispatch_failed(job_id, "HTTP 503", T0)
+    sweep(make(), T0 + timedelta(hours=1))  # dispatches it: one failure, one success
+    assert store.heads.recent_dispatches(T0 - timedelta(days=1), 10) == {"inngest": [True, False]}
+    store.cancel(job_id, "done with it", T0 + timedelta(hours=2))
+    sweep(make(), T0 + timedelta(days=2))
+    assert store.heads.recent_dispatches(T0 - timedelta(days=1), 10) == {}
