@@ -93,7 +93,8 @@ def show(ctx: click.Context, job_id: str, at: datetime | None, as_json: bool) ->
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Per-lane and total counts, timings and cost, with the saving against all-Inngest."""
     document = report.stats(query(ctx, "SELECT * FROM lane_stats"),
-                            query(ctx, "SELECT * FROM job_costs"))  # fmt: skip
+                            query(ctx, "SELECT * FROM job_costs"),
+                            query(ctx, "SELECT * FROM lane_dispatch_stats"))  # fmt: skip
     if as_json:
         clikit.echo_json(document)
     else:

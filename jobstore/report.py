@@ -74,8 +74,17 @@ def render_history(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + table(rows, ["#", "time", "event", "fields"])
 
 
-def stats(lane_rows: list[dict], cost_rows: list[dict]) -> dict[str, Any]:
-    """Per lane and total (the original HybridQueueStats shape, extended), plus cost."""
+DISPATCH_FIELDS = (
+    "dispatched_last_hour", "refused_last_hour", "last_taken", "last_refused",
+    "fallbacks_in", "fallbacks_out",
+)  # fmt: skip
+
+
+def stats(
+    lane_rows: list[dict], cost_rows: list[dict], dispatch_rows: list[dict] | None = None
+) -> dict[str, Any]:
+    """Per lane and total (the original HybridQueueStats shape, extended), plus cost and
+    how dispatching to each lane went."""
     by_lane = {row["lane"]: row for row in lane_rows}
     empty = {f: 0 if f in COUNTS else None for f in STAT_FIELDS}
     doc: dict[str, Any] = {
@@ -90,6 +99,9 @@ def stats(lane_rows: list[dict], cost_rows: list[dict]) -> dict[str, Any]:
         "saving": round(baseline - actual, 4),
         "saving_percent": round(100 * (baseline - actual) / baseline, 1) if baseline else None,
     }
+    doc["dispatch"] = {
+        row["lane"]: {f: row[f] for f in DISPATCH_FIELDS} for row in dispatch_rows or []
+    }
     return doc
 
 
@@ -101,9 +113,11 @@ def render_stats(doc: dict[str, Any]) -> str:
     cost = doc["cost"]
     saving = (f"saving {cost['saving']:.4f} ({cost['saving_percent']}%)"
               if cost["saving_percent"] is not None else "no Inngest baseline yet")  # fmt: skip
+    dispatch = [{"lane": lane, **values} for lane, values in doc.get("dispatch", {}).items()]
     return "\n\n".join([
         table(rows, first),
         table(rows, second),
+        *([table(dispatch, ["lane", *DISPATCH_FIELDS])] if dispatch else []),
         f"cost {cost['actual']:.4f} against all-Inngest {cost['all_inngest_baseline']:.4f}: "
         + saving,
     ])  # fmt: skip

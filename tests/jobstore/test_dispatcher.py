@@ -261,3 +261,28 @@ def test_the_sweeper_forgets_old_dispatch_outcomes(store, sandbox, make):
     store.cancel(job_id, "done with it", T0 + timedelta(hours=2))
     sweep(make(), T0 + timedelta(days=2))
     assert store.heads.recent_dispatches(T0 - timedelta(days=1), 10) == {}
+
+
+def test_stats_show_dispatches_and_fallbacks_per_lane(store, sandbox, make, database_url):
+    import json
+
+    from click.testing import CliRunner
+
+    from jobstore.jobs_cli import jobs
+
+    now = datetime.now(UTC)  # the view counts the last hour of real time
+    sandbox.faults.add("inngest:down")
+    job_id = store.enqueue(
+        JobSpec.create("pr-reviews", "acme/widgets", days=1), now,
+        decide=lambda s, t: ("inngest", "recent", "test"),
+    ).job_id  # fmt: skip
+    assert make().send(job_id, now).lane == "github_actions"
+    result = CliRunner().invoke(jobs, ["stats", "--json"], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    dispatch = json.loads(result.output)["dispatch"]
+    assert dispatch["inngest"]["refused_last_hour"] == 2
+    assert dispatch["inngest"]["fallbacks_out"] == 1
+    assert dispatch["github_actions"]["dispatched_last_hour"] == 1
+    assert dispatch["github_actions"]["fallbacks_in"] == 1
+    text = CliRunner().invoke(jobs, ["stats"], env={"DATABASE_URL": database_url}).output
+    assert "fallbacks_in" in text
