@@ -136,6 +136,13 @@ def demo(timeout: float) -> None:
             click.echo(f"$ bin/enqueue {' '.join(args)}")
             in_process(enqueue, args)
 
+        click.echo("\n== Inngest goes down: recent work falls back to Actions, priority high")
+        sandbox.faults.add("inngest:down")
+        args = ["pr-details", "--repo", "acme/gadgets", "--prs", "7,9"]
+        click.echo(f"$ bin/enqueue {' '.join(args)}")
+        in_process(enqueue, args)
+        sandbox.faults.clear()
+
         click.echo("\n== running to completion")
         rows = show_progress(database_url, started + timeout)
         playground.stop.set()

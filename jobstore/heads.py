@@ -14,6 +14,7 @@ from eventsourcing.utils import retry
 from psycopg import sql
 
 from jobstore.config import Settings
+from jobstore.recorder import INSERT_DISPATCH, DispatchOutcome
 
 ACTIVE = "status NOT IN ('completed', 'failed', 'cancelled')"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
@@ -143,6 +144,12 @@ class Heads:
         for row in rows:
             recent.setdefault(row["lane"], []).append(row["ok"])
         return recent
+
+    def record_dispatch(self, outcome: DispatchOutcome) -> None:
+        """A dispatch outcome without its event: the lane took the job and started it before
+        Dispatched could be appended (lane health must still count it as taken)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(INSERT_DISPATCH, outcome)
 
     def prune_dispatches(self, before: datetime) -> int:
         """Forgets dispatch outcomes older than `before` (only lane health reads them; the

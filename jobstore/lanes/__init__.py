@@ -13,6 +13,7 @@ from uuid import UUID
 
 from jobstore.domain import Job
 from jobstore.errors import InvalidTransition
+from jobstore.recorder import DispatchOutcome
 from jobstore.store import JobStore, utcnow
 
 
@@ -49,6 +50,7 @@ def dispatch(
         return Dispatch(job.id, False, str(exc))
     try:
         store.dispatched(job.id, ref, now)
-    except InvalidTransition:  # another dispatcher (or a fast worker) got there first
+    except InvalidTransition:  # the lane started it before we could say we sent it
+        store.heads.record_dispatch(DispatchOutcome(lane.name, job.id, True, None, now))
         return Dispatch(job.id, True, f"{ref} (the job had moved on: {store.get(job.id).status})")
     return Dispatch(job.id, True, ref)

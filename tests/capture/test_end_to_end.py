@@ -146,7 +146,8 @@ def test_make_demo_runs_everything_to_completion(server_url):
     assert "matrix legs" in out
     assert "against all-Inngest" in out
     assert "Completed" in out  # the audit trail ends with the job's completion
-    assert "12 of 12 jobs completed" in out
+    assert "13 of 13 jobs completed" in out
+    assert "routed to github_actions (fallback: inngest down" in out
     titles = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("   run ")]
     assert titles, out
     assert len(titles) == len(set(titles)), titles  # no attempt was dispatched twice

@@ -286,3 +286,23 @@ def test_stats_show_dispatches_and_fallbacks_per_lane(store, sandbox, make, data
     assert dispatch["github_actions"]["fallbacks_in"] == 1
     text = CliRunner().invoke(jobs, ["stats"], env={"DATABASE_URL": database_url}).output
     assert "fallbacks_in" in text
+
+
+def test_a_lane_that_starts_the_job_before_dispatched_is_recorded_still_counts_as_taken(store):
+    from jobstore.lanes import dispatch
+
+    class Eager:
+        """A lane whose runner claims the job before send() even returns."""
+
+        name = "inngest"
+
+        def send(self, job):
+            assert store.claim(job.id, "eager-runner", T0, lane="inngest").won
+            return "01EAGER"
+
+    job_id = routed(store, "inngest")
+    result = dispatch(store, job_id, Eager(), T0)
+    assert result.ok
+    assert "moved on" in result.detail
+    assert events(store, job_id)[-1] == "Started"
+    assert store.heads.recent_dispatches(T0 - timedelta(minutes=1), 5) == {"inngest": [True]}
