@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -71,6 +72,13 @@ def store(database_url: str, settings: Settings) -> Iterator[JobStore]:
     app = db.open_store(settings, url=database_url)
     yield app
     app.close()
+
+
+def assert_refused(result: Any, message: str) -> None:
+    """Bad input, as every script answers it: exit 2 and one line naming the problem."""
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def count_events(url: str) -> int:

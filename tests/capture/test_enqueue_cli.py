@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from capture.enqueue_cli import enqueue
-from tests.conftest import count_events
+from tests.conftest import assert_refused, count_events
 
 
 @pytest.fixture
@@ -119,9 +119,7 @@ def test_the_same_request_twice_is_one_job(run):
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(run, database_url, args, message):
     before = count_events(database_url)
     result = run(*args)
-    assert result.exit_code == 2, result.output
-    assert message in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert_refused(result, message)
     assert count_events(database_url) == before
 
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from capture.cli import run_job_command
-from tests.conftest import count_events
+from tests.conftest import assert_refused, count_events
 
 
 @pytest.mark.parametrize(
@@ -28,9 +28,7 @@ from tests.conftest import count_events
 def test_bad_input_exits_2_with_one_line(database_url, store, args, env, message):
     before = count_events(database_url)
     result = CliRunner().invoke(run_job_command, args, env={"DATABASE_URL": database_url, **env})
-    assert result.exit_code == 2, result.output
-    assert message in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert_refused(result, message)
     assert count_events(database_url) == before
 
 

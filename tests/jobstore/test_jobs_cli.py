@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from jobstore.jobs_cli import jobs
-from tests.conftest import count_events
+from tests.conftest import assert_refused, count_events
 from tests.jobstore.workload import make_history
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -83,9 +83,7 @@ def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(
     args = [str(history[0]) if a == "JOB" else a for a in args]
     before = count_events(database_url)
     result = run(*args)
-    assert result.exit_code == 2
-    assert message in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert_refused(result, message)
     assert count_events(database_url) == before
 
 
@@ -142,6 +140,4 @@ def test_cancel_ends_a_job_and_refuses_what_cannot_be_cancelled(store, database_
         (["cancel", str(job_id), "--reason", " "], "Invalid value for '--reason'"),
     ):
         again = CliRunner().invoke(jobs_group, args, env=env)
-        assert again.exit_code == 2, again.output
-        assert message in again.output
-        assert len(again.output.strip().splitlines()) == 1
+        assert_refused(again, message)
