@@ -10,8 +10,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -19,10 +18,8 @@ import click
 
 from capture import config as capture_config
 from capture.errors import ConfigError as CaptureConfigError
-from capture.github.client import GitHub, connect
-from capture.runner import Result, run_job
-from capture.storage import Storage
-from capture.worker import Wakeup, job_runner, work
+from capture.runner import Result
+from capture.worker import Wakeup, job_runner, run_by_id, work
 from jobstore.actions_report import ActionsReport
 from jobstore.clikit import Command, Session, errors, session
 from jobstore.domain import Job
@@ -48,16 +45,6 @@ def capture_settings() -> capture_config.CaptureSettings:
         raise click.UsageError(str(exc)) from None
 
 
-@contextmanager
-def capture_context(s: Session) -> Iterator[tuple[Storage, capture_config.CaptureSettings]]:
-    settings = capture_settings()
-    storage = Storage(s.url or "")
-    try:
-        yield storage, settings
-    finally:
-        storage.close()
-
-
 def run_one(
     ctx: click.Context,
     job_id: str,
@@ -68,22 +55,14 @@ def run_one(
 ) -> Result:
     """Runs one job with the environment's GitHub settings; shared by the lane consumers."""
     s = session(ctx)
-    capture_settings()  # bad settings are bad input: exit 2 before anything is read or written
+    settings = capture_settings()  # bad settings are bad input: exit 2 before any read
     with errors():
         store = s.store
         store.get(job_id)  # an unknown id is bad input: exit 2 before anything is written
-        with capture_context(s) as (storage, settings):
-            return run_job(
-                store,
-                job_id,
-                worker=worker,
-                lane=lane,
-                attempt=attempt,
-                storage=storage,
-                settings=settings,
-                github=lambda realtime: GitHub(connect(settings), settings, realtime=realtime),
-                progress=progress,
-            )
+        return run_by_id(
+            store, s.url or "", settings, job_id, worker=worker, lane=lane, attempt=attempt,
+            progress=progress,
+        )  # fmt: skip
 
 
 class Bar:

@@ -19,9 +19,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from capture import inngest_app
 from capture.cli import capture_settings
-from capture.github.client import GitHub, connect
-from capture.runner import run_job
-from capture.storage import Storage
+from capture.worker import run_by_id
 from jobstore.clikit import Command, errors, session
 from jobstore.config import LaneSettings
 from jobstore.errors import JobNotFound
@@ -33,22 +31,12 @@ def attempt_runner(store: JobStore, url: str, worker: str) -> inngest_app.RunAtt
     settings = capture_settings()
 
     def run(job_id: str, attempt: int) -> dict[str, Any]:
-        storage = Storage(url)
         try:
-            result = run_job(
-                store,
-                job_id,
-                worker=worker,
-                lane="inngest",
-                attempt=attempt,
-                storage=storage,
-                settings=settings,
-                github=lambda realtime: GitHub(connect(settings), settings, realtime=realtime),
+            result = run_by_id(
+                store, url, settings, job_id, worker=worker, lane="inngest", attempt=attempt
             )
         except JobNotFound as exc:
             raise inngest.NonRetriableError(str(exc)) from None
-        finally:
-            storage.close()
         return {
             "job_id": str(result.job_id),
             "attempt": attempt,

@@ -20,7 +20,7 @@ import psycopg
 from capture.config import CaptureSettings
 from capture.github.client import GitHub, connect
 from capture.handlers import Progress
-from capture.runner import Result, run_claimed
+from capture.runner import Result, run_claimed, run_job
 from capture.storage import Storage
 from jobstore.domain import Job, Status
 from jobstore.recorder import ROUTED_CHANNEL
@@ -89,6 +89,33 @@ class Wakeup:
                 self.conn = None
 
 
+def github_for(settings: CaptureSettings) -> Callable[[bool], GitHub]:
+    """GitHub clients for this process's settings (real-time jobs may use the reserve)."""
+    return lambda realtime: GitHub(connect(settings), settings, realtime=realtime)
+
+
+def run_by_id(
+    store: JobStore,
+    url: str,
+    settings: CaptureSettings,
+    job_id: str,
+    *,
+    worker: str,
+    lane: str | None = None,
+    attempt: int | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Claims and runs one job's attempt: what an Actions step and the Inngest function do."""
+    storage = Storage(url)
+    try:
+        return run_job(
+            store, job_id, worker=worker, lane=lane, attempt=attempt, storage=storage,
+            settings=settings, github=github_for(settings), progress=progress,
+        )  # fmt: skip
+    finally:
+        storage.close()
+
+
 def job_runner(
     store: JobStore,
     url: str,
@@ -105,7 +132,7 @@ def job_runner(
                 job,
                 storage=storage,
                 settings=settings,
-                github=lambda realtime: GitHub(connect(settings), settings, realtime=realtime),
+                github=github_for(settings),
                 progress=progress(job),
             )
         finally:
