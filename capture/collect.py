@@ -54,7 +54,7 @@ class Pulls:
     failed: list[tuple[int, str]]
 
 
-def split(owner_name: str) -> tuple[str, str]:
+def owner_and_name(owner_name: str) -> tuple[str, str]:
     owner, name = owner_name.split("/")
     return owner, name
 
@@ -82,7 +82,7 @@ def index_page(
     gh: GitHub, repository: str, after: str | None, field: str, direction: str, first: int = 100
 ) -> tuple[dict, list[dict], dict]:
     """One page of pull requests (core fields and labels): repository, nodes, pageInfo."""
-    owner, name = split(repository)
+    owner, name = owner_and_name(repository)
     variables = {
         "owner": owner,
         "name": name,
@@ -239,7 +239,7 @@ def rest_index(gh: GitHub, repository: str, sort: str) -> Iterator[tuple[dict, l
         yield repo, page
 
 
-def rest_pull(
+def fetch_rest_pull(
     gh: GitHub, repository: str, number: int, parts: set[str], repo_id: int, rows: Rows
 ) -> None:
     """One pull request and the chosen parts of it, through REST."""
@@ -288,7 +288,7 @@ def rest_fallback(
         gh.meter.fallbacks.append(f"#{number} {','.join(sorted(parts))} through REST")
         log.warning("GraphQL could not serve #%d (%s); using REST", number, ",".join(sorted(parts)))
         try:
-            rest_pull(gh, repository, number, parts, repo_id, rows)
+            fetch_rest_pull(gh, repository, number, parts, repo_id, rows)
         except CaptureError as exc:
             log.warning("REST failed too for #%d: %s", number, exc)
             still.append((number, ",".join(sorted(parts))))

@@ -1,4 +1,7 @@
-"""The capture exception tree. httpx and psycopg errors never leave capture/."""
+"""The capture exception tree. httpx and psycopg errors never leave capture/.
+
+Missing or invalid configuration is jobstore.errors.ConfigError, one class for both packages.
+"""
 
 from __future__ import annotations
 
@@ -52,12 +55,6 @@ class QueryFailed(CaptureError):
 
 class StorageError(CaptureError):
     """Captured rows could not be written."""
-
-
-class ConfigError(CaptureError):
-    """Capture configuration is missing or invalid."""
-
-    retryable = False
 
 
 class ItemsFailed(CaptureError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 GHOST_ID = 10137
 REST_FILE_STATUS = {
@@ -309,11 +308,3 @@ def parse_link(header: str | None) -> dict[str, str]:
         if url.strip().startswith("<") and rel:
             links[rel] = url.strip()[1:-1]
     return links
-
-
-def get_path(data: Any, path: tuple) -> Any:
-    for key in path:
-        if data is None:
-            return None
-        data = data[key]
-    return data

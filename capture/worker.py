@@ -17,11 +17,7 @@ from uuid import UUID
 
 import psycopg
 
-from capture.config import CaptureSettings
-from capture.github.client import GitHub, connect
-from capture.handlers import Progress
-from capture.runner import Result, run_claimed, run_job
-from capture.storage import Storage
+from capture.attempt import Result
 from jobstore.domain import Job, Status
 from jobstore.recorder import ROUTED_CHANNEL
 from jobstore.store import JobStore
@@ -87,58 +83,6 @@ class Wakeup:
                 self.conn.close()
             finally:
                 self.conn = None
-
-
-def github_for(settings: CaptureSettings) -> Callable[[bool], GitHub]:
-    """GitHub clients for this process's settings (real-time jobs may use the reserve)."""
-    return lambda realtime: GitHub(connect(settings), settings, realtime=realtime)
-
-
-def run_by_id(
-    store: JobStore,
-    url: str,
-    settings: CaptureSettings,
-    job_id: str,
-    *,
-    worker: str,
-    lane: str | None = None,
-    attempt: int | None = None,
-    progress: Progress | None = None,
-) -> Result:
-    """Claims and runs one job's attempt: what an Actions step and the Inngest function do."""
-    storage = Storage(url)
-    try:
-        return run_job(
-            store, job_id, worker=worker, lane=lane, attempt=attempt, storage=storage,
-            settings=settings, github=github_for(settings), progress=progress,
-        )  # fmt: skip
-    finally:
-        storage.close()
-
-
-def job_runner(
-    store: JobStore,
-    url: str,
-    settings: CaptureSettings,
-    progress: Callable[[Job], Progress | None] = lambda job: None,
-) -> Callable[[Job], Result]:
-    """Runs a claimed job with this process's GitHub settings (what a lane worker calls)."""
-
-    def run(job: Job) -> Result:
-        storage = Storage(url)
-        try:
-            return run_claimed(
-                store,
-                job,
-                storage=storage,
-                settings=settings,
-                github=github_for(settings),
-                progress=progress(job),
-            )
-        finally:
-            storage.close()
-
-    return run
 
 
 def route_due_retries(store: JobStore, lane: str, now: datetime) -> int:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import sys
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import conninfo
 
-from jobstore.config import Settings, load
 from jobstore.embedded import Server
 from jobstore.errors import ConfigError, DatabaseUnavailable
+from jobstore.settings import Settings, load
 
 if TYPE_CHECKING:
     from jobstore.store import JobStore
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 MIGRATIONS_TABLE = "schema_migrations"
 # One advisory lock key for migrations, so concurrent first runs apply each file once.
 MIGRATION_LOCK = 0x6A6F6273
+SCHEMA_FILE = re.compile(r"[0-9]{3}_.+\.sql")
 
 
 def database_url(settings: Settings) -> str:
@@ -63,24 +65,21 @@ def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connectio
         yield conn
 
 
-def schema_dir() -> Path:
-    """The numbered .sql files, from a checkout or from an installed package."""
-    for candidate in (
-        Path(__file__).resolve().parent.parent / "schema",
-        Path(sys.prefix) / "share" / "prcapture" / "schema",
-    ):
-        if any(candidate.glob("[0-9][0-9][0-9]_*.sql")):
-            return candidate
-    raise DatabaseUnavailable("schema files not found (looked beside the package and in share/)")
+def schema_files() -> list[Traversable]:
+    """The numbered .sql files, in order (package data of jobstore.schema)."""
+    files = [f for f in resources.files("jobstore.schema").iterdir() if SCHEMA_FILE.match(f.name)]
+    if not files:
+        raise DatabaseUnavailable("schema files not found in the jobstore.schema package")
+    return sorted(files, key=lambda f: f.name)
 
 
-def pending_migrations(conn: psycopg.Connection) -> list[Path]:
+def pending_migrations(conn: psycopg.Connection) -> list[Traversable]:
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
         " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
     )
     done = {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
-    return [p for p in sorted(schema_dir().glob("[0-9][0-9][0-9]_*.sql")) if p.name not in done]
+    return [f for f in schema_files() if f.name not in done]
 
 
 def migrate(url: str) -> list[str]:

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
 import httpx
 
-from jobstore.config import Settings
 from jobstore.domain import Job, Status
 from jobstore.lanes import DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
 from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, decide, lane_down
-from jobstore.store import JobStore
+from jobstore.settings import Settings
+from jobstore.spec import JobSpec
+from jobstore.store import Enqueued, JobStore
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,16 @@ def open_lanes(settings: Settings, client: httpx.Client) -> tuple[dict[str, Lane
     return lanes, problems
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A job request's outcome: the job (new, or the active one with the same dedupe key)
+    and, when it was new, how dispatching it went."""
+
+    enqueued: Enqueued
+    job: Job
+    sent: Sent | None
+
+
 @dataclass
 class Dispatcher:
     store: JobStore
@@ -86,6 +97,36 @@ class Dispatcher:
                 down[lane] = f"its last {health.failures} dispatches failed"
         return down
 
+    @classmethod
+    def open(
+        cls,
+        store: JobStore,
+        client: httpx.Client,
+        capable: Callable[[str], Collection[str]] = lambda _type: LANES,
+    ) -> Dispatcher:
+        """A dispatcher for the store's lane settings; unconfigured lanes count as down."""
+        lanes, problems = open_lanes(store.settings, client)
+        return cls(store, lanes, problems, capable)
+
+    def submit(self, spec: JobSpec, now: datetime, lane: str | None = None) -> Submitted:
+        """The whole enqueue flow: route with current lane health (`lane` forces one),
+        enqueue and route in one transaction, then dispatch a new job."""
+        down = self.down(now)
+        route = decide(
+            spec,
+            now,
+            self.settings.routing,
+            lane=lane,
+            capable=self.capable(spec.job_type),
+            down=set(down),
+        )
+        if route.fallback_from in down:  # say why the first choice was not taken
+            reason = f"{route.reason} ({route.fallback_from}: {down[route.fallback_from]})"
+            route = replace(route, reason=reason[:500])
+        enqueued = self.store.enqueue(spec, now, route)
+        sent = self.send(enqueued.job_id, now, down) if enqueued.created else None
+        return Submitted(enqueued, self.store.get(enqueued.job_id), sent)
+
     def reroute(
         self, job: Job, now: datetime, down: Mapping[str, str], always: bool = False
     ) -> Job:
@@ -107,10 +148,12 @@ class Dispatcher:
             reason += f" ({job.lane}: {down[job.lane]})"
         return self.store.route(
             job.id,
-            (route.lane, route.rule, reason[:500]),
+            replace(
+                route,
+                reason=reason[:500],
+                fallback_from=(route.fallback_from or job.lane) if moved else None,
+            ),
             now,
-            fallback_from=(route.fallback_from or job.lane) if moved else None,
-            priority=route.priority,
         )
 
     def send(self, job_id: UUID | str, now: datetime, down: dict[str, str] | None = None) -> Sent:

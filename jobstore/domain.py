@@ -7,6 +7,7 @@ event: moving or renaming one needs a registered old topic.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -14,7 +15,6 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from jobstore.config import RetryPolicy
 from jobstore.errors import InvalidTransition
 from jobstore.spec import JobSpec
 
@@ -52,6 +52,15 @@ ALLOWED: dict[str, frozenset[Status]] = {
     "reschedule": frozenset({S.RUNNING}),
     "cancel": frozenset(set(Status) - FINAL),
 }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how soon a failed job is tried again."""
+
+    max_attempts: int = 5
+    base_delay: float = 30.0
+    max_delay: float = 3600.0
 
 
 def retry_delay(failures: int, policy: RetryPolicy, rng: random.Random | None = None) -> float:
@@ -142,11 +151,18 @@ class Job(Aggregate):
     def spec(self) -> JobSpec:
         """What was asked for, as the router sees it (the window is absolute by now)."""
         return JobSpec(
-            job_type=self.job_type, repository=self.repository, since=self.since,
-            until=self.until, pr_numbers=tuple(self.pr_numbers), max_items=self.max_items,
-            trigger=self.trigger, priority=self.priority, dedupe_key=self.dedupe_key,
-            parent_id=self.parent_id, params=dict(self.params),
-        )  # fmt: skip
+            job_type=self.job_type,
+            repository=self.repository,
+            since=self.since,
+            until=self.until,
+            pr_numbers=tuple(self.pr_numbers),
+            max_items=self.max_items,
+            trigger=self.trigger,
+            priority=self.priority,
+            dedupe_key=self.dedupe_key,
+            parent_id=self.parent_id,
+            params=dict(self.params),
+        )
 
     def _guard(self, action: str) -> None:
         if self.status not in ALLOWED[action]:
@@ -176,14 +192,24 @@ class Job(Aggregate):
                 job.priority = self.priority
 
     def route(
-        self, lane: str, rule: str, reason: str, now: datetime, fallback_from: str | None = None,
+        self,
+        lane: str,
+        rule: str,
+        reason: str,
+        now: datetime,
+        fallback_from: str | None = None,
         priority: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._guard("route")
         self.trigger_event(
-            self.Routed, lane=lane, rule=rule, reason=reason, fallback_from=fallback_from,
-            priority=priority, timestamp=now,
-        )  # fmt: skip
+            self.Routed,
+            lane=lane,
+            rule=rule,
+            reason=reason,
+            fallback_from=fallback_from,
+            priority=priority,
+            timestamp=now,
+        )
 
     class Dispatched(Aggregate.Event):
         lane: str
@@ -253,9 +279,14 @@ class Job(Aggregate):
     ) -> None:
         self._guard("progress")
         self.trigger_event(
-            self.Progressed, done=done, total=total, cursor=cursor, api_points=api_points,
-            note=note, timestamp=now,
-        )  # fmt: skip
+            self.Progressed,
+            done=done,
+            total=total,
+            cursor=cursor,
+            api_points=api_points,
+            note=note,
+            timestamp=now,
+        )
 
     class Failed(Aggregate.Event):
         error_type: str
@@ -295,9 +326,13 @@ class Job(Aggregate):
         """
         self._guard("fail")
         self.trigger_event(
-            self.Failed, error_type=error_type, message=message[:2000], retryable=retryable,
-            attempt=self.attempt, timestamp=now,
-        )  # fmt: skip
+            self.Failed,
+            error_type=error_type,
+            message=message[:2000],
+            retryable=retryable,
+            attempt=self.attempt,
+            timestamp=now,
+        )
         if not retryable or self.failures >= policy.max_attempts:
             return False
         delay = retry_delay(self.failures, policy, rng)
@@ -311,9 +346,12 @@ class Job(Aggregate):
 
     def _schedule(self, not_before: datetime, now: datetime) -> None:
         self.trigger_event(
-            self.RetryScheduled, attempt=self.attempt + 1, not_before=not_before,
-            cursor=self.cursor, timestamp=now,
-        )  # fmt: skip
+            self.RetryScheduled,
+            attempt=self.attempt + 1,
+            not_before=not_before,
+            cursor=self.cursor,
+            timestamp=now,
+        )
 
     class Completed(Aggregate.Event):
         items: int
@@ -329,9 +367,12 @@ class Job(Aggregate):
     ) -> None:
         self._guard("complete")
         self.trigger_event(
-            self.Completed, items=items, api_points=api_points, summary=summary or {},
+            self.Completed,
+            items=items,
+            api_points=api_points,
+            summary=summary or {},
             timestamp=now,
-        )  # fmt: skip
+        )
 
     class Cancelled(Aggregate.Event):
         reason: str
@@ -366,9 +407,12 @@ class DedupeSlot(Aggregate):
     @classmethod
     def open(cls, dedupe_key: str, job_id: UUID, now: datetime) -> DedupeSlot:
         return cls._create(
-            cls.Opened, id=cls.id_for(dedupe_key), timestamp=now, dedupe_key=dedupe_key,
+            cls.Opened,
+            id=cls.id_for(dedupe_key),
+            timestamp=now,
+            dedupe_key=dedupe_key,
             job_id=job_id,
-        )  # fmt: skip
+        )
 
     class Taken(Aggregate.Event):
         job_id: UUID

@@ -121,9 +121,15 @@ class Server:
                 self.data.mkdir(parents=True, exist_ok=True)
                 self._chown(self.home, self.data)
                 self._pg(
-                    "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                    "--encoding=UTF8", "--no-instructions",
-                )  # fmt: skip
+                    "initdb",
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                )
             if not self.is_running():
                 self.socket_dir.mkdir(parents=True, exist_ok=True)
                 self.socket_dir.chmod(0o777)
@@ -131,9 +137,18 @@ class Server:
                 self._chown(self.log, self.socket_dir)
                 options = f"{SERVER_OPTIONS} -k {self.socket_dir}"
                 self._pg(
-                    "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
-                    "-w", "-t", "60", "start",
-                )  # fmt: skip
+                    "pg_ctl",
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                )
         return self.url()
 
     def stop(self) -> bool:

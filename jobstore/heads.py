@@ -13,8 +13,8 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import sql
 
-from jobstore.config import Settings
 from jobstore.recorder import INSERT_DISPATCH, DispatchOutcome
+from jobstore.settings import Settings
 
 ACTIVE = "status NOT IN ('completed', 'failed', 'cancelled')"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"

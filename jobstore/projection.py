@@ -10,22 +10,77 @@ from jobstore.domain import Job
 
 Row = dict[str, Any]
 DEFAULTS: Row = {
-    "lane": None, "route_rule": None, "route_reason": None, "fallback_from": None,
-    "attempt": 1, "failures": 0, "dispatch_failures": 0, "worker": None, "items_done": 0,
-    "items_total": None, "items": 0, "api_points": 0, "cursor": None, "external_ref": None,
-    "run_url": None, "last_error": None, "not_before": None, "runs": 0, "steps": 0,
-    "run_seconds": 0.0, "billed_minutes": 0, "attempt_started_at": None, "routed_at": None,
-    "dispatched_at": None, "started_at": None, "finished_at": None,
-}  # fmt: skip
+    "lane": None,
+    "route_rule": None,
+    "route_reason": None,
+    "fallback_from": None,
+    "attempt": 1,
+    "failures": 0,
+    "dispatch_failures": 0,
+    "worker": None,
+    "items_done": 0,
+    "items_total": None,
+    "items": 0,
+    "api_points": 0,
+    "cursor": None,
+    "external_ref": None,
+    "run_url": None,
+    "last_error": None,
+    "not_before": None,
+    "runs": 0,
+    "steps": 0,
+    "run_seconds": 0.0,
+    "billed_minutes": 0,
+    "attempt_started_at": None,
+    "routed_at": None,
+    "dispatched_at": None,
+    "started_at": None,
+    "finished_at": None,
+}
 COLUMNS = (
-    "job_id", "job_type", "repository", "lane", "status", "trigger", "priority", "since",
-    "until", "days", "pr_count", "max_items", "dedupe_key", "parent_id", "route_rule",
-    "route_reason", "fallback_from", "attempt", "failures", "dispatch_failures", "worker",
-    "items_done", "items_total", "items", "api_points", "cursor", "external_ref", "run_url",
-    "last_error", "not_before", "runs", "steps", "run_seconds", "billed_minutes",
-    "attempt_started_at", "created_at", "routed_at", "dispatched_at", "started_at",
-    "last_event_at", "finished_at", "version",
-)  # fmt: skip
+    "job_id",
+    "job_type",
+    "repository",
+    "lane",
+    "status",
+    "trigger",
+    "priority",
+    "since",
+    "until",
+    "days",
+    "pr_count",
+    "max_items",
+    "dedupe_key",
+    "parent_id",
+    "route_rule",
+    "route_reason",
+    "fallback_from",
+    "attempt",
+    "failures",
+    "dispatch_failures",
+    "worker",
+    "items_done",
+    "items_total",
+    "items",
+    "api_points",
+    "cursor",
+    "external_ref",
+    "run_url",
+    "last_error",
+    "not_before",
+    "runs",
+    "steps",
+    "run_seconds",
+    "billed_minutes",
+    "attempt_started_at",
+    "created_at",
+    "routed_at",
+    "dispatched_at",
+    "started_at",
+    "last_event_at",
+    "finished_at",
+    "version",
+)
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -52,21 +107,37 @@ def apply(row: Row | None, event: Any) -> Row:
         if event.since is not None and event.until is not None:
             days = round((event.until - event.since).total_seconds() / 86400, 3)
         row = {
-            **DEFAULTS, "job_id": event.originator_id, "job_type": event.job_type,
-            "repository": event.repository, "status": "queued", "trigger": event.trigger,
-            "priority": event.priority, "since": event.since, "until": event.until,
-            "days": days, "pr_count": len(event.pr_numbers), "max_items": event.max_items,
-            "dedupe_key": event.dedupe_key, "parent_id": event.parent_id, "created_at": at,
-        }  # fmt: skip
+            **DEFAULTS,
+            "job_id": event.originator_id,
+            "job_type": event.job_type,
+            "repository": event.repository,
+            "status": "queued",
+            "trigger": event.trigger,
+            "priority": event.priority,
+            "since": event.since,
+            "until": event.until,
+            "days": days,
+            "pr_count": len(event.pr_numbers),
+            "max_items": event.max_items,
+            "dedupe_key": event.dedupe_key,
+            "parent_id": event.parent_id,
+            "created_at": at,
+        }
     else:
         assert row is not None, f"{type(event).__name__} before Queued"
         row = dict(row)
     row["last_event_at"], row["version"] = at, event.originator_version
     if isinstance(event, Job.Routed):
         row.update(
-            status="routed", lane=event.lane, route_rule=event.rule, route_reason=event.reason,
-            fallback_from=event.fallback_from, routed_at=at, external_ref=None, run_url=None,
-        )  # fmt: skip
+            status="routed",
+            lane=event.lane,
+            route_rule=event.rule,
+            route_reason=event.reason,
+            fallback_from=event.fallback_from,
+            routed_at=at,
+            external_ref=None,
+            run_url=None,
+        )
         if event.priority:
             row["priority"] = event.priority
     elif isinstance(event, Job.Dispatched):

@@ -50,10 +50,6 @@ class Route:
     fallback_from: str | None = None
     priority: str | None = None  # set when a fallback raises it
 
-    def as_decision(self) -> tuple:
-        """(lane, rule, reason, fallback_from, priority), as JobStore.enqueue records it."""
-        return self.lane, self.rule, self.reason, self.fallback_from, self.priority
-
 
 def rollout_bucket(repository: str) -> int:
     """A stable bucket 0..9999 for a repository: unsigned, case-insensitive, seed-free."""
@@ -108,9 +104,11 @@ def decide(
     if route.lane not in capable:
         substitute = next(x for x in (ACTIONS, INNGEST, LOCAL) if x in capable)
         route = Route(
-            substitute, "capability", f"{spec.job_type} cannot run on {route.lane}",
+            substitute,
+            "capability",
+            f"{spec.job_type} cannot run on {route.lane}",
             fallback_from=route.lane,
-        )  # fmt: skip
+        )
     if route.lane not in down or route.rule == "explicit":
         return route
     if route.lane == INNGEST and ACTIONS in capable and ACTIONS not in down:

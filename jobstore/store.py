@@ -21,17 +21,16 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from jobstore.config import Settings
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import DatabaseUnavailable, InvalidTransition, JobNotFound
 from jobstore.heads import Heads
 from jobstore.recorder import DispatchOutcome, Head, StartedHead
+from jobstore.routing import Route
+from jobstore.settings import Settings
 from jobstore.spec import JobSpec
 
-# A route decision: (lane, rule, reason[, fallback_from, priority]). The router
-# (jobstore.routing) makes them.
-Decision = tuple[str, ...]
-Decide = Callable[[JobSpec, datetime], Decision]
+# Where enqueued jobs go: one route for all, or one per spec (the router makes them).
+Routes = Route | Callable[[JobSpec], Route]
 CONFLICT_RETRIES = 5
 FINAL_STATES = {status.value for status in FINAL}
 
@@ -59,10 +58,20 @@ class Claim:
 
 def head_of(job: Job) -> Head:
     return Head(
-        job.id, job.job_type, job.repository, job.status.value, job.lane, job.priority,
-        job.attempt, job.version, job.dedupe_key, job.parent_id, job.not_before,
-        job.created_on, job.modified_on,
-    )  # fmt: skip
+        job.id,
+        job.job_type,
+        job.repository,
+        job.status.value,
+        job.lane,
+        job.priority,
+        job.attempt,
+        job.version,
+        job.dedupe_key,
+        job.parent_id,
+        job.not_before,
+        job.created_on,
+        job.modified_on,
+    )
 
 
 class JobStore(Application):
@@ -82,7 +91,7 @@ class JobStore(Application):
         self.rng = random.Random()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
-        # Unlike Application's default, ignore os.environ: jobstore.config reads it.
+        # Unlike Application's default, ignore os.environ: jobstore.settings reads it.
         return Environment(name, dict(env or {}))
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -126,42 +135,50 @@ class JobStore(Application):
     # Producers.
 
     def enqueue(
-        self, spec: JobSpec, now: datetime | None = None, decide: Decide | None = None
+        self, spec: JobSpec, now: datetime | None = None, route: Route | None = None
     ) -> Enqueued:
-        return self.enqueue_many([spec], now, decide)[0]
+        """Enqueues one job (routed to `route` if given); idempotent per dedupe key."""
+        return self.enqueue_many([spec], now, route)[0]
 
     def enqueue_many(
-        self, specs: Sequence[JobSpec], now: datetime | None = None, decide: Decide | None = None
+        self, specs: Sequence[JobSpec], now: datetime | None = None, route: Routes | None = None
     ) -> list[Enqueued]:
-        """Enqueues (and routes, given `decide`) in one transaction; idempotent per dedupe key."""
+        """Enqueues (and routes, given `route`) in one transaction; idempotent per dedupe key."""
         now = now or utcnow()
         if len(specs) == 1:
             # Optimistic first try for one job: open its dedupe slot at version 1 without
             # reading it. If the key was ever used, the slot's event collides on the
             # events table's key and we take the reading path below.
             try:
-                return self._enqueue_batch(specs, now, decide, assume_new=True)
+                return self._enqueue_batch(specs, now, route, assume_new=True)
             except IntegrityError:
                 pass
         for _ in range(CONFLICT_RETRIES):
             try:
-                return self._enqueue_batch(specs, now, decide)
+                return self._enqueue_batch(specs, now, route)
             except IntegrityError:
                 if len(specs) > 1:  # someone took one of the keys: settle them one by one
-                    return [self.enqueue(spec, now, decide) for spec in specs]
+                    return [self.enqueue_many([spec], now, route)[0] for spec in specs]
         raise DatabaseUnavailable("enqueue kept conflicting with concurrent enqueues")
 
     def _enqueue_batch(
-        self, specs: Sequence[JobSpec], now: datetime, decide: Decide | None,
+        self,
+        specs: Sequence[JobSpec],
+        now: datetime,
+        route: Routes | None,
         assume_new: bool = False,
-    ) -> list[Enqueued]:  # fmt: skip
+    ) -> list[Enqueued]:
         # The slot is read first and written at its next version, so the "is its holder
         # still active?" answer below cannot go stale without the save conflicting.
         slot_ids = {spec.dedupe_key: DedupeSlot.id_for(spec.dedupe_key) for spec in specs}
-        slots = {} if assume_new else {
-            stored.originator_id: self.mapper.to_domain_event(stored)
-            for stored in self.heads.latest_events(list(slot_ids.values()))
-        }  # fmt: skip
+        slots = (
+            {}
+            if assume_new
+            else {
+                stored.originator_id: self.mapper.to_domain_event(stored)
+                for stored in self.heads.latest_events(list(slot_ids.values()))
+            }
+        )
         holders = self.heads.active([slot.job_id for slot in slots.values()])
         results: list[Enqueued] = []
         pending: list[Any] = []
@@ -171,9 +188,9 @@ class JobStore(Application):
                 results.append(Enqueued(slot.job_id, created=False))
                 continue
             job = Job.enqueue(uuid4(), spec, now)
-            if decide is not None:
-                lane, rule, reason, *fallback_and_priority = decide(spec, now)
-                job.route(lane, rule, reason, now, *fallback_and_priority)
+            if route is not None:
+                r = route if isinstance(route, Route) else route(spec)
+                job.route(r.lane, r.rule, r.reason, now, r.fallback_from, r.priority)
             if slot is None:
                 taken = DedupeSlot.open(spec.dedupe_key, job.id, now)
                 slots[taken.id] = taken.collect_events()[0]
@@ -216,12 +233,14 @@ class JobStore(Application):
                 job.id, f"on attempt {job.attempt}", f"{action} attempt {attempt}"
             )
 
-    def route(
-        self, job_id: UUID | str, decision: Decision, now: datetime | None = None,
-        fallback_from: str | None = None, priority: str | None = None,
-    ) -> Job:  # fmt: skip
+    def route(self, job_id: UUID | str, route: Route, now: datetime | None = None) -> Job:
         now = now or utcnow()
-        return self._update(job_id, lambda job: job.route(*decision, now, fallback_from, priority))
+        return self._update(
+            job_id,
+            lambda job: job.route(
+                route.lane, route.rule, route.reason, now, route.fallback_from, route.priority
+            ),
+        )
 
     def dispatched(self, job_id: UUID | str, ref: str, now: datetime | None = None) -> Job:
         now = now or utcnow()
@@ -241,9 +260,13 @@ class JobStore(Application):
         )
 
     def claim(
-        self, job_id: UUID | str, worker: str, now: datetime | None = None,
-        attempt: int | None = None, lane: str | None = None,
-    ) -> Claim:  # fmt: skip
+        self,
+        job_id: UUID | str,
+        worker: str,
+        now: datetime | None = None,
+        attempt: int | None = None,
+        lane: str | None = None,
+    ) -> Claim:
         """Starts the job's current attempt for `worker`; exactly one claimant wins.
 
         A conflicting write is not always a rival claim: a lane that starts the job at once
@@ -266,9 +289,14 @@ class JobStore(Application):
         raise DatabaseUnavailable(f"job {job_id}: too many concurrent writers")
 
     def claim_notified(
-        self, job_id: UUID | str, version: int, attempt: int, worker: str, lane: str,
+        self,
+        job_id: UUID | str,
+        version: int,
+        attempt: int,
+        worker: str,
+        lane: str,
         now: datetime | None = None,
-    ) -> Claim:  # fmt: skip
+    ) -> Claim:
         """Claims a job a notification said was routed at `version`, without reading it.
 
         Started is appended at version + 1: it is written only if nothing happened to the
@@ -278,9 +306,13 @@ class JobStore(Application):
         job_id = job_id if isinstance(job_id, UUID) else UUID(str(job_id))
         now = now or utcnow()
         started = Job.Started(
-            originator_id=job_id, originator_version=version + 1, timestamp=now,
-            worker=worker, lane=lane, attempt=attempt,
-        )  # fmt: skip
+            originator_id=job_id,
+            originator_version=version + 1,
+            timestamp=now,
+            worker=worker,
+            lane=lane,
+            attempt=attempt,
+        )
         head = StartedHead(lane, attempt, version + 1, now, job_id, version + 1)
         try:
             self.save(started, started=[head])
@@ -311,10 +343,17 @@ class JobStore(Application):
         return jobs
 
     def progress(
-        self, job_id: UUID | str, done: int, *, total: int | None = None,
-        cursor: str | None = None, api_points: int = 0, note: str = "",
-        attempt: int | None = None, now: datetime | None = None,
-    ) -> Job:  # fmt: skip
+        self,
+        job_id: UUID | str,
+        done: int,
+        *,
+        total: int | None = None,
+        cursor: str | None = None,
+        api_points: int = 0,
+        note: str = "",
+        attempt: int | None = None,
+        now: datetime | None = None,
+    ) -> Job:
         """Checkpoints a running job; the cursor is where a later attempt resumes."""
 
         def command(job: Job) -> None:
@@ -324,9 +363,15 @@ class JobStore(Application):
         return self._update(job_id, command)
 
     def complete(
-        self, job_id: UUID | str, items: int, *, api_points: int = 0,
-        summary: dict | None = None, attempt: int | None = None, now: datetime | None = None,
-    ) -> Job:  # fmt: skip
+        self,
+        job_id: UUID | str,
+        items: int,
+        *,
+        api_points: int = 0,
+        summary: dict | None = None,
+        attempt: int | None = None,
+        now: datetime | None = None,
+    ) -> Job:
         def command(job: Job) -> None:
             self._check_attempt(job, attempt, "complete")
             job.complete(now or utcnow(), items, api_points, summary)
@@ -350,9 +395,15 @@ class JobStore(Application):
                     self.complete(job.id, items, attempt=job.attempt, now=now)
 
     def fail(
-        self, job_id: UUID | str, error_type: str, message: str, *, retryable: bool = True,
-        attempt: int | None = None, now: datetime | None = None,
-    ) -> Job:  # fmt: skip
+        self,
+        job_id: UUID | str,
+        error_type: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        attempt: int | None = None,
+        now: datetime | None = None,
+    ) -> Job:
         """Records a failure; a retry is scheduled (same job, next attempt) while allowed."""
 
         def command(job: Job) -> None:
@@ -362,9 +413,13 @@ class JobStore(Application):
         return self._update(job_id, command)
 
     def reschedule(
-        self, job_id: UUID | str, not_before: datetime, *, attempt: int | None = None,
+        self,
+        job_id: UUID | str,
+        not_before: datetime,
+        *,
+        attempt: int | None = None,
         now: datetime | None = None,
-    ) -> Job:  # fmt: skip
+    ) -> Job:
         """Ends a running attempt without counting a failure, e.g. until a rate-limit reset."""
 
         def command(job: Job) -> None:
@@ -414,9 +469,13 @@ class JobStore(Application):
                 continue  # it moved on since the query
             silent = int((now - job.last_event_at).total_seconds())
             job.fail(
-                "stale", f"no event from {job.worker} for {silent}s (lease {lease:g}s)", now,
-                self.settings.retry, True, self.rng,
-            )  # fmt: skip
+                "stale",
+                f"no event from {job.worker} for {silent}s (lease {lease:g}s)",
+                now,
+                self.settings.retry,
+                True,
+                self.rng,
+            )
             try:
                 self.save_jobs(job)
             except IntegrityError:

@@ -16,7 +16,7 @@ from uuid import UUID
 from jobstore.dispatcher import Dispatcher, Sent
 from jobstore.domain import Job, Status
 from jobstore.errors import InvalidTransition
-from jobstore.routing import ACTIONS, INNGEST
+from jobstore.routing import ACTIONS, INNGEST, LOCAL, Route
 
 # Rules that pin a job to its lane: the operator chose it, or its parent's run plans it.
 PINNED = ("explicit", "parent")
@@ -55,7 +55,11 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
             continue
         try:
             if job.rule in PINNED:
-                store.route(job.id, (job.lane, job.rule, job.reason or "retry"), now)
+                store.route(
+                    job.id,
+                    Route(job.lane or LOCAL, job.rule or "retry", job.reason or "retry"),
+                    now,
+                )
             else:
                 dispatcher.reroute(job, now, down, always=True)
         except InvalidTransition:

@@ -19,8 +19,9 @@ from eventsourcing.utils import Environment, get_topic
 from psycopg import Cursor, sql
 
 from jobstore import projection
-from jobstore.config import LANES, LanePrice
 from jobstore.domain import Job
+from jobstore.prices import LanePrice
+from jobstore.routing import LANES
 from jobstore.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,17 @@ NAME = "job_views"  # tracking table: job_views_tracking
 LOCK = 0x76696577
 BATCH = 5000
 EVENTS = (
-    Job.Queued, Job.Routed, Job.Dispatched, Job.DispatchFailed, Job.Started, Job.Progressed,
-    Job.Failed, Job.RetryScheduled, Job.Completed, Job.Cancelled,
-)  # fmt: skip
+    Job.Queued,
+    Job.Routed,
+    Job.Dispatched,
+    Job.DispatchFailed,
+    Job.Started,
+    Job.Progressed,
+    Job.Failed,
+    Job.RetryScheduled,
+    Job.Completed,
+    Job.Cancelled,
+)
 TOPICS = [get_topic(cls) for cls in EVENTS]
 _cols = sql.SQL(", ").join(map(sql.Identifier, projection.COLUMNS))
 _updates = sql.SQL(", ").join(
@@ -176,9 +185,11 @@ def project_forever(env: dict[str, str], stop: threading.Event, poll: float = 0.
     try:
         while not stop.is_set():
             runner = ProjectionRunner(
-                application_class=JobStore, projection_class=JobViewsProjection,
-                view_class=JobViews, env={**env, "POSTGRES_POOL_SIZE": "2"},
-            )  # fmt: skip
+                application_class=JobStore,
+                projection_class=JobViewsProjection,
+                view_class=JobViews,
+                env={**env, "POSTGRES_POOL_SIZE": "2"},
+            )
             try:
                 with runner:
                     while not stop.is_set():

@@ -14,11 +14,13 @@ import pytest
 from psycopg import sql
 
 from jobstore import db
-from jobstore.config import Settings
 from jobstore.embedded import Server
+from jobstore.settings import Settings
 from jobstore.store import JobStore
 
 ROOT = Path(__file__).resolve().parent.parent
+# The sandbox GitHub's fixtures (world, clock, sandbox, gh, rigs, served) for every package.
+pytest_plugins = ["tests.sandbox_fixtures"]
 TEMPLATE = "jobstore_template"
 
 

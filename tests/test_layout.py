@@ -1,38 +1,166 @@
-"""The pure core does no I/O, and dependencies point one way: bin -> capture -> jobstore."""
+"""The layout shows the architecture: dependencies point one way (bin -> capture.cli ->
+capture -> jobstore; devtools -> product), click only in the CLI package, the pure core
+does no I/O, every package is installed and names its public surface."""
 
 from __future__ import annotations
 
 import ast
+import configparser
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PURE = ["jobstore/domain.py", "jobstore/routing.py", "jobstore/spec.py", "capture/records.py"]
-IO_MODULES = {"psycopg", "httpx", "click", "socket", "subprocess", "requests"}
+import capture
+import capture.github
+import capture.handlers
+import jobstore
+from tests.conftest import ROOT
+
+PRODUCT = ("jobstore", "capture")
+PURE = [
+    "jobstore/domain.py",
+    "jobstore/routing.py",
+    "jobstore/spec.py",
+    "capture/records.py",
+    "capture/querycost.py",
+]
+IO_MODULES = {"psycopg", "httpx", "click", "socket", "subprocess", "requests", "os", "flask"}
 
 
 def imported(path: Path) -> set[str]:
+    """Every module a file imports, by its full dotted name."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
 
 
-@pytest.mark.parametrize("module", [m for m in PURE if (ROOT / m).exists()])
-def test_pure_modules_import_no_io(module):
-    assert not imported(ROOT / module) & IO_MODULES
+def tops(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in imported(path)}
+
+
+def files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_do_no_io_and_read_no_configuration(module):
+    names = imported(ROOT / module)
+    assert not {n.split(".")[0] for n in names} & IO_MODULES
+    assert not {n for n in names if n.endswith(".settings") or n.endswith(".db")}
 
 
 def test_jobstore_never_imports_capture():
-    for path in (ROOT / "jobstore").rglob("*.py"):
-        assert "capture" not in imported(path), path
+    for path in files("jobstore"):
+        assert "capture" not in tops(path), path
 
 
-def test_bin_scripts_are_thin():
+def test_the_product_never_imports_the_rig():
+    for package in PRODUCT:
+        for path in files(package):
+            assert not tops(path) & {"devtools", "tests", "yaml", "procrastinate"}, path
+
+
+def test_click_only_in_the_cli_package():
+    for package in PRODUCT:
+        for path in files(package):
+            if (ROOT / "capture" / "cli") not in path.parents:
+                assert "click" not in tops(path), path
+
+
+def test_the_library_never_imports_the_scripts():
+    for package in PRODUCT:
+        for path in files(package):
+            if (ROOT / "capture" / "cli") not in path.parents:
+                assert not {n for n in imported(path) if n.startswith("capture.cli")}, path
+
+
+def test_bin_scripts_are_thin_shims():
     for path in (ROOT / "bin").iterdir():
+        if path.is_dir():  # __pycache__ of _shim.py
+            continue
         lines = [line for line in path.read_text().splitlines() if line.strip()]
-        assert len(lines) <= 12, f"{path.name} holds logic; move it into a package"
+        if path.name == "_shim.py":  # finds the project's environment: standard library only
+            assert tops(path) <= set(sys.stdlib_module_names), tops(path)
+        else:
+            assert len(lines) <= 12, f"{path.name} holds logic; move it into a package"
+
+
+def test_every_product_package_is_installed_and_the_rig_is_not():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for package in PRODUCT
+        for p in (ROOT / package).rglob("__init__.py")
+    }
+    assert listed == found | {"jobstore.schema"}
+    assert not any(name.startswith("devtools") for name in listed)
+    assert "pyyaml" not in config["options"]["install_requires"]
+
+
+def test_no_fmt_skip_in_the_code():
+    for package in (*PRODUCT, "devtools", "tests"):
+        for path in files(package):
+            assert "fmt: " + "skip" not in path.read_text(), path
+
+
+@pytest.mark.parametrize(
+    ("package", "names"),
+    [
+        (
+            jobstore,
+            "LANES Claim ConfigError DatabaseUnavailable Dispatcher Enqueued HealthConfig "
+            "InvalidSpec InvalidTransition Job JobNotFound JobSpec JobStore JobStoreError "
+            "JobViews LanePrice LaneSettings RetryPolicy Route RoutingConfig Secret Sent Settings "
+            "Status Submitted SweepReport catch_up database_url decide load_prices "
+            "load_settings migrate open_store open_views sweep",
+        ),
+        (
+            capture,
+            "HANDLERS AccessDenied CaptureError CaptureSettings GitHub ItemsFailed NetworkError "
+            "NotFound QueryFailed RateLimited Result ServerError Storage StorageError Wakeup "
+            "capable connect job_runner load_settings query_cost run_by_id run_claimed run_job "
+            "work",
+        ),
+        (capture.github, "Budget GitHub GraphQLClient Meter RestClient Session connect"),
+        (capture.handlers, "HANDLERS Context Handler Outcome Progress capable"),
+    ],
+)
+def test_public_surface_is_pinned(package, names):
+    assert sorted(package.__all__) == sorted(names.split())
+    for name in package.__all__:
+        assert hasattr(package, name), name
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_the_product_and_its_schema_but_not_the_rig(tmp_path):
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
+            *("--no-build-isolation", "--disable-pip-version-check", "-w", str(tmp_path), ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("prcapture-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.startswith("prcapture-")}
+    assert tops == {"jobstore", "capture"}
+    schema = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("jobstore/schema/"))
+    assert [n for n in schema if n.endswith(".sql")] == sorted(
+        p.name for p in (ROOT / "schema").glob("*.sql")
+    )
+    assert "capture/queries/PullRequestsByIds.graphql" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "prcapture-jobs" in scripts
+    assert "devtools" not in scripts

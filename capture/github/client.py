@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import httpx
 
-from capture.config import CaptureSettings
 from capture.github.graphql import GraphQLClient
 from capture.github.rest import RestClient
 from capture.github.session import Meter, Session
+from capture.settings import CaptureSettings
 
 USER_AGENT = "prcapture/0.1 (+https://github.com/)"
 

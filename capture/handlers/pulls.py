@@ -15,14 +15,15 @@ from capture.collect import (
     by_ids,
     collect,
     fetch_pages,
+    fetch_rest_pull,
     index_page,
     rest_fallback,
     rest_index,
-    rest_pull,
 )
 from capture.errors import ItemsFailed, NotFound
-from capture.handlers import Context, Outcome, handler, with_rest_fallback
+from capture.handlers.base import Context, Outcome, with_rest_fallback
 from capture.records import Rows, when
+from jobstore.routing import Route
 from jobstore.spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def targets(ctx: Context) -> list[int]:
     return numbers
 
 
-def split(ctx: Context, numbers: list[int]) -> Outcome:
+def split_into_children(ctx: Context, numbers: list[int]) -> Outcome:
     """Child jobs of at most CAPTURE_MAX_ITEMS pull requests each, on this job's lane."""
     job, size = ctx.job, ctx.settings.max_items
     specs = [
@@ -105,7 +106,7 @@ def split(ctx: Context, numbers: list[int]) -> Outcome:
     ]
     lane = job.lane or "local"
     children = ctx.store.enqueue_many(
-        specs, ctx.now(), decide=lambda s, t: (lane, "parent", f"part of {job.job_type} {job.id}")
+        specs, ctx.now(), Route(lane, "parent", f"part of {job.job_type} {job.id}")
     )
     ctx.checkpoint(0, len(numbers), "children", note=f"split into {len(children)} child jobs")
     return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
@@ -182,7 +183,7 @@ def _rest(ctx: Context, numbers: list[int], start: int, parts: set[str]) -> Outc
         rows = Rows(repositories=[repo_row])
         for number in numbers[i : i + REST_BATCH]:
             try:
-                rest_pull(ctx.gh, job.repository, number, parts, repo_row["id"], rows)
+                fetch_rest_pull(ctx.gh, job.repository, number, parts, repo_row["id"], rows)
             except NotFound:
                 failed_items += 1
         ctx.storage.write(rows)
@@ -204,11 +205,7 @@ def run(ctx: Context) -> Outcome:
 def _run(ctx: Context) -> Outcome:
     numbers = targets(ctx)
     if len(numbers) > ctx.settings.max_items and ctx.job.parent_id is None:
-        return split(ctx, numbers)
+        return split_into_children(ctx, numbers)
     if not numbers:
         return Outcome(items=0, summary={"note": "no pull requests in the window"})
     return capture_pulls(ctx, numbers, PARTS[ctx.job.job_type])
-
-
-for _name in PARTS:
-    handler(_name)(run)

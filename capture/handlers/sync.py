@@ -7,7 +7,7 @@ from datetime import datetime
 
 from capture import records
 from capture.collect import collect, fetch_pages, index_page, rest_index
-from capture.handlers import Context, Outcome, handler, with_rest_fallback
+from capture.handlers.base import Context, Outcome, with_rest_fallback
 from capture.records import Rows, when
 
 
@@ -28,7 +28,6 @@ def _included(
     return True, False
 
 
-@handler("repository-sync")
 def repository_sync(ctx: Context) -> Outcome:
     """Core fields, author and labels of pull requests; incremental without a window."""
     return with_rest_fallback(ctx, _sync)

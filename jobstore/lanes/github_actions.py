@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 from uuid import UUID
 
 import httpx
 
 from jobstore.domain import Job
+from jobstore.errors import InvalidTransition
 from jobstore.lanes import DispatchError
+from jobstore.store import JobStore
 
 MAX_INPUTS = 25
 MAX_PAYLOAD = 65_535
+MATRIX_LIMIT = 256  # GitHub's most jobs per matrix
 
 
 class ActionsLane:
@@ -95,3 +99,21 @@ class ActionsLane:
             ):
                 return f"{run['id']} {run['html_url']}"
         return f"pending-run-for-{job_id}-{attempt}"  # dispatched; the run id is not known yet
+
+
+def plan_matrix(store: JobStore, parent: Job, run_ref: str, now: datetime) -> list[UUID]:
+    """The child jobs of `parent` this workflow run's matrix will run (at most GitHub's 256
+    legs), recorded as dispatched to the run (`run_ref`, "ID URL") so the sweeper does not
+    dispatch them again; if a leg never starts, their start deadline sends them back."""
+    if parent.lane != "github_actions":
+        return []
+    children = store.heads.children(parent.id)
+    waiting = sorted(c for c, status in children.items() if status == "routed")
+    planned = []
+    for child_id in waiting[:MATRIX_LIMIT]:
+        if store.get(child_id).lane != "github_actions":
+            continue
+        with contextlib.suppress(InvalidTransition):  # taken meanwhile: not this run's
+            store.dispatched(child_id, run_ref, now)
+            planned.append(child_id)
+    return planned

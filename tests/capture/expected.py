@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from capture.sandbox.data import Account, World
+from devtools.sandbox.data import Account, World
 
 
 def _author(account: Account | None) -> int | None:

@@ -8,17 +8,18 @@ from typing import Any
 
 import httpx
 
-from capture.config import CaptureSettings, Secret
+from capture.attempt import Result, run_job
 from capture.github.client import GitHub
-from capture.runner import Result, run_job
-from capture.sandbox import Options, Sandbox, World
+from capture.settings import CaptureSettings, Secret
 from capture.storage import Storage
+from devtools.sandbox import Options, Sandbox, World
+from jobstore.routing import Route
 from jobstore.spec import JobSpec
 from jobstore.store import JobStore
-from tests.capture.conftest import Clock
+from tests.sandbox_fixtures import Clock
 
 TOKEN = "ghp_sandboxSECRETtoken0123456789abcdef"
-LOCAL = ("local", "explicit", "test")
+LOCAL = Route("local", "explicit", "test")
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Rig:
 
     def enqueue(self, job_type: str, repository: str = "acme/widgets", **kwargs: Any):
         spec = JobSpec.create(job_type, repository, **kwargs)
-        return self.store.enqueue(spec, self.clock(), decide=lambda s, t: LOCAL).job_id
+        return self.store.enqueue(spec, self.clock(), route=LOCAL).job_id
 
     def run(self, job_id: Any, **settings: Any) -> Result:
         if settings:

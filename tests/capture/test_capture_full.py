@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from capture.sandbox import World
-from tests.capture.conftest import NOW
+from devtools.sandbox import World
 from tests.capture.expected import counts, expected, stored
+from tests.sandbox_fixtures import NOW
 
 pytestmark = pytest.mark.slow
 

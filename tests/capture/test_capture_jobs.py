@@ -8,12 +8,12 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from capture.sandbox import World
-from capture.sandbox.faults import Fault
+from devtools.sandbox import World
+from devtools.sandbox.faults import Fault
 from jobstore.spec import JobSpec
-from tests.capture.conftest import NOW
 from tests.capture.expected import expected, stored
 from tests.capture.rig import TOKEN
+from tests.sandbox_fixtures import NOW
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_a_killed_worker_is_swept_and_the_retry_resumes_from_its_checkpoint(stor
     import subprocess
     import sys
 
-    from capture.sandbox import Options, Sandbox
+    from devtools.sandbox import Options, Sandbox
     from tests.capture.rig import LOCAL
     from tests.conftest import ROOT
     from tests.jobstore.test_views import wait_for
@@ -114,7 +114,7 @@ def test_a_killed_worker_is_swept_and_the_retry_resumes_from_its_checkpoint(stor
     sandbox = Sandbox(world, Options(tokens={TOKEN: 100_000}, latency=0.03))
     served = sandbox.serve()
     spec = JobSpec.create("historical-sync", "acme/widgets", days=200)
-    job_id = store.enqueue(spec, decide=lambda s, t: LOCAL).job_id
+    job_id = store.enqueue(spec, route=LOCAL).job_id
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -187,7 +187,7 @@ def test_a_job_whose_items_all_failed_ends_failed(rigs, world):
 
 
 def test_a_missing_token_fails_at_start_with_a_clear_message(rigs, world):
-    from capture.config import Secret
+    from capture.settings import Secret
 
     rig = rigs(world)
     rig.settings = rig.settings.__class__(**{**rig.settings.__dict__, "token": Secret("")})
@@ -309,7 +309,7 @@ def test_the_token_never_appears_in_events_views_logs_or_errors(rigs, world, dat
 
 @pytest.mark.parametrize("ended_by", ["cancel", "sweeper"])
 def test_a_worker_whose_attempt_was_ended_elsewhere_stops_and_writes_nothing(rigs, world, ended_by):
-    from capture.runner import run_claimed
+    from capture.attempt import run_claimed
 
     rig = rigs(world, batch_size=10)
     job_id = rig.enqueue("pr-reviews", pr_numbers=list(range(1, 31)))
@@ -320,9 +320,13 @@ def test_a_worker_whose_attempt_was_ended_elsewhere_stops_and_writes_nothing(rig
         rig.store.fail(job_id, "stale", "no event for 400s", attempt=1, now=rig.clock())
     before = len(rig.store.history(job_id))
     result = run_claimed(
-        rig.store, claimed.job, storage=rig.storage, settings=rig.settings,
-        github=rig.github, now=rig.clock,
-    )  # fmt: skip
+        rig.store,
+        claimed.job,
+        storage=rig.storage,
+        settings=rig.settings,
+        github=rig.github,
+        now=rig.clock,
+    )
     assert result.outcome == "lost"
     assert "attempt ended elsewhere" in result.detail
     assert len(rig.store.history(job_id)) == before

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from capture.enqueue_cli import enqueue
-from capture.jobs_cli import jobs
-from capture.playground import Playground
+from capture.cli.enqueue import enqueue
+from capture.cli.jobs import jobs
+from devtools.playground import Playground
 from tests.conftest import ROOT
 
 
@@ -51,9 +51,16 @@ def lanes_started(store, job_id) -> list[str]:
 def test_recent_work_runs_on_inngest_and_a_backfill_on_actions(store, playground):
     recent = run_enqueue("pr-reviews", "--repo", "acme/widgets", "--prs", "1,2")
     backfill = run_enqueue(
-        "historical-sync", "--repo", "acme/widgets", "--since", "2026-01-01T00:00:00Z",
-        "--until", "2026-06-01T00:00:00Z", "--trigger", "backfill",
-    )  # fmt: skip
+        "historical-sync",
+        "--repo",
+        "acme/widgets",
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2026-06-01T00:00:00Z",
+        "--trigger",
+        "backfill",
+    )
     assert (recent["lane"], backfill["lane"]) == ("inngest", "github_actions")
     playground.drain()
     run_sweep()  # the parent woke when its children ended: dispatch it again to finish
@@ -80,9 +87,16 @@ def test_inngest_down_sends_recent_work_to_actions_with_high_priority(store, pla
 def test_actions_down_keeps_a_backfill_until_the_sweeper_can_dispatch_it(store, playground):
     playground.sandbox.faults.add("dispatch:down")
     doc = run_enqueue(
-        "pr-reviews", "--repo", "acme/widgets", "--since", "2026-01-01T00:00:00Z",
-        "--until", "2026-02-01T00:00:00Z", "--trigger", "scheduled",
-    )  # fmt: skip
+        "pr-reviews",
+        "--repo",
+        "acme/widgets",
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2026-02-01T00:00:00Z",
+        "--trigger",
+        "scheduled",
+    )
     assert (doc["lane"], doc["status"], doc["dispatched"]) == ("github_actions", "routed", False)
     assert run_sweep()["not_dispatched"] == {doc["job_id"]: pytest.approx(doc["dispatch"])}
     playground.sandbox.faults.clear()

@@ -10,11 +10,14 @@ import inngest
 import pytest
 from inngest.experimental import mocked
 
-from capture import inngest_app
-from capture.inngest_serve import attempt_runner, create_app, serve
-from capture.sandbox.inngest_executor import Executor
-from jobstore.config import LaneSettings, Secret
+from capture import inngest_function
+from capture import settings as capture_settings
+from capture.inngest_function import FunctionSettings, attempt_runner, create_app, serve
+from devtools.sandbox.inngest_executor import Executor
+from jobstore.errors import ConfigError
 from jobstore.lanes.inngest import EVENT
+from jobstore.routing import Route
+from jobstore.secret import Secret
 from jobstore.spec import JobSpec
 from tests.conftest import count_events
 
@@ -32,12 +35,13 @@ def github_env(served, monkeypatch):
 @pytest.fixture
 def fn(store, database_url, github_env):
     sdk = mocked.Inngest(app_id="test", is_production=False)
-    return inngest_app.function(sdk, attempt_runner(store, database_url, "inngest-test"))
+    run = attempt_runner(store, database_url, capture_settings.load(), "inngest-test")
+    return inngest_function.function(sdk, run)
 
 
 def inngest_job(store, prs=(1, 2)):
     spec = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=list(prs))
-    return store.enqueue(spec, decide=lambda s, t: ("inngest", "recent", "test")).job_id
+    return store.enqueue(spec, route=Route("inngest", "recent", "test")).job_id
 
 
 def event(job_id, attempt=1, repository="acme/widgets", **extra):
@@ -109,18 +113,19 @@ def test_concurrency_is_keyed_by_repository(fn):
 
 
 def test_production_mode_needs_a_signing_key():
-    with pytest.raises(ValueError, match="INNGEST_SIGNING_KEY is not set"):
-        inngest_app.client(LaneSettings())
+    with pytest.raises(ConfigError, match="INNGEST_SIGNING_KEY is not set"):
+        inngest_function.client(FunctionSettings())
 
 
 @pytest.fixture
 def endpoint(store, database_url, github_env):
-    lanes = LaneSettings(inngest_signing_key=Secret(SIGNING_KEY), inngest_event_key=Secret("k"))
-    app, fn = create_app(lanes, attempt_runner(store, database_url, "inngest-http"))
+    settings = FunctionSettings(signing_key=Secret(SIGNING_KEY), event_key=Secret("k"))
+    run = attempt_runner(store, database_url, capture_settings.load(), "inngest-http")
+    app, fn = create_app(settings, run)
     server = serve(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}{inngest_app.SERVE_PATH}", fn.get_id()
+    yield f"http://127.0.0.1:{server.server_port}{inngest_function.SERVE_PATH}", fn.get_id()
     server.shutdown()
 
 

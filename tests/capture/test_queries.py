@@ -11,7 +11,7 @@ from graphql import build_schema, parse, validate
 from capture.collect import PAGES, Page, compose
 from capture.github.graphql import document
 from capture.querycost import query_cost
-from tests.capture.test_sandbox_schema import REAL
+from tests.devtools.test_sandbox_schema import REAL
 
 QUERIES = sorted(
     p.name.removesuffix(".graphql")

@@ -9,15 +9,16 @@ from datetime import UTC, datetime
 import psycopg
 from click.testing import CliRunner
 
-from capture.cli import run_job_command
-from capture.runner import Result
+from capture.attempt import Result
+from capture.cli.run_job import run_job_command
 from capture.worker import Wakeup, work
+from jobstore.routing import Route
 from jobstore.spec import JobSpec
 
 
 def local_job(store, repo: str = "acme/widgets", prs=(1,)):
     spec = JobSpec.create("pr-details", repo, pr_numbers=list(prs))
-    return store.enqueue(spec, decide=lambda s, t: ("local", "explicit", "test")).job_id
+    return store.enqueue(spec, route=Route("local", "explicit", "test")).job_id
 
 
 def completing(store):
@@ -37,10 +38,20 @@ def watching(store, wakeup, max_jobs: int, poll: float):
     stop, results = threading.Event(), []
     thread = threading.Thread(
         target=lambda: results.extend(
-            work(store, "local", "w1", completing(store), now=now, wakeup=wakeup,
-                 max_jobs=max_jobs, watch=True, poll=poll, stop=stop)
+            work(
+                store,
+                "local",
+                "w1",
+                completing(store),
+                now=now,
+                wakeup=wakeup,
+                max_jobs=max_jobs,
+                watch=True,
+                poll=poll,
+                stop=stop,
+            )
         )
-    )  # fmt: skip
+    )
     thread.start()
     return thread, stop, results
 
@@ -103,9 +114,12 @@ def test_run_job_lane_local_captures_through_the_sandbox(store, database_url, se
 def test_a_failed_job_is_annotated_in_actions(store, database_url, served, tmp_path):
     job_id = local_job(store, "acme/missing-repo")
     env = {
-        **served.env, "DATABASE_URL": database_url, "GITHUB_ACTIONS": "true",
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "s"), "GITHUB_OUTPUT": str(tmp_path / "o"),
-    }  # fmt: skip
+        **served.env,
+        "DATABASE_URL": database_url,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+        "GITHUB_OUTPUT": str(tmp_path / "o"),
+    }
     result = CliRunner().invoke(run_job_command, ["--job-id", str(job_id)], env=env)
     assert result.exit_code == 1
     assert f"::error title=capture pr-details::job {job_id} failed" in result.output

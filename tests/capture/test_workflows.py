@@ -13,11 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from capture.dispatching import capable
-from capture.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox
-from capture.sandbox.actions_runner import ActionsRunner, declared_inputs, load_workflow
-from jobstore.config import LaneSettings, Secret, machine_env
+from capture.handlers import capable
+from devtools.playground import machine_env
+from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox
+from devtools.sandbox.actions_runner import ActionsRunner, declared_inputs, load_workflow
 from jobstore.dispatcher import Dispatcher, open_lanes
+from jobstore.routing import Route
+from jobstore.secret import Secret
+from jobstore.settings import LaneSettings
 from jobstore.spec import JobSpec
 from jobstore.sweeper import sweep
 from tests.conftest import ROOT
@@ -110,7 +113,7 @@ def rig(store, database_url, world):
 
 def actions_job(store, job_type="pr-reviews", **window):
     spec = JobSpec.create(job_type, "acme/widgets", trigger="backfill", **window)
-    return store.enqueue(spec, decide=lambda s, t: ("github_actions", "historical", "t")).job_id
+    return store.enqueue(spec, route=Route("github_actions", "historical", "t")).job_id
 
 
 def step_failures(runner) -> str:

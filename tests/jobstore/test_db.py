@@ -10,10 +10,11 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from jobstore import config, db
-from jobstore.cli import db_group
+from capture.cli.db import db_group
+from jobstore import db, settings
 from jobstore.embedded import Server
 from jobstore.errors import ConfigError, DatabaseUnavailable
+from tests.conftest import ROOT
 
 
 def start_server(home: str) -> str:
@@ -60,13 +61,15 @@ def test_migrate_applies_each_file_once(database_url):
     assert db.migrate(database_url) == []
     with psycopg.connect(database_url) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
-    assert names == sorted(p.name for p in db.schema_dir().glob("[0-9][0-9][0-9]_*.sql"))
+    assert names == [f.name for f in db.schema_files()]
 
 
-def test_schema_files_are_numbered_and_found():
-    files = sorted(p.name for p in db.schema_dir().glob("*.sql"))
-    assert files
-    assert all(name[:3].isdigit() and name[3] == "_" for name in files)
+def test_schema_files_are_package_data_and_every_sql_file_is_applied():
+    """Every .sql file in schema/ is numbered and found as package data, in order."""
+    on_disk = sorted(p.name for p in (ROOT / "schema").glob("*.sql"))
+    assert on_disk
+    assert [f.name for f in db.schema_files()] == on_disk
+    assert all(name[:3].isdigit() and name[3] == "_" for name in on_disk)
 
 
 def test_eventsourcing_env_comes_from_the_url():
@@ -97,7 +100,7 @@ def test_unreachable_database_is_one_clean_line():
 )
 def test_bad_configuration_is_named(env, message):
     with pytest.raises(ConfigError, match=message):
-        config.load(env)
+        settings.load(env)
     result = CliRunner().invoke(db_group, ["url"], env=env)
     assert result.exit_code == 2
     assert message in result.output

@@ -9,10 +9,11 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from capture.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
-from jobstore.config import LaneSettings, Secret
+from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
 from jobstore.dispatcher import Dispatcher, open_lanes
-from jobstore.routing import LANES
+from jobstore.routing import LANES, Route
+from jobstore.secret import Secret
+from jobstore.settings import LaneSettings
 from jobstore.spec import JobSpec
 from jobstore.sweeper import sweep
 
@@ -60,7 +61,7 @@ def routed(store, lane: str, repo: str = "acme/widgets", rule: str = "recent"):
         spec = JobSpec.create(
             "pr-reviews", repo, since=T0 - timedelta(days=730), until=T0 - timedelta(days=30)
         )
-    return store.enqueue(spec, T0, decide=lambda s, t: (lane, rule, "test")).job_id
+    return store.enqueue(spec, T0, route=Route(lane, rule, "test")).job_id
 
 
 def events(store, job_id) -> list[str]:
@@ -81,7 +82,7 @@ def test_both_lanes_take_jobs_and_record_their_refs(store, sandbox, make):
 
 def test_historical_sync_dispatches_its_own_workflow(store, sandbox, make):
     spec = JobSpec.create("historical-sync", "acme/widgets", days=700, trigger="backfill")
-    job_id = store.enqueue(spec, T0, decide=lambda s, t: ("github_actions", "x", "y")).job_id
+    job_id = store.enqueue(spec, T0, route=Route("github_actions", "x", "y")).job_id
     assert make().send(job_id, T0).ok
     (run,) = sandbox.actions.runs.values()
     assert run.workflow == "historical-sync.yml"
@@ -96,8 +97,13 @@ def test_inngest_down_falls_back_to_actions_with_high_priority(store, sandbox, m
     assert (job.status.value, job.priority, job.rule) == ("dispatched", "high", "fallback")
     # Tried twice (JOBSTORE_DISPATCH_TRIES), each failure recorded, then routed again.
     assert events(store, job_id) == [
-        "Queued", "Routed", "DispatchFailed", "DispatchFailed", "Routed", "Dispatched",
-    ]  # fmt: skip
+        "Queued",
+        "Routed",
+        "DispatchFailed",
+        "DispatchFailed",
+        "Routed",
+        "Dispatched",
+    ]
     assert "HTTP 503" in store.history(job_id)[2].error
 
 
@@ -138,7 +144,7 @@ def test_recent_failures_mark_a_lane_down_and_it_recovers_after_the_window(store
     dispatcher = make()
     for n in range(3):
         spec = JobSpec.create("pr-reviews", f"acme/r{n}", days=1)
-        job_id = store.enqueue(spec, T0, decide=lambda s, t: ("inngest", "recent", "t")).job_id
+        job_id = store.enqueue(spec, T0, route=Route("inngest", "recent", "t")).job_id
         store.dispatch_failed(job_id, "HTTP 503", T0)
     assert "inngest" in dispatcher.down(T0)
     later = T0 + timedelta(seconds=store.settings.health.window + 1)
@@ -231,7 +237,7 @@ def test_a_rival_claim_still_loses_cleanly(store, monkeypatch):
 
 def test_children_an_actions_parent_planned_are_left_to_its_matrix(store, sandbox, make):
     spec = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1], parent_id=uuid4())
-    child = store.enqueue(spec, T0, decide=lambda s, t: ("github_actions", "parent", "p")).job_id
+    child = store.enqueue(spec, T0, route=Route("github_actions", "parent", "p")).job_id
     dispatcher = make()
     assert sweep(dispatcher, T0 + timedelta(seconds=5)).sent == []
     assert store.get(child).status.value == "routed"
@@ -268,14 +274,15 @@ def test_stats_show_dispatches_and_fallbacks_per_lane(store, sandbox, make, data
 
     from click.testing import CliRunner
 
-    from jobstore.jobs_cli import jobs
+    from capture.cli.jobs import jobs
 
     now = datetime.now(UTC)  # the view counts the last hour of real time
     sandbox.faults.add("inngest:down")
     job_id = store.enqueue(
-        JobSpec.create("pr-reviews", "acme/widgets", days=1), now,
-        decide=lambda s, t: ("inngest", "recent", "test"),
-    ).job_id  # fmt: skip
+        JobSpec.create("pr-reviews", "acme/widgets", days=1),
+        now,
+        route=Route("inngest", "recent", "test"),
+    ).job_id
     assert make().send(job_id, now).lane == "github_actions"
     result = CliRunner().invoke(jobs, ["stats", "--json"], env={"DATABASE_URL": database_url})
     assert result.exit_code == 0, result.output

@@ -9,8 +9,7 @@ from uuid import uuid4
 import pytest
 from eventsourcing.utils import get_topic
 
-from jobstore.config import RetryPolicy
-from jobstore.domain import ALLOWED, Job, Status, retry_delay
+from jobstore.domain import ALLOWED, Job, RetryPolicy, Status, retry_delay
 from jobstore.errors import InvalidTransition
 from jobstore.spec import JobSpec
 
@@ -138,6 +137,15 @@ def test_event_fields_match_the_design_contract():
     assert fields["Completed"] - base == {"items", "api_points", "summary"}
     assert fields["Cancelled"] - base == {"reason"}
     assert {
-        "job_type", "repository", "since", "until", "pr_numbers", "max_items", "trigger",
-        "priority", "dedupe_key", "parent_id", "params",
-    } <= fields["Queued"]  # fmt: skip
+        "job_type",
+        "repository",
+        "since",
+        "until",
+        "pr_numbers",
+        "max_items",
+        "trigger",
+        "priority",
+        "dedupe_key",
+        "parent_id",
+        "params",
+    } <= fields["Queued"]

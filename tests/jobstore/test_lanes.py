@@ -5,10 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from capture.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
+from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
 from jobstore.lanes import DispatchError, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
+from jobstore.routing import Route
 from jobstore.spec import JobSpec
 
 INPUTS = {"job_id": {"required": True}, "attempt": {"required": True}}
@@ -39,7 +40,7 @@ def client(sandbox):
 def routed(store):
     def make(lane: str):
         spec = JobSpec.create("pr-reviews", "acme/widgets", days=1, params={"lane": lane})
-        return store.enqueue(spec, decide=lambda s, t: (lane, "explicit", "test")).job_id
+        return store.enqueue(spec, route=Route(lane, "explicit", "test")).job_id
 
     return make
 

@@ -10,13 +10,14 @@ import psycopg
 import pytest
 
 from jobstore import db
-from jobstore.config import Settings
+from jobstore.routing import Route
+from jobstore.settings import Settings
 from jobstore.spec import JobSpec
 
 pytestmark = pytest.mark.slow
 PROCESSES = 8
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-LOCAL = ("local", "explicit", "test")
+LOCAL = Route("local", "explicit", "test")
 
 
 def open_store(url: str):
@@ -49,7 +50,7 @@ def enqueue_same(url: str, barrier) -> str:
     store = open_store(url)
     spec = JobSpec.create("pr-reviews", "acme/widgets", days=1)
     barrier.wait()
-    job_id = str(store.enqueue(spec, NOW, decide=lambda s, t: LOCAL).job_id)
+    job_id = str(store.enqueue(spec, NOW, route=LOCAL).job_id)
     store.close()
     return job_id
 
@@ -74,7 +75,7 @@ def started_per_job(url: str) -> dict[str, int]:
 @pytest.fixture
 def routed_jobs(store) -> list[str]:
     specs = [JobSpec.create("pr-reviews", f"acme/r{n}", days=1) for n in range(200)]
-    return [str(e.job_id) for e in store.enqueue_many(specs, NOW, decide=lambda s, t: LOCAL)]
+    return [str(e.job_id) for e in store.enqueue_many(specs, NOW, route=LOCAL)]
 
 
 def test_eight_processes_claiming_the_same_jobs_start_each_once(database_url, routed_jobs):
@@ -104,7 +105,7 @@ def test_eight_processes_enqueuing_one_dedupe_key_make_one_job(database_url, sto
 
 def test_racing_enqueues_after_the_job_finished_make_one_new_job(database_url, store):
     spec = JobSpec.create("pr-reviews", "acme/widgets", days=1)
-    old = store.enqueue(spec, NOW, decide=lambda s, t: LOCAL).job_id
+    old = store.enqueue(spec, NOW, route=LOCAL).job_id
     store.claim(old, "w", NOW)
     store.complete(old, items=1, now=NOW)
     ids = set(run(enqueue_same, [(database_url,)] * PROCESSES))

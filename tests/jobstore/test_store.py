@@ -9,14 +9,15 @@ import psycopg
 import pytest
 from freezegun import freeze_time
 
-from jobstore.config import RetryPolicy, Settings
-from jobstore.domain import Status
+from jobstore.domain import RetryPolicy, Status
 from jobstore.errors import InvalidTransition, JobNotFound
+from jobstore.routing import Route
+from jobstore.settings import Settings
 from jobstore.spec import JobSpec
 from tests.conftest import count_events
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-LOCAL = ("local", "explicit", "operator's choice")
+LOCAL = Route("local", "explicit", "operator's choice")
 
 
 def spec(n: int = 1, **kw) -> JobSpec:
@@ -24,7 +25,7 @@ def spec(n: int = 1, **kw) -> JobSpec:
 
 
 def running(store, n: int = 1, now=T0):
-    job_id = store.enqueue(spec(n), now, decide=lambda s, t: LOCAL).job_id
+    job_id = store.enqueue(spec(n), now, route=LOCAL).job_id
     assert store.claim(job_id, "w1", now).won
     return job_id
 
@@ -56,14 +57,14 @@ def test_enqueue_is_idempotent_while_the_job_is_active(store, database_url):
 def test_enqueue_after_the_job_finished_makes_a_new_job(store):
     old = running(store)
     store.complete(old, items=3, now=T0)
-    new = store.enqueue(spec(), T0 + timedelta(hours=1), decide=lambda s, t: LOCAL)
+    new = store.enqueue(spec(), T0 + timedelta(hours=1), route=LOCAL)
     assert new.created
     assert new.job_id != old
     assert store.enqueue(spec(), T0 + timedelta(hours=2)).job_id == new.job_id
 
 
 def test_enqueue_many_dedupes_within_the_batch_and_routes(store):
-    results = store.enqueue_many([spec(1), spec(2), spec(1)], T0, decide=lambda s, t: LOCAL)
+    results = store.enqueue_many([spec(1), spec(2), spec(1)], T0, route=LOCAL)
     assert [r.created for r in results] == [True, True, False]
     assert results[2].job_id == results[0].job_id
     assert store.get(results[1].job_id).lane == "local"
@@ -71,7 +72,7 @@ def test_enqueue_many_dedupes_within_the_batch_and_routes(store):
 
 def test_lifecycle_writes_every_event_and_keeps_heads_current(store, database_url):
     job_id = store.enqueue(spec(), T0).job_id
-    store.route(job_id, ("inngest", "recent", "real-time"), T0)
+    store.route(job_id, Route("inngest", "recent", "real-time"), T0)
     store.dispatched(job_id, "evt-1", T0)
     assert store.claim(job_id, "w1", T0, attempt=1).won
     store.progress(job_id, 5, total=10, cursor="c5", api_points=2, attempt=1, now=T0)
@@ -84,7 +85,7 @@ def test_lifecycle_writes_every_event_and_keeps_heads_current(store, database_ur
 
 
 def test_second_claim_on_same_attempt_loses_with_a_reason(store):
-    job_id = store.enqueue(spec(), T0, decide=lambda s, t: LOCAL).job_id
+    job_id = store.enqueue(spec(), T0, route=LOCAL).job_id
     assert store.claim(job_id, "w1", T0).won
     lost = store.claim(job_id, "w2", T0)
     assert not lost.won
@@ -183,8 +184,11 @@ def test_reschedule_at_rate_limit_reset_is_not_a_failure(store):
     reset = T0 + timedelta(minutes=40)
     job = store.reschedule(job_id, reset, attempt=1, now=T0)
     assert (job.status, job.not_before, job.failures, job.attempt) == (
-        Status.RETRY_SCHEDULED, reset, 0, 2,
-    )  # fmt: skip
+        Status.RETRY_SCHEDULED,
+        reset,
+        0,
+        2,
+    )
 
 
 def test_cancel_from_any_active_state_and_not_after_the_end(store):
@@ -213,9 +217,9 @@ def test_sweep_leaves_a_job_just_inside_its_lease(store):
 
 
 def test_claim_next_takes_only_its_lane_best_priority_first(store):
-    store.enqueue(spec(1, priority="low"), T0, decide=lambda s, t: LOCAL)
-    high = store.enqueue(spec(2, priority="high"), T0, decide=lambda s, t: LOCAL).job_id
-    store.enqueue(spec(3), T0, decide=lambda s, t: ("inngest", "r", "r"))
+    store.enqueue(spec(1, priority="low"), T0, route=LOCAL)
+    high = store.enqueue(spec(2, priority="high"), T0, route=LOCAL).job_id
+    store.enqueue(spec(3), T0, route=Route("inngest", "r", "r"))
     got = store.claim_next("local", "w", T0, limit=1)
     assert [job.id for job in got] == [high]
     taken = store.claim_next("local", "w", T0, limit=10)
@@ -224,7 +228,7 @@ def test_claim_next_takes_only_its_lane_best_priority_first(store):
 
 
 def test_a_lost_version_race_leaves_heads_untouched(store, database_url):
-    job_id = store.enqueue(spec(), T0, decide=lambda s, t: LOCAL).job_id
+    job_id = store.enqueue(spec(), T0, route=LOCAL).job_id
     stale_copy = store.get(job_id)
     assert store.claim(job_id, "w1", T0).won
     stale_copy.cancel("too late", T0)
@@ -236,7 +240,7 @@ def test_a_lost_version_race_leaves_heads_untouched(store, database_url):
 
 
 def test_dropped_database_connections_are_retried(store, database_url):
-    job_id = store.enqueue(spec(1), T0, decide=lambda s, t: LOCAL).job_id
+    job_id = store.enqueue(spec(1), T0, route=LOCAL).job_id
     with psycopg.connect(database_url, autocommit=True) as admin:
         killed = admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -250,7 +254,7 @@ def test_dropped_database_connections_are_retried(store, database_url):
 
 def notified_job(store, repo="acme/notified"):
     spec = JobSpec.create("pr-reviews", repo, days=1)
-    job_id = store.enqueue(spec, T0, decide=lambda s, t: LOCAL).job_id
+    job_id = store.enqueue(spec, T0, route=LOCAL).job_id
     return store.get(job_id)
 
 
@@ -260,8 +264,10 @@ def test_a_notified_claim_starts_the_job_without_reading_it(store):
     assert claim.won
     started = store.get(job.id)
     assert (started.status.value, started.worker, started.version) == (
-        "running", "w1", job.version + 1,
-    )  # fmt: skip
+        "running",
+        "w1",
+        job.version + 1,
+    )
     assert store.heads.head_versions([job.id]) == {job.id: job.version + 1}
     assert store.heads.count("running") == 1
 

@@ -11,7 +11,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from jobstore import db, views
-from jobstore.config import LanePrice
+from jobstore.prices import LanePrice
+from jobstore.routing import Route
 from jobstore.spec import JobSpec
 from tests.jobstore.workload import make_history
 
@@ -37,7 +38,7 @@ def snapshot(url: str) -> dict[str, list[dict]]:
 
 def test_capture_jobs_row_follows_the_job(store, job_views, database_url):
     spec = JobSpec.create("pr-details", "acme/widgets", days=3, pr_numbers=[1, 2])
-    job_id = store.enqueue(spec, T0, decide=lambda s, t: ("github_actions", "bulk", "big")).job_id
+    job_id = store.enqueue(spec, T0, route=Route("github_actions", "bulk", "big")).job_id
     store.dispatched(job_id, "4242 https://github.com/acme/ops/actions/runs/4242", T0)
     store.claim(job_id, "runner-1", T0 + timedelta(seconds=30), lane="github_actions")
     store.progress(job_id, 1, total=2, cursor="c1", api_points=5, now=T0 + timedelta(seconds=60))
@@ -51,8 +52,9 @@ def test_capture_jobs_row_follows_the_job(store, job_views, database_url):
         "big",
     )
     assert (row["external_ref"], row["run_url"]) == (
-        "4242", "https://github.com/acme/ops/actions/runs/4242",
-    )  # fmt: skip
+        "4242",
+        "https://github.com/acme/ops/actions/runs/4242",
+    )
     # Completed: every item is done, whatever the last checkpoint said.
     assert (row["items"], row["items_done"], row["items_total"], row["api_points"]) == (2, 2, 2, 6)
     assert (row["days"], row["pr_count"], row["worker"]) == (3, 2, "runner-1")
@@ -62,11 +64,20 @@ def test_capture_jobs_row_follows_the_job(store, job_views, database_url):
     assert row["finished_at"] == T0 + timedelta(seconds=150)
     audit = rows(database_url, "SELECT event, fields FROM job_audit ORDER BY version")
     assert [a["event"] for a in audit] == [
-        "Queued", "Routed", "Dispatched", "Started", "Progressed", "Completed",
-    ]  # fmt: skip
+        "Queued",
+        "Routed",
+        "Dispatched",
+        "Started",
+        "Progressed",
+        "Completed",
+    ]
     assert audit[4]["fields"] == {
-        "done": 1, "total": 2, "cursor": "c1", "api_points": 5, "note": "",
-    }  # fmt: skip
+        "done": 1,
+        "total": 2,
+        "cursor": "c1",
+        "api_points": 5,
+        "note": "",
+    }
 
 
 def test_progressive_capture_jobs_has_exactly_the_original_columns(store, job_views, database_url):
@@ -74,21 +85,38 @@ def test_progressive_capture_jobs_has_exactly_the_original_columns(store, job_vi
     views.catch_up(store, job_views)
     result = rows(database_url, "SELECT * FROM progressive_capture_jobs ORDER BY created_at")
     assert list(result[0]) == [
-        "id", "job_type", "repository_id", "processor_type", "status", "time_range_days",
-        "workflow_run_id", "metadata", "error", "created_at", "started_at", "completed_at",
-    ]  # fmt: skip
+        "id",
+        "job_type",
+        "repository_id",
+        "processor_type",
+        "status",
+        "time_range_days",
+        "workflow_run_id",
+        "metadata",
+        "error",
+        "created_at",
+        "started_at",
+        "completed_at",
+    ]
     # routed, three completed, failed once (a retry is scheduled), cancelled
     assert [r["status"] for r in result] == [
-        "pending", "completed", "completed", "completed", "pending", "cancelled",
-    ]  # fmt: skip
+        "pending",
+        "completed",
+        "completed",
+        "completed",
+        "pending",
+        "cancelled",
+    ]
     assert result[1]["workflow_run_id"] == "run-1"  # the github_actions job
 
 
 def test_lane_stats_counts_and_costs(store, job_views, database_url):
-    job_views.set_prices({
-        "inngest": LanePrice(per_run=0.01, per_step=0.001),
-        "github_actions": LanePrice(per_minute=0.008, free_minutes=1),
-    })  # fmt: skip
+    job_views.set_prices(
+        {
+            "inngest": LanePrice(per_run=0.01, per_step=0.001),
+            "github_actions": LanePrice(per_minute=0.008, free_minutes=1),
+        }
+    )
     make_history(store, 12, T0)
     views.catch_up(store, job_views)
     stats = {r["lane"]: r for r in rows(database_url, "SELECT * FROM lane_stats")}
@@ -121,10 +149,12 @@ def test_lane_stats_counts_and_costs(store, job_views, database_url):
 def test_repo_coverage_merges_windows_and_reports_gaps(store, job_views, database_url):
     def done(since_days: int, until_days: int) -> None:
         spec = JobSpec.create(
-            "historical-sync", "acme/w", since=T0 - timedelta(days=since_days),
+            "historical-sync",
+            "acme/w",
+            since=T0 - timedelta(days=since_days),
             until=T0 - timedelta(days=until_days),
-        )  # fmt: skip
-        job_id = store.enqueue(spec, T0, decide=lambda s, t: ("local", "x", "y")).job_id
+        )
+        job_id = store.enqueue(spec, T0, route=Route("local", "x", "y")).job_id
         store.claim(job_id, "w", T0)
         store.complete(job_id, items=1, now=T0 + timedelta(minutes=since_days))
 
@@ -134,10 +164,14 @@ def test_repo_coverage_merges_windows_and_reports_gaps(store, job_views, databas
     views.catch_up(store, job_views)
     (cov,) = rows(database_url, "SELECT * FROM repo_coverage")
     day = lambda n: (T0 - timedelta(days=n)).isoformat()  # noqa: E731
-    assert [[datetime.fromisoformat(a).isoformat(), datetime.fromisoformat(b).isoformat()]
-            for a, b in cov["windows"]] == [[day(30), day(15)], [day(10), day(5)]]  # fmt: skip
-    assert [[datetime.fromisoformat(a).isoformat(), datetime.fromisoformat(b).isoformat()]
-            for a, b in cov["gaps"]] == [[day(15), day(10)]]  # fmt: skip
+    assert [
+        [datetime.fromisoformat(a).isoformat(), datetime.fromisoformat(b).isoformat()]
+        for a, b in cov["windows"]
+    ] == [[day(30), day(15)], [day(10), day(5)]]
+    assert [
+        [datetime.fromisoformat(a).isoformat(), datetime.fromisoformat(b).isoformat()]
+        for a, b in cov["gaps"]
+    ] == [[day(15), day(10)]]
     assert cov["last_success"] == T0 + timedelta(minutes=30)
 
 
@@ -243,7 +277,7 @@ def test_projector_killed_while_projecting_resumes_and_equals_a_rebuild(store, d
         n = 0
         while not stop.is_set():
             specs = [JobSpec.create("pr-reviews", f"acme/k{n}-{i}", days=1) for i in range(50)]
-            store.enqueue_many(specs, T0, decide=lambda s, t: ("local", "x", "y"))
+            store.enqueue_many(specs, T0, route=Route("local", "x", "y"))
             store.complete_many(store.claim_next("local", "w", T0, limit=50), items=1, now=T0)
             n += 1
 
@@ -252,8 +286,10 @@ def test_projector_killed_while_projecting_resumes_and_equals_a_rebuild(store, d
     env = {**os.environ, "DATABASE_URL": database_url}
     projector = subprocess.Popen(
         [sys.executable, str(ROOT / "bin" / "jobs"), "project", "--forever", "--poll", "0.1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: rows(database_url, "SELECT count(*) AS n FROM capture_jobs")[0]["n"] > 100)
     finally:

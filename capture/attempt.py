@@ -1,0 +1,215 @@
+"""Runs one job attempt, the code every lane runs: claim, handler, then exactly one ending
+event written by the worker.
+
+Errors are classified as the design asks: a rate limit reschedules at the reset (not a
+failure); 404/410/451 and refused tokens fail for good; 5xx and network errors are retried
+by the job store's policy; a job whose items all failed ends failed, never completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from capture.errors import CaptureError, RateLimited
+from capture.github.client import GitHub, connect
+from capture.handlers import HANDLERS, Context, Progress
+from capture.settings import CaptureSettings
+from capture.storage import Storage
+from jobstore.domain import Job
+from jobstore.errors import ConfigError, InvalidTransition
+from jobstore.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """How the attempt ended: completed, failed, rescheduled, waiting, or lost (not claimed)."""
+
+    job_id: UUID
+    outcome: str
+    detail: str = ""
+    items: int = 0
+    points: int = 0
+
+
+def error_type(exc: BaseException) -> str:
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def run_job(
+    store: JobStore,
+    job_id: UUID | str,
+    *,
+    worker: str,
+    storage: Storage,
+    settings: CaptureSettings,
+    github: Callable[[bool], GitHub],
+    lane: str | None = None,
+    attempt: int | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: Progress | None = None,
+) -> Result:
+    """Claims the job's current attempt and runs it to one ending event."""
+    claim = store.claim(job_id, worker, now(), attempt=attempt, lane=lane)
+    if not claim.won:
+        return Result(claim.job_id, "lost", claim.reason)
+    return run_claimed(
+        store,
+        claim.job or store.get(claim.job_id),
+        storage=storage,
+        settings=settings,
+        github=github,
+        now=now,
+        progress=progress,
+    )
+
+
+def run_claimed(
+    store: JobStore,
+    job: Job,
+    *,
+    storage: Storage,
+    settings: CaptureSettings,
+    github: Callable[[bool], GitHub],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: Progress | None = None,
+) -> Result:
+    """Runs a job whose attempt this worker has claimed (it is running) to one ending event.
+
+    If someone else ended the attempt meanwhile (cancelled, or swept as stale while this
+    worker was still going) the worker's next write is refused; it stops and reports the
+    attempt lost, writing nothing more. Rows already stored are upserts: a later attempt
+    rewrites them, never doubles them.
+    """
+    try:
+        return _run_claimed(store, job, storage, settings, github, now, progress)
+    except InvalidTransition as exc:
+        log.warning("job %s: attempt %s ended elsewhere (%s)", job.id, job.attempt, exc)
+        return Result(job.id, "lost", f"attempt ended elsewhere: {exc}")
+
+
+def _run_claimed(
+    store: JobStore,
+    job: Job,
+    storage: Storage,
+    settings: CaptureSettings,
+    github: Callable[[bool], GitHub],
+    now: Callable[[], datetime],
+    progress: Progress | None,
+) -> Result:
+
+    def failed(kind: str, message: str, retryable: bool = True, points: int = 0) -> Result:
+        ended = store.fail(
+            job.id, kind, message, retryable=retryable, attempt=job.attempt, now=now()
+        )
+        store.wake_parent(ended, now())
+        return Result(job.id, "failed", message, points=points)
+
+    entry = HANDLERS.get(job.job_type)
+    if entry is None:
+        return failed("unknown_job_type", f"no handler for {job.job_type!r}", retryable=False)
+    try:
+        gh = github(job.lane == "inngest" or job.trigger == "manual")
+    except ConfigError as exc:
+        return failed("config_error", str(exc), retryable=False)
+    ctx = Context(store, job, gh, storage, settings, now, progress=progress)
+    try:
+        outcome = entry.run(ctx)
+    except RateLimited as exc:
+        ctx.checkpoint(store.get(job.id).done, None, None, note=str(exc))
+        store.reschedule(job.id, exc.reset_at, attempt=job.attempt, now=now())
+        return Result(job.id, "rescheduled", str(exc), points=gh.meter.points)
+    except CaptureError as exc:
+        return failed(error_type(exc), str(exc), exc.retryable, gh.meter.points)
+    except ConfigError as exc:
+        return failed("config_error", str(exc), retryable=False, points=gh.meter.points)
+    except InvalidTransition:
+        raise  # the attempt was ended elsewhere: not a crash of this handler
+    except Exception as exc:  # a bug in a handler must still end the attempt, with its name
+        log.exception("job %s crashed", job.id)
+        return failed("internal", f"{type(exc).__name__}: {exc}", points=gh.meter.points)
+    finally:
+        gh.close()
+    points = gh.meter.points - ctx.points_reported
+    if outcome.wait_until is not None:
+        store.reschedule(job.id, outcome.wait_until, attempt=job.attempt, now=now())
+        return Result(job.id, "waiting", "waiting for child jobs", points=gh.meter.points)
+    if outcome.items == 0 and outcome.failed_items > 0:
+        message = f"all {outcome.failed_items} items failed"
+        return failed("items_failed", message, retryable=False, points=gh.meter.points)
+    summary = {
+        **outcome.summary,
+        "graphql_points": gh.meter.graphql_points,
+        "rest_requests": gh.meter.rest_points,
+        "fallbacks": len(gh.meter.fallbacks),
+    }
+    ended = store.complete(
+        job.id, outcome.items, api_points=points, summary=summary, attempt=job.attempt, now=now()
+    )
+    store.wake_parent(ended, now())
+    return Result(job.id, "completed", items=outcome.items, points=gh.meter.points)
+
+
+def github_for(settings: CaptureSettings) -> Callable[[bool], GitHub]:
+    """GitHub clients for this process's settings (real-time jobs may use the reserve)."""
+    return lambda realtime: GitHub(connect(settings), settings, realtime=realtime)
+
+
+def run_by_id(
+    store: JobStore,
+    url: str,
+    settings: CaptureSettings,
+    job_id: str,
+    *,
+    worker: str,
+    lane: str | None = None,
+    attempt: int | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Claims and runs one job's attempt: what an Actions step and the Inngest function do."""
+    storage = Storage(url)
+    try:
+        return run_job(
+            store,
+            job_id,
+            worker=worker,
+            lane=lane,
+            attempt=attempt,
+            storage=storage,
+            settings=settings,
+            github=github_for(settings),
+            progress=progress,
+        )
+    finally:
+        storage.close()
+
+
+def job_runner(
+    store: JobStore,
+    url: str,
+    settings: CaptureSettings,
+    progress: Callable[[Job], Progress | None] = lambda job: None,
+) -> Callable[[Job], Result]:
+    """Runs a claimed job with this process's GitHub settings (what a lane worker calls)."""
+
+    def run(job: Job) -> Result:
+        storage = Storage(url)
+        try:
+            return run_claimed(
+                store,
+                job,
+                storage=storage,
+                settings=settings,
+                github=github_for(settings),
+                progress=progress(job),
+            )
+        finally:
+            storage.close()
+
+    return run

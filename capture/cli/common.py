@@ -1,0 +1,167 @@
+"""What every script shares: one-line errors, the store a script opens, JSON and ISO times."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import click
+import httpx
+
+from capture import settings as capture
+from capture.handlers import capable
+from jobstore import db
+from jobstore.dispatcher import Dispatcher
+from jobstore.errors import ConfigError, InvalidSpec, InvalidTransition, JobNotFound, JobStoreError
+from jobstore.prices import load_prices
+from jobstore.settings import Settings, load
+from jobstore.store import JobStore
+from jobstore.views import JobViews, catch_up, open_views
+
+
+class OneLineErrors:
+    """Click errors in one line: bad input exits 2, failed work exits 1."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+class Group(OneLineErrors, click.Group):
+    """A click group whose errors are one line."""
+
+
+class Command(OneLineErrors, click.Command):
+    """A click command whose errors are one line."""
+
+
+class Resources:
+    """The store and views a script uses, opened on first use; views caught up on close."""
+
+    def __init__(self, config: Settings | None = None) -> None:
+        self._settings = config
+        self._store: JobStore | None = None
+        self._views: JobViews | None = None
+        self._closers: list[Callable[[], object]] = []
+        self.url: str | None = None
+
+    def on_close(self, closer: Callable[[], object]) -> None:
+        self._closers.append(closer)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load()
+        return self._settings
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            self.url = db.database_url(self.settings)
+            self._store = db.open_store(self.settings, url=self.url)
+        return self._store
+
+    @property
+    def views(self) -> JobViews:
+        if self._views is None:
+            self.store  # noqa: B018 - opens the database first (and migrates it)
+            assert self.url is not None
+            self._views = open_views(db.eventsourcing_env(self.url))
+            self._views.set_prices(load_prices(self.settings.prices_path))
+        return self._views
+
+    def dispatcher(self) -> Dispatcher:
+        """A dispatcher on the store; its HTTP client closes with the script."""
+        client = httpx.Client(timeout=httpx.Timeout(30.0))
+        self.on_close(client.close)
+        return Dispatcher.open(self.store, client, capable)
+
+    def catch_up(self) -> int:
+        return catch_up(self.store, self.views)
+
+    def close(self) -> None:
+        """Brings the views up to date (so they are current when the script returns)."""
+        try:
+            for closer in reversed(self._closers):
+                closer()
+            if self._store is not None:
+                self.catch_up()
+        finally:
+            if self._views is not None:
+                self._views.close()
+            if self._store is not None:
+                self._store.close()
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """User mistakes exit 2 with one line; failures of the work exit 1 with one line."""
+    try:
+        yield
+    except (InvalidSpec, JobNotFound, ConfigError, InvalidTransition) as exc:
+        raise click.UsageError(str(exc)) from None
+    except JobStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def resources(ctx: click.Context) -> Resources:
+    """The script's Resources, opened on first use and closed with the click context."""
+    if not isinstance(ctx.obj, Resources):
+        ctx.obj = Resources()
+        ctx.call_on_close(ctx.obj.close)
+    return ctx.obj
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def echo_json(document: Any) -> None:
+    click.echo(json.dumps(document, default=to_json, sort_keys=True))
+
+
+class IsoTime(click.ParamType):
+    """An ISO 8601 time; without a zone it is UTC."""
+
+    name = "iso-time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (like 2026-11-29T12:00:00Z)", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def capture_settings() -> capture.CaptureSettings:
+    """The environment's capture settings; bad ones are bad input (exit 2)."""
+    try:
+        return capture.load()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None

@@ -1,0 +1,110 @@
+"""`bin/db`: start, stop and inspect the job store's PostgreSQL, and apply migrations."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from capture.cli.common import Group
+from jobstore import db
+from jobstore.embedded import Server, bin_dir
+from jobstore.errors import ConfigError, JobStoreError
+from jobstore.settings import Settings, load
+
+
+def fail_cleanly(error: JobStoreError) -> click.ClickException:
+    """Configuration and database problems: one line, exit 1 (the work could not run)."""
+    return click.ClickException(str(error))
+
+
+def settings() -> Settings:
+    try:
+        return load()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(cls=Group)
+def db_group() -> None:
+    """Start, stop and inspect the job store's PostgreSQL."""
+
+
+@db_group.command()
+def start() -> None:
+    """Start the embedded server under JOBSTORE_HOME (no-op with DATABASE_URL)."""
+    s = settings()
+    try:
+        url = db.database_url(s)
+        applied = db.migrate(url)
+    except JobStoreError as exc:
+        raise fail_cleanly(exc) from None
+    click.echo(url)
+    for name in applied:
+        click.echo(f"applied {name}", err=True)
+
+
+@db_group.command()
+def stop() -> None:
+    """Stop the embedded server."""
+    s = settings()
+    if s.database_url:
+        raise click.UsageError("DATABASE_URL is set: that server is not ours to stop")
+    try:
+        stopped = Server(s.home).stop()
+    except JobStoreError as exc:
+        raise fail_cleanly(exc) from None
+    click.echo("stopped" if stopped else "not running")
+
+
+@db_group.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """Say which PostgreSQL is used and whether it is running."""
+    s = settings()
+    if s.database_url:
+        info = {"mode": "external", "running": None, "url": "DATABASE_URL"}
+    else:
+        server = Server(s.home)
+        info = {"mode": "embedded", "running": server.is_running(), "url": server.url()}
+        info["home"] = str(server.home)
+        info["binaries"] = str(bin_dir())
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key:9} {value}")
+
+
+@db_group.command()
+def url() -> None:
+    """Print the connection URL (starting the embedded server if needed)."""
+    try:
+        click.echo(db.database_url(settings()))
+    except JobStoreError as exc:
+        raise fail_cleanly(exc) from None
+
+
+@db_group.command()
+def migrate() -> None:
+    """Apply pending schema files; already applied ones are skipped."""
+    try:
+        applied = db.migrate(db.database_url(settings()))
+    except JobStoreError as exc:
+        raise fail_cleanly(exc) from None
+    click.echo("\n".join(f"applied {name}" for name in applied) or "up to date")
+
+
+@db_group.command(context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def psql(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the job store's database (extra arguments go to psql)."""
+    try:
+        target = db.database_url(settings())
+        binary = str(bin_dir() / "psql")
+    except JobStoreError as exc:
+        raise fail_cleanly(exc) from None
+    sys.stdout.flush()
+    os.execv(binary, [binary, target, *psql_args])

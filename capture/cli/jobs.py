@@ -1,0 +1,239 @@
+"""`bin/jobs`: list, show, stats, watch, project, rebuild, cancel and sweep."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+
+import click
+
+from capture.cli import render
+from capture.cli.actions import ActionsReport
+from capture.cli.common import Group, IsoTime, echo_json, errors, resources
+from jobstore import db, reads
+from jobstore.domain import Status
+from jobstore.errors import DatabaseUnavailable
+from jobstore.routing import LANES
+from jobstore.sweeper import SweepReport, sweep
+from jobstore.views import project_forever
+
+LIST_COLUMNS = [
+    "job_id",
+    "job_type",
+    "repository",
+    "lane",
+    "status",
+    "attempt",
+    "progress",
+    "api_points",
+    "created_at",
+]
+
+
+@click.group(cls=Group)
+def jobs() -> None:
+    """Read the job store: jobs, their history, lane statistics, and the projector."""
+
+
+def current(ctx: click.Context) -> str:
+    """The database URL, with the views caught up so they are current when read."""
+    s = resources(ctx)
+    with errors():
+        s.catch_up()
+    assert s.url is not None
+    return s.url
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice([s.value for s in Status]), help="Only this status.")
+@click.option("--lane", type=click.Choice(LANES), help="Only this lane.")
+@click.option("--repo", help="Only this repository (owner/name).")
+@click.option("--type", "job_type", help="Only this job type.")
+@click.option("--since", type=IsoTime(), help="Only jobs created at or after this time.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def list_jobs(
+    ctx: click.Context,
+    status: str | None,
+    lane: str | None,
+    repo: str | None,
+    job_type: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    where = reads.JobFilter(status, lane, job_type, repo, since, limit)
+    url = current(ctx)
+    with errors():
+        rows = reads.list_jobs(url, where)
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        row["progress"] = f"{row['items_done']}/{row['items_total'] or '?'}"
+    click.echo(render.table(rows, LIST_COLUMNS) if rows else "no jobs")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--at", type=IsoTime(), help="Show the state as it was at this time.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def show(ctx: click.Context, job_id: str, at: datetime | None, as_json: bool) -> None:
+    """The whole event history of a job and its state (now, or --at a time)."""
+    with errors():
+        document = reads.job_history(resources(ctx).store, job_id, at)
+    if as_json:
+        echo_json(document)
+    else:
+        click.echo(render.render_history(document))
+
+
+@jobs.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Per-lane and total counts, timings and cost, with the saving against all-Inngest."""
+    url = current(ctx)
+    with errors():
+        document = reads.lane_statistics(url)
+    if as_json:
+        echo_json(document)
+    else:
+        click.echo(render.render_stats(document))
+
+
+@jobs.command()
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60))
+@click.option("--once", is_flag=True, help="Print the view once and exit.")
+@click.pass_context
+def watch(ctx: click.Context, interval: float, once: bool) -> None:
+    """A live view of active jobs with progress bars (Ctrl-C to stop)."""
+    while True:
+        url = current(ctx)
+        with errors():
+            screen = render.render_active(reads.active_jobs(url))
+        if once or not sys.stdout.isatty():
+            click.echo(screen)
+            return
+        click.clear()
+        click.echo(screen)
+        time.sleep(interval)
+
+
+@jobs.command()
+@click.option("--forever", is_flag=True, help="Keep projecting new events until stopped.")
+@click.option(
+    "--poll",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds between catch-ups (the fallback when LISTEN drops).",
+)
+@click.pass_context
+def project(ctx: click.Context, forever: bool, poll: float) -> None:
+    """Bring the views up to date (once, or --forever)."""
+    s = resources(ctx)
+    with errors():
+        click.echo(f"applied {s.catch_up()} events")
+        if not forever:
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        assert s.url is not None
+        project_forever(db.eventsourcing_env(s.url), stop, poll)
+
+
+@jobs.command()
+@click.pass_context
+def rebuild(ctx: click.Context) -> None:
+    """Rebuild every view from the event log (one transaction; readers see old or new)."""
+    s = resources(ctx)
+    with errors():
+        count = s.views.rebuild(s.store)
+    click.echo(f"rebuilt from {count} events")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--reason", default="cancelled by an operator", show_default=True)
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
+    """Cancel a job that has not ended (a running worker stops at its next checkpoint)."""
+    if not reason.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--reason'")
+    s = resources(ctx)
+    with errors():
+        job = s.store.cancel(job_id, reason[:500])
+    click.echo(f"job {job.id} cancelled ({reason})")
+
+
+def _lines(report: SweepReport) -> list[str]:
+    lines = [
+        f"stale jobs failed (retried from their cursor): {len(report.stale)}",
+        f"due retries routed again: {len(report.retried)}",
+        f"dispatched but never started (re-dispatched): {len(report.undelivered)}",
+        f"dispatched: {sum(s.ok for s in report.sent)}",
+    ]
+    for sent in report.sent:
+        if sent.fallback_from:
+            lines.append(f"  {sent.job_id}: {sent.fallback_from} -> {sent.lane}")
+        if not sent.ok:
+            lines.append(f"  {sent.job_id}: not dispatched: {sent.detail}")
+    return lines
+
+
+@jobs.command("sweep")
+@click.option("--now", "at", type=IsoTime(), help="Sweep as of this time (default: now).")
+@click.option("--limit", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--forever", is_flag=True, help="Sweep again every --interval seconds.")
+@click.option("--interval", default=30.0, show_default=True, type=click.FloatRange(0.05, 3600))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per pass.")
+def sweep_command(
+    at: datetime | None, limit: int, forever: bool, interval: float, as_json: bool
+) -> None:
+    """Dispatch jobs left routed, fail stale ones, route due retries again, and re-dispatch
+    jobs a lane accepted but never started (then fall back)."""
+    s = resources(click.get_current_context())
+    actions = ActionsReport()
+    with errors():
+        lanes = s.dispatcher()
+        while True:
+            try:
+                report = sweep(lanes, at or datetime.now(UTC), limit)
+            except DatabaseUnavailable as exc:
+                if not forever:
+                    raise
+                click.echo(f"sweep failed ({exc}); again in {interval:g}s", err=True)
+                time.sleep(interval)
+                continue
+            if as_json:
+                echo_json(report.as_json())
+            else:
+                click.echo("\n".join(_lines(report)))
+            for sent in report.sent:
+                if not sent.ok:
+                    actions.warning(f"job {sent.job_id} not dispatched: {sent.detail}", "sweep")
+            actions.summary(
+                "Sweep",
+                ["stale", "retried", "undelivered", "dispatched", "not dispatched"],
+                [
+                    [
+                        len(report.stale),
+                        len(report.retried),
+                        len(report.undelivered),
+                        sum(s.ok for s in report.sent),
+                        sum(not s.ok for s in report.sent),
+                    ]
+                ],
+            )
+            s.catch_up()
+            if not forever:
+                return
+            time.sleep(interval)

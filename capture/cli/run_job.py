@@ -1,0 +1,234 @@
+"""`bin/run-job`: runs one job (`--job-id`) or works a lane's queue (`--lane`), the same
+code every lane runs: an Actions step, the Inngest function, or a local worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from uuid import UUID
+
+import click
+
+from capture.attempt import Result, job_runner, run_by_id
+from capture.cli.actions import ActionsReport
+from capture.cli.common import Command, Resources, capture_settings, errors, resources
+from capture.worker import Wakeup, work
+from jobstore.domain import Job
+from jobstore.lanes.github_actions import plan_matrix
+from jobstore.routing import LANES
+
+EXIT = {"completed": 0, "rescheduled": 0, "waiting": 0, "lost": 0, "failed": 1}
+
+
+def default_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_one(
+    ctx: click.Context,
+    job_id: str,
+    worker: str,
+    lane: str | None,
+    attempt: int | None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Result:
+    """Runs one job with the environment's GitHub settings; shared by the lane consumers."""
+    s = resources(ctx)
+    settings = capture_settings()  # bad settings are bad input: exit 2 before any read
+    with errors():
+        store = s.store
+        store.get(job_id)  # an unknown id is bad input: exit 2 before anything is written
+        return run_by_id(
+            store,
+            s.url or "",
+            settings,
+            job_id,
+            worker=worker,
+            lane=lane,
+            attempt=attempt,
+            progress=progress,
+        )
+
+
+class Bar:
+    """A progress bar on a terminal (click's), nothing elsewhere; one per job."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+        self.shown = 0
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(total or done, 1), label=self.label, file=sys.stderr
+            )
+            self.bar.__enter__()
+        if total:
+            self.bar.length = max(total, done, 1)
+        self.bar.update(max(done - self.shown, 0))
+        self.shown = max(done, self.shown)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def report(result: Result, job: Job | None, started: datetime, actions: ActionsReport) -> None:
+    """One line per job; in GitHub Actions also outputs, a summary row and an annotation."""
+    line = f"job {result.job_id}: {result.outcome}"
+    if result.detail:
+        line += f" ({result.detail})"
+    if result.outcome == "completed":
+        line += f", {result.items} items, {result.points} points"
+    click.echo(line, err=result.outcome == "failed")
+    if not actions.active or job is None:
+        return
+    seconds = round((now() - started).total_seconds(), 1)
+    actions.summary(
+        f"Capture job {job.job_type} {job.repository}",
+        ["job", "lane", "attempt", "outcome", "items", "points", "duration (s)"],
+        [[job.id, job.lane, job.attempt, result.outcome, result.items, result.points, seconds]],
+    )
+    if result.outcome == "failed":
+        actions.error(f"job {job.id} failed: {result.detail}", f"capture {job.job_type}")
+
+
+@click.command(cls=Command)
+@click.option("--job-id", help="Run this job (its current attempt).")
+@click.option("--attempt", type=click.IntRange(1), help="Run only if the job is on this attempt.")
+@click.option(
+    "--lane",
+    type=click.Choice(LANES),
+    help="The lane this worker belongs to; without --job-id, work that lane's queue.",
+)
+@click.option("--max-jobs", type=click.IntRange(1), help="With --lane: stop after N jobs.")
+@click.option("--watch", is_flag=True, help="With --lane: wait for new jobs (LISTEN/NOTIFY).")
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 300),
+    help="With --watch: look for work at least this often (seconds), even without a NOTIFY.",
+)
+@click.option("--worker-id", default=default_worker, show_default="host:pid")
+def run_job_command(
+    job_id: str | None,
+    attempt: int | None,
+    lane: str | None,
+    max_jobs: int | None,
+    watch: bool,
+    poll: float,
+    worker_id: str,
+) -> None:
+    """Claim and run jobs; exit 0 done or rescheduled, 1 a job failed, 2 bad input.
+
+    \b
+    bin/run-job --job-id ID [--attempt N] [--lane LANE]   one job (Actions, Inngest)
+    bin/run-job --lane local [--max-jobs N] [--watch]     a worker on a lane's queue
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx = click.get_current_context()
+    if job_id is None and lane is None:
+        raise click.UsageError("give --job-id ID, or --lane LANE to work a lane's queue")
+    if job_id is not None and (max_jobs is not None or watch):
+        raise click.UsageError(
+            "--max-jobs and --watch work a lane's queue: use them without --job-id"
+        )
+    actions = ActionsReport()
+    if job_id is not None:
+        started = now()
+        bar = Bar(f"job {job_id[:8]}")
+        try:
+            result = run_one(ctx, job_id, worker_id, lane, attempt, bar)
+        finally:
+            bar.close()
+        job = resources(ctx).store.get(result.job_id)
+        report(result, job, started, actions)
+        actions.outputs(
+            {
+                "job_id": str(job.id),
+                "outcome": result.outcome,
+                "items": result.items,
+                "points": result.points,
+                "children": [str(c) for c in plan_children(resources(ctx), job, actions)],
+            }
+        )
+        raise SystemExit(EXIT[result.outcome])
+    assert lane is not None
+    results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions)
+    failed = sum(r.outcome == "failed" for r in results)
+    click.echo(f"worker {worker_id}: {len(results)} jobs, {failed} failed")
+    actions.outputs({"jobs": len(results), "failed": failed})
+    raise SystemExit(1 if failed else 0)
+
+
+def plan_children(s: Resources, job: Job, actions: ActionsReport) -> list[UUID]:
+    """In Actions: the child jobs this run's matrix runs (see plan_matrix)."""
+    if not actions.active:
+        return []
+    return plan_matrix(s.store, job, actions.files.run_ref or f"matrix of {job.id}", now())
+
+
+def work_lane(
+    ctx: click.Context,
+    lane: str,
+    worker: str,
+    max_jobs: int | None,
+    watch: bool,
+    poll: float,
+    actions: ActionsReport,
+) -> list[Result]:
+    s = resources(ctx)
+    settings = capture_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())  # finish the job in hand, then stop
+    with errors():
+        store = s.store
+        bars: dict[UUID, Bar] = {}
+        runner = job_runner(
+            store,
+            s.url or "",
+            settings,
+            lambda job: bars.setdefault(job.id, Bar(f"{job.job_type} {job.repository}")),
+        )
+
+        def run(job: Job) -> Result:
+            started = now()
+            try:
+                result = runner(job)
+            finally:
+                bars.pop(job.id).close()
+            report(result, job, started, actions)
+            return result
+
+        wakeup = Wakeup(s.url or "", lane)
+        try:
+            return work(
+                store,
+                lane,
+                worker,
+                run,
+                now=now,
+                wakeup=wakeup,
+                max_jobs=max_jobs,
+                watch=watch,
+                poll=poll,
+                stop=stop,
+            )
+        finally:
+            wakeup.close()

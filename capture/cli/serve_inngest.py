@@ -1,0 +1,47 @@
+"""`bin/serve-inngest`: serves the capture function over HTTP with the SDK's Flask adapter
+(default path /api/inngest), so Inngest (or the sandbox's executor) can call it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+
+import click
+
+from capture import inngest_function
+from capture.cli.common import Command, capture_settings, errors, resources
+
+
+@click.command(cls=Command)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--worker-id", default=lambda: f"inngest:{socket.gethostname()}:{os.getpid()}")
+def serve_inngest(host: str, port: int, worker_id: str) -> None:
+    """Serve the Inngest capture function at /api/inngest until stopped.
+
+    Production mode checks `x-inngest-signature` with INNGEST_SIGNING_KEY; INNGEST_DEV=1
+    is the dev server (no signatures).
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    s = resources(click.get_current_context())
+    with errors():
+        function_settings = inngest_function.FunctionSettings.load()
+        function_settings.check()
+        settings = capture_settings()
+        store = s.store
+        run_attempt = inngest_function.attempt_runner(store, s.url or "", settings, worker_id)
+        app, fn = inngest_function.create_app(function_settings, run_attempt)
+    server = inngest_function.serve(app, host, port)
+    url = f"http://{host}:{server.server_port}{inngest_function.SERVE_PATH}"
+    click.echo(json.dumps({"url": url, "function": fn.get_id(), "dev": function_settings.dev}))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    stop.wait()
+    server.shutdown()

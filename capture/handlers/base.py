@@ -1,0 +1,86 @@
+"""What a job type's handler works with and returns: its context, progress and outcome."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from capture.errors import QueryFailed
+from capture.github.client import GitHub
+from capture.settings import CaptureSettings
+from capture.storage import Storage
+from jobstore.domain import Job
+from jobstore.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """How a handler's attempt ended: done (items), or waiting for child jobs until `wait_until`."""
+
+    items: int = 0
+    failed_items: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    wait_until: datetime | None = None
+
+
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass
+class Context:
+    """What a handler works with; `checkpoint` records progress and where to resume."""
+
+    store: JobStore
+    job: Job
+    gh: GitHub
+    storage: Storage
+    settings: CaptureSettings
+    now: Callable[[], datetime]
+    points_reported: int = 0
+    progress: Progress | None = None  # told (done, total) at every checkpoint, e.g. a bar
+
+    @property
+    def cursor(self) -> str | None:
+        return self.job.cursor
+
+    def checkpoint(self, done: int, total: int | None, cursor: str | None, note: str = "") -> None:
+        points = self.gh.meter.points - self.points_reported
+        self.store.progress(
+            self.job.id,
+            done,
+            total=total,
+            cursor=cursor,
+            api_points=points,
+            note=note,
+            attempt=self.job.attempt,
+            now=self.now(),
+        )
+        self.points_reported += points
+        if self.progress is not None:
+            self.progress(done, total)
+
+
+@dataclass(frozen=True)
+class Handler:
+    name: str
+    run: Callable[[Context], Outcome]
+    lanes: tuple[str, ...]
+
+
+def with_rest_fallback(ctx: Context, work: Callable[[Context], Outcome]) -> Outcome:
+    """Runs `work` through GraphQL; if GraphQL cannot serve it, counts, logs and reruns it
+    through REST (idempotent: rows are upserted)."""
+    try:
+        return work(ctx)
+    except QueryFailed as exc:
+        if ctx.settings.force_rest:
+            raise
+        ctx.gh.meter.fallbacks.append(f"job through REST: {exc}")
+        log.warning("GraphQL cannot serve job %s (%s); using REST", ctx.job.id, exc)
+        ctx.settings = replace(ctx.settings, force_rest=True)
+        return work(ctx)

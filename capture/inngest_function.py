@@ -1,0 +1,165 @@
+"""The Inngest lane's consumer: one function, written with the `inngest` SDK, that runs a
+job attempt with the same code as every other lane (capture.attempt).
+
+- Trigger: `capture/job.requested`, whose data is the job id and attempt (and the
+  repository, which only keys concurrency). Everything else is read from the store.
+- Concurrency: `CAPTURE_INNGEST_CONCURRENCY` runs at once per repository.
+- Retries: 0. The job store's policy is the one place that decides retries: a failed
+  attempt is recorded there (RetryScheduled, then the sweeper dispatches attempt N+1 as a
+  new event); the function then fails as non-retriable so Inngest shows it failed and
+  does not run it again on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import flask
+import inngest
+import inngest.flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from capture.attempt import run_by_id
+from capture.settings import CaptureSettings
+from jobstore.errors import ConfigError, JobNotFound
+from jobstore.lanes.inngest import EVENT
+from jobstore.secret import Secret
+from jobstore.settings import number
+from jobstore.store import JobStore
+
+APP_ID = "prcapture"
+FUNCTION_ID = "capture-job"
+SERVE_PATH = "/api/inngest"
+
+# Runs one attempt; returns a JSON-able result with at least "outcome" and "detail".
+RunAttempt = Callable[[str, int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """How the function is served: INNGEST_SIGNING_KEY (production: requests are signed),
+    INNGEST_DEV (the dev server, no signatures), INNGEST_BASE_URL, the Event API and key,
+    and CAPTURE_INNGEST_CONCURRENCY runs at once per repository."""
+
+    signing_key: Secret = field(default_factory=lambda: Secret(""))
+    event_key: Secret = field(default_factory=lambda: Secret(""))
+    dev: bool = False
+    base_url: str | None = None
+    event_api: str = "https://inn.gs"
+    concurrency: int = 1
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> FunctionSettings:
+        env = os.environ if env is None else env
+        return cls(
+            signing_key=Secret(env.get("INNGEST_SIGNING_KEY") or ""),
+            event_key=Secret(env.get("INNGEST_EVENT_KEY") or ""),
+            dev=(env.get("INNGEST_DEV") or "").lower() not in ("", "0", "false", "no"),
+            base_url=env.get("INNGEST_BASE_URL") or None,
+            event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
+            concurrency=int(number(env, "CAPTURE_INNGEST_CONCURRENCY", 1, minimum=1)),
+        )
+
+    def check(self) -> None:
+        """Production mode needs the signing key; raises ConfigError naming it."""
+        if not self.dev and not self.signing_key:
+            raise ConfigError(
+                "INNGEST_SIGNING_KEY is not set (production mode); set it, or INNGEST_DEV=1"
+            )
+
+
+def client(settings: FunctionSettings, logger: logging.Logger | None = None) -> inngest.Inngest:
+    """The SDK client: production mode (signatures checked) unless INNGEST_DEV is set."""
+    settings.check()
+    return inngest.Inngest(
+        app_id=APP_ID,
+        is_production=not settings.dev,
+        signing_key=settings.signing_key.reveal() or None,
+        event_key=settings.event_key.reveal() or None,
+        api_base_url=settings.base_url,
+        event_api_base_url=settings.event_api,
+        logger=logger or logging.getLogger("capture.inngest"),
+    )
+
+
+def job_reference(data: Any) -> tuple[str, int]:
+    """The job id and attempt from the event; anything else in it is ignored."""
+    if not isinstance(data, dict):
+        raise inngest.NonRetriableError("event data must be an object with job_id and attempt")
+    try:
+        job_id = str(UUID(str(data.get("job_id"))))
+        attempt = int(data.get("attempt"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise inngest.NonRetriableError(
+            f"event data needs a job_id (UUID) and an attempt (number), got {sorted(data)}"
+        ) from None
+    if attempt < 1:
+        raise inngest.NonRetriableError(f"attempt must be at least 1, got {attempt}")
+    return job_id, attempt
+
+
+def function(
+    sdk: inngest.Inngest, run_attempt: RunAttempt, concurrency: int = 1
+) -> inngest.Function[Any]:
+    @sdk.create_function(
+        fn_id=FUNCTION_ID,
+        name="Capture job",
+        trigger=inngest.TriggerEvent(event=EVENT),
+        concurrency=[inngest.Concurrency(limit=concurrency, key="event.data.repository")],
+        retries=0,
+    )
+    def capture_job(ctx: inngest.ContextSync) -> dict[str, Any]:
+        job_id, attempt = job_reference(ctx.event.data)
+        result = ctx.step.run("run-job", run_attempt, job_id, attempt)
+        if not isinstance(result, dict) or result.get("outcome") == "failed":
+            detail = result.get("detail") if isinstance(result, dict) else result
+            raise inngest.NonRetriableError(
+                f"job {job_id} attempt {attempt} failed: {detail} (the job store retries it)"
+            )
+        return result
+
+    return capture_job
+
+
+def attempt_runner(store: JobStore, url: str, settings: CaptureSettings, worker: str) -> RunAttempt:
+    """Runs one attempt as the Inngest lane: the same run_job every lane uses."""
+
+    def run(job_id: str, attempt: int) -> dict[str, Any]:
+        try:
+            result = run_by_id(
+                store, url, settings, job_id, worker=worker, lane="inngest", attempt=attempt
+            )
+        except JobNotFound as exc:
+            raise inngest.NonRetriableError(str(exc)) from None
+        return {
+            "job_id": str(result.job_id),
+            "attempt": attempt,
+            "outcome": result.outcome,
+            "detail": result.detail,
+            "items": result.items,
+            "points": result.points,
+        }
+
+    return run
+
+
+def create_app(
+    settings: FunctionSettings, run_attempt: RunAttempt
+) -> tuple[flask.Flask, inngest.Function[Any]]:
+    """The function served at SERVE_PATH by the SDK's Flask adapter."""
+    sdk = client(settings)
+    fn = function(sdk, run_attempt, settings.concurrency)
+    app = flask.Flask("prcapture-inngest")
+    inngest.flask.serve(app, sdk, [fn], serve_path=SERVE_PATH)
+    return app, fn
+
+
+def serve(app: flask.Flask, host: str, port: int) -> BaseWSGIServer:
+    """A threaded WSGI server (one thread per request: Inngest calls steps concurrently)."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    return make_server(host, port, app, threaded=True)

@@ -1,0 +1,21 @@
+"""`bin/bench`: benchmarks, each against a peer in the same run; a table and a JSON line."""
+
+from __future__ import annotations
+
+import click
+
+from capture.cli.common import Group
+from devtools.bench.capture import capture
+from devtools.bench.latency import latency
+from devtools.bench.store import projections, store
+
+__all__ = ["bench"]
+
+
+@click.group(cls=Group)
+def bench() -> None:
+    """Benchmarks: each prints a table and, with --json, a JSON line last."""
+
+
+for command in (store, projections, capture, latency):
+    bench.add_command(command)

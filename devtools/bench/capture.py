@@ -1,0 +1,251 @@
+"""`bin/bench capture`: API points and requests per 1,000 fully captured pull requests,
+GraphQL against REST-only in one run, wall time with sandbox latency, and peak memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import resource
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from capture.attempt import run_job
+from capture.github.client import GitHub
+from capture.settings import CaptureSettings
+from capture.storage import Storage
+from devtools.bench.store import BENCH_ROUTE, scratch_database
+from devtools.sandbox import Options, Sandbox, World
+from jobstore import db
+from jobstore.secret import Secret
+from jobstore.settings import Settings, load
+from jobstore.spec import JobSpec
+
+log = logging.getLogger(__name__)
+TOKEN = "bench-token"
+REPO = "acme/widgets"
+
+
+def enqueue_history(store: Any) -> Any:
+    """The benchmark's job: the repository's whole history, run on the local lane."""
+    spec = JobSpec.create("historical-sync", REPO, days=3650, trigger="backfill")
+    return store.enqueue(spec, route=BENCH_ROUTE).job_id
+
+
+def run_family(store: Any, parent: Any, run: Callable[[Any], tuple[str, Any]]) -> Any:
+    """Runs the job, then the child jobs it split into, then the job again, as a worker
+    would; `run` returns (outcome, details). Returns the final details."""
+    outcome, details = run(parent)
+    if outcome == "waiting":
+        for child in store.heads.children(parent):
+            child_outcome, child_details = run(child)
+            if child_outcome != "completed":
+                raise click.ClickException(f"child job {child}: {child_details}")
+        store.route(parent, BENCH_ROUTE)
+        outcome, details = run(parent)
+    if outcome != "completed":
+        raise click.ClickException(f"capture did not complete: {details}")
+    return details
+
+
+def capture_once(
+    url: str, settings: CaptureSettings, client: Callable[[], httpx.Client]
+) -> dict[str, Any]:
+    """One full-history historical-sync job (and the child jobs it splits into, run in this
+    process one after another) on a migrated database."""
+    store = db.open_store(Settings(pool_size=2), url=url)
+    storage = Storage(url)
+    job_id = enqueue_history(store)
+
+    def run(job: Any) -> tuple[str, Any]:
+        result = run_job(
+            store,
+            job,
+            worker="bench",
+            storage=storage,
+            settings=settings,
+            github=lambda realtime: GitHub(client(), settings, realtime=realtime),
+        )
+        return result.outcome, result
+
+    start = time.perf_counter()
+    try:
+        result = run_family(store, job_id, run)
+    finally:
+        storage.close()
+        store.close()
+    wall = time.perf_counter() - start
+    return {"items": result.items, "wall_s": wall}
+
+
+def settings_for(base_url: str, force_rest: bool = False) -> CaptureSettings:
+    return CaptureSettings(
+        token=Secret(TOKEN),
+        api_url=base_url,
+        graphql_url=f"{base_url}/graphql",
+        force_rest=force_rest,
+    )
+
+
+def in_process(world: World, url: str, force_rest: bool) -> dict[str, Any]:
+    sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}))
+    headers = {"authorization": f"Bearer {TOKEN}"}
+
+    def client() -> httpx.Client:
+        return httpx.Client(transport=sandbox.transport(), headers=headers)
+
+    # A secondary limit would make the REST run wait (sleeping 60 s at a time): the
+    # benchmark counts requests, so the per-minute limit is lifted for it.
+    from devtools.sandbox import limits
+
+    saved, limits.PER_MINUTE["core"] = limits.PER_MINUTE["core"], 10**9
+    try:
+        outcome = capture_once(url, settings_for("http://sandbox.invalid", force_rest), client)
+    finally:
+        limits.PER_MINUTE["core"] = saved
+    kind = "rest" if force_rest else "graphql"
+    return {**outcome, **sandbox.ledger.summary(kind)}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: on Linux ru_maxrss
+    survives exec, so a spawned child would report its parent's peak at fork time."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def runner_process(url: str, base_url: str, job_id: str, result: Any) -> None:
+    """One runner: one job attempt in a fresh process, as a matrix leg or a worker would."""
+    settings = settings_for(base_url)
+    store = db.open_store(Settings(pool_size=2), url=url)
+    storage = Storage(url)
+    client = httpx.Client(headers={"authorization": f"Bearer {TOKEN}"}, timeout=120)
+    outcome = run_job(
+        store,
+        job_id,
+        worker="bench",
+        storage=storage,
+        settings=settings,
+        github=lambda realtime: GitHub(client, settings, realtime=realtime),
+    )
+    storage.close()
+    store.close()
+    peak = peak_rss_mb()
+    result.put(
+        {
+            "outcome": outcome.outcome,
+            "detail": outcome.detail,
+            "items": outcome.items,
+            "peak_rss_mb": peak,
+        }
+    )
+
+
+def over_http(world: World, url: str, latency: float) -> dict[str, Any]:
+    """A full-history capture against the sandbox over HTTP, each job attempt in its own
+    process (the parent, then each child job it split into, then the parent again): wall
+    time, and the highest peak memory of any of those runners."""
+    sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}, latency=latency))
+    served = sandbox.serve()
+    ctx = multiprocessing.get_context("spawn")
+    store = db.open_store(Settings(pool_size=2), url=url)
+    parent = enqueue_history(store)
+    runs: list[dict] = []
+
+    def run(job_id: Any) -> tuple[str, dict]:
+        queue = ctx.Queue()
+        process = ctx.Process(target=runner_process, args=(url, served.url, str(job_id), queue))
+        process.start()
+        outcome = queue.get(timeout=3600)
+        process.join()
+        runs.append(outcome)
+        log.info(
+            "runner %d (%s): peak RSS %.1f MB",
+            len(runs),
+            outcome["outcome"],
+            outcome["peak_rss_mb"],
+        )
+        return outcome["outcome"], outcome
+
+    start = time.perf_counter()
+    try:
+        first = run_family(store, parent, run)
+    finally:
+        store.close()
+        served.stop()
+    wall = time.perf_counter() - start
+    return {
+        "items": first["items"],
+        "wall_s": wall,
+        "runners": len(runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        **sandbox.ledger.summary("graphql"),
+    }
+
+
+@click.command()
+@click.option("--prs", default=1000, show_default=True, type=click.IntRange(100, 100_000))
+@click.option("--latency-ms", default=100.0, show_default=True, type=click.FloatRange(0, 5000))
+@click.option(
+    "--memory-prs",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(100, 100_000),
+    help="Pull requests captured over HTTP in a child process, for wall time and memory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
+def capture(prs: int, latency_ms: float, memory_prs: int, as_json: bool) -> None:
+    """Points per 1,000 pull requests, GraphQL against REST-only; wall time; peak memory."""
+    now = datetime.now(UTC)
+    world = World(seed=7, now=now)
+    world.add_repository(REPO, prs, 730)
+    server = db.database_url(load())
+    runs = {}
+    for path, force_rest in (("graphql", False), ("rest", True)):
+        with scratch_database(server, f"capture_{path}") as url:
+            db.migrate(url)
+            runs[path] = in_process(world, url, force_rest)
+    big = World(seed=8, now=now)
+    big.add_repository(REPO, memory_prs, 730)
+    with scratch_database(server, "capture_http") as url:
+        db.migrate(url)
+        http = over_http(big, url, latency_ms / 1000)
+    per = 1000 / prs
+    result = {
+        "prs": prs,
+        "graphql_points_per_1000_prs": round(runs["graphql"]["points"] * per, 1),
+        "graphql_requests_per_1000_prs": round(runs["graphql"]["requests"] * per, 1),
+        "rest_points_per_1000_prs": round(runs["rest"]["points"] * per, 1),
+        "rest_requests_per_1000_prs": round(runs["rest"]["requests"] * per, 1),
+        "ratio": round(runs["rest"]["points"] / max(runs["graphql"]["points"], 1), 1),
+        "wall_s": round(http["wall_s"], 2),
+        "wall_prs": memory_prs,
+        "wall_latency_ms": latency_ms,
+        "wall_graphql_requests": http["requests"],
+        "peak_rss_mb": round(http["peak_rss_mb"], 1),
+        "runners": http["runners"],
+    }
+    click.echo(f"{'path':10} {'points/1000 PRs':>16} {'requests/1000 PRs':>18}")
+    for path in ("graphql", "rest"):
+        click.echo(
+            f"{path:10} {result[f'{path}_points_per_1000_prs']:>16} "
+            f"{result[f'{path}_requests_per_1000_prs']:>18}"
+        )
+    click.echo(f"REST-only uses {result['ratio']}x the points of GraphQL")
+    click.echo(
+        f"{memory_prs:,} PRs over HTTP with {latency_ms:g} ms latency: {result['wall_s']} s, "
+        f"{result['wall_graphql_requests']} GraphQL requests, {result['runners']} job runners, "
+        f"highest peak RSS of a runner {result['peak_rss_mb']} MB"
+    )
+    if as_json:
+        click.echo(json.dumps(result))

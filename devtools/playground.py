@@ -1,0 +1,166 @@
+"""Both lanes on one machine: the sandbox as a real local server playing GitHub, the
+Actions runner (executing the repository's workflow files) and Inngest (Event API plus an
+executor calling the served function over signed HTTP), with a local worker and the
+sweeper in background threads. `make demo` and the end-to-end tests run on it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from capture import settings as capture
+from capture.attempt import job_runner
+from capture.handlers import capable
+from capture.inngest_function import FunctionSettings, attempt_runner, create_app, serve
+from capture.worker import Wakeup, work
+from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox, World
+from devtools.sandbox.actions_runner import ActionsRunner
+from devtools.sandbox.inngest_executor import Executor
+from jobstore import db
+from jobstore.dispatcher import Dispatcher
+from jobstore.settings import load
+from jobstore.store import JobStore
+from jobstore.sweeper import sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+class Playground:
+    """Start with `start(apply_env)`; `close()` stops everything in reverse order."""
+
+    def __init__(
+        self,
+        world: World,
+        database_url: str,
+        *,
+        root: Path = ROOT,
+        extra_env: Mapping[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
+        sweep_every: float | None = 0.5,
+        local_worker: bool = True,
+    ) -> None:
+        self.sandbox = Sandbox(world, Options(tokens={DEFAULT_TOKEN: 1_000_000}))
+        self.database_url = database_url
+        self.root = root
+        self.extra_env = dict(extra_env or {})
+        self.variables = dict(variables or {})
+        self.sweep_every = sweep_every
+        self.local_worker = local_worker
+        self.signing_key = "signkey-sandbox-" + secrets.token_hex(32)
+        self.stop = threading.Event()
+        self._closers: list[Callable[[], Any]] = []
+        self.env: dict[str, str] = {}
+
+    def start(self, apply_env: Callable[[Mapping[str, str]], None]) -> Playground:
+        sandbox = self.sandbox
+        sandbox.load_workflows(self.root / ".github" / "workflows", "acme/ops")
+        served = sandbox.serve()
+        self._closers.append(served.stop)
+        self.url = served.url
+        self.env = {
+            "DATABASE_URL": self.database_url,
+            "GITHUB_TOKEN": DEFAULT_TOKEN,
+            "GITHUB_API_URL": self.url,
+            "GITHUB_GRAPHQL_URL": f"{self.url}/graphql",
+            "INNGEST_EVENT_KEY": DEFAULT_EVENT_KEY,
+            "INNGEST_EVENT_API_BASE_URL": self.url,
+            "INNGEST_SIGNING_KEY": self.signing_key,
+            "CAPTURE_ACTIONS_REPOSITORY": "acme/ops",
+            **self.extra_env,
+        }
+        apply_env(self.env)  # the scripts (and the Inngest function) read these
+        settings = load(self.env)
+        self.store = store = db.open_store(settings, url=self.database_url)
+        self._closers.append(store.close)
+
+        # GitHub Actions: the runner executes the real workflow files' run: steps.
+        bin_dir = str(Path(sys.executable).parent)
+        machine = machine_env()
+        self.runner = ActionsRunner(
+            self.root / ".github" / "workflows",
+            self.root,
+            secrets={"DATABASE_URL": self.database_url, "CAPTURE_GITHUB_TOKEN": DEFAULT_TOKEN},
+            base_env={**machine, "PATH": f"{bin_dir}:{machine.get('PATH', '')}"},
+            server_url=self.url,
+            variables=self.variables,
+            on_finish=sandbox.actions.finish,
+        )
+        sandbox.actions.handlers.callbacks.append(self.runner)
+
+        # Inngest: the function served over HTTP; the executor calls it, signed.
+        capture_settings = capture.load(self.env)
+        run_attempt = attempt_runner(store, self.database_url, capture_settings, "inngest-sandbox")
+        app, fn = create_app(FunctionSettings.load(self.env), run_attempt)
+        server = serve(app, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._closers.append(server.shutdown)
+        self.serve_url = f"http://127.0.0.1:{server.server_port}/api/inngest"
+        self.executor = Executor(self.serve_url, fn.get_id(), self.signing_key)
+        sandbox.inngest.handlers.callbacks.append(self.executor)
+        self._closers.append(sandbox.drain)
+
+        client = httpx.Client(timeout=30)
+        self._closers.append(client.close)
+        self.dispatcher = Dispatcher.open(store, client, capable)
+        if self.local_worker:
+            self._local(store, capture_settings)
+        if self.sweep_every:
+            self._thread(self._sweep_forever)
+        return self
+
+    def _local(self, store: JobStore, settings: capture.CaptureSettings) -> None:
+        wakeup = Wakeup(self.database_url, "local")
+        self._closers.append(wakeup.close)
+        run = job_runner(store, self.database_url, settings)
+        self._thread(
+            lambda: work(
+                store,
+                "local",
+                "sandbox-local",
+                run,
+                now=lambda: datetime.now(UTC),
+                wakeup=wakeup,
+                watch=True,
+                poll=0.5,
+                stop=self.stop,
+            )
+        )
+
+    def _sweep_forever(self) -> None:
+        assert self.sweep_every is not None
+        while not self.stop.wait(self.sweep_every):
+            try:
+                sweep(self.dispatcher, datetime.now(UTC))
+            except Exception:  # one bad pass must not end the sweeper (it would go silent)
+                log.exception("sweep failed; trying again")
+
+    def _thread(self, target: Callable[[], Any]) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        self._closers.append(lambda: thread.join(timeout=10))
+
+    def drain(self) -> None:
+        self.sandbox.drain()
+
+    def close(self) -> None:
+        self.stop.set()
+        for closer in reversed(self._closers):
+            closer()
+
+
+def machine_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a child process started for someone else (a sandbox runner's step) inherits
+    from this machine: PATH and the like, never this process's secrets."""
+    env = os.environ if env is None else env
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
+    return {k: env[k] for k in keep if k in env}

@@ -1,0 +1,168 @@
+"""`bin/fake-github`: the sandbox as a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+
+import click
+
+from capture.cli.common import Command
+from devtools.sandbox.data import World
+from devtools.sandbox.faults import parse_fault
+from devtools.sandbox.server import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox
+
+REPO = re.compile(r"(?P<name>[A-Za-z0-9-]+/[A-Za-z0-9._-]+):(?P<pulls>\d+)")
+
+
+class RepoSpec(click.ParamType):
+    name = "owner/name:PULLS"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        match = REPO.fullmatch(str(value))
+        if not match or not 0 <= int(match["pulls"]) <= 100_000:
+            self.fail(f"{value!r} is not owner/name:PULLS (PULLS 0..100000)", param, ctx)
+        return match["name"], int(match["pulls"])
+
+
+class FaultSpec(click.ParamType):
+    name = "TARGET:KIND[:N|:Ns|:pr=N]"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        from datetime import UTC, datetime
+
+        try:
+            parse_fault(str(value), datetime.now(UTC))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+def build(
+    repos: list[tuple[str, int]],
+    days: int,
+    seed: int,
+    options: Options,
+    faults: list[str],
+    enterprise: bool,
+    workflows: list[str],
+) -> Sandbox:
+    world = World(seed)
+    for name, pulls in repos:
+        world.add_repository(name, pulls, days)
+    sandbox = Sandbox(world, options)
+    sandbox.faults.add(*faults)
+    sandbox.actions.enterprise = enterprise
+    for spec in workflows:
+        repo, file, inputs = spec.split(":", 2)
+        sandbox.register_workflow(
+            repo,
+            file,
+            {n: {"required": True} for n in inputs.split(",") if n},
+            run_name=f"{file} "
+            + " ".join(f"${{{{ inputs.{n} }}}}" for n in inputs.split(",") if n),
+        )
+    return sandbox
+
+
+@click.command(cls=Command)
+@click.option(
+    "--repo",
+    "repos",
+    multiple=True,
+    type=RepoSpec(),
+    default=["acme/widgets:200"],
+    show_default=True,
+    help="A repository and its number of pull requests.",
+)
+@click.option(
+    "--days",
+    default=730,
+    show_default=True,
+    type=click.IntRange(1, 3650),
+    help="Pull requests are spread over this many days back from now.",
+)
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    default=[DEFAULT_TOKEN],
+    show_default=True,
+    help="A token the sandbox accepts.",
+)
+@click.option(
+    "--budget",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, 10**7),
+    help="Points per hour for each token.",
+)
+@click.option(
+    "--event-key", "event_keys", multiple=True, default=[DEFAULT_EVENT_KEY], show_default=True
+)
+@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0, 60_000))
+@click.option("--node-latency-us", default=0.0, show_default=True, type=click.FloatRange(0, 10_000))
+@click.option("--timeout-nodes", default=300_000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    type=FaultSpec(),
+    help="A scripted failure, e.g. graphql:502:3 or graphql:secondary:30s.",
+)
+@click.option("--enterprise", is_flag=True, help="Answer 400 to return_run_details (older GHES).")
+@click.option(
+    "--workflow",
+    "workflows",
+    multiple=True,
+    default=["acme/ops:capture-job.yml:job_id,attempt"],
+    show_default=True,
+    help="REPO:FILE:INPUT,INPUT a workflow that can be dispatched.",
+)
+def fake_github(
+    repos: tuple[tuple[str, int], ...],
+    days: int,
+    seed: int,
+    host: str,
+    port: int,
+    tokens: tuple[str, ...],
+    budget: int,
+    event_keys: tuple[str, ...],
+    latency_ms: float,
+    node_latency_us: float,
+    timeout_nodes: int,
+    faults: tuple[str, ...],
+    enterprise: bool,
+    workflows: tuple[str, ...],
+) -> None:
+    """Serve a sandbox GitHub (GraphQL, REST, Actions) and Inngest Event API until stopped."""
+    options = Options(
+        tokens=dict.fromkeys(tokens, budget),
+        event_keys=set(event_keys),
+        latency=latency_ms / 1000,
+        node_latency=node_latency_us / 1e6,
+        timeout_nodes=timeout_nodes,
+    )
+    sandbox = build(list(repos), days, seed, options, list(faults), enterprise, list(workflows))
+    served = sandbox.serve(host, port)
+    click.echo(json.dumps({**served.urls, "token": tokens[0], "event_key": event_keys[0]}), nl=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    served.stop()

@@ -1,0 +1,364 @@
+"""POST /graphql: documents executed with graphql-core over the sandbox's world."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from graphql import (
+    GraphQLError,
+    GraphQLSchema,
+    build_schema,
+    execute,
+    parse,
+    validate,
+)
+
+from devtools.sandbox import data
+
+PAGE_LIMIT = 100
+
+
+def load_schema() -> GraphQLSchema:
+    sdl = resources.files("devtools.sandbox").joinpath("schema.graphql").read_text()
+    schema = build_schema(sdl)
+    for name in ("DateTime", "GitTimestamp"):
+        schema.type_map[name].coerce_output_value = iso  # type: ignore[attr-defined]
+    for name, resolve in (
+        ("Actor", _actor_type),
+        ("Node", _actor_type),
+        ("RepositoryOwner", lambda *_: "Organization"),
+    ):
+        schema.type_map[name].resolve_type = resolve  # type: ignore[attr-defined]
+    return schema
+
+
+def iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def _actor_type(value: Any, *_: Any) -> str:
+    return value["__typename"]
+
+
+def error(message: str, kind: str, path: Sequence[str | int] | None = None) -> GraphQLError:
+    return GraphQLError(message, path=path, extensions={"type": kind})
+
+
+def cursor(index: int) -> str:
+    return base64.b64encode(f"cursor:v2:{index}".encode()).decode()
+
+
+def _index(value: str, name: str) -> int:
+    try:
+        raw = base64.b64decode(value.encode(), validate=True).decode()
+        prefix, _, number = raw.rpartition(":")
+        if prefix != "cursor:v2":
+            raise ValueError(raw)
+        return int(number)
+    except ValueError:
+        raise error(
+            f"`{value}` does not appear to be a valid cursor.", "INVALID_CURSOR_ARGUMENTS"
+        ) from None
+
+
+def connection(items: Callable[[], list], name: str, node: Callable[[Any], Any]) -> Callable:
+    """A resolver for a paginated connection over `items()` (built only when queried)."""
+
+    def resolve(
+        info: Any,
+        first: int | None = None,
+        last: int | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        **filters: Any,
+    ) -> dict:
+        if first is None and last is None:
+            raise error(
+                f"You must provide a `first` or `last` value to properly paginate the `{name}` "
+                "connection.",
+                "MISSING_PAGINATION_BOUNDARIES",
+            )
+        for arg, value in (("first", first), ("last", last)):
+            if value is not None and not 1 <= value <= PAGE_LIMIT:
+                raise error(
+                    f"Requesting {value} records on the `{name}` connection exceeds the `{arg}` "
+                    f"limit of {PAGE_LIMIT} records.",
+                    "EXCESSIVE_PAGINATION",
+                )
+        everything = items(**filters) if filters else items()
+        start, stop = 0, len(everything)
+        if after is not None:
+            start = max(start, _index(after, name) + 1)
+        if before is not None:
+            stop = min(stop, _index(before, name))
+        window = range(start, max(start, stop))
+        if first is not None:
+            window = window[:first]
+        if last is not None:
+            window = window[-last:]
+        nodes = [node(everything[i]) for i in window]
+        return {
+            "nodes": nodes,
+            "totalCount": len(everything),
+            "pageInfo": {
+                "hasNextPage": bool(window) and window[-1] < len(everything) - 1,
+                "hasPreviousPage": bool(window) and window[0] > 0,
+                "startCursor": cursor(window[0]) if window else None,
+                "endCursor": cursor(window[-1]) if window else None,
+            },
+        }
+
+    return resolve
+
+
+class GraphQLApi:
+    """Builds GraphQL nodes from the world; `partial` PR numbers fail their `files` field."""
+
+    def __init__(self, world: data.World, base_url: str) -> None:
+        self.world = world
+        self.base_url = base_url
+        self.schema = load_schema()
+
+    def run(self, document: Any, variables: dict, operation: str | None, context: dict) -> dict:
+        result = execute(
+            self.schema,
+            document,
+            root_value=self.root(context),
+            variable_values=variables,
+            operation_name=operation,
+            context_value=context,
+        )
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [
+                {
+                    "message": e.message,
+                    "type": (e.extensions or {}).get("type", "INTERNAL"),
+                    "path": e.path,
+                    "locations": [loc._asdict() for loc in e.locations or ()],
+                }
+                for e in result.errors
+            ]
+        return body
+
+    def check(self, source: str) -> tuple[Any, list[dict]]:
+        """Parses and validates; returns the document or GitHub-style errors."""
+        try:
+            document = parse(source)
+        except GraphQLError as exc:
+            return None, [{"message": exc.message, "type": "PARSE_ERROR"}]
+        problems = validate(self.schema, document)
+        return document, [{"message": e.message, "type": "INVALID_QUERY"} for e in problems]
+
+    def root(self, context: dict) -> dict:
+        return {
+            "id": "Q",
+            "rateLimit": lambda info, dryRun=False: context["rate_limit"],
+            "repository": lambda info, owner, name, followRenames=True: self.repository(
+                owner, name
+            ),
+            "node": lambda info, id: self.node(id),
+            "nodes": lambda info, ids: [self.node(i) for i in ids],
+        }
+
+    def node(self, node_id: str) -> dict | None:
+        """A pull request or review thread by its node id (None if unknown, as on GitHub)."""
+        found = self.world.find(node_id)
+        if isinstance(found, tuple):
+            return {**self.pull(*found, None), "__typename": "PullRequest"}
+        if isinstance(found, data.Thread):
+            return {**self.thread(found), "__typename": "PullRequestReviewThread"}
+        return None
+
+    def repository(self, owner: str, name: str) -> dict:
+        repo = self.world.repository(f"{owner}/{name}")
+        if repo is None:
+            raise error(
+                f"Could not resolve to a Repository with the name '{owner}/{name}'.", "NOT_FOUND"
+            )
+
+        def pulls(
+            states: list[str] | None = None,
+            orderBy: dict | None = None,
+            labels: list[str] | None = None,
+            baseRefName: str | None = None,
+            headRefName: str | None = None,
+        ) -> list:
+            found = list(repo.pulls.values())
+            if states:
+                found = [p for p in found if p.state in states]
+            if labels:
+                found = [p for p in found if {lab[1] for lab in p.labels} & set(labels)]
+            if baseRefName:
+                found = [p for p in found if p.base_ref == baseRefName]
+            if headRefName:
+                found = [p for p in found if p.head_ref == headRefName]
+            order = orderBy or {"field": "CREATED_AT", "direction": "ASC"}
+            key = {
+                "CREATED_AT": lambda p: (p.created_at, p.number),
+                "UPDATED_AT": lambda p: (p.updated_at, p.number),
+                "COMMENTS": lambda p: (len(p.comments), p.number),
+            }[order["field"]]
+            return sorted(found, key=key, reverse=order["direction"] == "DESC")
+
+        def one(info: Any, number: int) -> dict:
+            if number not in repo.pulls:
+                raise error(
+                    f"Could not resolve to a PullRequest with the number of {number}.", "NOT_FOUND"
+                )
+            return self.pull(repo, repo.pulls[number], info.context)
+
+        return {
+            "id": repo.node_id,
+            "databaseId": repo.database_id,
+            "name": repo.name,
+            "nameWithOwner": repo.full_name,
+            "createdAt": repo.created_at,
+            "updatedAt": max((p.updated_at for p in repo.pulls.values()), default=repo.created_at),
+            "isPrivate": False,
+            "url": f"{self.base_url}/{repo.full_name}",
+            "owner": {
+                "__typename": "Organization",
+                "id": f"O_{repo.owner}",
+                "login": repo.owner,
+                "url": f"{self.base_url}/{repo.owner}",
+                "avatarUrl": self.avatar(repo.owner),
+            },
+            "pullRequests": connection(pulls, "pullRequests", lambda p: self.pull(repo, p, None)),
+            "pullRequest": one,
+        }
+
+    def avatar(self, login: str, size: int | None = None) -> Callable:
+        return lambda info=None, size=None: f"{self.base_url}/avatars/{login}"
+
+    def actor(self, account: data.Account | None) -> dict | None:
+        if account is None:
+            return None
+        return {
+            "__typename": account.kind,
+            "id": account.node_id,
+            "databaseId": account.database_id,
+            "login": account.login,
+            "name": account.name,
+            "url": f"{self.base_url}/{account.login}",
+            "avatarUrl": self.avatar(account.login),
+        }
+
+    def pull(self, repo: data.Repository, pr: data.PullRequest, _: Any) -> dict:
+        def files(info: Any, **kwargs: Any) -> dict:
+            if pr.number in info.context["partial"]:
+                raise error("Something went wrong while executing your query.", "INTERNAL")
+            return connection(lambda: pr.files, "files", self.file)(info, **kwargs)
+
+        def reviews(states: list[str] | None = None) -> list:
+            return [r for r in pr.reviews if not states or r.state in states]
+
+        return {
+            "id": pr.node_id,
+            "databaseId": pr.database_id,
+            "number": pr.number,
+            "title": pr.title,
+            "body": pr.body,
+            "state": pr.state,
+            "isDraft": pr.is_draft,
+            "createdAt": pr.created_at,
+            "updatedAt": pr.updated_at,
+            "closedAt": pr.closed_at,
+            "mergedAt": pr.merged_at,
+            "merged": pr.merged_at is not None,
+            "additions": pr.additions,
+            "deletions": pr.deletions,
+            "changedFiles": len(pr.files),
+            "url": f"{self.base_url}/{repo.full_name}/pull/{pr.number}",
+            "baseRefName": pr.base_ref,
+            "headRefName": pr.head_ref,
+            "headRefOid": pr.head_oid,
+            "author": self.actor(pr.author),
+            "mergedBy": self.actor(pr.merged_by),
+            "mergeCommit": {"oid": pr.merge_commit_oid} if pr.merge_commit_oid else None,
+            "labels": connection(lambda: pr.labels, "labels", self.label),
+            "reviews": connection(reviews, "reviews", self.review),
+            "comments": connection(lambda: pr.comments, "comments", self.comment),
+            "reviewThreads": connection(lambda: pr.threads, "reviewThreads", self.thread),
+            "files": files,
+            "commits": connection(lambda: pr.commits, "commits", self.commit),
+        }
+
+    def label(self, label: tuple[int, str, str]) -> dict:
+        return {"id": f"LA_{label[0]}", "name": label[1], "color": label[2], "description": None}
+
+    def review(self, r: data.Review) -> dict:
+        return {
+            "id": f"PRR_{r.database_id}",
+            "databaseId": r.database_id,
+            "state": r.state,
+            "author": self.actor(r.author),
+            "body": r.body,
+            "submittedAt": r.submitted_at,
+            "createdAt": r.created_at,
+        }
+
+    def comment(self, c: data.Comment) -> dict:
+        prefix = "IC" if c.path is None else "PRRC"
+        node = {
+            "id": f"{prefix}_{c.database_id}",
+            "databaseId": c.database_id,
+            "body": c.body,
+            "author": self.actor(c.author),
+            "createdAt": c.created_at,
+            "updatedAt": c.updated_at,
+            "url": f"{self.base_url}/comments/{c.database_id}",
+            "path": c.path,
+            "line": c.line,
+            "originalLine": c.original_line,
+            "replyTo": {"id": f"PRRC_{c.reply_to}", "databaseId": c.reply_to}
+            if c.reply_to
+            else None,
+            "pullRequestReview": {"id": f"PRR_{c.review_id}", "databaseId": c.review_id}
+            if c.review_id
+            else None,
+        }
+        return node
+
+    def thread(self, t: data.Thread) -> dict:
+        return {
+            "id": f"PRRT_{t.database_id}",
+            "path": t.path,
+            "line": t.line,
+            "isResolved": t.is_resolved,
+            "comments": connection(lambda: t.comments, "comments", self.comment),
+        }
+
+    def file(self, f: data.File) -> dict:
+        return {
+            "path": f.path,
+            "additions": f.additions,
+            "deletions": f.deletions,
+            "changeType": f.change_type,
+        }
+
+    def commit(self, c: data.Commit) -> dict:
+        return {
+            "id": f"PRC_{c.oid[:12]}",
+            "commit": {
+                "id": f"C_{c.oid}",
+                "oid": c.oid,
+                "message": c.message,
+                "committedDate": c.committed_at,
+                "authoredDate": c.authored_at,
+                "additions": c.additions,
+                "deletions": c.deletions,
+                "author": {
+                    "name": c.author_name,
+                    "email": c.author_email,
+                    "date": c.authored_at,
+                    "user": self.actor(c.author) if c.author and c.author.kind == "User" else None,
+                },
+            },
+        }

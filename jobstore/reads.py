@@ -1,0 +1,189 @@
+"""The read side as documents: jobs from the views, a job's history, lane statistics.
+
+This is a read-only module: it never writes, so it works against a read replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from jobstore.db import connect
+from jobstore.errors import InvalidSpec
+from jobstore.projection import audit_fields
+from jobstore.routing import LANES
+from jobstore.store import JobStore
+
+STAT_FIELDS = (
+    "pending",
+    "processing",
+    "completed",
+    "failed",
+    "cancelled",
+    "success_rate",
+    "wait_p50_s",
+    "wait_p95_s",
+    "run_p50_s",
+    "run_p95_s",
+    "items_per_hour",
+    "points_per_item",
+    "estimated_cost",
+    "cost_per_job",
+    "cost_per_item",
+)
+STATE_FIELDS = (
+    "status",
+    "lane",
+    "rule",
+    "reason",
+    "attempt",
+    "failures",
+    "worker",
+    "ref",
+    "done",
+    "total",
+    "items",
+    "api_points",
+    "cursor",
+    "not_before",
+    "error",
+)
+COUNTS = ("pending", "processing", "completed", "failed", "cancelled")
+
+
+def job_history(store: JobStore, job_id: str, at: datetime | None = None) -> dict[str, Any]:
+    """The job's events (up to `at`) and the state they add up to."""
+    job = store.get(job_id)
+    events = store.history(job.id)
+    if at is not None:
+        events = [e for e in events if e.timestamp <= at]
+        if not events:
+            created = job.created_on.isoformat()
+            raise InvalidSpec("at", f"job {job.id} did not exist yet (created {created})")
+    state = None
+    for event in events:
+        state = event.mutate(state)
+    assert state is not None
+    return {
+        "job_id": job.id,
+        "job_type": state.job_type,
+        "repository": state.repository,
+        "at": at,
+        "state": {f: getattr(state, f) for f in STATE_FIELDS}
+        | {"status": state.status.value, "since": state.since, "until": state.until},
+        "events": [
+            {
+                "version": e.originator_version,
+                "time": e.timestamp,
+                "event": type(e).__name__,
+                "fields": audit_fields(e),
+            }
+            for e in events
+        ],
+    }
+
+
+DISPATCH_FIELDS = (
+    "dispatched_last_hour",
+    "refused_last_hour",
+    "last_taken",
+    "last_refused",
+    "fallbacks_in",
+    "fallbacks_out",
+)
+
+
+def stats(
+    lane_rows: list[dict], cost_rows: list[dict], dispatch_rows: list[dict] | None = None
+) -> dict[str, Any]:
+    """Per lane and total (the original HybridQueueStats shape, extended), plus cost and
+    how dispatching to each lane went."""
+    by_lane = {row["lane"]: row for row in lane_rows}
+    empty = {f: 0 if f in COUNTS else None for f in STAT_FIELDS}
+    doc: dict[str, Any] = {
+        lane: {f: (by_lane.get(lane) or empty)[f] for f in STAT_FIELDS}
+        for lane in (*LANES, "total")
+    }
+    actual = float(doc["total"]["estimated_cost"] or 0)
+    baseline = sum(float(row["inngest_cost"] or 0) for row in cost_rows)
+    doc["cost"] = {
+        "actual": round(actual, 4),
+        "all_inngest_baseline": round(baseline, 4),
+        "saving": round(baseline - actual, 4),
+        "saving_percent": round(100 * (baseline - actual) / baseline, 1) if baseline else None,
+    }
+    doc["dispatch"] = {
+        row["lane"]: {f: row[f] for f in DISPATCH_FIELDS} for row in dispatch_rows or []
+    }
+    return doc
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs of `capture_jobs` to read; unset fields match every job."""
+
+    status: str | None = None
+    lane: str | None = None
+    job_type: str | None = None
+    repository: str | None = None
+    since: datetime | None = None
+    limit: int = 50
+
+    def where(self) -> tuple[sql.Composable, list[Any]]:
+        clauses: list[sql.Composable] = [sql.SQL("true")]
+        params: list[Any] = []
+        for column, value in (
+            ("status", self.status),
+            ("lane", self.lane),
+            ("job_type", self.job_type),
+        ):
+            if value:
+                clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+                params.append(value)
+        if self.repository:
+            clauses.append(sql.SQL("lower(repository) = lower(%s)"))
+            params.append(self.repository)
+        if self.since:
+            clauses.append(sql.SQL("created_at >= %s"))
+            params.append(self.since)
+        return sql.SQL(" AND ").join(clauses), params
+
+
+def select(url: str, query: sql.Composable | str, params: Sequence[Any] = ()) -> list[dict]:
+    """Rows of a read-only query as dicts."""
+    with connect(url) as conn:
+        conn.read_only = True
+        return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def list_jobs(url: str, where: JobFilter) -> list[dict]:
+    """Jobs from `capture_jobs`, newest first."""
+    clause, params = where.where()
+    query = sql.SQL(
+        "SELECT * FROM capture_jobs WHERE {} ORDER BY created_at DESC, job_id LIMIT %s"
+    ).format(clause)
+    return select(url, query, [*params, where.limit])
+
+
+def active_jobs(url: str, limit: int = 40) -> list[dict]:
+    """Jobs that have not ended, oldest first."""
+    return select(
+        url,
+        "SELECT * FROM capture_jobs WHERE status NOT IN ('completed', 'failed', 'cancelled') "
+        "ORDER BY created_at LIMIT %s",
+        [limit],
+    )
+
+
+def lane_statistics(url: str) -> dict[str, Any]:
+    """`stats` over the lane_stats, job_costs and lane_dispatch_stats views."""
+    return stats(
+        select(url, "SELECT * FROM lane_stats"),
+        select(url, "SELECT * FROM job_costs"),
+        select(url, "SELECT * FROM lane_dispatch_stats"),
+    )

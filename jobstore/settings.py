@@ -1,0 +1,155 @@
+"""The job store's settings read from the environment: database, leases, retries, routing,
+lane health and where the lanes are. The only jobstore module that reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobstore.domain import RetryPolicy
+from jobstore.errors import ConfigError
+from jobstore.routing import LANES, HealthConfig, RoutingConfig
+from jobstore.secret import Secret
+
+# A running job with no event for longer than this is stale. Workers checkpoint per page,
+# so these bound the silence of a live worker, not the length of a job.
+DEFAULT_LEASES = {"inngest": 300.0, "github_actions": 1800.0, "local": 300.0}
+# A dispatched job not started within this is a failed dispatch (the lane dropped it).
+DEFAULT_START_DEADLINES = {"inngest": 120.0, "github_actions": 900.0, "local": 60.0}
+
+
+# Job types whose runs use a workflow of their own (it plans child jobs and fans out).
+DEFAULT_WORKFLOWS = {"historical-sync": "historical-sync.yml"}
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    """Where the dispatching lanes are: Inngest's Event API and the Actions workflows (the
+    served Inngest function's own settings are capture.inngest_function.FunctionSettings)."""
+
+    inngest_event_key: Secret = field(default_factory=lambda: Secret(""))
+    inngest_event_api: str = "https://inn.gs"
+    github_token: Secret = field(default_factory=lambda: Secret(""))
+    github_api_url: str = "https://api.github.com"
+    actions_repository: str = ""  # owner/name holding .github/workflows
+    actions_ref: str = "main"
+    actions_workflow: str = "capture-job.yml"
+    actions_workflows: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_WORKFLOWS))
+
+    def workflow_for(self, job_type: str) -> str:
+        return self.actions_workflows.get(job_type, self.actions_workflow)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    home: Path = Path(".jobstore")
+    leases: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LEASES))
+    start_deadlines: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_START_DEADLINES)
+    )
+    retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing it is safe
+    pool_size: int = 5
+    prices_path: Path | None = None
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    lanes: LaneSettings = LaneSettings()
+
+    def lease(self, lane: str | None) -> float:
+        return self.leases.get(lane or "local", DEFAULT_LEASES["local"])
+
+    def start_deadline(self, lane: str | None) -> float:
+        return self.start_deadlines.get(lane or "local", DEFAULT_START_DEADLINES["local"])
+
+
+def number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Reads settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    url = env.get("DATABASE_URL") or None
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must start with postgresql://")
+    leases = {
+        lane: number(env, f"JOBSTORE_LEASE_{lane.upper()}", DEFAULT_LEASES[lane], minimum=1)
+        for lane in LANES
+    }
+    deadlines = {
+        lane: number(
+            env, f"JOBSTORE_START_DEADLINE_{lane.upper()}", DEFAULT_START_DEADLINES[lane], minimum=1
+        )
+        for lane in LANES
+    }
+    retry = RetryPolicy(
+        max_attempts=int(number(env, "JOBSTORE_MAX_ATTEMPTS", 5, minimum=1)),
+        base_delay=number(env, "JOBSTORE_RETRY_BASE_SECONDS", 30.0),
+        max_delay=number(env, "JOBSTORE_RETRY_MAX_SECONDS", 3600.0),
+    )
+    return Settings(
+        routing=_routing(env),
+        health=HealthConfig(
+            window=number(env, "JOBSTORE_HEALTH_WINDOW_SECONDS", 600.0, minimum=1),
+            failures=int(number(env, "JOBSTORE_HEALTH_FAILURES", 3, minimum=1)),
+            lane_tries=int(number(env, "JOBSTORE_DISPATCH_TRIES", 2, minimum=1)),
+        ),
+        lanes=_lanes(env),
+        database_url=url,
+        home=Path(env.get("JOBSTORE_HOME") or ".jobstore"),
+        leases=leases,
+        start_deadlines=deadlines,
+        retry=retry,
+        pool_size=int(number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
+        prices_path=Path(env["JOBSTORE_PRICES"]) if env.get("JOBSTORE_PRICES") else None,
+    )
+
+
+def _routing(env: Mapping[str, str]) -> RoutingConfig:
+    default_lane = env.get("JOBSTORE_DEFAULT_LANE") or "github_actions"
+    if default_lane not in LANES:
+        raise ConfigError(f"JOBSTORE_DEFAULT_LANE must be one of {', '.join(LANES)}")
+    percent = number(env, "JOBSTORE_ROLLOUT_PERCENT", 100.0)
+    if percent > 100:
+        raise ConfigError(f"JOBSTORE_ROLLOUT_PERCENT must be 0..100, got {percent:g}")
+    large = env.get("JOBSTORE_LARGE_REPOSITORIES") or ""
+    return RoutingConfig(
+        rollout_percent=percent,
+        default_lane=default_lane,
+        recent_hours=number(env, "JOBSTORE_RECENT_HOURS", 24.0, minimum=1),
+        realtime_max_prs=int(number(env, "JOBSTORE_REALTIME_MAX_PRS", 10)),
+        inngest_max_items=int(number(env, "JOBSTORE_INNGEST_MAX_ITEMS", 50, minimum=1)),
+        bulk_items=int(number(env, "JOBSTORE_BULK_ITEMS", 100, minimum=1)),
+        large_repositories=frozenset(r.strip().lower() for r in large.split(",") if r.strip()),
+    )
+
+
+def _lanes(env: Mapping[str, str]) -> LaneSettings:
+    workflows = dict(DEFAULT_WORKFLOWS)
+    for pair in (env.get("CAPTURE_ACTIONS_WORKFLOWS") or "").split(","):
+        if pair.strip():
+            job_type, sep, file = pair.partition("=")
+            if not sep or not file.strip():
+                raise ConfigError(f"CAPTURE_ACTIONS_WORKFLOWS: {pair!r} is not JOB_TYPE=FILE")
+            workflows[job_type.strip()] = file.strip()
+    return LaneSettings(
+        inngest_event_key=Secret(env.get("INNGEST_EVENT_KEY") or ""),
+        inngest_event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
+        github_token=Secret(env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""),
+        github_api_url=(env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/"),
+        actions_repository=env.get("CAPTURE_ACTIONS_REPOSITORY") or "",
+        actions_ref=env.get("CAPTURE_ACTIONS_REF") or "main",
+        actions_workflow=env.get("CAPTURE_ACTIONS_WORKFLOW") or "capture-job.yml",
+        actions_workflows=workflows,
+    )

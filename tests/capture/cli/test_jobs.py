@@ -1,0 +1,144 @@
+"""`bin/jobs` commands on a real database: output, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from capture.cli.jobs import jobs
+from jobstore.routing import Route
+from tests.conftest import assert_refused, count_events
+from tests.jobstore.workload import make_history
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def run(database_url):
+    def invoke(*args: str):
+        result = CliRunner().invoke(jobs, list(args), env={"DATABASE_URL": database_url})
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def history(store):
+    return make_history(store, 12, T0)
+
+
+def test_list_filters_and_json(run, history):
+    result = run("list", "--lane", "local", "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert len(listed) == 4
+    assert {row["lane"] for row in listed} == {"local"}
+    assert run("list", "--status", "cancelled", "--json").output.count('"cancelled"') >= 2
+    assert len(json.loads(run("list", "--repo", "ACME/repo1", "--json").output)) == 2
+    assert len(json.loads(run("list", "--limit", "3", "--json").output)) == 3
+    since = (T0 + timedelta(minutes=10)).isoformat()
+    assert len(json.loads(run("list", "--since", since, "--json").output)) == 2
+
+
+def test_list_prints_an_aligned_table(run, history):
+    lines = run("list", "--type", "pr-reviews").output.splitlines()
+    assert lines[0].split()[:3] == ["job_id", "job_type", "repository"]
+    assert len(lines) == 13
+    assert lines[1].index("pr-reviews") == lines[0].index("job_type")
+
+
+def test_show_prints_the_history_and_the_state_at_a_time(run, history, store):
+    job_id = str(history[1])  # completed on github_actions
+    doc = json.loads(run("show", job_id, "--json").output)
+    assert [e["event"] for e in doc["events"]][:4] == ["Queued", "Routed", "Dispatched", "Started"]
+    assert doc["state"]["status"] == "completed"
+    before_start = (T0 + timedelta(minutes=1, seconds=1)).isoformat()
+    earlier = json.loads(run("show", job_id, "--at", before_start, "--json").output)
+    assert earlier["state"]["status"] == "dispatched"
+    assert "Completed" in run("show", job_id).output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "00000000-0000-0000-0000-000000000000"], "no job with id"),
+        (["show", "not-an-id"], "no job with id not-an-id"),
+        (["show", "JOB", "--at", "yesterday"], "'yesterday' is not an ISO 8601 time"),
+        (["show", "JOB", "--at", "2000-01-01"], "did not exist yet"),
+        (["list", "--status", "lost"], "Invalid value for '--status'"),
+        (["list", "--lane", "cloud"], "Invalid value for '--lane'"),
+        (["list", "--limit", "0"], "Invalid value for '--limit'"),
+        (["list", "--limit", "ten"], "Invalid value for '--limit'"),
+        (["list", "--since", "last week"], "is not an ISO 8601 time"),
+        (["watch", "--interval", "0"], "Invalid value for '--interval'"),
+        (["project", "--poll", "-1"], "Invalid value for '--poll'"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(
+    run, history, database_url, args, message
+):
+    args = [str(history[0]) if a == "JOB" else a for a in args]
+    before = count_events(database_url)
+    result = run(*args)
+    assert_refused(result, message)
+    assert count_events(database_url) == before
+
+
+def test_stats_has_the_hybrid_queue_stats_shape_and_the_saving(run, history):
+    doc = json.loads(run("stats", "--json").output)
+    for lane in ("inngest", "github_actions", "total"):
+        assert {"pending", "processing", "completed", "failed"} <= doc[lane].keys()
+    assert doc["total"]["completed"] == sum(
+        doc[lane]["completed"] for lane in ("inngest", "github_actions", "local")
+    )
+    assert doc["cost"]["all_inngest_baseline"] > 0
+    assert doc["cost"]["saving"] == pytest.approx(
+        doc["cost"]["all_inngest_baseline"] - doc["cost"]["actual"], abs=1e-3
+    )
+    text = run("stats").output
+    assert "against all-Inngest" in text
+
+
+def test_watch_once_shows_active_jobs_with_progress_bars(run, history):
+    output = run("watch", "--once").output
+    assert "[" in output
+    assert "routed" in output
+
+
+def test_project_and_rebuild(run, history, store):
+    assert run("project").output.startswith("applied ")
+    assert run("rebuild").output.strip().startswith("rebuilt from ")
+
+
+def test_every_command_has_help(run):
+    for name in [None, *jobs.commands]:
+        result = run(*(["--help"] if name is None else [name, "--help"]))
+        assert result.exit_code == 0
+        assert "Usage:" in result.output
+
+
+def test_cancel_ends_a_job_and_refuses_what_cannot_be_cancelled(store, database_url):
+    from click.testing import CliRunner
+
+    from capture.cli.jobs import jobs as jobs_group
+    from jobstore.spec import JobSpec
+
+    job_id = store.enqueue(
+        JobSpec.create("pr-reviews", "acme/cancel", days=1),
+        route=Route("local", "explicit", "t"),
+    ).job_id
+    env = {"DATABASE_URL": database_url}
+    done = CliRunner().invoke(jobs_group, ["cancel", str(job_id), "--reason", "duplicate"], env=env)
+    assert done.exit_code == 0, done.output
+    assert store.get(job_id).status.value == "cancelled"
+    for args, message in (
+        (["cancel", str(job_id)], "is cancelled: cannot cancel"),
+        (["cancel", "nope"], "no job with id nope"),
+        (["cancel", str(job_id), "--reason", " "], "Invalid value for '--reason'"),
+    ):
+        again = CliRunner().invoke(jobs_group, args, env=env)
+        assert_refused(again, message)

@@ -1,0 +1,47 @@
+"""`bin/run-job --job-id`: exit codes, one-line errors, nothing written on bad input."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from capture.cli.run_job import run_job_command
+from jobstore.routing import Route
+from tests.conftest import assert_refused, count_events
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--job-id", "00000000-0000-0000-0000-000000000000"], {}, "no job with id"),
+        (["--job-id", "nope"], {}, "no job with id nope"),
+        ([], {}, "give --job-id ID, or --lane LANE"),
+        (["--job-id", "x", "--watch"], {}, "--max-jobs and --watch work a lane's queue"),
+        (["--lane", "local", "--max-jobs", "0"], {}, "Invalid value for '--max-jobs'"),
+        (["--lane", "local", "--max-jobs", "two"], {}, "Invalid value for '--max-jobs'"),
+        (["--lane", "local", "--poll", "0"], {}, "Invalid value for '--poll'"),
+        (["--lane", "local"], {"CAPTURE_MAX_ITEMS": "-3"}, "CAPTURE_MAX_ITEMS must be"),
+        (["--job-id", "x", "--attempt", "0"], {}, "Invalid value for '--attempt'"),
+        (["--job-id", "x", "--lane", "cloud"], {}, "Invalid value for '--lane'"),
+        (["--job-id", "x"], {"CAPTURE_BATCH_SIZE": "lots"}, "CAPTURE_BATCH_SIZE must be"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(database_url, store, args, env, message):
+    before = count_events(database_url)
+    result = CliRunner().invoke(run_job_command, args, env={"DATABASE_URL": database_url, **env})
+    assert_refused(result, message)
+    assert count_events(database_url) == before
+
+
+def test_a_job_without_a_token_fails_cleanly_with_exit_1(database_url, store):
+    from jobstore.spec import JobSpec
+
+    job_id = store.enqueue(
+        JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1]),
+        route=Route("local", "explicit", "test"),
+    ).job_id
+    env = {"DATABASE_URL": database_url, "GITHUB_TOKEN": "", "GH_TOKEN": ""}
+    result = CliRunner().invoke(run_job_command, ["--job-id", str(job_id)], env=env)
+    assert result.exit_code == 1
+    assert "GITHUB_TOKEN (or GH_TOKEN) is not set" in result.output
+    assert store.get(job_id).status.value == "failed"
