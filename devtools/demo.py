@@ -11,6 +11,7 @@ job's audit trail are printed.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ import click
 import psycopg
 from psycopg import sql
 
-from capture.cli.common import Command
+from capture.cli.common import Command, version_option
 from capture.cli.enqueue import enqueue
 from capture.cli.jobs import jobs
 from capture.cli.render import progress_bar, table
@@ -123,6 +124,7 @@ def in_process(command: click.Command, args: list[str]) -> None:
 
 
 @click.command(cls=Command)
+@version_option
 @click.option("--timeout", default=150.0, show_default=True, type=click.FloatRange(10, 3600))
 def demo(timeout: float) -> None:
     """Run both lanes end to end against the local sandbox and print what happened."""
@@ -179,5 +181,22 @@ def demo(timeout: float) -> None:
         )
         if failed:
             raise click.ClickException(f"{len(failed)} jobs did not complete")
+        click.echo(explore(database_url, str(backfill["job_id"])))
     finally:
         playground.close()
+
+
+def explore(database_url: str, job_id: str) -> str:
+    """The commands that show what the demo did: its jobs live in their own database."""
+    url = shlex.quote(database_url)
+    return "\n".join(
+        [
+            f"\n== explore what the demo did (its jobs are in the {DEMO_DB} database):",
+            f"export DATABASE_URL={url}",
+            "bin/jobs list",
+            f"bin/jobs show {job_id[:8]}",
+            "bin/jobs stats",
+            "bin/db psql -c 'select lane, status, count(*) from capture_jobs group by 1, 2'",
+            "unset DATABASE_URL   # back to the embedded server's default database",
+        ]
+    )

@@ -35,6 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
+def script_env(url: str, token: str, event_key: str, actions_repository: str) -> dict[str, str]:
+    """What the scripts need to use a sandbox served at `url` as GitHub and Inngest."""
+    return {
+        "GITHUB_TOKEN": token,
+        "GITHUB_API_URL": url,
+        "GITHUB_GRAPHQL_URL": f"{url}/graphql",
+        "INNGEST_EVENT_KEY": event_key,
+        "INNGEST_EVENT_API_BASE_URL": url,
+        "CAPTURE_ACTIONS_REPOSITORY": actions_repository,
+    }
+
+
 class Playground:
     """Start with `start(apply_env)`; `close()` stops everything in reverse order."""
 
@@ -48,8 +60,16 @@ class Playground:
         variables: Mapping[str, str] | None = None,
         sweep_every: float | None = 0.5,
         local_worker: bool = True,
+        sandbox: Sandbox | None = None,
+        address: tuple[str, int] = ("127.0.0.1", 0),
+        actions_repository: str = "acme/ops",
+        token: str = DEFAULT_TOKEN,
+        event_key: str = DEFAULT_EVENT_KEY,
     ) -> None:
-        self.sandbox = Sandbox(world, Options(tokens={DEFAULT_TOKEN: 1_000_000}))
+        self.token, self.event_key = token, event_key
+        self.sandbox = sandbox or Sandbox(world, Options(tokens={DEFAULT_TOKEN: 1_000_000}))
+        self.address = address
+        self.actions_repository = actions_repository
         self.database_url = database_url
         self.root = root
         self.extra_env = dict(extra_env or {})
@@ -63,19 +83,15 @@ class Playground:
 
     def start(self, apply_env: Callable[[Mapping[str, str]], None]) -> Playground:
         sandbox = self.sandbox
-        sandbox.load_workflows(self.root / ".github" / "workflows", "acme/ops")
-        served = sandbox.serve()
+        sandbox.load_workflows(self.root / ".github" / "workflows", self.actions_repository)
+        served = sandbox.serve(*self.address)
         self._closers.append(served.stop)
         self.url = served.url
+        self.sandbox_urls = served.urls
         self.env = {
             "DATABASE_URL": self.database_url,
-            "GITHUB_TOKEN": DEFAULT_TOKEN,
-            "GITHUB_API_URL": self.url,
-            "GITHUB_GRAPHQL_URL": f"{self.url}/graphql",
-            "INNGEST_EVENT_KEY": DEFAULT_EVENT_KEY,
-            "INNGEST_EVENT_API_BASE_URL": self.url,
+            **script_env(self.url, self.token, self.event_key, self.actions_repository),
             "INNGEST_SIGNING_KEY": self.signing_key,
-            "CAPTURE_ACTIONS_REPOSITORY": "acme/ops",
             **self.extra_env,
         }
         apply_env(self.env)  # the scripts (and the Inngest function) read these
@@ -89,7 +105,7 @@ class Playground:
         self.runner = ActionsRunner(
             self.root / ".github" / "workflows",
             self.root,
-            secrets={"DATABASE_URL": self.database_url, "CAPTURE_GITHUB_TOKEN": DEFAULT_TOKEN},
+            secrets={"DATABASE_URL": self.database_url, "CAPTURE_GITHUB_TOKEN": self.token},
             base_env={**machine, "PATH": f"{bin_dir}:{machine.get('PATH', '')}"},
             server_url=self.url,
             variables=self.variables,

@@ -65,6 +65,15 @@ def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connectio
         yield conn
 
 
+def reachable(url: str) -> bool:
+    """Whether the server at `url` accepts a connection now."""
+    try:
+        with connect(url):
+            return True
+    except DatabaseUnavailable:
+        return False
+
+
 def schema_files() -> list[Traversable]:
     """The numbered .sql files, in order (package data of jobstore.schema)."""
     files = [f for f in resources.files("jobstore.schema").iterdir() if SCHEMA_FILE.match(f.name)]

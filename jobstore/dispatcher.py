@@ -190,7 +190,8 @@ class Dispatcher:
                     continue
                 exhausted = tries[lane_name] >= self.settings.health.lane_tries
                 if (lane_name in down and not probing) or exhausted:
-                    detail = f"{lane_name} down ({why}): stays routed, dispatched again later"
+                    state = "is misconfigured" if why.startswith("configuration") else "down"
+                    detail = f"{lane_name} {state} ({why}): stays routed, dispatched again later"
                     return Sent(job.id, lane_name, False, detail)
             lane = self.lanes.get(lane_name)
             if lane is None:
@@ -203,6 +204,10 @@ class Dispatcher:
                 fallback = first_lane if first_lane != lane_name else None
                 return Sent(job.id, lane_name, True, result.detail, fallback)
             job = self.store.get(job.id)
+            if result.misconfigured:  # trying again cannot help: fall back, say what to fix
+                down[lane_name] = result.detail
+                self.probed.add(lane_name)
+                continue
             health = self.settings.health
             if tries[lane_name] >= health.lane_tries or lane_down(
                 self._recent(lane_name, now), health

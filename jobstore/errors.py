@@ -27,6 +27,16 @@ class JobNotFound(JobStoreError, LookupError):
         super().__init__(f"no job with id {job_id}")
 
 
+class AmbiguousJobId(JobStoreError, LookupError):
+    """A job id prefix matches more than one job."""
+
+    def __init__(self, prefix: str, matches: list[str], more: bool) -> None:
+        self.prefix = prefix
+        self.matches = matches
+        listed = "; ".join(matches) + ("; ..." if more else "")
+        super().__init__(f"job id {prefix!r} matches several jobs: {listed}")
+
+
 class InvalidTransition(JobStoreError):
     """The job cannot take this action in its current state."""
 

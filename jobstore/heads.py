@@ -174,6 +174,14 @@ class Heads:
         )
         return [row["job_id"] for row in rows]
 
+    def with_prefix(self, prefix: str, limit: int) -> list[dict]:
+        """Jobs whose id starts with `prefix` (lowercase hex and hyphens), at most `limit`."""
+        return self._rows(
+            "SELECT job_id, job_type, repository, status FROM job_heads "
+            "WHERE job_id::text LIKE %s ORDER BY job_id LIMIT %s",
+            (prefix + "%", limit),
+        )
+
     def children(self, parent_id: UUID) -> dict[UUID, str]:
         """The status of each job whose parent is `parent_id`."""
         rows = self._rows("SELECT job_id, status FROM job_heads WHERE parent_id = %s", (parent_id,))

@@ -107,7 +107,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         lanes=_lanes(env),
         database_url=url,
-        home=Path(env.get("JOBSTORE_HOME") or ".jobstore"),
+        home=Path(env["JOBSTORE_HOME"]) if env.get("JOBSTORE_HOME") else find_home(Path.cwd()),
         leases=leases,
         start_deadlines=deadlines,
         retry=retry,
@@ -153,3 +153,16 @@ def _lanes(env: Mapping[str, str]) -> LaneSettings:
         actions_workflow=env.get("CAPTURE_ACTIONS_WORKFLOW") or "capture-job.yml",
         actions_workflows=workflows,
     )
+
+
+def find_home(start: Path) -> Path:
+    """JOBSTORE_HOME's default: the nearest `.jobstore` in `start` or a folder above it
+    (so scripts run from a subfolder use the project's server), else the checkout this
+    code runs from, else `start/.jobstore`."""
+    for folder in (start, *start.parents):
+        if (folder / ".jobstore").is_dir():
+            return folder / ".jobstore"
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "setup.cfg").is_file() and (checkout / "schema").is_dir():
+        return checkout / ".jobstore"
+    return start / ".jobstore"

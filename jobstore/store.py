@@ -22,7 +22,13 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
-from jobstore.errors import DatabaseUnavailable, InvalidTransition, JobNotFound
+from jobstore.errors import (
+    AmbiguousJobId,
+    DatabaseUnavailable,
+    InvalidSpec,
+    InvalidTransition,
+    JobNotFound,
+)
 from jobstore.heads import Heads
 from jobstore.recorder import DispatchOutcome, Head, StartedHead
 from jobstore.routing import Route
@@ -32,6 +38,7 @@ from jobstore.spec import JobSpec
 # Where enqueued jobs go: one route for all, or one per spec (the router makes them).
 Routes = Route | Callable[[JobSpec], Route]
 CONFLICT_RETRIES = 5
+PREFIX_MATCHES = 5  # jobs listed when a prefix is ambiguous
 FINAL_STATES = {status.value for status in FINAL}
 
 
@@ -119,6 +126,27 @@ class JobStore(Application):
         if not isinstance(job, Job):
             raise JobNotFound(job_id)
         return job
+
+    def resolve(self, ref: UUID | str) -> UUID:
+        """The id of the one job `ref` names: a full id, or a unique prefix of one (as
+        `bin/jobs list` prints them). This is a read-only operation."""
+        if isinstance(ref, UUID):
+            return ref
+        text = ref.strip().lower()
+        with contextlib.suppress(ValueError):
+            return UUID(text)
+        if not text or not set(text) <= set("0123456789abcdef-"):
+            raise InvalidSpec("job id", f"{ref!r} is neither a job id nor the start of one")
+        rows = self.heads.with_prefix(text, PREFIX_MATCHES + 1)
+        if not rows:
+            raise JobNotFound(ref)
+        if len(rows) > 1:
+            shown = [
+                f"{row['job_id']} ({row['job_type']} {row['repository']}, {row['status']})"
+                for row in rows[:PREFIX_MATCHES]
+            ]
+            raise AmbiguousJobId(ref, shown, more=len(rows) > PREFIX_MATCHES)
+        return rows[0]["job_id"]
 
     def get_many(self, job_ids: Sequence[UUID]) -> list[Job]:
         """Loads several jobs with one query; unknown ids are left out."""

@@ -18,11 +18,23 @@ from capture import settings as capture
 from capture.handlers import capable
 from jobstore import db
 from jobstore.dispatcher import Dispatcher
-from jobstore.errors import ConfigError, InvalidSpec, InvalidTransition, JobNotFound, JobStoreError
+from jobstore.errors import (
+    AmbiguousJobId,
+    ConfigError,
+    InvalidSpec,
+    InvalidTransition,
+    JobNotFound,
+    JobStoreError,
+)
 from jobstore.prices import load_prices
 from jobstore.settings import Settings, load
 from jobstore.store import JobStore
 from jobstore.views import JobViews, catch_up, open_views
+
+# --version on every script: the installed distribution's version.
+version_option = click.version_option(
+    package_name="prcapture", message="%(prog)s (prcapture %(version)s)"
+)
 
 
 class OneLineErrors:
@@ -116,7 +128,7 @@ def errors() -> Iterator[None]:
     """User mistakes exit 2 with one line; failures of the work exit 1 with one line."""
     try:
         yield
-    except (InvalidSpec, JobNotFound, ConfigError, InvalidTransition) as exc:
+    except (InvalidSpec, JobNotFound, AmbiguousJobId, ConfigError, InvalidTransition) as exc:
         raise click.UsageError(str(exc)) from None
     except JobStoreError as exc:
         raise click.ClickException(str(exc)) from None

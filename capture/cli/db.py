@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from capture.cli.common import Group
+from capture.cli.common import Group, version_option
 from jobstore import db
 from jobstore.embedded import Server, bin_dir
 from jobstore.errors import ConfigError, JobStoreError
@@ -28,6 +28,7 @@ def settings() -> Settings:
 
 
 @click.group(cls=Group)
+@version_option
 def db_group() -> None:
     """Start, stop and inspect the job store's PostgreSQL."""
 
@@ -62,10 +63,10 @@ def stop() -> None:
 @db_group.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
-    """Say which PostgreSQL is used and whether it is running."""
+    """Say which PostgreSQL is used and whether it answers; exit 1 when it does not."""
     s = settings()
     if s.database_url:
-        info = {"mode": "external", "running": None, "url": "DATABASE_URL"}
+        info = {"mode": "external", "running": db.reachable(s.database_url), "url": "DATABASE_URL"}
     else:
         server = Server(s.home)
         info = {"mode": "embedded", "running": server.is_running(), "url": server.url()}
@@ -76,6 +77,8 @@ def status(as_json: bool) -> None:
     else:
         for key, value in info.items():
             click.echo(f"{key:9} {value}")
+    if not info["running"]:
+        raise SystemExit(1)
 
 
 @db_group.command()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from capture.cli.actions import ActionsReport
-from capture.cli.common import Command, IsoTime, echo_json, errors, resources
+from capture.cli.common import Command, IsoTime, echo_json, errors, resources, version_option
 from capture.handlers import HANDLERS
 from jobstore.routing import LANES
 from jobstore.spec import PRIORITIES, TRIGGERS, JobSpec
@@ -24,6 +24,7 @@ def parse_prs(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 @click.command(cls=Command)
+@version_option
 @click.argument("job_type", type=click.Choice(sorted(HANDLERS)))
 @click.option("--repo", required=True, help="The repository, owner/name.")
 @click.option("--days", type=click.IntRange(1, 3650), help="The window: the last N days.")

@@ -12,7 +12,7 @@ import click
 
 from capture.cli import render
 from capture.cli.actions import ActionsReport
-from capture.cli.common import Group, IsoTime, echo_json, errors, resources
+from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
 from jobstore import db, reads
 from jobstore.domain import Status
 from jobstore.errors import DatabaseUnavailable
@@ -34,6 +34,7 @@ LIST_COLUMNS = [
 
 
 @click.group(cls=Group)
+@version_option
 def jobs() -> None:
     """Read the job store: jobs, their history, lane statistics, and the projector."""
 
@@ -85,9 +86,12 @@ def list_jobs(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 def show(ctx: click.Context, job_id: str, at: datetime | None, as_json: bool) -> None:
-    """The whole event history of a job and its state (now, or --at a time)."""
+    """The whole event history of a job and its state (now, or --at a time).
+
+    JOB_ID is a job's id or a unique prefix of it (as `bin/jobs list` prints them)."""
     with errors():
-        document = reads.job_history(resources(ctx).store, job_id, at)
+        store = resources(ctx).store
+        document = reads.job_history(store, store.resolve(job_id), at)
     if as_json:
         echo_json(document)
     else:
@@ -165,12 +169,14 @@ def rebuild(ctx: click.Context) -> None:
 @click.option("--reason", default="cancelled by an operator", show_default=True)
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
-    """Cancel a job that has not ended (a running worker stops at its next checkpoint)."""
+    """Cancel a job that has not ended (a running worker stops at its next checkpoint).
+
+    JOB_ID is a job's id or a unique prefix of it."""
     if not reason.strip():
         raise click.BadParameter("must not be empty", param_hint="'--reason'")
     s = resources(ctx)
     with errors():
-        job = s.store.cancel(job_id, reason[:500])
+        job = s.store.cancel(s.store.resolve(job_id), reason[:500])
     click.echo(f"job {job.id} cancelled ({reason})")
 
 

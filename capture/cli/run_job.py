@@ -17,7 +17,14 @@ import click
 
 from capture.attempt import Result, job_runner, run_by_id
 from capture.cli.actions import ActionsReport
-from capture.cli.common import Command, Resources, capture_settings, errors, resources
+from capture.cli.common import (
+    Command,
+    Resources,
+    capture_settings,
+    errors,
+    resources,
+    version_option,
+)
 from capture.worker import Wakeup, work
 from jobstore.domain import Job
 from jobstore.lanes.github_actions import plan_matrix
@@ -47,7 +54,7 @@ def run_one(
     settings = capture_settings()  # bad settings are bad input: exit 2 before any read
     with errors():
         store = s.store
-        store.get(job_id)  # an unknown id is bad input: exit 2 before anything is written
+        job_id = str(store.resolve(job_id))  # unknown or ambiguous: exit 2, nothing written
         return run_by_id(
             store,
             s.url or "",
@@ -108,7 +115,8 @@ def report(result: Result, job: Job | None, started: datetime, actions: ActionsR
 
 
 @click.command(cls=Command)
-@click.option("--job-id", help="Run this job (its current attempt).")
+@version_option
+@click.option("--job-id", help="Run this job (its current attempt); a unique prefix will do.")
 @click.option("--attempt", type=click.IntRange(1), help="Run only if the job is on this attempt.")
 @click.option(
     "--lane",

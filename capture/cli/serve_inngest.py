@@ -13,10 +13,11 @@ import threading
 import click
 
 from capture import inngest_function
-from capture.cli.common import Command, capture_settings, errors, resources
+from capture.cli.common import Command, capture_settings, errors, resources, version_option
 
 
 @click.command(cls=Command)
+@version_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--worker-id", default=lambda: f"inngest:{socket.gethostname()}:{os.getpid()}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from capture.cli.common import Group
+from capture.cli.common import Group, version_option
 from devtools.bench.capture import capture
 from devtools.bench.latency import latency
 from devtools.bench.store import projections, store
@@ -13,6 +13,7 @@ __all__ = ["bench"]
 
 
 @click.group(cls=Group)
+@version_option
 def bench() -> None:
     """Benchmarks: each prints a table and, with --json, a JSON line last."""
 

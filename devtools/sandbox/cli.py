@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
 import threading
+from typing import Any
 
 import click
 
-from capture.cli.common import Command
+from capture.cli.common import Command, errors, version_option
+from devtools.playground import ROOT, Playground, script_env
 from devtools.sandbox.data import World
 from devtools.sandbox.faults import parse_fault
 from devtools.sandbox.server import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox
+from jobstore import db
+from jobstore.settings import load
 
+WORKFLOWS = ROOT / ".github" / "workflows"
 REPO = re.compile(r"(?P<name>[A-Za-z0-9-]+/[A-Za-z0-9._-]+):(?P<pulls>\d+)")
 
 
@@ -44,6 +50,19 @@ class FaultSpec(click.ParamType):
         return str(value)
 
 
+class WorkflowSpec(click.ParamType):
+    """REPO:FILE:INPUT,INPUT, e.g. acme/ops:capture-job.yml:job_id,attempt."""
+
+    name = "repo:file:inputs"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        repo, _, rest = str(value).partition(":")
+        file, _, inputs = rest.partition(":")
+        if repo.count("/") != 1 or not file.endswith((".yml", ".yaml")):
+            self.fail(f"{value!r} is not REPO:FILE:INPUTS like acme/ops:run.yml:job_id", param, ctx)
+        return f"{repo}:{file}:{inputs}"
+
+
 def build(
     repos: list[tuple[str, int]],
     days: int,
@@ -72,6 +91,7 @@ def build(
 
 
 @click.command(cls=Command)
+@version_option
 @click.option(
     "--repo",
     "repos",
@@ -130,9 +150,22 @@ def build(
     "--workflow",
     "workflows",
     multiple=True,
-    default=["acme/ops:capture-job.yml:job_id,attempt"],
+    type=WorkflowSpec(),
+    help="REPO:FILE:INPUT,INPUT another workflow that can be dispatched (this checkout's "
+    "workflows are registered for --actions-repo).",
+)
+@click.option(
+    "--actions-repo",
+    default="acme/ops",
     show_default=True,
-    help="REPO:FILE:INPUT,INPUT a workflow that can be dispatched.",
+    help="The repository this checkout's .github/workflows are registered for.",
+)
+@click.option(
+    "--execute",
+    is_flag=True,
+    help="Also run what is dispatched, as GitHub and Inngest would: workflow runs execute "
+    "this checkout's workflows, Inngest events call the capture function served here. "
+    "Uses the job store (DATABASE_URL, else the embedded server).",
 )
 def fake_github(
     repos: tuple[tuple[str, int], ...],
@@ -149,8 +182,14 @@ def fake_github(
     faults: tuple[str, ...],
     enterprise: bool,
     workflows: tuple[str, ...],
+    actions_repo: str,
+    execute: bool,
 ) -> None:
-    """Serve a sandbox GitHub (GraphQL, REST, Actions) and Inngest Event API until stopped."""
+    """Serve a sandbox GitHub (GraphQL, REST, Actions) and Inngest Event API until stopped.
+
+    Prints one JSON line with its URLs, then the `export` lines that point the scripts at
+    it. With --execute it also runs what the lanes are sent, so both lanes can be tried
+    by hand with bin/enqueue."""
     options = Options(
         tokens=dict.fromkeys(tokens, budget),
         event_keys=set(event_keys),
@@ -159,10 +198,54 @@ def fake_github(
         timeout_nodes=timeout_nodes,
     )
     sandbox = build(list(repos), days, seed, options, list(faults), enterprise, list(workflows))
-    served = sandbox.serve(host, port)
-    click.echo(json.dumps({**served.urls, "token": tokens[0], "event_key": event_keys[0]}), nl=True)
+    try:
+        if execute:
+            served = playground(sandbox, host, port, actions_repo, tokens[0], event_keys[0])
+        else:
+            sandbox.load_workflows(WORKFLOWS, actions_repo)
+            served = sandbox.serve(host, port)
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    click.echo(json.dumps({**served.urls, "token": tokens[0], "event_key": event_keys[0]}))
+    env = script_env(served.url, tokens[0], event_keys[0], actions_repo)
+    if execute:
+        env["DATABASE_URL"] = served.database_url
+    click.echo("# point the scripts at this sandbox (in another shell):")
+    click.echo("\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items()))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     served.stop()
+
+
+class Executing:
+    """A sandbox served with its lanes executed (a Playground without worker or sweeper)."""
+
+    def __init__(self, running: Playground) -> None:
+        self.running = running
+        self.url = running.url
+        self.urls = running.sandbox_urls
+        self.database_url = running.database_url
+
+    def stop(self) -> None:
+        self.running.close()
+
+
+def playground(
+    sandbox: Sandbox, host: str, port: int, actions_repo: str, token: str, event_key: str
+) -> Executing:
+    with errors():
+        url = db.database_url(load())
+    running = Playground(
+        sandbox.world,
+        url,
+        sandbox=sandbox,
+        address=(host, port),
+        actions_repository=actions_repo,
+        token=token,
+        event_key=event_key,
+        local_worker=False,
+        sweep_every=None,
+    )
+    return Executing(running.start(lambda env: None))

@@ -16,9 +16,16 @@ from jobstore.errors import InvalidTransition
 from jobstore.recorder import DispatchOutcome
 from jobstore.store import JobStore, utcnow
 
+__all__ = ["Dispatch", "DispatchError", "Lane", "LaneMisconfigured", "dispatch"]
+
 
 class DispatchError(Exception):
     """The lane refused or could not take the job (recorded as DispatchFailed)."""
+
+
+class LaneMisconfigured(DispatchError):
+    """The lane refused us, not the job (401, 403, 404, 422): its configuration is wrong
+    and a person must fix it. The message names what to check."""
 
 
 class Lane(Protocol):
@@ -35,6 +42,7 @@ class Dispatch:
     job_id: UUID
     ok: bool
     detail: str
+    misconfigured: bool = False  # the lane's configuration is wrong (see LaneMisconfigured)
 
 
 def dispatch(
@@ -47,7 +55,7 @@ def dispatch(
         ref = lane.send(job)
     except DispatchError as exc:
         store.dispatch_failed(job.id, str(exc), now)
-        return Dispatch(job.id, False, str(exc))
+        return Dispatch(job.id, False, str(exc), isinstance(exc, LaneMisconfigured))
     try:
         store.dispatched(job.id, ref, now)
     except InvalidTransition:  # the lane started it before we could say we sent it

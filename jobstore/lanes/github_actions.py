@@ -12,7 +12,7 @@ import httpx
 
 from jobstore.domain import Job
 from jobstore.errors import InvalidTransition
-from jobstore.lanes import DispatchError
+from jobstore.lanes import DispatchError, LaneMisconfigured
 from jobstore.store import JobStore
 
 MAX_INPUTS = 25
@@ -45,7 +45,9 @@ class ActionsLane:
         if token == "" and "authorization" not in client.headers:
             raise DispatchError("GITHUB_TOKEN is not set: the Actions lane is down")
         self.client = client
-        self.base = f"{api_url.rstrip('/')}/repos/{repository}/actions"
+        self.api_url = api_url.rstrip("/")
+        self.repository = repository
+        self.base = f"{self.api_url}/repos/{repository}/actions"
         self.workflow_for = workflow if callable(workflow) else (lambda _type: workflow)
         self.ref = ref
         self.declared = declared
@@ -75,9 +77,34 @@ class ActionsLane:
         if response.status_code == 204:
             return self._find_run(job_id, attempt)
         message = ""
-        with contextlib.suppress(ValueError):  # a non-JSON error page still fails the dispatch
+        with contextlib.suppress(ValueError, AttributeError):  # a non-JSON error page
             message = response.json().get("message", "")
+        problem = self._misconfigured(response.status_code, workflow, message)
+        if problem:
+            raise LaneMisconfigured(problem[:300])
         raise DispatchError(f"Actions answered HTTP {response.status_code}: {message}"[:300])
+
+    def _misconfigured(self, status: int, workflow: str, message: str) -> str:
+        """What to fix when GitHub refused us rather than the job, or "" when it did not."""
+        where = f"{self.repository} at {self.api_url}"
+        if status == 401:
+            return f"configuration: the dispatch token was refused by {self.api_url} (HTTP 401)"
+        if status == 403 and "rate limit" not in message.lower():
+            return (
+                f"configuration: the dispatch token may not run workflows in {where} "
+                f"(HTTP 403: {message}); it needs actions: write"
+            )
+        if status == 404:
+            return (
+                f"configuration: workflow {workflow} not found in {where} (HTTP 404); check "
+                "CAPTURE_ACTIONS_REPOSITORY, CAPTURE_ACTIONS_WORKFLOW(S) and the token's access"
+            )
+        if status == 422:
+            return (
+                f"configuration: {where} refused to dispatch {workflow} at ref {self.ref} "
+                f"(HTTP 422: {message}); check CAPTURE_ACTIONS_REF and the workflow's inputs"
+            )
+        return ""
 
     def _post(self, url: str, body: dict) -> httpx.Response:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from jobstore.domain import Job
-from jobstore.lanes import DispatchError
+from jobstore.lanes import DispatchError, LaneMisconfigured
 
 EVENT = "capture/job.requested"
 
@@ -33,7 +33,8 @@ class InngestLane:
         if not event_key:
             raise DispatchError("INNGEST_EVENT_KEY is not set: the Inngest lane is down")
         self.client = client
-        self.url = f"{base_url.rstrip('/')}/e/{event_key}"
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/e/{event_key}"
 
     def send(self, job: Job) -> str:
         event = {"name": EVENT, "id": event_id(job), "data": event_data(job)}
@@ -41,6 +42,12 @@ class InngestLane:
             response = self.client.post(self.url, json=[event])
         except httpx.HTTPError as exc:
             raise DispatchError(f"Inngest unreachable: {type(exc).__name__}") from None
+        if response.status_code in (401, 403, 404):
+            raise LaneMisconfigured(
+                f"configuration: INNGEST_EVENT_KEY was refused by the Event API at "
+                f"{self.base_url} (HTTP {response.status_code}); check the key and "
+                "INNGEST_EVENT_API_BASE_URL"
+            )
         if response.status_code != 200:
             raise DispatchError(f"Inngest answered HTTP {response.status_code}")
         ids = response.json().get("ids") or []

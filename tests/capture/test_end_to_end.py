@@ -4,6 +4,7 @@ both lanes, with each lane down, and with a lane that accepts a job and never ru
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -166,3 +167,37 @@ def test_make_demo_runs_everything_to_completion(server_url):
     assert titles, out
     assert len(titles) == len(set(titles)), titles  # no attempt was dispatched twice
     assert "sandbox-token" not in out + done.stderr  # the token never reaches the output
+    # The commands it ends with work, and show the demo's jobs.
+    explore = out.split("== explore what the demo did", 1)[1].splitlines()[1:]
+    exports = dict(
+        shlex.split(line)[1].split("=", 1) for line in explore if line.startswith("export ")
+    )
+    env = {**env, **exports}
+    commands = [shlex.split(line) for line in explore if line.startswith("bin/")]
+    assert [c[:2] for c in commands] == [
+        ["bin/jobs", "list"],
+        ["bin/jobs", "show"],
+        ["bin/jobs", "stats"],
+        ["bin/db", "psql"],
+    ]
+    for command in commands:
+        shown = subprocess.run(
+            [sys.executable, str(ROOT / command[0]), *command[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.strip(), command
+        assert "no jobs" not in shown.stdout
+    listed = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "jobs"), "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert len(json.loads(listed.stdout)) >= 13

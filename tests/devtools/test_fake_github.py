@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -13,6 +16,7 @@ from click.testing import CliRunner
 
 from devtools.sandbox.cli import fake_github
 from tests.conftest import ROOT, assert_refused
+from tests.jobstore.test_views import wait_for
 
 
 @pytest.mark.slow
@@ -76,8 +80,61 @@ def test_it_prints_its_urls_and_serves_until_stopped():
         (["--port", "70000"], "Invalid value for '--port'"),
         (["--fault", "graphql"], "is not TARGET:KIND"),
         (["--fault", "ftp:502"], "TARGET one of graphql, rest, dispatch, inngest"),
+        (["--workflow", "capture-job.yml"], "is not REPO:FILE:INPUTS"),
+        (["--workflow", "acme/ops:notes.txt:x"], "is not REPO:FILE:INPUTS"),
+        (["--host", "256.1.1.1"], "cannot serve on 256.1.1.1:0"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(args, message):
     result = CliRunner().invoke(fake_github, args)
     assert_refused(result, message)
+
+
+@pytest.mark.slow
+def test_execute_runs_both_lanes_for_scripts_pointed_at_it_by_its_exports(database_url, store):
+    """What a user does by hand: start it, paste its exports, enqueue work for both lanes."""
+    process = subprocess.Popen(
+        [*(sys.executable, ROOT / "bin" / "fake-github", "--execute"), "--days", "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
+    try:
+        assert json.loads(process.stdout.readline())["rest"].startswith("http://127.0.0.1:")
+        assert process.stdout.readline().startswith("# point the scripts at this sandbox")
+        exports = dict(shlex.split(process.stdout.readline())[1].split("=", 1) for _ in range(7))
+        assert exports["DATABASE_URL"] == database_url
+        assert exports["CAPTURE_ACTIONS_REPOSITORY"] == "acme/ops"
+        env = {**os.environ, **exports}
+        month_ago = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT00:00:00Z")
+        ids = {}
+        for lane, args in (
+            ("inngest", ["pr-reviews", "--repo", "acme/widgets", "--days", "1"]),
+            (
+                "github_actions",
+                [
+                    *("historical-sync", "--repo", "acme/widgets", "--trigger", "backfill"),
+                    *("--since", "2020-01-01T00:00:00Z", "--until", month_ago),
+                ],
+            ),
+        ):
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "bin" / "enqueue"), *args, "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            answer = json.loads(done.stdout)
+            assert (answer["lane"], answer["dispatched"]) == (lane, True)
+            ids[lane] = answer["job_id"]
+        wait_for(lambda: all(store.get(i).is_final for i in ids.values()), timeout=90)
+        assert {lane: store.get(i).status.value for lane, i in ids.items()} == {
+            "inngest": "completed",
+            "github_actions": "completed",
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        process.stdout.close()

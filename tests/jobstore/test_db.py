@@ -50,6 +50,8 @@ def test_cli_status_stop_and_start(fresh_home):
     assert json.loads(status.output)["running"] is True
     assert runner.invoke(db_group, ["stop"], env=env).output.strip() == "stopped"
     assert runner.invoke(db_group, ["stop"], env=env).output.strip() == "not running"
+    down = runner.invoke(db_group, ["status", "--json"], env=env)
+    assert (down.exit_code, json.loads(down.output)["running"]) == (1, False)
     started = runner.invoke(db_group, ["start"], env=env)
     assert started.exit_code == 0, started.output
     assert started.stdout.strip() == Server(fresh_home).url()
@@ -112,3 +114,27 @@ def test_every_command_has_help():
         result = CliRunner().invoke(db_group, args)
         assert result.exit_code == 0
         assert "Usage:" in result.output
+
+
+def test_db_status_exits_1_when_the_external_server_does_not_answer():
+    env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"}
+    result = CliRunner().invoke(db_group, ["status", "--json"], env=env)
+    assert (result.exit_code, json.loads(result.output)["running"]) == (1, False)
+
+
+def test_the_default_home_is_the_nearest_jobstore_folder_above(tmp_path):
+    project = tmp_path / "project"
+    (project / ".jobstore").mkdir(parents=True)
+    deep = project / "src" / "deeper"
+    deep.mkdir(parents=True)
+    assert settings.find_home(deep) == project / ".jobstore"
+    assert settings.load({}).home == settings.find_home(Path.cwd())
+
+
+def test_a_new_cluster_says_where_it_is_created(tmp_path, caplog):
+    home = tmp_path / "elsewhere"
+    try:
+        Server(home).start()
+    finally:
+        Server(home).stop()
+    assert f"no PostgreSQL cluster in {home / 'data'}" in caplog.text

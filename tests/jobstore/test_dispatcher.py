@@ -120,6 +120,25 @@ def test_actions_down_keeps_the_job_routed_until_the_sweeper_succeeds(store, san
     assert events(store, job_id)[-1] == "Dispatched"
 
 
+def test_a_refused_event_key_is_a_configuration_error_tried_once(store, sandbox, make):
+    job_id = routed(store, "inngest")
+    sent = make(inngest_event_key=Secret("wrong-key")).send(job_id, T0)
+    assert (sent.ok, sent.lane, sent.fallback_from) == (True, "github_actions", "inngest")
+    (failed,) = [e for e in store.history(job_id) if type(e).__name__ == "DispatchFailed"]
+    assert failed.error.startswith("configuration: INNGEST_EVENT_KEY was refused")
+    assert "wrong-key" not in failed.error
+    assert "configuration: INNGEST_EVENT_KEY" in store.get(job_id).reason
+
+
+def test_a_missing_workflow_says_what_to_check_not_that_the_lane_is_down(store, make):
+    job_id = routed(store, "github_actions", rule="historical")
+    sent = make(actions_workflow="nope.yml").send(job_id, T0)
+    assert not sent.ok
+    assert sent.detail.startswith("github_actions is misconfigured (configuration: workflow")
+    assert "CAPTURE_ACTIONS_REPOSITORY" in sent.detail
+    assert events(store, job_id).count("DispatchFailed") == 1  # not retried in vain
+
+
 def test_both_lanes_down_run_locally(store, sandbox, make):
     sandbox.faults.add("inngest:down", "dispatch:down")
     job_id = routed(store, "inngest")

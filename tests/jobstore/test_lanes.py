@@ -96,6 +96,8 @@ def test_refused_dispatches_are_recorded_with_the_reason(
     )
     assert not result.ok
     assert message in result.detail
+    assert result.misconfigured
+    assert result.detail.startswith("configuration: ")
     job = store.get(job_id)
     assert job.status.value == "routed"
     assert type(store.history(job_id)[-1]).__name__ == "DispatchFailed"

@@ -5,11 +5,9 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from jobstore.routing import Route
+from jobstore.routing import LANES, Route
 from jobstore.spec import JobSpec
 from jobstore.store import JobStore
-
-LANES = ["inngest", "github_actions", "local"]
 
 
 def make_history(store: JobStore, jobs: int, start: datetime, seed: int = 1) -> list:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from capture.cli.jobs import jobs
 from jobstore.routing import Route
+from jobstore.spec import JobSpec
 from tests.conftest import assert_refused, count_events
 from tests.jobstore.workload import make_history
 
@@ -61,11 +62,40 @@ def test_show_prints_the_history_and_the_state_at_a_time(run, history, store):
     assert "Completed" in run("show", job_id).output
 
 
+def test_show_and_cancel_take_the_prefix_list_prints(run, history, store):
+    job_id = str(history[0])
+    listed = run("list", "--limit", "100").output
+    assert job_id in listed  # list shows whole ids; any unique prefix of one will do
+    shown = json.loads(run("show", job_id[:8], "--json").output)
+    assert shown["job_id"] == job_id
+    active = [str(j) for j in history if not store.get(j).status.is_final]
+    done = run("cancel", active[0][:8].upper(), "--reason", "by prefix")
+    assert done.exit_code == 0, done.output
+    assert store.get(active[0]).status.value == "cancelled"
+
+
+def test_an_ambiguous_prefix_names_the_jobs_it_matches(run, store, database_url):
+    by_first: dict[str, list[str]] = {}
+    n = 0
+    while not any(len(ids) > 1 for ids in by_first.values()):  # 17 jobs at most
+        spec = JobSpec.create("pr-reviews", f"acme/prefix{n}", days=1)
+        job_id = str(store.enqueue(spec, T0, Route("local", "explicit", "t")).job_id)
+        by_first.setdefault(job_id[0], []).append(job_id)
+        n += 1
+    shared, ids = next((k, v) for k, v in by_first.items() if len(v) > 1)
+    before = count_events(database_url)
+    result = run("cancel", shared)
+    assert_refused(result, f"job id {shared!r} matches several jobs")
+    assert all(job_id in result.output for job_id in ids)
+    assert count_events(database_url) == before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["show", "00000000-0000-0000-0000-000000000000"], "no job with id"),
-        (["show", "not-an-id"], "no job with id not-an-id"),
+        (["show", "not-an-id"], "'not-an-id' is neither a job id nor the start of one"),
+        (["show", "ffffffff-f"], "no job with id ffffffff-f"),
         (["show", "JOB", "--at", "yesterday"], "'yesterday' is not an ISO 8601 time"),
         (["show", "JOB", "--at", "2000-01-01"], "did not exist yet"),
         (["list", "--status", "lost"], "Invalid value for '--status'"),
@@ -137,7 +167,7 @@ def test_cancel_ends_a_job_and_refuses_what_cannot_be_cancelled(store, database_
     assert store.get(job_id).status.value == "cancelled"
     for args, message in (
         (["cancel", str(job_id)], "is cancelled: cannot cancel"),
-        (["cancel", "nope"], "no job with id nope"),
+        (["cancel", "nope"], "'nope' is neither a job id nor the start of one"),
         (["cancel", str(job_id), "--reason", " "], "Invalid value for '--reason'"),
     ):
         again = CliRunner().invoke(jobs_group, args, env=env)

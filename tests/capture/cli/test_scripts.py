@@ -27,16 +27,20 @@ def target(script: str) -> str:
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_every_script_has_help(script):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / script), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Usage:" in done.stdout
+def test_every_script_has_help_and_version(script):
+    for flag, expected in (
+        ("--help", f"Usage: bin/{script}"),
+        ("--version", f"bin/{script} (prcapture "),
+    ):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bin" / script), flag],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        assert expected in done.stdout
 
 
 def test_product_scripts_are_console_scripts_and_the_rig_is_not_installed():
