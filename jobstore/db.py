@@ -29,6 +29,11 @@ def database_url(settings: Settings) -> str:
     """DATABASE_URL if set, else the URL of the embedded server (started if needed)."""
     if settings.database_url:
         return settings.database_url
+    if settings.on_github_actions:  # a runner's own server would vanish with the run
+        raise ConfigError(
+            "DATABASE_URL is not set: on GitHub Actions the job store is a database the "
+            "runners reach (see docs/DEPLOY.md), never an embedded one"
+        )
     return Server(settings.home).start()
 
 

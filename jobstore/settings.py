@@ -46,6 +46,7 @@ class LaneSettings:
 class Settings:
     database_url: str | None = None
     home: Path = Path(".jobstore")
+    on_github_actions: bool = False  # GITHUB_ACTIONS=true: a runner, no embedded server
     leases: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LEASES))
     start_deadlines: Mapping[str, float] = field(
         default_factory=lambda: dict(DEFAULT_START_DEADLINES)
@@ -107,6 +108,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         lanes=_lanes(env),
         database_url=url,
+        on_github_actions=env.get("GITHUB_ACTIONS") == "true",
         home=Path(env["JOBSTORE_HOME"]) if env.get("JOBSTORE_HOME") else find_home(Path.cwd()),
         leases=leases,
         start_deadlines=deadlines,

@@ -164,3 +164,25 @@ def test_the_wheel_holds_the_product_and_its_schema_but_not_the_rig(tmp_path):
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "prcapture-jobs" in scripts
     assert "devtools" not in scripts
+
+
+def test_the_lock_file_pins_every_requirement_within_its_range():
+    """requirements.lock (pip-compile --generate-hashes setup.cfg) is what the workflows
+    install; regenerate it when install_requires changes."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    pinned = dict(
+        line.split(" ", 1)[0].split("==")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    )
+    pinned = {canonicalize_name(name): version for name, version in pinned.items()}
+    for line in config["options"]["install_requires"].split("\n"):
+        if line.strip():
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name)
+            assert name in pinned, f"{name} is not in requirements.lock"
+            assert requirement.specifier.contains(pinned[name]), (name, pinned[name])

@@ -16,7 +16,9 @@ from jobstore.settings import Settings, load
 
 
 def fail_cleanly(error: JobStoreError) -> click.ClickException:
-    """Configuration and database problems: one line, exit 1 (the work could not run)."""
+    """One line: bad configuration exits 2, a database that cannot run exits 1."""
+    if isinstance(error, ConfigError):
+        return click.UsageError(str(error))
     return click.ClickException(str(error))
 
 

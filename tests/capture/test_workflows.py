@@ -184,7 +184,7 @@ def test_inputs_reach_scripts_through_env_only(store, rig, tmp_path):
     assert not marker.exists()
     (run_step,) = [s for s in log.steps if s.name == "Run the job"]
     assert run_step.returncode == 2
-    assert "no job with id" in run_step.output
+    assert "is neither a job id nor the start of one" in run_step.output
 
 
 def store_now():

@@ -14,7 +14,7 @@ from capture.cli.db import db_group
 from jobstore import db, settings
 from jobstore.embedded import Server
 from jobstore.errors import ConfigError, DatabaseUnavailable
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_refused
 
 
 def start_server(home: str) -> str:
@@ -138,3 +138,14 @@ def test_a_new_cluster_says_where_it_is_created(tmp_path, caplog):
     finally:
         Server(home).stop()
     assert f"no PostgreSQL cluster in {home / 'data'}" in caplog.text
+
+
+def test_no_embedded_server_on_github_actions(tmp_path):
+    config = settings.load({"GITHUB_ACTIONS": "true", "JOBSTORE_HOME": str(tmp_path)})
+    with pytest.raises(ConfigError, match="DATABASE_URL is not set: on GitHub Actions"):
+        db.database_url(config)
+    assert not any(tmp_path.iterdir())  # nothing was created
+    result = CliRunner().invoke(
+        db_group, ["url"], env={"GITHUB_ACTIONS": "true", "DATABASE_URL": ""}
+    )
+    assert_refused(result, "DATABASE_URL is not set: on GitHub Actions")
