@@ -14,7 +14,8 @@ from tests.conftest import assert_refused, count_events
     ("args", "env", "message"),
     [
         (["--job-id", "00000000-0000-0000-0000-000000000000"], {}, "no job with id"),
-        (["--job-id", "nope"], {}, "no job with id nope"),
+        (["--job-id", "nope"], {}, "'nope' is neither a job id nor the start of one"),
+        (["--job-id", "fffffff"], {}, "no job with id fffffff"),
         ([], {}, "give --job-id ID, or --lane LANE"),
         (["--job-id", "x", "--watch"], {}, "--max-jobs and --watch work a lane's queue"),
         (["--lane", "local", "--max-jobs", "0"], {}, "Invalid value for '--max-jobs'"),
