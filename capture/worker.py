@@ -19,6 +19,7 @@ import psycopg
 
 from capture.attempt import Result
 from jobstore.domain import Job, Status
+from jobstore.errors import DatabaseUnavailable
 from jobstore.recorder import ROUTED_CHANNEL
 from jobstore.store import JobStore
 
@@ -73,7 +74,8 @@ class Wakeup:
                     if lane == self.lane:
                         return [Hint.parse(h) for h in hints]
         except psycopg.Error as exc:
-            log.warning("LISTEN connection lost (%s); polling until it is back", exc)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("LISTEN connection lost (%s); polling until it is back", first)
             self.close()
         return None
 
@@ -110,31 +112,56 @@ def work(
     poll: float = 1.0,
     stop: threading.Event | None = None,
     on_claim: Callable[[UUID], None] | None = None,
+    ready: Callable[[], str | None] = lambda: None,
+    say: Callable[[str], None] = log.warning,
 ) -> list[Result]:
-    """Claims and runs jobs of `lane` one at a time; without `watch`, stops when none wait."""
+    """Claims and runs jobs of `lane` one at a time; without `watch`, stops when none wait.
+
+    Before claiming, `ready()` names a problem that would fail every job (GitHub refusing
+    the credentials) or None; while there is one, and while the database is unavailable,
+    the worker claims nothing, says so once, and tries again with backoff. Without
+    `watch` it stops instead of waiting for credentials.
+    """
     stop = stop or threading.Event()
     results: list[Result] = []
     hinted: list[Hint] = []
+    trouble: Trouble = Trouble(say)
     if wakeup is not None and wakeup.conn is None:
         wakeup.listen()
     while not stop.is_set() and (max_jobs is None or len(results) < max_jobs):
-        if hinted:  # named by the notification: claim it directly (another may win it)
-            hint = hinted.pop(0)
-            claim = store.claim_notified(
-                hint.job_id, hint.version, hint.attempt, worker, lane, now()
-            )
-            if claim.won:
+        problem = ready()
+        if problem is not None:
+            if not watch:
+                say(f"not claiming: {problem}")
+                break
+            stop.wait(trouble.begin(problem))
+            continue
+        try:
+            if hinted:  # named by the notification: claim it directly (another may win it)
+                hint = hinted.pop(0)
+                claim = store.claim_notified(
+                    hint.job_id, hint.version, hint.attempt, worker, lane, now()
+                )
+                trouble.end()
+                if claim.won:
+                    if on_claim is not None:
+                        on_claim(claim.job_id)
+                    results.append(run(claim.job or store.get(claim.job_id)))
+                continue
+            claimed = store.claim_next(lane, worker, now(), limit=1)
+            trouble.end()
+            if claimed:
                 if on_claim is not None:
-                    on_claim(claim.job_id)
-                results.append(run(claim.job or store.get(claim.job_id)))
-            continue
-        claimed = store.claim_next(lane, worker, now(), limit=1)
-        if claimed:
-            if on_claim is not None:
-                on_claim(claimed[0].id)
-            results.append(run(claimed[0]))
-            continue
-        if route_due_retries(store, lane, now()):
+                    on_claim(claimed[0].id)
+                results.append(run(claimed[0]))
+                continue
+            if route_due_retries(store, lane, now()):
+                continue
+        except DatabaseUnavailable as exc:
+            hinted = []
+            if wakeup is not None:
+                wakeup.close()  # LISTEN again once the database is back
+            stop.wait(trouble.begin(str(exc)))
             continue
         if not watch:
             break
@@ -143,3 +170,27 @@ def work(
         else:
             stop.wait(poll)
     return results
+
+
+class Trouble:
+    """A condition the worker waits out: said once when it starts and once when it ends,
+    with capped exponential backoff in between."""
+
+    def __init__(self, say: Callable[[str], None], cap: float = 30.0) -> None:
+        self.say = say
+        self.cap = cap
+        self.since: float | None = None
+        self.tries = 0
+
+    def begin(self, problem: str) -> float:
+        """Seconds to wait before trying again."""
+        if self.since is None:
+            self.since = time.monotonic()
+            self.say(f"{problem}; waiting, and trying again with backoff")
+        self.tries += 1
+        return min(self.cap, 0.5 * 2 ** (self.tries - 1))
+
+    def end(self) -> None:
+        if self.since is not None:
+            self.say(f"back after {time.monotonic() - self.since:.0f}s; carrying on")
+            self.since, self.tries = None, 0

@@ -53,6 +53,9 @@ def eventsourcing_env(url: str, *, pool_size: int = 5) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "10",
+        # Check a pooled connection before use: a restart or a terminated backend (failover,
+        # pooler restart, idle reaper) then costs a reconnect, not an error.
+        "POSTGRES_PRE_PING": "y",
         # Leave the shared insert function off: unsafe with several apps in one schema.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
     }
@@ -96,6 +99,21 @@ def pending_migrations(conn: psycopg.Connection) -> list[Traversable]:
     return [f for f in schema_files() if f.name not in done]
 
 
+def is_current(conn: psycopg.Connection) -> bool:
+    """Whether every table and schema file is in place. This is a read-only operation."""
+    try:
+        tables = conn.execute(
+            "SELECT to_regclass('jobs_events'), to_regclass('job_views_tracking'), "
+            f"to_regclass('{MIGRATIONS_TABLE}')"
+        ).fetchone()
+        if tables is None or None in tables:
+            return False
+        done = {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc}") from None
+    return all(f.name in done for f in schema_files())
+
+
 def migrate(url: str) -> list[str]:
     """Applies pending schema files in order, each in its own transaction; returns their names.
 
@@ -106,6 +124,8 @@ def migrate(url: str) -> list[str]:
 
     applied: list[str] = []
     with connect(url, autocommit=True) as conn:
+        if is_current(conn):  # nothing to do: no lock, no DDL (a read replica is fine)
+            return applied
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
             exists = conn.execute("SELECT to_regclass('jobs_events')").fetchone()

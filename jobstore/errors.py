@@ -52,4 +52,8 @@ class ConfigError(JobStoreError):
 
 
 class DatabaseUnavailable(JobStoreError):
-    """The database cannot be reached or started."""
+    """The database cannot be reached or started (wait and try again)."""
+
+
+class DatabaseReadOnly(DatabaseUnavailable):
+    """The database refuses writes (a replica, or a primary being demoted)."""

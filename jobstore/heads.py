@@ -13,6 +13,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import sql
 
+from jobstore.boundary import boundary
 from jobstore.recorder import INSERT_DISPATCH, DispatchOutcome
 from jobstore.settings import Settings
 
@@ -33,6 +34,7 @@ LIMIT %s
 """
 
 
+@boundary
 class Heads:
     """Queries the job_heads table through the store's connection pool."""
 

@@ -21,6 +21,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
+from jobstore.boundary import boundary
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import (
     AmbiguousJobId,
@@ -81,6 +82,7 @@ def head_of(job: Job) -> Head:
     )
 
 
+@boundary
 class JobStore(Application):
     """Every job is an event stream; commands append events after checking the state machine."""
 

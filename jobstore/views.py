@@ -19,6 +19,7 @@ from eventsourcing.utils import Environment, get_topic
 from psycopg import Cursor, sql
 
 from jobstore import projection
+from jobstore.boundary import translated
 from jobstore.domain import Job
 from jobstore.prices import LanePrice
 from jobstore.routing import LANES
@@ -93,6 +94,7 @@ class JobViews(PostgresTrackingRecorder):
             self._fold(curs, [event])
             self._insert_tracking(curs, tracking)
 
+    @translated
     def rebuild(self, store: JobStore, batch: int = BATCH) -> int:
         """Empties the views and replays the whole log, in one transaction."""
         total = 0
@@ -136,6 +138,7 @@ class JobViews(PostgresTrackingRecorder):
         curs.execute(MERGE)
         curs.execute("DELETE FROM capture_jobs_batch")  # a rebuild stages many in one commit
 
+    @translated
     def set_prices(self, prices: dict[str, LanePrice]) -> None:
         with self.datastore.transaction(commit=True) as curs:
             for lane in LANES:
@@ -149,12 +152,14 @@ class JobViews(PostgresTrackingRecorder):
                 )
 
 
+@translated
 def open_views(env: dict[str, str]) -> JobViews:
     """The view recorder on the job store's database (creates its tracking table)."""
     factory = PostgresFactory(Environment(NAME, {**env, "POSTGRES_POOL_SIZE": "2"}))
     return factory.tracking_recorder(JobViews)
 
 
+@translated
 def catch_up(store: JobStore, views: JobViews, batch: int = BATCH) -> int:
     """Applies every event recorded so far; returns how many. Safe to run concurrently."""
     total = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from jobstore.dispatcher import Dispatcher
 from jobstore.errors import (
     AmbiguousJobId,
     ConfigError,
+    DatabaseUnavailable,
     InvalidSpec,
     InvalidTransition,
     JobNotFound,
@@ -96,7 +98,7 @@ class Resources:
         if self._views is None:
             self.store  # noqa: B018 - opens the database first (and migrates it)
             assert self.url is not None
-            self._views = open_views(db.eventsourcing_env(self.url))
+            self._views = open_views({**db.eventsourcing_env(self.url), "CREATE_TABLE": "n"})
             self._views.set_prices(load_prices(self.settings.prices_path))
         return self._views
 
@@ -110,12 +112,14 @@ class Resources:
         return catch_up(self.store, self.views)
 
     def close(self) -> None:
-        """Brings the views up to date (so they are current when the script returns)."""
+        """Brings the views up to date (so they are current when the script returns); on
+        a database that cannot take writes now, leaves that to the next script."""
         try:
             for closer in reversed(self._closers):
                 closer()
             if self._store is not None:
-                self.catch_up()
+                with contextlib.suppress(DatabaseUnavailable):
+                    self.catch_up()
         finally:
             if self._views is not None:
                 self._views.close()

@@ -15,7 +15,7 @@ from capture.cli.actions import ActionsReport
 from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
 from jobstore import db, reads
 from jobstore.domain import Status
-from jobstore.errors import DatabaseUnavailable
+from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable
 from jobstore.routing import LANES
 from jobstore.sweeper import SweepReport, sweep
 from jobstore.views import project_forever
@@ -43,7 +43,10 @@ def current(ctx: click.Context) -> str:
     """The database URL, with the views caught up so they are current when read."""
     s = resources(ctx)
     with errors():
-        s.catch_up()
+        try:
+            s.catch_up()
+        except DatabaseReadOnly:  # a replica: read the views as last projected
+            click.echo("note: the database is read-only; views as last projected", err=True)
     assert s.url is not None
     return s.url
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from capture.attempt import Result
@@ -14,6 +19,8 @@ from capture.cli.run_job import run_job_command
 from capture.worker import Wakeup, work
 from jobstore.routing import Route
 from jobstore.spec import JobSpec
+from tests.conftest import ROOT
+from tests.jobstore.test_views import wait_for
 
 
 def local_job(store, repo: str = "acme/widgets", prs=(1,)):
@@ -125,3 +132,42 @@ def test_a_failed_job_is_annotated_in_actions(store, database_url, served, tmp_p
     assert f"::error title=capture pr-details::job {job_id} failed" in result.output
     assert "outcome=failed" in (tmp_path / "o").read_text()
     assert served.env["GITHUB_TOKEN"] not in result.output + (tmp_path / "s").read_text()
+
+
+def terminate_backends(database_url: str) -> int:
+    """What a failover, a pooler restart or an idle reaper does to a worker's connections."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
+@pytest.mark.slow
+def test_an_idle_watching_worker_rides_out_terminated_connections(store, database_url, served):
+    env = {**os.environ, **served.env, "DATABASE_URL": database_url}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            ROOT / "bin" / "run-job",
+            *("--lane", "local", "--watch", "--poll", "0.2"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = local_job(store, prs=(1,))
+        wait_for(lambda: store.get(first).status.value == "completed", timeout=60)
+        for round_ in range(3):  # idle, then every connection it holds is cut
+            assert terminate_backends(database_url) > 0
+            job_id = local_job(store, prs=(2 + round_,))
+            wait_for(lambda j=job_id: store.get(j).is_final, timeout=60)
+            assert store.get(job_id).status.value == "completed", store.get(job_id).error
+        assert worker.poll() is None  # still working
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    assert err.count("waiting, and trying again") <= 3  # said once per outage

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -172,3 +173,30 @@ def test_cancel_ends_a_job_and_refuses_what_cannot_be_cancelled(store, database_
     ):
         again = CliRunner().invoke(jobs_group, args, env=env)
         assert_refused(again, message)
+
+
+def test_reading_scripts_work_on_a_read_only_database(run, history, database_url, server_url):
+    """A read replica or a demoted primary: list, show and stats read, nothing is written."""
+    import psycopg
+
+    assert run("project").exit_code == 0  # the views as the primary last projected them
+    before = count_events(database_url)
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        listed = run("list", "--json")
+        assert listed.exit_code == 0, listed.output
+        assert len(json.loads(listed.stdout)) == 12
+        assert "read-only" in listed.stderr
+        assert run("show", str(history[1])[:8]).exit_code == 0
+        assert run("stats", "--json").exit_code == 0
+        refused = run("cancel", str(history[0]))
+        assert refused.exit_code == 1
+        assert refused.output.strip().splitlines() == [
+            next(line for line in refused.output.splitlines() if "read-only" in line)
+        ]
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
+    assert count_events(database_url) == before

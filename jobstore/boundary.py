@@ -1,0 +1,55 @@
+"""The one place where database driver errors become the job store's own: every public
+method of JobStore and Heads raises JobStoreError, never a psycopg or eventsourcing error.
+
+An unreachable, restarting or read-only database (a failover, a demoted primary, a
+terminated connection) is DatabaseUnavailable: the caller waits and tries again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable
+
+T = TypeVar("T")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def translate(exc: BaseException) -> DatabaseUnavailable:
+    """The job store error for a driver error (IntegrityError is not one: callers use it)."""
+    line = first_line(exc)
+    if "read-only transaction" in line:
+        return DatabaseReadOnly(f"the database is read-only: {line}")
+    return DatabaseUnavailable(f"database unavailable: {line}")
+
+
+def translated(method: Callable[..., T]) -> Callable[..., T]:
+    """Wraps one method: driver errors leave it as DatabaseUnavailable."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except IntegrityError:
+            raise
+        except (PersistenceError, psycopg.Error) as exc:
+            raise translate(exc) from None
+
+    return wrapper
+
+
+def boundary(cls: type[T]) -> type[T]:
+    """Class decorator: every public method the class defines is `translated`."""
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, translated(value))
+    return cls
