@@ -37,6 +37,19 @@ class AccessDenied(CaptureError):
     retryable = False
 
 
+class CredentialsRejected(AccessDenied):
+    """GitHub answered 401: the token is missing, revoked or expired. Not the job's fault:
+    the attempt is released to be retried, and workers stop claiming until it works."""
+
+    retryable = True
+
+
+class RequestRefused(CaptureError):
+    """GitHub refused the request itself (400, 409, 422, ...): retrying it cannot help."""
+
+    retryable = False
+
+
 class ServerError(CaptureError):
     """GitHub answered 5xx or timed out."""
 

@@ -25,6 +25,8 @@ from capture.cli.common import (
     resources,
     version_option,
 )
+from capture.github.client import CredentialCheck, credential_problem
+from capture.settings import CaptureSettings
 from capture.worker import Wakeup, work
 from jobstore.domain import Job
 from jobstore.lanes.github_actions import plan_matrix
@@ -54,7 +56,8 @@ def run_one(
     settings = capture_settings()  # bad settings are bad input: exit 2 before any read
     with errors():
         store = s.store
-        job_id = str(store.resolve(job_id))  # unknown or ambiguous: exit 2, nothing written
+        job_id = str(store.get(store.resolve(job_id)).id)  # unknown: exit 2, nothing written
+        refuse_without_credentials(settings, job_id)
         return run_by_id(
             store,
             s.url or "",
@@ -65,6 +68,17 @@ def run_one(
             attempt=attempt,
             progress=progress,
         )
+
+
+def refuse_without_credentials(settings: CaptureSettings, job_id: str) -> None:
+    """Claims nothing when every job would fail: no token is bad input (exit 2); a token
+    GitHub refuses leaves the job as it is (exit 1), to run once the token is fixed."""
+    problem = credential_problem(settings)
+    if problem is None:
+        return
+    if not settings.token:
+        raise click.UsageError(problem)
+    raise click.ClickException(f"job {job_id} not claimed: {problem}")
 
 
 class Bar:
@@ -202,6 +216,9 @@ def work_lane(
 ) -> list[Result]:
     s = resources(ctx)
     settings = capture_settings()
+    if not settings.token:
+        raise click.UsageError("GITHUB_TOKEN (or GH_TOKEN) is not set: no job could run")
+    credentials = CredentialCheck(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())  # finish the job in hand, then stop
@@ -222,6 +239,8 @@ def work_lane(
             finally:
                 bars.pop(job.id).close()
             report(result, job, started, actions)
+            if "HTTP 401" in result.detail:
+                credentials.forget()  # check again before the next claim
             return result
 
         wakeup = Wakeup(s.url or "", lane)
@@ -237,6 +256,8 @@ def work_lane(
                 watch=watch,
                 poll=poll,
                 stop=stop,
+                ready=credentials,
+                say=lambda line: click.echo(f"worker {worker}: {line}", err=True),
             )
         finally:
             wakeup.close()

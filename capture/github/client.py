@@ -12,6 +12,7 @@ from capture.github.graphql import GraphQLClient
 from capture.github.rest import RestClient
 from capture.github.session import Meter, Session
 from capture.settings import CaptureSettings
+from jobstore.errors import ConfigError
 
 USER_AGENT = "prcapture/0.1 (+https://github.com/)"
 
@@ -60,3 +61,43 @@ class GitHub:
 
     def close(self) -> None:
         self.session.client.close()
+
+
+def credential_problem(
+    settings: CaptureSettings, transport: httpx.BaseTransport | None = None
+) -> str | None:
+    """Why every job would fail on GitHub's side now (no token, or GitHub refusing it),
+    or None. Asks GET /rate_limit, which costs no points. Never names the token."""
+    try:
+        client = connect(settings, transport)
+    except ConfigError as exc:
+        return str(exc)
+    try:
+        with client:
+            status = client.get(f"{settings.api_url}/rate_limit").status_code
+    except httpx.HTTPError as exc:
+        return f"GitHub unreachable at {settings.api_url} ({type(exc).__name__})"
+    if status == 401:
+        return f"GitHub refused the token (HTTP 401 from {settings.api_url}/rate_limit)"
+    return None
+
+
+class CredentialCheck:
+    """`credential_problem`, asked at most every `every` seconds while all is well and
+    before each claim while it is not; `forget()` after a job met a 401."""
+
+    def __init__(self, settings: CaptureSettings, every: float = 60.0) -> None:
+        self.settings = settings
+        self.every = every
+        self.checked_at: float | None = None
+
+    def __call__(self) -> str | None:
+        fresh = self.checked_at is not None and time.monotonic() - self.checked_at < self.every
+        if fresh:
+            return None
+        problem = credential_problem(self.settings)
+        self.checked_at = None if problem else time.monotonic()
+        return problem
+
+    def forget(self) -> None:
+        self.checked_at = None

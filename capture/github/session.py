@@ -17,7 +17,15 @@ from typing import Any
 
 import httpx
 
-from capture.errors import AccessDenied, NetworkError, NotFound, RateLimited, ServerError
+from capture.errors import (
+    AccessDenied,
+    CredentialsRejected,
+    NetworkError,
+    NotFound,
+    RateLimited,
+    RequestRefused,
+    ServerError,
+)
 
 log = logging.getLogger(__name__)
 SECONDARY_BASE = 60.0
@@ -107,10 +115,17 @@ class Session:
                 log.warning("secondary rate limit on %s; waiting %.0fs", resource, wait)
                 self.sleep(wait)
                 continue
-            if status == 401 or status == 403:
-                raise AccessDenied(f"GitHub refused the request: HTTP {status}")
+            path = httpx.URL(url).path
+            if status == 401:
+                raise CredentialsRejected(f"GitHub refused the token (HTTP 401) for {path}")
+            if status == 403:
+                raise AccessDenied(f"GitHub refused access to {path} (HTTP 403)")
             if status in (404, 410, 451):
-                raise NotFound(f"GitHub answered HTTP {status} for {httpx.URL(url).path}")
+                raise NotFound(f"GitHub answered HTTP {status} for {path}")
+            if 400 <= status < 500:  # never parse an error body as data
+                raise RequestRefused(
+                    f"GitHub refused {method} {path}: HTTP {status} ({error_message(response)})"
+                )
             if status >= 500:
                 if resource == "graphql" and status in (502, 504):
                     raise ServerError(status)  # the GraphQL client shrinks the page instead
@@ -122,6 +137,8 @@ class Session:
             return response
 
     def _is_rate_limit(self, response: httpx.Response) -> bool:
+        if response.status_code == 429:  # too many requests, with or without its headers
+            return True
         if (
             "retry-after" in response.headers
             or response.headers.get("x-ratelimit-remaining") == "0"
@@ -145,3 +162,13 @@ class Session:
         if remaining is not None and remaining <= self.reserve:
             reset = self.budget.reset_at.get(resource) or self.now() + timedelta(hours=1)
             raise RateLimited(reset, f"{remaining} points left, kept for real-time work")
+
+
+def error_message(response: httpx.Response) -> str:
+    """GitHub's `message` from an error body (or the start of a non-JSON one), one line."""
+    try:
+        body = response.json()
+        text = str(body.get("message", "")) if isinstance(body, dict) else ""
+    except ValueError:
+        text = response.text
+    return " ".join(text.split())[:200] or "no message"

@@ -368,3 +368,35 @@ def test_concurrent_writers_of_the_same_contributors_do_not_deadlock(database_ur
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type", "retryable", "words"),
+    [
+        ("graphql:422:100", "request_refused", False, "GitHub refused POST /graphql: HTTP 422"),
+        ("graphql:400:100", "request_refused", False, "HTTP 400"),
+        ("graphql:409:100", "request_refused", False, "HTTP 409"),
+        ("graphql:401:100", "credentials_rejected", True, "refused the token (HTTP 401)"),
+        ("graphql:403:100", "access_denied", False, "refused access to /graphql (HTTP 403)"),
+    ],
+)
+def test_unexpected_answers_are_classified_never_parsed_as_data(
+    rigs, world, fault, error_type, retryable, words
+):
+    rig = rigs(world)
+    rig.sandbox.faults.add(fault)
+    job_id = rig.enqueue("pr-reviews", pr_numbers=[1])
+    result = rig.run(job_id)
+    assert result.outcome == "failed"
+    failed = rig.store.history(job_id)[-2 if retryable else -1]
+    assert (failed.error_type, failed.retryable) == (error_type, retryable)
+    assert words in failed.message
+    expected = "retry_scheduled" if retryable else "failed"
+    assert rig.store.get(job_id).status.value == expected
+
+
+def test_a_429_without_rate_limit_headers_is_backed_off_not_parsed(rigs, world):
+    rig = rigs(world)
+    rig.sandbox.faults.add("graphql:429:1")
+    job_id = rig.enqueue("pr-reviews", pr_numbers=[1, 2])
+    assert rig.run(job_id).outcome == "completed"

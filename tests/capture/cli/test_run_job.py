@@ -34,15 +34,42 @@ def test_bad_input_exits_2_with_one_line(database_url, store, args, env, message
     assert count_events(database_url) == before
 
 
-def test_a_job_without_a_token_fails_cleanly_with_exit_1(database_url, store):
+def test_without_a_token_nothing_is_claimed_and_it_says_why(database_url, store):
     from jobstore.spec import JobSpec
 
     job_id = store.enqueue(
         JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1]),
         route=Route("local", "explicit", "test"),
     ).job_id
+    before = count_events(database_url)
     env = {"DATABASE_URL": database_url, "GITHUB_TOKEN": "", "GH_TOKEN": ""}
-    result = CliRunner().invoke(run_job_command, ["--job-id", str(job_id)], env=env)
-    assert result.exit_code == 1
-    assert "GITHUB_TOKEN (or GH_TOKEN) is not set" in result.output
-    assert store.get(job_id).status.value == "failed"
+    for args in (["--job-id", str(job_id)], ["--lane", "local"]):
+        result = CliRunner().invoke(run_job_command, args, env=env)
+        assert_refused(result, "GITHUB_TOKEN (or GH_TOKEN) is not set")
+    assert store.get(job_id).status.value == "routed"
+    assert count_events(database_url) == before
+
+
+def test_a_refused_token_claims_nothing_and_a_worker_stops_claiming(database_url, store, served):
+    from jobstore.spec import JobSpec
+
+    ids = [
+        store.enqueue(
+            JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[n]),
+            route=Route("local", "explicit", "test"),
+        ).job_id
+        for n in (1, 2, 3)
+    ]
+    before = count_events(database_url)
+    env = {**served.env, "DATABASE_URL": database_url, "GITHUB_TOKEN": "revoked-token"}
+    one = CliRunner().invoke(run_job_command, ["--job-id", str(ids[0])], env=env)
+    assert one.exit_code == 1
+    assert one.output.strip() == (
+        f"Error: job {ids[0]} not claimed: GitHub refused the token "
+        f"(HTTP 401 from {served.env['GITHUB_API_URL']}/rate_limit)"
+    )
+    lane = CliRunner().invoke(run_job_command, ["--lane", "local"], env=env)
+    assert "not claiming: GitHub refused the token" in lane.output
+    assert "revoked-token" not in one.output + lane.output
+    assert [store.get(i).status.value for i in ids] == ["routed"] * 3  # the queue is intact
+    assert count_events(database_url) == before
