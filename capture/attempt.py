@@ -19,8 +19,9 @@ from capture.github.client import GitHub, connect
 from capture.handlers import HANDLERS, Context, Progress
 from capture.settings import CaptureSettings
 from capture.storage import Storage
-from jobstore.domain import Job
+from jobstore.domain import Job, Status
 from jobstore.errors import ConfigError, InvalidTransition
+from jobstore.routing import Route
 from jobstore.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ def run_job(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     progress: Progress | None = None,
 ) -> Result:
-    """Claims the job's current attempt and runs it to one ending event."""
+    """Claims the job's current attempt and runs it to one ending event. A job waiting for
+    another lane is routed to `lane` first, so the log says where it ran and why."""
+    waiting = store.get(job_id)
+    if lane is not None and waiting.lane != lane and waiting.status is Status.ROUTED:
+        reason = f"run on {lane} by hand (it was routed to {waiting.lane})"
+        store.route(waiting.id, Route(lane, "explicit", reason), now())
     claim = store.claim(job_id, worker, now(), attempt=attempt, lane=lane)
     if not claim.won:
         return Result(claim.job_id, "lost", claim.reason)
@@ -143,6 +149,10 @@ def _run_claimed(
     if outcome.items == 0 and outcome.failed_items > 0:
         message = f"all {outcome.failed_items} items failed"
         return failed("items_failed", message, retryable=False, points=gh.meter.points)
+    expected = store.get(job.id).total or 0
+    if outcome.items == 0 and expected > 0:  # never "completed, 0 of 500"
+        message = f"none of the {expected} items it listed were captured"
+        return failed("items_missing", message, retryable=False, points=gh.meter.points)
     summary = {
         **outcome.summary,
         "graphql_points": gh.meter.graphql_points,

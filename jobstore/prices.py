@@ -21,11 +21,14 @@ class LanePrice:
 
 def load_prices(path: Path | None = None) -> dict[str, LanePrice]:
     """The price table: the packaged defaults, or the TOML file at `path`."""
-    text = (
-        path.read_text()
-        if path
-        else resources.files("jobstore").joinpath("prices.toml").read_text()
-    )
+    try:
+        text = (
+            path.read_text()
+            if path
+            else resources.files("jobstore").joinpath("prices.toml").read_text()
+        )
+    except OSError as exc:
+        raise ConfigError(f"JOBSTORE_PRICES: cannot read {path}: {exc.strerror}") from None
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

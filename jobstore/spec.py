@@ -51,7 +51,8 @@ def _aware(name: str, value: object) -> datetime:
             raise InvalidSpec(name, f"must be an ISO 8601 time, got {value!r}") from None
     if not isinstance(value, datetime):
         raise InvalidSpec(name, f"must be a time, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    # One instant, one spelling: dedupe keys and stored windows are in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _positive_int(name: str, value: object, maximum: int) -> int:
@@ -174,6 +175,15 @@ class JobSpec:
         if self.days is not None:
             return now - timedelta(days=self.days), now
         return self.since, self.until
+
+    def check_not_future(self, now: datetime) -> None:
+        """Refuses a window that starts or ends in the future (by more than a minute of
+        clock skew): there is nothing to capture there yet."""
+        since, until = self.window(now)
+        late = now + timedelta(minutes=1)
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value > late:
+                raise InvalidSpec(name, f"{value.isoformat()} is in the future")
 
     def estimated_items(self) -> int | None:
         if self.pr_numbers:

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -209,6 +209,12 @@ def sweep_command(
 ) -> None:
     """Dispatch jobs left routed, fail stale ones, route due retries again, and re-dispatch
     jobs a lane accepted but never started (then fall back)."""
+    if at is not None and at < datetime.now(UTC) - timedelta(minutes=1):
+        raise click.BadParameter(
+            f"{at.isoformat()} is in the past: a sweep appends events dated --now, and the "
+            "event log never goes back in time",
+            param_hint="'--now'",
+        )
     s = resources(click.get_current_context())
     actions = ActionsReport()
     with errors():

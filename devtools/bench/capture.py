@@ -166,8 +166,12 @@ def over_http(world: World, url: str, latency: float) -> dict[str, Any]:
         queue = ctx.Queue()
         process = ctx.Process(target=runner_process, args=(url, served.url, str(job_id), queue))
         process.start()
-        outcome = queue.get(timeout=3600)
-        process.join()
+        try:
+            outcome = queue.get(timeout=3600)
+        finally:  # ctrl-C or a failed runner: leave no child behind
+            if process.is_alive():
+                process.terminate()
+            process.join(30)
         runs.append(outcome)
         log.info(
             "runner %d (%s): peak RSS %.1f MB",

@@ -98,31 +98,35 @@ def measure(our_url: str, their_url: str, n: int, gap: float, rounds: int) -> tu
         theirs = ctx.Process(target=their_worker, args=(their_url, theirs_ready, theirs_started))
         ours.start()
         theirs.start()
-        store = db.open_store(Settings(pool_size=2), url=our_url)
-        ours_ready.wait(60)
-        theirs_ready.wait(60)
-        time.sleep(1.0)  # both workers are idle now, waiting on LISTEN
-        our_sent: dict[str, float] = {}
-        their_sent: dict[str, float] = {}
-        per_round = max(n // rounds, 1)
-        with app.open():
-            for first in range(0, n, per_round):
-                for i in range(first, min(first + per_round, n)):
-                    spec = JobSpec.create("bench-latency", f"bench/latency{i}", days=1)
-                    t0 = time.monotonic()
-                    job_id = store.enqueue(spec, route=BENCH_ROUTE).job_id
-                    our_sent[str(job_id)] = t0
-                    time.sleep(gap)
-                for i in range(first, min(first + per_round, n)):
-                    t0 = time.monotonic()
-                    app.configure_task("mark").defer(key=f"k{i}")
-                    their_sent[f"k{i}"] = t0
-                    time.sleep(gap)
-        wait_for(ours_started, n)
-        wait_for(theirs_started, n)
-        ours.join(30)
-        theirs.terminate()
-        theirs.join(30)
+        try:
+            store = db.open_store(Settings(pool_size=2), url=our_url)
+            ours_ready.wait(60)
+            theirs_ready.wait(60)
+            time.sleep(1.0)  # both workers are idle now, waiting on LISTEN
+            our_sent: dict[str, float] = {}
+            their_sent: dict[str, float] = {}
+            per_round = max(n // rounds, 1)
+            with app.open():
+                for first in range(0, n, per_round):
+                    for i in range(first, min(first + per_round, n)):
+                        spec = JobSpec.create("bench-latency", f"bench/latency{i}", days=1)
+                        t0 = time.monotonic()
+                        job_id = store.enqueue(spec, route=BENCH_ROUTE).job_id
+                        our_sent[str(job_id)] = t0
+                        time.sleep(gap)
+                    for i in range(first, min(first + per_round, n)):
+                        t0 = time.monotonic()
+                        app.configure_task("mark").defer(key=f"k{i}")
+                        their_sent[f"k{i}"] = t0
+                        time.sleep(gap)
+            wait_for(ours_started, n)
+            wait_for(theirs_started, n)
+            ours.join(30)  # it stops by itself after n jobs
+        finally:  # ctrl-C or a failure: leave no child behind
+            for child in (ours, theirs):
+                if child.is_alive():
+                    child.terminate()
+                child.join(30)
         store.close()
         return (
             [(ours_started[k] - t0) * 1000 for k, t0 in our_sent.items()],

@@ -114,6 +114,10 @@ def test_the_same_request_twice_is_one_job(run):
         (["pr-reviews", "--repo", "acme/w", "--params", "{oops"], "params: is not valid JSON"),
         (["pr-reviews", "--repo", "acme/w", "--params", "[1]"], "params: must be a JSON object"),
         (["pr-reviews", "--days", "1"], "Missing option '--repo'"),
+        (
+            ["pr-reviews", "--repo", "acme/w", "--since", "2098-01-01", "--until", "2099-01-02"],
+            "since: 2098-01-01T00:00:00+00:00 is in the future",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(run, database_url, args, message):
@@ -157,3 +161,29 @@ def test_the_event_key_and_token_never_reach_events_or_output(database_url, stor
         assert secret.encode() not in stored
         assert secret not in errors
     assert "unreachable" in errors
+
+
+def test_the_same_window_in_another_zone_is_the_same_job(run):
+    first = run(
+        "pr-reviews",
+        "--repo",
+        "acme/w",
+        "--since",
+        "2026-01-01T02:00:00+02:00",
+        "--until",
+        "2026-01-02T00:00:00Z",
+        "--json",
+    )
+    again = run(
+        "pr-reviews",
+        "--repo",
+        "acme/w",
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2026-01-01T19:00:00-05:00",
+        "--json",
+    )
+    assert first.exit_code == again.exit_code == 0, first.output + again.output
+    one, other = json.loads(first.output), json.loads(again.output)
+    assert (one["job_id"], other["created"]) == (other["job_id"], False)

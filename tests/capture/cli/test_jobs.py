@@ -200,3 +200,18 @@ def test_reading_scripts_work_on_a_read_only_database(run, history, database_url
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
     assert count_events(database_url) == before
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JOBSTORE_PRICES": "/nonexistent/prices.toml"}, "JOBSTORE_PRICES: cannot read"),
+        (
+            {"DATABASE_URL": "", "JOBSTORE_HOME": "/dev/null/home"},
+            "JOBSTORE_HOME /dev/null/home cannot hold the server",
+        ),
+    ],
+)
+def test_bad_settings_are_one_line_not_a_traceback(database_url, env, message):
+    result = CliRunner().invoke(jobs, ["stats"], env={"DATABASE_URL": database_url, **env})
+    assert_refused(result, message)

@@ -73,3 +73,22 @@ def test_a_refused_token_claims_nothing_and_a_worker_stops_claiming(database_url
     assert "revoked-token" not in one.output + lane.output
     assert [store.get(i).status.value for i in ids] == ["routed"] * 3  # the queue is intact
     assert count_events(database_url) == before
+
+
+def test_running_a_job_on_another_lane_by_hand_records_the_route(database_url, store, served):
+    from jobstore.spec import JobSpec
+
+    job_id = store.enqueue(
+        JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1]),
+        route=Route("inngest", "recent", "test"),
+    ).job_id
+    env = {**served.env, "DATABASE_URL": database_url}
+    done = CliRunner().invoke(
+        run_job_command, ["--job-id", str(job_id)[:8], "--lane", "local"], env=env
+    )
+    assert done.exit_code == 0, done.output
+    events = store.history(job_id)
+    routed, started = events[-4], events[-3]  # Routed, Started, Progressed, Completed
+    assert (type(routed).__name__, routed.lane, routed.rule) == ("Routed", "local", "explicit")
+    assert "it was routed to inngest" in routed.reason
+    assert (type(started).__name__, started.lane) == ("Started", "local")

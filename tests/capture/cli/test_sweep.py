@@ -31,6 +31,7 @@ def test_sweep_dispatches_jobs_left_routed(store, database_url, served):
     ("args", "message"),
     [
         (["sweep", "--now", "yesterday"], "Invalid value for '--now'"),
+        (["sweep", "--now", "2020-01-01"], "is in the past: a sweep appends events dated"),
         (["sweep", "--limit", "0"], "Invalid value for '--limit'"),
         (["sweep", "--interval", "-1"], "Invalid value for '--interval'"),
         (["sweep", "--bogus"], "No such option '--bogus'"),
