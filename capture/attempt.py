@@ -8,7 +8,9 @@ by the job store's policy; a job whose items all failed ends failed, never compl
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +27,16 @@ from jobstore.routing import Route
 from jobstore.store import JobStore
 
 log = logging.getLogger(__name__)
+
+
+class Interrupted(BaseException):
+    """The process was asked to stop (SIGINT, SIGTERM) while running an attempt: the
+    attempt is released at once, to be retried from its last checkpoint. A BaseException,
+    like KeyboardInterrupt, so that no handler mistakes it for its own failure."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,14 @@ def run_claimed(
     except InvalidTransition as exc:
         log.warning("job %s: attempt %s ended elsewhere (%s)", job.id, job.attempt, exc)
         return Result(job.id, "lost", f"attempt ended elsewhere: {exc}")
+    except Interrupted as exc:  # released at once: the next attempt resumes from the cursor
+        message = f"interrupted by {exc}; retried from its last checkpoint"
+        with contextlib.suppress(InvalidTransition):  # it had ended just before the signal
+            ended = store.fail(
+                job.id, "interrupted", message, retryable=True, attempt=job.attempt, now=now()
+            )
+            store.wake_parent(ended, now())
+        return Result(job.id, "interrupted", message)
 
 
 def _run_claimed(

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import click
 
-from capture.attempt import Result, job_runner, run_by_id
+from capture.attempt import Interrupted, Result, job_runner, run_by_id
 from capture.cli.actions import ActionsReport
 from capture.cli.common import (
     Command,
@@ -33,6 +33,36 @@ from jobstore.lanes.github_actions import plan_matrix
 from jobstore.routing import LANES
 
 EXIT = {"completed": 0, "rescheduled": 0, "waiting": 0, "lost": 0, "failed": 1}
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def on_signals(first: Callable[[int], None]) -> None:
+    """`first(signum)` on the first SIGINT/SIGTERM; a second one aborts at once
+    (128 + its number, as a shell reports it)."""
+
+    def again(signum: int, _frame: object) -> None:
+        os._exit(128 + signum)
+
+    def once(signum: int, _frame: object) -> None:
+        for s in SIGNALS:
+            signal.signal(s, again)
+        first(signum)
+
+    for s in SIGNALS:
+        signal.signal(s, once)
+
+
+def release(signum: int) -> None:
+    """Stops the attempt in hand: it is recorded as interrupted and retried."""
+    name = signal.Signals(signum).name
+    click.echo(f"{name}: releasing the attempt at its last checkpoint (again to abort)", err=True)
+    raise Interrupted(signum)
+
+
+def exit_code(result: Result) -> int:
+    if result.outcome == "interrupted":
+        return 128 + signal.Signals[result.detail.removeprefix("interrupted by ").split(";")[0]]
+    return EXIT[result.outcome]
 
 
 def default_worker() -> str:
@@ -174,10 +204,14 @@ def run_job_command(
     if job_id is not None:
         started = now()
         bar = Bar(f"job {job_id[:8]}")
+        on_signals(release)
         try:
             result = run_one(ctx, job_id, worker_id, lane, attempt, bar)
+        except Interrupted as exc:  # before the claim or after the ending event
+            raise SystemExit(128 + exc.signum) from None
         finally:
             bar.close()
+
         job = resources(ctx).store.get(result.job_id)
         report(result, job, started, actions)
         actions.outputs(
@@ -189,13 +223,17 @@ def run_job_command(
                 "children": [str(c) for c in plan_children(resources(ctx), job, actions)],
             }
         )
-        raise SystemExit(EXIT[result.outcome])
+        raise SystemExit(exit_code(result))
     assert lane is not None
-    results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions)
+    try:
+        results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions)
+    except Interrupted as exc:  # between jobs: nothing in hand to release
+        raise SystemExit(128 + exc.signum) from None
     failed = sum(r.outcome == "failed" for r in results)
     click.echo(f"worker {worker_id}: {len(results)} jobs, {failed} failed")
     actions.outputs({"jobs": len(results), "failed": failed})
-    raise SystemExit(1 if failed else 0)
+    interrupted = [r for r in results if r.outcome == "interrupted"]
+    raise SystemExit(exit_code(interrupted[-1]) if interrupted else 1 if failed else 0)
 
 
 def plan_children(s: Resources, job: Job, actions: ActionsReport) -> list[UUID]:
@@ -220,8 +258,16 @@ def work_lane(
         raise click.UsageError("GITHUB_TOKEN (or GH_TOKEN) is not set: no job could run")
     credentials = CredentialCheck(settings)
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())  # finish the job in hand, then stop
+
+    def finish(signum: int) -> None:
+        name = signal.Signals(signum).name
+        click.echo(
+            f"{name}: finishing the job in hand, then stopping (again to release it)", err=True
+        )
+        stop.set()
+        on_signals(release)  # a second signal releases the attempt, a third aborts
+
+    on_signals(finish)
     with errors():
         store = s.store
         bars: dict[UUID, Bar] = {}

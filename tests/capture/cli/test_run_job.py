@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
 from capture.cli.run_job import run_job_command
 from jobstore.routing import Route
-from tests.conftest import assert_refused, count_events
+from tests.conftest import ROOT, assert_refused, count_events
+from tests.jobstore.test_views import wait_for
 
 
 @pytest.mark.parametrize(
@@ -92,3 +98,50 @@ def test_running_a_job_on_another_lane_by_hand_records_the_route(database_url, s
     assert (type(routed).__name__, routed.lane, routed.rule) == ("Routed", "local", "explicit")
     assert "it was routed to inngest" in routed.reason
     assert (type(started).__name__, started.lane) == ("Started", "local")
+
+
+@pytest.fixture
+def slow_github(world):
+    """The sandbox over HTTP, answering slowly enough for a signal to land mid-job."""
+    from devtools.sandbox import DEFAULT_TOKEN, Options, Sandbox
+
+    running = Sandbox(world, Options(latency=0.3)).serve()
+    yield {
+        "GITHUB_TOKEN": DEFAULT_TOKEN,
+        "GITHUB_API_URL": running.url,
+        "GITHUB_GRAPHQL_URL": f"{running.url}/graphql",
+        "CAPTURE_BATCH_SIZE": "5",
+    }
+    running.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_releases_the_attempt_at_once(database_url, store, slow_github, signum, code):
+    from jobstore.spec import JobSpec
+
+    job_id = store.enqueue(
+        JobSpec.create("historical-sync", "acme/widgets", days=3650, trigger="backfill"),
+        route=Route("local", "explicit", "test"),
+    ).job_id
+    process = subprocess.Popen(
+        [sys.executable, ROOT / "bin" / "run-job", "--job-id", str(job_id)],
+        env={**os.environ, **slow_github, "DATABASE_URL": database_url},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: store.get(job_id).status.value == "running", timeout=60)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == code, err
+    assert "releasing the attempt at its last checkpoint" in err
+    assert "Traceback" not in err
+    failed, retry = store.history(job_id)[-2:]
+    assert (type(failed).__name__, failed.error_type, failed.retryable) == (
+        "Failed",
+        "interrupted",
+        True,
+    )
+    assert type(retry).__name__ == "RetryScheduled"
+    assert store.get(job_id).status.value == "retry_scheduled"  # not left "running"
