@@ -145,6 +145,7 @@ def _run_claimed(
     except ConfigError as exc:
         return failed("config_error", str(exc), retryable=False)
     ctx = Context(store, job, gh, storage, settings, now, progress=progress)
+    gh.session.on_wait = lambda left, why: ctx.heartbeat(f"waiting {left:.0f}s: {why}")
     try:
         outcome = entry.run(ctx)
     except RateLimited as exc:

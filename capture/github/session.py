@@ -29,6 +29,7 @@ from capture.errors import (
 
 log = logging.getLogger(__name__)
 SECONDARY_BASE = 60.0
+HEARTBEAT = 60.0  # seconds between heartbeats while waiting (well under every lease)
 SECONDARY_TRIES = 3
 SERVER_TRIES = 3
 
@@ -81,6 +82,9 @@ class Session:
         self.now = now
         self.budget = Budget()
         self.meter = Meter()
+        # Told (seconds left, why) before each slice of a long wait, so the job can write a
+        # heartbeat: a live worker waiting out a limit is never swept as stale.
+        self.on_wait: Callable[[float, str], None] | None = None
         self._slots = threading.BoundedSemaphore(concurrency)
 
     def request(self, method: str, url: str, resource: str, **kwargs: Any) -> httpx.Response:
@@ -113,7 +117,7 @@ class Session:
                 if secondary > SECONDARY_TRIES:
                     raise RateLimited(self.now() + timedelta(seconds=wait), "secondary rate limit")
                 log.warning("secondary rate limit on %s; waiting %.0fs", resource, wait)
-                self.sleep(wait)
+                self.wait(wait, f"secondary rate limit on {resource}")
                 continue
             path = httpx.URL(url).path
             if status == 401:
@@ -135,6 +139,16 @@ class Session:
                 self.sleep(2**server)
                 continue
             return response
+
+    def wait(self, seconds: float, why: str) -> None:
+        """Sleeps `seconds` in slices of at most HEARTBEAT seconds, telling `on_wait`."""
+        left = seconds
+        while left > 0:
+            if self.on_wait is not None:
+                self.on_wait(left, why)
+            step = min(left, HEARTBEAT)
+            self.sleep(step)
+            left -= step
 
     def _is_rate_limit(self, response: httpx.Response) -> bool:
         if response.status_code == 429:  # too many requests, with or without its headers

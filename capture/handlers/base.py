@@ -43,6 +43,7 @@ class Context:
     now: Callable[[], datetime]
     points_reported: int = 0
     progress: Progress | None = None  # told (done, total) at every checkpoint, e.g. a bar
+    last: tuple[int, int | None, str | None] | None = None  # the last checkpoint's position
 
     @property
     def cursor(self) -> str | None:
@@ -63,6 +64,20 @@ class Context:
         self.points_reported += points
         if self.progress is not None:
             self.progress(done, total)
+        self.last = (done, total, cursor)
+
+    def heartbeat(self, note: str) -> None:
+        """A Progressed event with nothing new but the time: the attempt is alive."""
+        done, total, cursor = self.last or (self.job.done, self.job.total, self.job.cursor)
+        self.store.progress(
+            self.job.id,
+            done,
+            total=total,
+            cursor=cursor,
+            note=note[:200],
+            attempt=self.job.attempt,
+            now=self.now(),
+        )
 
 
 @dataclass(frozen=True)

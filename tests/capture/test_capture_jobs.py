@@ -400,3 +400,18 @@ def test_a_429_without_rate_limit_headers_is_backed_off_not_parsed(rigs, world):
     rig.sandbox.faults.add("graphql:429:1")
     job_id = rig.enqueue("pr-reviews", pr_numbers=[1, 2])
     assert rig.run(job_id).outcome == "completed"
+
+
+def test_a_long_secondary_wait_writes_heartbeats_so_the_job_is_not_swept(rigs, world):
+    rig = rigs(world)
+    rig.sandbox.faults.add("graphql:secondary:400s")  # longer than the 300 s local lease
+    job_id = rig.enqueue("historical-sync", days=200)
+    assert rig.run(job_id).outcome == "completed"
+    assert sum(rig.slept) >= 400
+    events = rig.store.history(job_id)
+    beats = [e for e in events if type(e).__name__ == "Progressed" and "waiting" in e.note]
+    assert len(beats) >= 6
+    assert "secondary rate limit on graphql" in beats[0].note
+    times = [e.timestamp for e in events]
+    lease = rig.store.settings.lease("local")
+    assert max((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)) < lease
