@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import timedelta
 
@@ -414,4 +415,4 @@ def test_a_long_secondary_wait_writes_heartbeats_so_the_job_is_not_swept(rigs, w
     assert "secondary rate limit on graphql" in beats[0].note
     times = [e.timestamp for e in events]
     lease = rig.store.settings.lease("local")
-    assert max((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)) < lease
+    assert max((b - a).total_seconds() for a, b in itertools.pairwise(times)) < lease
