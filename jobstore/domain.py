@@ -51,6 +51,7 @@ ALLOWED: dict[str, frozenset[Status]] = {
     "fail": frozenset({S.RUNNING}),
     "reschedule": frozenset({S.RUNNING}),
     "cancel": frozenset(set(Status) - FINAL),
+    "replay": frozenset({S.FAILED}),
 }
 
 
@@ -338,6 +339,12 @@ class Job(Aggregate):
         delay = retry_delay(self.failures, policy, rng)
         self._schedule(now + timedelta(seconds=delay), now)
         return True
+
+    def replay(self, now: datetime) -> None:
+        """One more attempt of a job that failed for good (after an incident is fixed): a
+        retry due now, from its last cursor. The same job, never a new one."""
+        self._guard("replay")
+        self._schedule(now, now)
 
     def reschedule(self, not_before: datetime, now: datetime) -> None:
         """Ends this attempt without a failure (for example at a rate-limit reset)."""

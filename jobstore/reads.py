@@ -13,6 +13,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from jobstore.boundary import translated
 from jobstore.db import connect
 from jobstore.errors import InvalidSpec
 from jobstore.projection import audit_fields
@@ -133,6 +134,13 @@ class JobFilter:
     repository: str | None = None
     since: datetime | None = None
     limit: int = 50
+    until: datetime | None = None  # created before this
+    error: str | None = None  # the last error contains this (case-insensitive)
+
+    @property
+    def is_empty(self) -> bool:
+        fields = (self.status, self.lane, self.job_type, self.repository, self.since)
+        return not any(fields) and self.until is None and not self.error
 
     def where(self) -> tuple[sql.Composable, list[Any]]:
         clauses: list[sql.Composable] = [sql.SQL("true")]
@@ -151,9 +159,16 @@ class JobFilter:
         if self.since:
             clauses.append(sql.SQL("created_at >= %s"))
             params.append(self.since)
+        if self.until:
+            clauses.append(sql.SQL("created_at < %s"))
+            params.append(self.until)
+        if self.error:
+            clauses.append(sql.SQL("last_error ILIKE %s"))
+            params.append("%" + self.error.replace("%", r"\%").replace("_", r"\_") + "%")
         return sql.SQL(" AND ").join(clauses), params
 
 
+@translated
 def select(url: str, query: sql.Composable | str, params: Sequence[Any] = ()) -> list[dict]:
     """Rows of a read-only query as dicts."""
     with connect(url) as conn:

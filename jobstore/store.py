@@ -484,6 +484,44 @@ class JobStore(Application):
     def cancel(self, job_id: UUID | str, reason: str, now: datetime | None = None) -> Job:
         return self._update(job_id, lambda job: job.cancel(reason, now or utcnow()))
 
+    def replay(self, job_id: UUID | str, now: datetime | None = None) -> Job | None:
+        """Schedules one more attempt of a job that failed for good, due now, and takes its
+        dedupe slot back in the same transaction. Returns None, writing nothing, when the
+        job has not failed (so a second replay changes nothing) or when a newer job with
+        its dedupe key is active (replaying would do that work twice)."""
+        now = now or utcnow()
+        for _ in range(CONFLICT_RETRIES):
+            job = self.get(job_id)
+            if job.status is not Status.FAILED:
+                return None
+            slot_id = DedupeSlot.id_for(job.dedupe_key)
+            latest = {
+                stored.originator_id: self.mapper.to_domain_event(stored)
+                for stored in self.heads.latest_events([slot_id])
+            }.get(slot_id)
+            holder = getattr(latest, "job_id", None)
+            if holder not in (None, job.id) and self.heads.active([holder]):
+                return None
+            job.replay(now)
+            pending: list[Any] = [job]
+            if latest is None:
+                pending.append(DedupeSlot.open(job.dedupe_key, job.id, now))
+            elif holder != job.id:
+                pending.append(
+                    DedupeSlot.Taken(
+                        originator_id=slot_id,
+                        originator_version=latest.originator_version + 1,
+                        timestamp=now,
+                        job_id=job.id,
+                    )
+                )
+            try:
+                self.save_jobs(*pending)
+            except IntegrityError:
+                continue  # the job or its slot moved meanwhile: look again
+            return job
+        raise DatabaseUnavailable(f"job {job_id}: too many concurrent writers")
+
     def resume_cursor(self, job_id: UUID | str) -> str | None:
         """Where the next attempt starts: the last checkpointed cursor, or None."""
         return self.get(job_id).cursor

@@ -6,7 +6,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import click
 
@@ -15,7 +18,7 @@ from capture.cli.actions import ActionsReport
 from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
 from jobstore import db, reads
 from jobstore.domain import Status
-from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable
+from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable, InvalidTransition
 from jobstore.routing import LANES
 from jobstore.sweeper import SweepReport, sweep
 from jobstore.views import project_forever
@@ -167,20 +170,133 @@ def rebuild(ctx: click.Context) -> None:
     click.echo(f"rebuilt from {count} events")
 
 
-@jobs.command()
-@click.argument("job_id")
-@click.option("--reason", default="cancelled by an operator", show_default=True)
-@click.pass_context
-def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
-    """Cancel a job that has not ended (a running worker stops at its next checkpoint).
+def selection(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that pick jobs in bulk: the same filters as `list`, plus when they were
+    created and what their last error says."""
+    options = [
+        click.argument("job_id", required=False),
+        click.option("--status", type=click.Choice([s.value for s in Status])),
+        click.option("--lane", type=click.Choice(LANES)),
+        click.option("--repo", help="owner/name"),
+        click.option("--type", "job_type"),
+        click.option("--since", type=IsoTime(), help="Created at or after this time."),
+        click.option("--until", type=IsoTime(), help="Created before this time."),
+        click.option("--error", help="Their last error contains this text."),
+        click.option("--dry-run", is_flag=True, help="Say which jobs, change nothing."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON document."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    JOB_ID is a job's id or a unique prefix of it."""
-    if not reason.strip():
-        raise click.BadParameter("must not be empty", param_hint="'--reason'")
+
+def chosen(ctx: click.Context, job_id: str | None, where: reads.JobFilter) -> list[UUID]:
+    """JOB_ID (a prefix will do), or every job the filters pick; refuses neither."""
+    if job_id is not None and not where.is_empty:
+        raise click.UsageError("give JOB_ID or filters, not both")
     s = resources(ctx)
     with errors():
-        job = s.store.cancel(s.store.resolve(job_id), reason[:500])
-    click.echo(f"job {job.id} cancelled ({reason})")
+        if job_id is not None:
+            return [s.store.resolve(job_id)]
+    if where.is_empty:
+        raise click.UsageError("give JOB_ID, or at least one filter (--status, --lane, ...)")
+    url = current(ctx)
+    with errors():
+        return [row["job_id"] for row in reads.list_jobs(url, replace(where, limit=1_000_000))]
+
+
+def bulk(
+    ctx: click.Context,
+    verb: str,
+    ids: list[UUID],
+    act: Callable[[UUID], bool],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Applies `act` (True when it changed the job) to each job; says what changed."""
+    changed, unchanged = [], []
+    with errors():
+        for job_id in ids:
+            (changed if not dry_run and act(job_id) else unchanged).append(job_id)
+    if as_json:
+        echo_json({verb: changed, "unchanged": unchanged, "dry_run": dry_run})
+        return
+    if dry_run:
+        click.echo(f"would look at {len(ids)} jobs (dry run: nothing written)")
+        click.echo("\n".join(str(i) for i in ids))
+        return
+    click.echo(f"{verb} {len(changed)} jobs; {len(unchanged)} unchanged")
+
+
+@jobs.command()
+@selection
+@click.pass_context
+def retry(
+    ctx: click.Context,
+    job_id: str | None,
+    status: str | None,
+    lane: str | None,
+    repo: str | None,
+    job_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    error: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Give jobs that failed for good one more attempt, due now (a replay after an incident).
+
+    The same jobs, not new ones, from their last checkpoint; a job another active job has
+    replaced (same dedupe key) is left alone. A second run changes nothing."""
+    if status not in (None, "failed"):
+        raise click.BadParameter("only failed jobs can be retried", param_hint="'--status'")
+    where = reads.JobFilter(status or "failed", lane, job_type, repo, since, 0, until, error)
+    ids = chosen(ctx, job_id, where if job_id is None else reads.JobFilter())
+    store = resources(ctx).store
+    bulk(ctx, "retried", ids, lambda i: store.replay(i) is not None, dry_run, as_json)
+
+
+@jobs.command()
+@selection
+@click.option("--reason", default="cancelled by an operator", show_default=True)
+@click.pass_context
+def cancel(
+    ctx: click.Context,
+    job_id: str | None,
+    status: str | None,
+    lane: str | None,
+    repo: str | None,
+    job_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    error: str | None,
+    dry_run: bool,
+    as_json: bool,
+    reason: str,
+) -> None:
+    """Cancel a job, or every job the filters pick, that has not ended (a running worker
+    stops at its next checkpoint). JOB_ID is a job's id or a unique prefix of it."""
+    if not reason.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--reason'")
+    where = reads.JobFilter(status, lane, job_type, repo, since, 0, until, error)
+    ids = chosen(ctx, job_id, where)
+    store = resources(ctx).store
+    if job_id is not None:  # one job: say exactly why it cannot be cancelled
+        with errors():
+            job = store.cancel(ids[0], reason[:500])
+        click.echo(f"job {job.id} cancelled ({reason})")
+        return
+
+    def cancel_one(one: UUID) -> bool:
+        if store.get(one).is_final:
+            return False
+        try:
+            store.cancel(one, reason[:500])
+        except InvalidTransition:  # it ended meanwhile
+            return False
+        return True
+
+    bulk(ctx, "cancelled", ids, cancel_one, dry_run, as_json)
 
 
 def _lines(report: SweepReport) -> list[str]:

@@ -47,6 +47,7 @@ def act(job: Job, action: str) -> None:
         "fail permanently": lambda: job.fail("not_found", "404", NOW, POLICY, retryable=False),
         "reschedule": lambda: job.reschedule(NOW, NOW),
         "cancel": lambda: job.cancel("operator", NOW),
+        "replay": lambda: job.replay(NOW),
     }[action]()
 
 
@@ -64,10 +65,22 @@ def test_state_machine(status: Status, action: str):
         assert str(err.value) == f"job {job.id} is {status.value}: cannot {action}"
 
 
-def test_final_states_allow_nothing():
+def test_final_states_allow_nothing_but_a_replay_of_a_failure():
     for status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
         assert status.is_final
-        assert not any(status in allowed for allowed in ALLOWED.values())
+        allowed = [action for action, states in ALLOWED.items() if status in states]
+        assert allowed == (["replay"] if status is Status.FAILED else [])
+
+
+def test_a_replay_is_the_next_attempt_of_the_same_job_due_now():
+    job = job_in(Status.FAILED)
+    attempt = job.attempt
+    job.replay(NOW)
+    assert (job.status, job.attempt, job.not_before) == (
+        Status.RETRY_SCHEDULED,
+        attempt + 1,
+        NOW,
+    )
 
 
 def test_retryable_failure_schedules_the_next_attempt_of_the_same_job():

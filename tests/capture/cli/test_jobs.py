@@ -215,3 +215,61 @@ def test_reading_scripts_work_on_a_read_only_database(run, history, database_url
 def test_bad_settings_are_one_line_not_a_traceback(database_url, env, message):
     result = CliRunner().invoke(jobs, ["stats"], env={"DATABASE_URL": database_url, **env})
     assert_refused(result, message)
+
+
+def failed_for_good(store, n: int, error: str = "HTTP 503 during the incident") -> list:
+    ids = []
+    for i in range(n):
+        spec = JobSpec.create("pr-reviews", f"acme/{error[:8].replace(' ', '-')}{i}", days=1)
+        job_id = store.enqueue(spec, T0, Route("local", "explicit", "t")).job_id
+        store.claim(job_id, "w", T0)
+        store.fail(job_id, "server_error", error, retryable=False, attempt=1, now=T0)
+        ids.append(job_id)
+    return ids
+
+
+def test_bulk_retry_replays_failed_jobs_once_and_a_second_run_changes_nothing(
+    run, history, store, database_url
+):
+    failed = failed_for_good(store, 3)
+    failed_for_good(store, 1, error="HTTP 404: gone")  # not this incident
+    attempts = {j: store.get(j).attempt for j in failed}
+    before = count_events(database_url)
+    dry = run("retry", "--error", "incident", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert count_events(database_url) == before
+    first = json.loads(run("retry", "--error", "incident", "--json").output)
+    assert sorted(first["retried"]) == sorted(str(j) for j in failed)
+    for job_id in failed:
+        job = store.get(job_id)
+        assert (job.status.value, job.attempt) == ("retry_scheduled", attempts[job_id] + 1)
+    after = count_events(database_url)
+    again = json.loads(run("retry", "--error", "incident", "--json").output)
+    assert again["retried"] == []
+    assert count_events(database_url) == after
+
+
+def test_retry_leaves_a_job_another_active_job_replaced(run, store):
+    spec = JobSpec.create("pr-reviews", "acme/replaced", days=1)
+    old = store.enqueue(spec, T0, Route("local", "explicit", "t")).job_id
+    store.claim(old, "w", T0)
+    store.fail(old, "boom", "x", retryable=False, attempt=1, now=T0)
+    newer = store.enqueue(spec, T0, Route("local", "explicit", "t"))
+    assert newer.created
+    result = json.loads(run("retry", str(old), "--json").output)
+    assert (result["retried"], result["unchanged"]) == ([], [str(old)])
+    assert store.get(old).status.value == "failed"
+
+
+def test_bulk_cancel_by_filters(run, history, store):
+    active = [j for j in history if not store.get(j).is_final]
+    assert active
+    done = run("cancel", "--since", T0.isoformat(), "--reason", "incident 42")
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith(f"cancelled {len(active)} jobs")
+    assert all(store.get(j).is_final for j in history)
+    assert run("cancel", "--since", T0.isoformat()).output.startswith("cancelled 0 jobs")
+    refused = run("cancel")
+    assert_refused(refused, "give JOB_ID, or at least one filter")
+    both = run("cancel", str(history[0]), "--lane", "local")
+    assert_refused(both, "give JOB_ID or filters, not both")
