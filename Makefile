@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench chaos clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Faults a user meets (PostgreSQL restarted, read-only, connections cut; GitHub refusing;
+# a revoked token; SIGTERM mid-job; ...), driven through the scripts as real processes.
+chaos: install
+	$(BIN)/python bin/chaos

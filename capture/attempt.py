@@ -21,6 +21,7 @@ from capture.github.client import GitHub, connect
 from capture.handlers import HANDLERS, Context, Progress
 from capture.settings import CaptureSettings
 from capture.storage import Storage
+from jobstore.boundary import Patient
 from jobstore.domain import Job, Status
 from jobstore.errors import ConfigError, InvalidTransition
 from jobstore.routing import Route
@@ -105,6 +106,7 @@ def run_claimed(
     attempt lost, writing nothing more. Rows already stored are upserts: a later attempt
     rewrites them, never doubles them.
     """
+    store = Patient(store)  # type: ignore[assignment] # a short outage delays, never fails
     try:
         return _run_claimed(store, job, storage, settings, github, now, progress)
     except InvalidTransition as exc:

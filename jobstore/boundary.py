@@ -8,6 +8,7 @@ terminated connection) is DatabaseUnavailable: the caller waits and tries again.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,3 +54,37 @@ def boundary(cls: type[T]) -> type[T]:
         if callable(value) and not name.startswith("_"):
             setattr(cls, name, translated(value))
     return cls
+
+
+def patiently(
+    call: Callable[[], T], budget: float = 60.0, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """`call()`, waiting out a database that is briefly unavailable or read-only (a restart,
+    a failover) for up to `budget` seconds, with capped exponential backoff."""
+    waited, delay = 0.0, 0.25
+    while True:
+        try:
+            return call()
+        except DatabaseUnavailable:
+            if waited >= budget:
+                raise
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
+
+
+class Patient:
+    """A view of an object (the job store) whose methods are called `patiently`: a worker
+    in the middle of an attempt keeps its place through a short outage."""
+
+    def __init__(self, target: Any, budget: float = 60.0) -> None:
+        self._target = target
+        self._budget = budget
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+        return functools.wraps(value)(
+            lambda *args, **kwargs: patiently(lambda: value(*args, **kwargs), self._budget)
+        )

@@ -401,7 +401,10 @@ class Sandbox:
                     self.send_header(key, value)
                 self.send_header("content-length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(content)
+                try:
+                    self.wfile.write(content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a killed worker): as GitHub, shrug
 
             do_GET = do_POST = do_DELETE = _answer
 
