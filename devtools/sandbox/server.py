@@ -3,6 +3,7 @@ Event API, reachable in-process (an httpx transport) or over HTTP on 127.0.0.1."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -401,10 +402,9 @@ class Sandbox:
                     self.send_header(key, value)
                 self.send_header("content-length", str(len(content)))
                 self.end_headers()
-                try:
+                # The client may have gone away (a killed worker): as GitHub would, shrug.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(content)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client went away (a killed worker): as GitHub, shrug
 
             do_GET = do_POST = do_DELETE = _answer
 
