@@ -416,3 +416,23 @@ def test_a_long_secondary_wait_writes_heartbeats_so_the_job_is_not_swept(rigs, w
     times = [e.timestamp for e in events]
     lease = rig.store.settings.lease("local")
     assert max((b - a).total_seconds() for a, b in itertools.pairwise(times)) < lease
+
+
+def test_a_job_that_listed_items_and_captured_none_does_not_complete(rigs, world, monkeypatch):
+    """ "Completed, 0 of 500" hid data gaps in the system this replaces."""
+    from capture.handlers import HANDLERS, Handler, Outcome
+
+    def lists_but_captures_nothing(ctx):
+        ctx.checkpoint(0, 500, "listed")
+        return Outcome(items=0)
+
+    monkeypatch.setitem(
+        HANDLERS, "pr-details", Handler("pr-details", lists_but_captures_nothing, ("local",))
+    )
+    rig = rigs(world)
+    job_id = rig.enqueue("pr-details", pr_numbers=[1])
+    result = rig.run(job_id)
+    assert result.outcome == "failed"
+    last = rig.store.history(job_id)[-1]
+    assert (last.error_type, last.retryable) == ("items_missing", False)
+    assert "none of the 500 items" in last.message

@@ -134,6 +134,14 @@ def test_a_failed_job_is_annotated_in_actions(store, database_url, served, tmp_p
     assert served.env["GITHUB_TOKEN"] not in result.output + (tmp_path / "s").read_text()
 
 
+def listening(database_url: str) -> bool:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+        ).fetchone()[0] > 0
+
+
 def terminate_backends(database_url: str) -> int:
     """What a failover, a pooler restart or an idle reaper does to a worker's connections."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -171,3 +179,21 @@ def test_an_idle_watching_worker_rides_out_terminated_connections(store, databas
         _, err = worker.communicate(timeout=30)
     assert "Traceback" not in err, err
     assert err.count("waiting, and trying again") <= 3  # said once per outage
+
+
+@pytest.mark.slow
+def test_a_watching_worker_acknowledges_the_first_signal_and_stops(database_url, served):
+    env = {**os.environ, **served.env, "DATABASE_URL": database_url}
+    worker = subprocess.Popen(
+        [sys.executable, ROOT / "bin" / "run-job", *("--lane", "local", "--watch")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: listening(database_url), timeout=30)  # idle, waiting on LISTEN
+    worker.send_signal(signal.SIGINT)
+    out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert "SIGINT: finishing the job in hand, then stopping" in err
+    assert "0 jobs, 0 failed" in out
