@@ -146,6 +146,7 @@ def _run_claimed(
         gh = github(job.lane == "inngest" or job.trigger == "manual")
     except ConfigError as exc:
         return failed("config_error", str(exc), retryable=False)
+    gh.rest.etags = storage.etag_cache()  # REST answers' ETags outlive the job
     ctx = Context(store, job, gh, storage, settings, now, progress=progress)
     gh.session.on_wait = lambda left, why: ctx.heartbeat(f"waiting {left:.0f}s: {why}")
     try:
@@ -181,6 +182,8 @@ def _run_claimed(
         "graphql_points": gh.meter.graphql_points,
         "rest_requests": gh.meter.rest_points,
         "fallbacks": len(gh.meter.fallbacks),
+        "graphql_queries": gh.meter.by_operation(),
+        "node_counting": gh.graphql.counting.mode,
     }
     ended = store.complete(
         job.id, outcome.items, api_points=points, summary=summary, attempt=job.attempt, now=now()

@@ -1,29 +1,26 @@
-"""Fetching pull requests through GraphQL (nested, by node id) or REST, into Rows."""
+"""Fetching pull requests through GraphQL: the listing, and nested batches by node id in
+the shape the planner chose, into Rows. A shape GitHub refuses (node limit, timeout) is
+shrunk and sent again; only a pull request that fails alone is left for REST."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cache
+
+from graphql import DocumentNode, parse
 
 from capture import records
-from capture.errors import CaptureError, QueryFailed, ServerError
+from capture.errors import QueryFailed, ServerError, TooHeavy
 from capture.github.client import GitHub
+from capture.github.graphql import document
+from capture.pages import Page, fetch_pages, next_page
+from capture.planning import NODE_LIMIT, Observed, Plan, plan
 from capture.records import Rows
 
 log = logging.getLogger(__name__)
 PARTS = ("details", "reviews", "comments")
-# kind -> (GraphQL type, field, fragment on the node type, extra fields on the connection)
-PAGES = {
-    "files": ("PullRequest", "files", "FileFields", ""),
-    "commits": ("PullRequest", "commits", "CommitFields", "totalCount"),
-    "reviews": ("PullRequest", "reviews", "ReviewFields", ""),
-    "comments": ("PullRequest", "comments", "IssueCommentFields", ""),
-    "threads": ("PullRequest", "reviewThreads", "ThreadFields", ""),
-    "labels": ("PullRequest", "labels", "LabelName", ""),
-    "thread_comments": ("PullRequestReviewThread", "comments", "ReviewCommentFields", ""),
-}
 CONNECTIONS = (
     ("files", "files"),
     ("commits", "commits"),
@@ -32,18 +29,7 @@ CONNECTIONS = (
     ("threads", "reviewThreads"),
     ("labels", "labels"),
 )
-PAGE_BATCH = 50
-
-
-@dataclass(frozen=True)
-class Page:
-    """The next page of one connection of one node."""
-
-    node_id: str
-    kind: str
-    after: str | None
-    pr_id: int
-    number: int
+FLOOR_NODES = 1_000  # below this a refused shape is not the shape's fault
 
 
 @dataclass
@@ -54,28 +40,99 @@ class Pulls:
     failed: list[tuple[int, str]]
 
 
+@dataclass
+class Planner:
+    """The shape of the next by-id query for one job: what the repository has shown so
+    far, and how many possible nodes GitHub has been taking (halved when it refuses or
+    times out, grown back after it answers)."""
+
+    ceiling: int = 100_000
+    observed: Observed = field(default_factory=Observed)
+    max_nodes: int = 0
+    last: Plan | None = None
+
+    def __post_init__(self) -> None:
+        self.ceiling = min(self.ceiling, NODE_LIMIT)
+        self.max_nodes = self.max_nodes or self.ceiling
+
+    def next(self, parts: set[str], counting: str, todo: int) -> Plan:
+        self.last = plan(
+            by_ids_document(),
+            parts,
+            self.observed,
+            counting=counting,
+            todo=todo,
+            max_nodes=self.max_nodes,
+        )
+        return self.last
+
+    def shrink(self, tried: Plan) -> bool:
+        """Halves the node budget below what was refused; False once nothing smaller is
+        worth trying."""
+        if tried.shape.batch == 1 and tried.nodes <= FLOOR_NODES:
+            return False
+        self.max_nodes = max(1, min(self.max_nodes, tried.nodes) // 2)
+        return True
+
+    def grow(self) -> None:
+        self.max_nodes = min(self.ceiling, self.max_nodes * 2)
+
+    def learn(self, node: dict) -> None:
+        """The lengths a pull request node's connections reported (totalCount)."""
+        for kind, key in CONNECTIONS:
+            connection = node.get(key)
+            if connection and connection.get("totalCount") is not None:
+                self.observed.add(kind, [connection["totalCount"]])
+        for thread in (node.get("reviewThreads") or {}).get("nodes") or ():
+            comments = (thread or {}).get("comments") or {}
+            if comments.get("totalCount") is not None:
+                self.observed.add("thread_comments", [comments["totalCount"]])
+
+
+@cache
+def by_ids_document() -> DocumentNode:
+    """The by-id document, parsed once (the planner's cost cache is keyed by it)."""
+    return parse(document("PullRequestsByIds"))
+
+
 def owner_and_name(owner_name: str) -> tuple[str, str]:
     owner, name = owner_name.split("/")
     return owner, name
 
 
-# GraphQL.
+NUMBERS_PER_QUERY = 100
+
+
+def numbers_query(repository: str, numbers: list[int]) -> tuple[str, dict]:
+    """One query for the node ids of up to 100 pull requests by number (aliases n0, n1,
+    ...): no connections, so 1 point for them all."""
+    owner, name = owner_and_name(repository)
+    aliases = " ".join(
+        f"n{i}: pullRequest(number: {int(n)}) {{ id }}" for i, n in enumerate(numbers)
+    )
+    text = (
+        "query PullRequestNumbers($owner: String!, $name: String!) { "
+        "rateLimit { cost remaining resetAt } "
+        "repository(owner: $owner, name: $name) { databaseId id nameWithOwner createdAt "
+        f"{aliases} }} }}"
+    )
+    return text, {"owner": owner, "name": name}
 
 
 def query_shrinking(
     gh: GitHub, name: str, variables: Callable[[int], dict], size: int, what: str
 ) -> tuple[dict, int]:
-    """Runs `name` for `size` items, halving `size` on 502/504 (GitHub's advice for heavy
-    queries); QueryFailed once even one item fails. Returns the data and the size used."""
+    """Runs `name` for `size` items, halving `size` when GitHub times out or refuses the
+    query's size; QueryFailed once even one item fails. Returns the data and the size."""
     while True:
         try:
             data, _ = gh.graphql.query(name, variables(size), retry=False)
             return data, size
-        except ServerError as exc:
+        except (ServerError, TooHeavy) as exc:
             if size == 1:
-                raise QueryFailed(f"GraphQL kept failing (HTTP {exc.status}) {what}") from None
+                raise QueryFailed(f"GraphQL kept failing ({exc}) {what}") from None
             size = max(1, size // 2)
-            log.info("GraphQL %s while %s: page size now %d", exc.status, what, size)
+            log.info("GraphQL refused %s (%s): page size now %d", what, exc, size)
 
 
 def index_page(
@@ -112,10 +169,9 @@ def collect(rows: Rows, node: dict, repo_id: int, pending: list[Page], failed: l
             failed.append((number, "details" if kind in ("files", "commits") else kind))
             continue
         if kind == "labels":
-            if connection["pageInfo"]["hasNextPage"]:
-                pending.append(
-                    Page(node["id"], kind, connection["pageInfo"]["endCursor"], pr_id, number)
-                )
+            following = next_page(connection, node["id"], kind, pr_id, number)
+            if following is not None:
+                pending.append(following)
             continue
         if kind == "files":
             rows.complete_files.add(pr_id)
@@ -148,148 +204,50 @@ def page_nodes(
             page_nodes(
                 rows, "thread_comments", item["comments"], item["id"], pr_id, number, pending
             )
-    if connection["pageInfo"]["hasNextPage"]:
-        pending.append(Page(node_id, kind, connection["pageInfo"]["endCursor"], pr_id, number))
-
-
-def compose(pages: list[Page]) -> tuple[str, dict[str, Any]]:
-    """One query fetching the next page of each connection, each under its own alias."""
-    from capture.github.graphql import fragments, used_only
-
-    params, fields, variables = [], [], {}
-    for i, page in enumerate(pages):
-        type_name, field, fragment, extra = PAGES[page.kind]
-        params.append(f"$id{i}: ID!, $after{i}: String")
-        fields.append(
-            f"p{i}: node(id: $id{i}) {{ ... on {type_name} {{ {field}(first: 100, after: $after{i})"
-            f" {{ {extra} pageInfo {{ hasNextPage endCursor }} nodes {{ ...{fragment} }} }} }} }}"
-        )
-        variables |= {f"id{i}": page.node_id, f"after{i}": page.after}
-    text = (
-        f"query Pages({', '.join(params)}) {{ rateLimit {{ cost remaining resetAt }} "
-        f"{' '.join(fields)} }}\n" + fragments()
-    )
-    return used_only(text), variables
-
-
-def fetch_pages(gh: GitHub, rows: Rows, pending: list[Page], failed: list) -> None:
-    """Follows every pending page (and the pages they lead to) to the end."""
-    while pending:
-        batch, pending[:] = pending[:PAGE_BATCH], pending[PAGE_BATCH:]
-        text, variables = compose(batch)
-        data, _ = gh.graphql.run(text, variables)
-        for i, page in enumerate(batch):
-            node = data.get(f"p{i}")
-            field = PAGES[page.kind][1]
-            if not node or node.get(field) is None:
-                failed.append((page.number, page.kind))
-                continue
-            if page.kind == "labels":
-                pr = next(p for p in rows.pull_requests if p["id"] == page.pr_id)
-                pr["labels"] = sorted(pr["labels"] + [n["name"] for n in node[field]["nodes"]])
-                if node[field]["pageInfo"]["hasNextPage"]:
-                    pending.append(
-                        Page(
-                            page.node_id,
-                            "labels",
-                            node[field]["pageInfo"]["endCursor"],
-                            page.pr_id,
-                            page.number,
-                        )
-                    )
-                continue
-            page_nodes(rows, page.kind, node[field], page.node_id, page.pr_id, page.number, pending)
+    following = next_page(connection, node_id, kind, pr_id, number)
+    if following is not None:
+        pending.append(following)
 
 
 def by_ids(
-    gh: GitHub, ids: list[str], parts: set[str], repo_id: int, size: int = 50
+    gh: GitHub,
+    pulls: list[tuple[int, str]],
+    parts: set[str],
+    repo_id: int,
+    planner: Planner,
+    most: int = 100,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> Iterator[Pulls]:
-    """Pull requests by node id, `size` per query (halved on 502/504, grown back after)."""
-    flags = {part: part in parts for part in PARTS}
-    start, full = 0, size
-    while start < len(ids):
-        data, size = query_shrinking(
-            gh,
-            "PullRequestsByIds",
-            lambda n, at=start: {"ids": ids[at : at + n], **flags},
-            size,
-            "fetching pull requests",
-        )
-        chunk = ids[start : start + size]
+    """Pull requests, given as (number, node id), in batches shaped by `planner`. A shape
+    GitHub refuses is shrunk and retried; a pull request that fails on its own is yielded
+    as failed (for REST), and the batches go on."""
+    start = 0
+    while start < len(pulls):
+        chosen = planner.next(parts, gh.graphql.counting.mode, min(most, len(pulls) - start))
+        if on_plan is not None:
+            on_plan(chosen)
+        chunk = pulls[start : start + chosen.shape.batch]
+        variables = {"ids": [node_id for _, node_id in chunk], **chosen.shape.variables(parts)}
+        try:
+            data, _ = gh.graphql.query("PullRequestsByIds", variables, retry=False)
+        except (ServerError, TooHeavy) as exc:
+            if isinstance(exc, TooHeavy) and exc.node_limit:
+                gh.graphql.counting.refused()
+            if planner.shrink(chosen):
+                log.info("GraphQL refused %s (%s); shrinking", chosen.shape.describe(), exc)
+                continue
+            number = chunk[0][0]
+            log.warning("GraphQL cannot serve #%d (%s); leaving it for REST", number, exc)
+            yield Pulls(Rows(), [(number, part) for part in sorted(parts - {"labels"})])
+            start += 1
+            continue
         rows, pending, failed = Rows(), [], []
         for node in data["nodes"]:
             if node is not None:
+                planner.learn(node)
                 collect(rows, node, repo_id, pending, failed)
         del data  # the rows hold what is needed; the response tree can go before the next call
-        fetch_pages(gh, rows, pending, failed)
+        fetch_pages(gh, rows, pending, failed, planner.ceiling)
         start += len(chunk)
-        size = min(full, size * 2)
+        planner.grow()
         yield Pulls(rows, failed)
-
-
-# REST.
-
-
-def rest_index(gh: GitHub, repository: str, sort: str) -> Iterator[tuple[dict, list[dict]]]:
-    """Pages of pull requests, newest first by `sort` (created or updated)."""
-    repo = gh.rest.get(f"/repos/{repository}")
-    for page in gh.rest.pages(
-        f"/repos/{repository}/pulls", {"state": "all", "sort": sort, "direction": "desc"}
-    ):
-        yield repo, page
-
-
-def fetch_rest_pull(
-    gh: GitHub, repository: str, number: int, parts: set[str], repo_id: int, rows: Rows
-) -> None:
-    """One pull request and the chosen parts of it, through REST."""
-    base = f"/repos/{repository}"
-    pr = gh.rest.get(f"{base}/pulls/{number}")
-    pr_id = records.rest_pull(rows, pr, repo_id)
-    if "details" in parts:
-        records.rest_details(rows, pr)
-        for page in gh.rest.pages(f"{base}/pulls/{number}/files"):
-            for item in page:
-                records.rest_file(rows, item, pr_id)
-        for page in gh.rest.pages(f"{base}/pulls/{number}/commits"):
-            for item in page:
-                records.rest_commit(rows, item, pr_id)
-        rows.complete_files.add(pr_id)
-        rows.complete_commits.add(pr_id)
-    if "reviews" in parts:
-        for page in gh.rest.pages(f"{base}/pulls/{number}/reviews"):
-            for item in page:
-                records.rest_review(rows, item, pr_id)
-    if "comments" in parts:
-        for page in gh.rest.pages(f"{base}/issues/{number}/comments"):
-            for item in page:
-                records.rest_comment(rows, item, pr_id, "issue")
-        for page in gh.rest.pages(f"{base}/pulls/{number}/comments"):
-            for item in page:
-                records.rest_comment(rows, item, pr_id, "review")
-
-
-def rest_fallback(
-    gh: GitHub, repository: str, failed: list[tuple[int, str]], repo_id: int, rows: Rows
-) -> list[tuple[int, str]]:
-    """Refetches failed parts through REST; returns what still failed."""
-    still = []
-    by_number: dict[int, set[str]] = {}
-    for number, kind in failed:
-        part = {
-            "thread_comments": "comments",
-            "threads": "comments",
-            "labels": "details",
-            "files": "details",
-            "commits": "details",
-        }.get(kind, kind)
-        by_number.setdefault(number, set()).add(part)
-    for number, parts in by_number.items():
-        gh.meter.fallbacks.append(f"#{number} {','.join(sorted(parts))} through REST")
-        log.warning("GraphQL could not serve #%d (%s); using REST", number, ",".join(sorted(parts)))
-        try:
-            fetch_rest_pull(gh, repository, number, parts, repo_id, rows)
-        except CaptureError as exc:
-            log.warning("REST failed too for #%d: %s", number, exc)
-            still.append((number, ",".join(sorted(parts))))
-    return still

@@ -25,6 +25,11 @@ class RateLimited(CaptureError):
         super().__init__(f"{message}; resets at {reset_at.isoformat()}")
 
 
+class FallbackCapped(RateLimited):
+    """REST would spend more than the job may on a fallback: the job pauses until
+    `reset_at` (GraphQL may serve it by then) instead of burning the token."""
+
+
 class NotFound(CaptureError):
     """GitHub answered 404, 410 or 451: the thing is gone or unavailable; do not retry."""
 
@@ -64,6 +69,15 @@ class NetworkError(CaptureError):
 
 class QueryFailed(CaptureError):
     """GitHub refused or could not answer a GraphQL query (schema, permission, partial)."""
+
+
+class TooHeavy(QueryFailed):
+    """GitHub refused a GraphQL query for its size (node limit, complexity, timeout): a
+    smaller shape of the same query is the answer, never leaving GraphQL."""
+
+    def __init__(self, message: str, node_limit: bool = False) -> None:
+        self.node_limit = node_limit
+        super().__init__(message)
 
 
 class StorageError(CaptureError):

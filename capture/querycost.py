@@ -4,6 +4,11 @@ From GitHub's documentation: add up, over every connection in the query, the num
 requests needed to fill it (the product of the page sizes of its ancestor connections; a
 top-level connection counts 1), divide by 100 and round, at least 1 point. The node
 count is the sum over connections of the product of page sizes down to and including it.
+
+The documentation leaves open how a field taking a list, such as `nodes(ids: [...])`,
+counts. Two readings, both supported: "lenient" (the list is not a connection: what is
+under it counts as top-level) and "strict" (the list is a connection whose page size is
+its length, so 100 ids multiply everything beneath them by 100).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from graphql import (
 
 NODE_LIMIT = 500_000
 PAGE_LIMIT = 100
+COUNTINGS = ("strict", "lenient")
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,17 @@ class Cost:
         return max(1, math.floor(self.requests / 100 + 0.5))
 
 
-def page_size(field: FieldNode, variables: dict[str, Any]) -> int | None:
-    """The field's `first` or `last`, if it is a paginated connection."""
+def page_size(field: FieldNode, variables: dict[str, Any], counting: str = "lenient") -> int | None:
+    """The field's `first` or `last`, if it is a paginated connection; under strict
+    counting also the length of a list argument (`nodes(ids: [...])`)."""
+    listed = None
     for argument in field.arguments or ():
+        value = value_from_ast_untyped(argument.value, variables)
         if argument.name.value in ("first", "last"):
-            value = value_from_ast_untyped(argument.value, variables)
             return int(value) if isinstance(value, int) else None
-    return None
+        if counting == "strict" and isinstance(value, list):
+            listed = len(value)
+    return listed
 
 
 def included(selection: Any, variables: dict[str, Any]) -> bool:
@@ -60,8 +70,14 @@ def included(selection: Any, variables: dict[str, Any]) -> bool:
 
 
 def query_cost(
-    document: DocumentNode, variables: dict[str, Any] | None = None, operation: str | None = None
+    document: DocumentNode,
+    variables: dict[str, Any] | None = None,
+    operation: str | None = None,
+    counting: str = "lenient",
 ) -> Cost:
+    """The requests and possible nodes of one operation of `document`, by `counting`."""
+    if counting not in COUNTINGS:
+        raise ValueError(f"counting must be one of {', '.join(COUNTINGS)}, got {counting!r}")
     variables = variables or {}
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -80,7 +96,7 @@ def query_cost(
             if not included(selection, variables):
                 continue
             if isinstance(selection, FieldNode):
-                size = page_size(selection, variables)
+                size = page_size(selection, variables, counting)
                 if size is None:
                     walk(selection.selection_set, multiplier, seen)
                     continue

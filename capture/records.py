@@ -93,28 +93,29 @@ def repository(node: dict) -> dict:
 
 
 def gql_pull(rows: Rows, node: dict, repository_id: int) -> int:
+    """A pull request's core row; without `labels` in the node, the stored labels stay."""
     pr_id = node["databaseId"]
-    rows.pull_requests.append(
-        {
-            "id": pr_id,
-            "node_id": node["id"],
-            "repository_id": repository_id,
-            "number": node["number"],
-            "title": node["title"],
-            "body": node["body"] or None,
-            "state": node["state"],
-            "is_draft": node["isDraft"],
-            "author_id": rows.actor(gql_actor(node.get("author"))),
-            "created_at": when(node["createdAt"]),
-            "updated_at": when(node["updatedAt"]),
-            "closed_at": when(node["closedAt"]),
-            "merged_at": when(node["mergedAt"]),
-            "base_ref": node["baseRefName"],
-            "head_ref": node["headRefName"],
-            "head_sha": node["headRefOid"],
-            "labels": sorted(label["name"] for label in node["labels"]["nodes"]),
-        }
-    )
+    row = {
+        "id": pr_id,
+        "node_id": node["id"],
+        "repository_id": repository_id,
+        "number": node["number"],
+        "title": node["title"],
+        "body": node["body"] or None,
+        "state": node["state"],
+        "is_draft": node["isDraft"],
+        "author_id": rows.actor(gql_actor(node.get("author"))),
+        "created_at": when(node["createdAt"]),
+        "updated_at": when(node["updatedAt"]),
+        "closed_at": when(node["closedAt"]),
+        "merged_at": when(node["mergedAt"]),
+        "base_ref": node["baseRefName"],
+        "head_ref": node["headRefName"],
+        "head_sha": node["headRefOid"],
+    }
+    if "labels" in node:
+        row["labels"] = sorted(label["name"] for label in node["labels"]["nodes"])
+    rows.pull_requests.append(row)
     return pr_id
 
 

@@ -20,6 +20,10 @@ class CaptureSettings:
     max_items: int = 500  # more explicit PRs are split into child jobs
     concurrency: int = 4  # requests in flight per token
     force_rest: bool = False
+    node_counting: str = "auto"  # how the server counts nodes(ids:): auto, strict, lenient
+    max_nodes: int = 100_000  # possible nodes per query the planner aims under
+    rest_factor: int = 10  # a fallback may spend this many times the GraphQL estimate
+    rest_floor: int = 100  # ... and at least this many REST requests
 
     def require_token(self) -> str:
         if not self.token:
@@ -40,6 +44,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def load(env: Mapping[str, str] | None = None) -> CaptureSettings:
     env = os.environ if env is None else env
     api = (env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
@@ -52,4 +63,8 @@ def load(env: Mapping[str, str] | None = None) -> CaptureSettings:
         max_items=_int(env, "CAPTURE_MAX_ITEMS", 500),
         concurrency=_int(env, "CAPTURE_CONCURRENCY", 4),
         force_rest=(env.get("CAPTURE_FORCE_REST") or "").lower() in ("1", "true", "yes"),
+        node_counting=_choice(env, "CAPTURE_NODE_COUNTING", "auto", ("auto", "strict", "lenient")),
+        max_nodes=min(_int(env, "CAPTURE_MAX_NODES", 100_000), 500_000),
+        rest_factor=_int(env, "CAPTURE_REST_FACTOR", 10),
+        rest_floor=_int(env, "CAPTURE_REST_FLOOR", 100),
     )

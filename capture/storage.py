@@ -6,12 +6,14 @@ page twice changes nothing.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from capture.errors import StorageError
 from capture.records import Rows
@@ -85,8 +87,10 @@ TABLES = {
 }
 
 
-def upsert(table: str) -> sql.Composed:
+def upsert(table: str, skip: tuple[str, ...] = ()) -> sql.Composed:
+    """INSERT ... ON CONFLICT DO UPDATE for `table`, leaving the `skip` columns as stored."""
     columns, key = TABLES[table]
+    columns = tuple(c for c in columns if c not in skip)
     others = [c for c in columns if c not in key]
     changed = sql.SQL(" OR ").join(
         sql.SQL("{t}.{c} IS DISTINCT FROM EXCLUDED.{c}").format(
@@ -184,11 +188,15 @@ class Storage:
         batches = [
             ("repositories", rows.repositories),
             ("contributors", list(rows.contributors.values())),
-            ("pull_requests", rows.pull_requests),
         ]
         for table, items in batches:
             if items:
                 cur.executemany(upsert(table), in_key_order(table, items))
+        labelled = [p for p in rows.pull_requests if "labels" in p]
+        unlabelled = [p for p in rows.pull_requests if "labels" not in p]  # labels kept
+        for items, skip in ((labelled, ()), (unlabelled, ("labels",))):
+            if items:
+                cur.executemany(upsert("pull_requests", skip), in_key_order("pull_requests", items))
         if rows.details:
             cur.executemany(UPDATE_DETAILS, sorted(rows.details, key=lambda d: d["id"]))
         for table, ids in (("pr_files", rows.complete_files), ("commits", rows.complete_commits)):
@@ -251,3 +259,66 @@ class Storage:
             (repository, since, until),
         )
         return {r["number"]: r["node_id"] for r in rows}
+
+    def observed(self, repository: str, limit: int = 500) -> dict[str, Counter]:
+        """How long each connection of the repository's most recently captured pull
+        requests was (a histogram per kind), for the query planner's first shape."""
+        rows = self._rows(OBSERVED, (repository, limit))
+        found: dict[str, Counter] = {kind: Counter() for kind in OBSERVED_KINDS}
+        for row in rows:
+            for kind in OBSERVED_KINDS[:-1]:
+                found[kind][row[kind]] += 1
+            for length in row["thread_comments"] or ():
+                found["thread_comments"][length] += 1
+        return found
+
+    def etag_cache(self) -> StoredEtags:
+        return StoredEtags(self)
+
+
+class StoredEtags:
+    """REST answers' ETags and bodies in `rest_etags`, shared by every job and process."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, credential: str, key: str) -> tuple[str, Any, str | None] | None:
+        rows = self.storage._rows(
+            "SELECT etag, body, link FROM rest_etags WHERE credential = %s AND url = %s",
+            (credential, key),
+        )
+        return (rows[0]["etag"], rows[0]["body"], rows[0]["link"]) if rows else None
+
+    def put(self, credential: str, key: str, etag: str, body: Any, link: str | None) -> None:
+        try:
+            with self.storage.conn.transaction():
+                self.storage.conn.execute(
+                    "INSERT INTO rest_etags (credential, url, etag, body, link) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (credential, url) DO UPDATE SET "
+                    "etag = EXCLUDED.etag, body = EXCLUDED.body, link = EXCLUDED.link, "
+                    "stored_at = now()",
+                    (credential, key, etag, Jsonb(body), link),
+                )
+        except psycopg.Error as exc:
+            raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
+
+
+OBSERVED_KINDS = ("files", "commits", "reviews", "comments", "threads", "thread_comments")
+OBSERVED = """
+SELECT
+  (SELECT count(*) FROM pr_files f WHERE f.pull_request_id = p.id) AS files,
+  (SELECT count(*) FROM commits c WHERE c.pull_request_id = p.id) AS commits,
+  (SELECT count(*) FROM reviews v WHERE v.pull_request_id = p.id) AS reviews,
+  (SELECT count(*) FROM comments c WHERE c.pull_request_id = p.id AND c.kind = 'issue')
+    AS comments,
+  (SELECT count(*) FROM comments c
+    WHERE c.pull_request_id = p.id AND c.kind = 'review' AND c.in_reply_to_id IS NULL)
+    AS threads,
+  (SELECT array_agg(n) FROM (
+     SELECT count(*) AS n FROM comments c
+     WHERE c.pull_request_id = p.id AND c.kind = 'review'
+     GROUP BY coalesce(c.in_reply_to_id, c.id)) t) AS thread_comments
+FROM pull_requests p JOIN repositories r ON r.id = p.repository_id
+WHERE lower(r.full_name) = lower(%s) AND p.details_at IS NOT NULL
+ORDER BY p.updated_at DESC LIMIT %s
+"""

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from capture.github.graphql import GraphQLClient
-from capture.github.rest import RestClient
+from capture.github.graphql import Counting, GraphQLClient
+from capture.github.rest import EtagCache, RestClient
 from capture.github.session import Meter, Session
 from capture.settings import CaptureSettings
 from jobstore.errors import ConfigError
@@ -42,6 +42,7 @@ class GitHub:
         realtime: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        etags: EtagCache | None = None,
     ) -> None:
         self.settings = settings
         self.session = Session(
@@ -52,8 +53,13 @@ class GitHub:
             sleep=sleep,
             now=now,
         )
-        self.graphql = GraphQLClient(self.session, settings.graphql_url)
-        self.rest = RestClient(self.session, settings.api_url)
+        counting = settings.node_counting
+        self.graphql = GraphQLClient(
+            self.session,
+            settings.graphql_url,
+            Counting("strict", False) if counting == "auto" else Counting(counting, fixed=True),
+        )
+        self.rest = RestClient(self.session, settings.api_url, etags)
 
     @property
     def meter(self) -> Meter:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -11,14 +12,18 @@ from graphql import (
     DocumentNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    OperationDefinitionNode,
     Visitor,
     parse,
     print_ast,
     visit,
 )
 
-from capture.errors import NotFound, QueryFailed, RateLimited, ServerError
+from capture.errors import NotFound, QueryFailed, RateLimited, ServerError, TooHeavy
 from capture.github.session import SERVER_TRIES, Session
+from capture.querycost import COUNTINGS, query_cost
+
+HEAVY = ("exceeds the maximum", "timeout", "timed out", "too complex")
 
 
 @cache
@@ -69,10 +74,43 @@ def used_only(text: str) -> str:
     return print_ast(DocumentNode(definitions=tuple(kept)))
 
 
+@lru_cache(maxsize=256)
+def parsed(text: str) -> tuple[DocumentNode, str]:
+    """A document and the name of its (first) operation."""
+    doc = parse(text)
+    operation = next(d for d in doc.definitions if isinstance(d, OperationDefinitionNode))
+    return doc, operation.name.value if operation.name else "anonymous"
+
+
+@dataclass
+class Counting:
+    """How the server counts list arguments such as `nodes(ids:)` ("strict" multiplies
+    by their length, "lenient" does not), as far as its charged costs tell. Starts
+    strict (the safe reading); learns from `rateLimit.cost` unless configured."""
+
+    mode: str = "strict"
+    fixed: bool = False
+
+    def observe(self, doc: DocumentNode, variables: dict[str, Any], charged: int) -> None:
+        if self.fixed:
+            return
+        costs = {c: query_cost(doc, variables, counting=c).points for c in COUNTINGS}
+        if costs["strict"] != costs["lenient"]:
+            matches = [c for c, points in costs.items() if points == charged]
+            if len(matches) == 1:
+                self.mode = matches[0]
+
+    def refused(self) -> None:
+        """GitHub refused a query for its node count: believe the strict reading."""
+        if not self.fixed:
+            self.mode = "strict"
+
+
 class GraphQLClient:
-    def __init__(self, session: Session, url: str) -> None:
+    def __init__(self, session: Session, url: str, counting: Counting | None = None) -> None:
         self.session = session
         self.url = url
+        self.counting = counting or Counting()
 
     def query(
         self, name: str, variables: dict[str, Any], *, retry: bool = True
@@ -97,14 +135,16 @@ class GraphQLClient:
                 if tries == SERVER_TRIES:
                     raise QueryFailed(f"GraphQL answered HTTP {exc.status} {tries} times") from None
                 self.session.sleep(2**tries)
-        meter = self.session.meter
-        meter.graphql_calls += 1
+        doc, operation = parsed(text)
         body = response.json()
         response.close()
         errors = body.get("errors") or []
         data = body.get("data") or {}
         cost = (data.get("rateLimit") or {}).get("cost")
-        meter.graphql_points += int(cost if cost is not None else (0 if errors else 1))
+        charged = int(cost if cost is not None else (0 if errors else 1))
+        self.session.meter.query(operation, charged)
+        if cost is not None:
+            self.counting.observe(doc, variables, int(cost))
         for error in errors:
             if error.get("type") == "RATE_LIMITED":
                 reset = self.session.budget.reset_at.get("graphql")
@@ -114,6 +154,10 @@ class GraphQLClient:
         if errors and not data:
             kinds = {e.get("type") for e in errors}
             first = errors[0].get("message", "unknown error")
+            if "MAX_NODE_LIMIT_EXCEEDED" in kinds:
+                raise TooHeavy(first, node_limit=True)
+            if any(word in first.lower() for word in HEAVY):
+                raise TooHeavy(first)
             if "NOT_FOUND" in kinds:
                 raise NotFound(first)
             raise QueryFailed(f"GraphQL query failed: {first}")

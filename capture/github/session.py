@@ -36,17 +36,29 @@ SERVER_TRIES = 3
 
 @dataclass
 class Meter:
-    """What a job spent: calls, points and fallbacks (they go into Progressed events)."""
+    """What a job spent: calls, points (the charged `rateLimit.cost` of every query, per
+    operation) and fallbacks. They go into Progressed and Completed events."""
 
     graphql_calls: int = 0
     graphql_points: int = 0
     rest_calls: int = 0
     rest_points: int = 0
     fallbacks: list[str] = field(default_factory=list)
+    queries: dict[str, list[int]] = field(default_factory=dict)  # operation -> [calls, points]
 
     @property
     def points(self) -> int:
         return self.graphql_points + self.rest_points
+
+    def query(self, operation: str, charged: int) -> None:
+        self.graphql_calls += 1
+        self.graphql_points += charged
+        tally = self.queries.setdefault(operation, [0, 0])
+        tally[0] += 1
+        tally[1] += charged
+
+    def by_operation(self) -> dict[str, dict[str, int]]:
+        return {op: {"calls": c, "points": p} for op, (c, p) in sorted(self.queries.items())}
 
 
 @dataclass

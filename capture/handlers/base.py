@@ -88,8 +88,10 @@ class Handler:
 
 
 def with_rest_fallback(ctx: Context, work: Callable[[Context], Outcome]) -> Outcome:
-    """Runs `work` through GraphQL; if GraphQL cannot serve it, counts, logs and reruns it
-    through REST (idempotent: rows are upserted)."""
+    """Runs `work` through GraphQL; if GraphQL cannot serve it at all (not a shape
+    problem: those are shrunk), counts, logs and reruns it through REST (idempotent: rows
+    are upserted), capped at `rest_factor` times what GraphQL had spent, or `rest_floor`
+    requests; past the cap the job pauses (FallbackCapped) rather than burn the token."""
     try:
         return work(ctx)
     except QueryFailed as exc:
@@ -97,5 +99,11 @@ def with_rest_fallback(ctx: Context, work: Callable[[Context], Outcome]) -> Outc
             raise
         ctx.gh.meter.fallbacks.append(f"job through REST: {exc}")
         log.warning("GraphQL cannot serve job %s (%s); using REST", ctx.job.id, exc)
+        spent = ctx.gh.meter.graphql_points
+        cap = max(ctx.settings.rest_floor, ctx.settings.rest_factor * spent)
+        ctx.gh.rest.limit(
+            ctx.gh.meter.rest_points + cap,
+            f"the whole job through REST after: {exc}"[:200],
+        )
         ctx.settings = replace(ctx.settings, force_rest=True)
         return work(ctx)

@@ -11,18 +11,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from capture import records
-from capture.collect import (
-    by_ids,
-    collect,
-    fetch_pages,
-    fetch_rest_pull,
-    index_page,
-    rest_fallback,
-    rest_index,
-)
+from capture.collect import NUMBERS_PER_QUERY, Planner, by_ids, collect, index_page, numbers_query
 from capture.errors import ItemsFailed, NotFound
 from capture.handlers.base import Context, Outcome, with_rest_fallback
+from capture.pages import fetch_pages
+from capture.planning import Observed, Plan
 from capture.records import Rows, when
+from capture.restpath import fetch_rest_pull, rest_fallback, rest_index
 from jobstore.routing import Route
 from jobstore.spec import JobSpec
 
@@ -38,7 +33,8 @@ REST_BATCH = 10
 
 
 def index_window(ctx: Context, since: datetime, until: datetime) -> list[int]:
-    """Stores the core rows of the window's pull requests; returns their numbers."""
+    """Stores the core rows (and labels) of the window's pull requests; returns their
+    numbers."""
     job, numbers = ctx.job, []
     recent = until > ctx.now() - timedelta(days=365)
     if ctx.settings.force_rest:
@@ -69,7 +65,7 @@ def index_window(ctx: Context, since: datetime, until: datetime) -> list[int]:
             if since <= created < until:
                 collect(rows, node, repo["databaseId"], pending, failed)
                 numbers.append(node["number"])
-        fetch_pages(ctx.gh, rows, pending, failed)
+        fetch_pages(ctx.gh, rows, pending, failed, ctx.settings.max_nodes)
         ctx.storage.write(rows)
         if past or not info["hasNextPage"]:
             return sorted(numbers)
@@ -125,28 +121,39 @@ def await_children(ctx: Context) -> Outcome:
 
 
 def node_ids(ctx: Context, numbers: list[int]) -> tuple[dict[int, str], list[int]]:
-    """Node ids for the numbers (stored ones, else asked for one by one); unknown numbers."""
+    """Node ids for the numbers (stored ones, else asked for, 100 numbers a query); and
+    the numbers GitHub does not know."""
     known = ctx.storage.node_ids(ctx.job.repository, numbers)
-    owner, name = ctx.job.repository.split("/")
+    missing = [n for n in numbers if n not in known]
     unknown = []
-    for number in [n for n in numbers if n not in known]:
-        try:
-            data, _ = ctx.gh.graphql.query(
-                "PullRequestNumber", {"owner": owner, "name": name, "number": number}
-            )
-        except NotFound:
-            unknown.append(number)
-            continue
-        pull = data["repository"]["pullRequest"]
-        if pull is None:  # GitHub: NOT_FOUND at repository.pullRequest, with data
-            unknown.append(number)
-            continue
-        ctx.storage.write(Rows(repositories=[records.repository(data["repository"])]))
-        known[number] = pull["id"]
+    for start in range(0, len(missing), NUMBERS_PER_QUERY):
+        chunk = missing[start : start + NUMBERS_PER_QUERY]
+        text, variables = numbers_query(ctx.job.repository, chunk)
+        data, _ = ctx.gh.graphql.run(text, variables)
+        repo = data["repository"]
+        ctx.storage.write(Rows(repositories=[records.repository(repo)]))
+        for i, number in enumerate(chunk):
+            pull = repo.get(f"n{i}")
+            if pull is None:  # GitHub: NOT_FOUND at repository.nI, with data
+                unknown.append(number)
+            else:
+                known[number] = pull["id"]
     return known, unknown
 
 
-def capture_pulls(ctx: Context, numbers: list[int], parts: set[str]) -> Outcome:
+def planner_for(ctx: Context) -> Planner:
+    """A planner that starts from what this repository's stored pull requests show."""
+    observed = Observed()
+    for kind, lengths in ctx.storage.observed(ctx.job.repository).items():
+        observed.counts[kind].update(lengths)
+    return Planner(ceiling=ctx.settings.max_nodes, observed=observed)
+
+
+def capture_pulls(
+    ctx: Context, numbers: list[int], parts: set[str], labelled: bool = False
+) -> Outcome:
+    """The chosen parts of the pull requests, in planned batches by node id; `labelled`
+    when their core rows and labels were just stored by an index pass."""
     job = ctx.job
     start = (
         int(ctx.cursor.removeprefix("details:")) if (ctx.cursor or "").startswith("details:") else 0
@@ -158,8 +165,21 @@ def capture_pulls(ctx: Context, numbers: list[int], parts: set[str]) -> Outcome:
     ids, unknown = node_ids(ctx, todo)
     failed_items += len(unknown)
     repo_id = ctx.storage.repository_id(job.repository)
-    chosen = [ids[n] for n in todo if n in ids]
-    for batch in by_ids(ctx.gh, chosen, parts, repo_id, ctx.settings.batch_size):
+    chosen = [(n, ids[n]) for n in todo if n in ids]
+    wanted = parts if labelled else parts | {"labels"}
+    planner = planner_for(ctx)
+    shapes: list[str] = []
+
+    def planned(plan: Plan) -> None:
+        """A fallback may spend `rest_factor` times what GraphQL is expected to."""
+        if not shapes or shapes[-1] != plan.shape.describe():
+            shapes.append(plan.shape.describe())
+        estimate = ctx.gh.meter.graphql_points + plan.points_per_pr * len(chosen)
+        cap = max(ctx.settings.rest_floor, round(ctx.settings.rest_factor * estimate))
+        why = f"{ctx.settings.rest_factor}x the GraphQL estimate of {estimate:.0f} points"
+        ctx.gh.rest.limit(cap, why)
+
+    for batch in by_ids(ctx.gh, chosen, wanted, repo_id, planner, ctx.settings.batch_size, planned):
         failed = rest_fallback(ctx.gh, job.repository, batch.failed, repo_id, batch.rows)
         failed_items += len(failed)
         ctx.storage.write(batch.rows)
@@ -170,7 +190,11 @@ def capture_pulls(ctx: Context, numbers: list[int], parts: set[str]) -> Outcome:
     return Outcome(
         items=done - failed_items,
         failed_items=failed_items,
-        summary={"failed_items": failed_items, "fallbacks": ctx.gh.meter.fallbacks},
+        summary={
+            "failed_items": failed_items,
+            "fallbacks": ctx.gh.meter.fallbacks,
+            "shapes": shapes,
+        },
     )
 
 
@@ -208,4 +232,5 @@ def _run(ctx: Context) -> Outcome:
         return split_into_children(ctx, numbers)
     if not numbers:
         return Outcome(items=0, summary={"note": "no pull requests in the window"})
-    return capture_pulls(ctx, numbers, PARTS[ctx.job.job_type])
+    indexed = not ctx.job.pr_numbers and not ctx.settings.force_rest
+    return capture_pulls(ctx, numbers, PARTS[ctx.job.job_type], labelled=indexed)

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from capture import records
-from capture.collect import collect, fetch_pages, index_page, rest_index
+from capture.collect import collect, index_page
 from capture.handlers.base import Context, Outcome, with_rest_fallback
+from capture.pages import fetch_pages
 from capture.records import Rows, when
+from capture.restpath import rest_index
 
 
 def _included(
@@ -64,7 +66,7 @@ def _sync(ctx: Context) -> Outcome:
                     collect(rows, node, repo_row["id"], pending, failed)
                 else:
                     records.rest_pull(rows, node, repo_row["id"])
-        fetch_pages(ctx.gh, rows, pending, failed)
+        fetch_pages(ctx.gh, rows, pending, failed, ctx.settings.max_nodes)
         last = stop or not info["hasNextPage"]
         mark = (job.repository.lower(), newest) if (job.since is None and last and newest) else None
         ctx.storage.write(rows, watermark=mark)

@@ -139,6 +139,14 @@ def build(
 @click.option("--node-latency-us", default=0.0, show_default=True, type=click.FloatRange(0, 10_000))
 @click.option("--timeout-nodes", default=300_000, show_default=True, type=click.IntRange(1))
 @click.option(
+    "--node-count",
+    default="strict",
+    show_default=True,
+    type=click.Choice(["strict", "lenient"]),
+    help="How nodes(ids: [...]) counts towards cost and the node limit: strict multiplies "
+    "what is under it by the number of ids, lenient does not (GitHub's docs are silent).",
+)
+@click.option(
     "--fault",
     "faults",
     multiple=True,
@@ -179,6 +187,7 @@ def fake_github(
     latency_ms: float,
     node_latency_us: float,
     timeout_nodes: int,
+    node_count: str,
     faults: tuple[str, ...],
     enterprise: bool,
     workflows: tuple[str, ...],
@@ -196,6 +205,7 @@ def fake_github(
         latency=latency_ms / 1000,
         node_latency=node_latency_us / 1e6,
         timeout_nodes=timeout_nodes,
+        node_count=node_count,
     )
     sandbox = build(list(repos), days, seed, options, list(faults), enterprise, list(workflows))
     try:

@@ -94,8 +94,9 @@ class Entry:
     path: str
     kind: str
     status: int
-    points: int = 0
+    points: int = 0  # charged: for GraphQL the query's rateLimit.cost
     nodes: int = 0
+    error: str = ""  # the type of a GraphQL answer's first error, e.g. MAX_NODE_LIMIT_EXCEEDED
     extra: dict[str, Any] = field(default_factory=dict)
 
 

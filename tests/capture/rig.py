@@ -67,8 +67,17 @@ class Rig:
         self.store.route(job_id, LOCAL, self.clock())
 
 
-def make_rig(store: JobStore, url: str, world: World, clock: Clock, **settings: Any) -> Rig:
-    sandbox = Sandbox(world, Options(tokens={TOKEN: 1_000_000}), clock=clock)
+def make_rig(
+    store: JobStore,
+    url: str,
+    world: World,
+    clock: Clock,
+    node_count: str = "strict",
+    **settings: Any,
+) -> Rig:
+    """A rig whose sandbox counts `nodes(ids:)` by `node_count` (strict or lenient)."""
+    options = Options(tokens={TOKEN: 1_000_000}, node_count=node_count)
+    sandbox = Sandbox(world, options, clock=clock)
     config = CaptureSettings(
         token=Secret(TOKEN),
         api_url="http://sandbox.invalid",

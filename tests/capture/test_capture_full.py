@@ -18,11 +18,16 @@ def big_world() -> World:
     return world
 
 
-@pytest.mark.parametrize("force_rest", [False, True], ids=["graphql", "rest"])
+# (path, how the sandbox counts nodes(ids:), most points per 1,000 pull requests)
+PATHS = [("graphql", "strict", 120), ("graphql", "lenient", 50), ("rest", "strict", None)]
+
+
+@pytest.mark.parametrize(("path", "node_count", "most"), PATHS, ids=["strict", "lenient", "rest"])
 def test_full_history_equals_the_sandbox_and_a_rerun_changes_nothing(
-    rigs, database_url, big_world, force_rest
+    rigs, database_url, big_world, path, node_count, most
 ):
-    rig = rigs(big_world, max_items=5000, force_rest=force_rest)
+    force_rest = path == "rest"
+    rig = rigs(big_world, node_count=node_count, max_items=5000, force_rest=force_rest)
     job_id = rig.enqueue("historical-sync", days=731, trigger="backfill")
     result = rig.run(job_id)
     assert result.outcome == "completed", result
@@ -36,8 +41,11 @@ def test_full_history_equals_the_sandbox_and_a_rerun_changes_nothing(
     if force_rest:
         assert rig.sandbox.ledger.summary("graphql")["requests"] == 0
     else:
-        assert ledger["points"] <= 100  # at most 50 points per 1,000 pull requests
-        assert rig.sandbox.ledger.summary("rest")["requests"] == 0
+        assert ledger["points"] <= 2 * most  # 2,000 pull requests
+        assert rig.sandbox.ledger.summary("rest")["requests"] == 0  # never left GraphQL
+        summary = rig.store.history(job_id)[-1].summary
+        assert summary["node_counting"] == node_count  # learnt from the charged costs
+        assert sum(q["points"] for q in summary["graphql_queries"].values()) == ledger["points"]
     again = rig.enqueue("historical-sync", days=731, trigger="backfill", params={"run": 2})
     assert rig.run(again).outcome == "completed"
     assert stored(database_url) == got

@@ -8,8 +8,10 @@ from importlib import resources
 import pytest
 from graphql import build_schema, parse, validate
 
-from capture.collect import PAGES, Page, compose
+from capture.collect import by_ids_document, numbers_query
 from capture.github.graphql import document
+from capture.pages import PAGES, Page, compose
+from capture.planning import Observed, Shape, plan
 from capture.querycost import query_cost
 from tests.devtools.test_sandbox_schema import REAL
 
@@ -28,7 +30,7 @@ def github():
 
 
 def test_there_are_documents():
-    assert set(QUERIES) >= {"RepositorySweep", "PullRequestsByIds", "PullRequestNumber"}
+    assert set(QUERIES) >= {"RepositorySweep", "PullRequestsByIds"}
 
 
 @pytest.mark.parametrize("name", QUERIES)
@@ -40,14 +42,58 @@ def test_document_is_valid_against_githubs_schema(github, name):
 
 
 def test_composed_page_queries_are_valid_too(github):
-    pages = [Page(f"N{i}", kind, "Y3Vyc29y", 1, 1) for i, kind in enumerate(PAGES)]
+    pages = [Page(f"N{i}", kind, "Y3Vyc29y", 1, 1, left=7) for i, kind in enumerate(PAGES)]
     text, variables = compose(pages)
     assert validate(github, parse(text)) == []
     assert len(variables) == 2 * len(PAGES)
 
 
-def test_the_by_id_query_costs_one_point_for_a_hundred_pull_requests():
-    flags = {"details": True, "reviews": True, "comments": True}
-    cost = query_cost(parse(document("PullRequestsByIds")), {"ids": ["x"] * 100, **flags})
-    assert cost.points == 1
-    assert cost.nodes < 500_000
+def test_the_composed_numbers_query_is_valid_and_costs_one_point_for_a_hundred(github):
+    text, variables = numbers_query("acme/widgets", list(range(1, 101)))
+    assert validate(github, parse(text)) == []
+    for counting in ("strict", "lenient"):
+        assert query_cost(parse(text), variables, counting=counting).points == 1
+
+
+def test_a_composed_pages_weight_is_what_githubs_rules_say():
+    pages = [Page(f"N{i}", kind, "Y3Vyc29y", 1, 1, left=40) for i, kind in enumerate(PAGES)]
+    text, variables = compose(pages)
+    for counting in ("strict", "lenient"):
+        cost = query_cost(parse(text), variables, counting=counting)
+        assert cost.requests == sum(p.weight()[0] for p in pages)
+        assert cost.nodes == sum(p.weight()[1] for p in pages)
+
+
+ALL = {"details", "reviews", "comments", "labels"}
+
+
+def everything_at_100(batch: int) -> dict:
+    return Shape(
+        batch,
+        dict.fromkeys(
+            ("labels", "files", "commits", "reviews", "comments", "threads", "thread_comments"), 100
+        ),
+    ).variables(ALL)
+
+
+def test_a_hundred_ids_at_full_pages_is_cheap_if_lenient_and_refused_if_strict():
+    """The trap GitHub's documentation leaves open: 100 ids x 100 threads x 100 comments."""
+    doc = by_ids_document()
+    variables = {"ids": ["x"] * 100, **everything_at_100(100)}
+    lenient = query_cost(doc, variables, counting="lenient")
+    strict = query_cost(doc, variables, counting="strict")
+    assert (lenient.points, lenient.nodes) == (1, 10_600)
+    assert strict.nodes == 100 + 100 * 600 + 100 * 100 * 100 > 500_000
+    assert strict.points == round((1 + 100 * 6 + 100 * 100) / 100)
+
+
+@pytest.mark.parametrize("counting", ["strict", "lenient"])
+def test_the_planned_shape_stays_under_the_node_limit_and_is_cheap(counting):
+    doc = by_ids_document()
+    chosen = plan(doc, ALL - {"labels"}, Observed(), counting=counting, max_nodes=100_000)
+    variables = {"ids": ["x"] * chosen.shape.batch, **chosen.shape.variables(ALL - {"labels"})}
+    cost = query_cost(doc, variables, counting=counting)
+    assert (cost.points, cost.nodes) == (chosen.batch_points, chosen.nodes)
+    assert cost.nodes <= 100_000
+    assert chosen.shape.batch == 100
+    assert chosen.batch_points <= (7 if counting == "strict" else 1)

@@ -136,10 +136,13 @@ def test_a_failed_job_is_annotated_in_actions(store, database_url, served, tmp_p
 
 def listening(database_url: str) -> bool:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
-        ).fetchone()[0] > 0
+        return (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            ).fetchone()[0]
+            > 0
+        )
 
 
 def terminate_backends(database_url: str) -> int:
