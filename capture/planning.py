@@ -143,7 +143,8 @@ def plan(
     kinds = [kind for part in parts for kind in PART_KINDS[part]]
     threaded = "threads" in kinds
     best: Plan | None = None
-    batches = [b for b in BATCHES if b <= max(1, todo)] or [1]
+    # the pull requests left, if fewer than a full batch, in one query; else the usual sizes
+    batches = sorted({min(todo, BATCHES[0])} | {b for b in BATCHES if b < todo}, reverse=True)
     for batch in batches:
         for leaf in LEAF_PAGES:
             for threads in THREAD_PAGES if threaded else (1,):

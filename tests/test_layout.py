@@ -26,6 +26,7 @@ PURE = [
     "jobstore/spec.py",
     "capture/records.py",
     "capture/querycost.py",
+    "capture/planning.py",
 ]
 IO_MODULES = {"psycopg", "httpx", "click", "socket", "subprocess", "requests", "os", "flask"}
 

@@ -1,5 +1,6 @@
 """`bin/bench capture`: API points and requests per 1,000 fully captured pull requests,
-GraphQL against REST-only in one run, wall time with sandbox latency, and peak memory."""
+GraphQL (against a sandbox counting `nodes(ids:)` strictly, then leniently) against
+REST-only in one run, wall time with sandbox latency, and peak memory."""
 
 from __future__ import annotations
 
@@ -93,8 +94,10 @@ def settings_for(base_url: str, force_rest: bool = False) -> CaptureSettings:
     )
 
 
-def in_process(world: World, url: str, force_rest: bool) -> dict[str, Any]:
-    sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}))
+def in_process(
+    world: World, url: str, force_rest: bool, node_count: str = "strict"
+) -> dict[str, Any]:
+    sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}, node_count=node_count))
     headers = {"authorization": f"Bearer {TOKEN}"}
 
     def client() -> httpx.Client:
@@ -109,8 +112,11 @@ def in_process(world: World, url: str, force_rest: bool) -> dict[str, Any]:
         outcome = capture_once(url, settings_for("http://sandbox.invalid", force_rest), client)
     finally:
         limits.PER_MINUTE["core"] = saved
-    kind = "rest" if force_rest else "graphql"
-    return {**outcome, **sandbox.ledger.summary(kind)}
+    return {
+        **outcome,
+        "graphql": sandbox.ledger.summary("graphql"),
+        "rest": sandbox.ledger.summary("rest"),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -215,23 +221,37 @@ def capture(prs: int, latency_ms: float, memory_prs: int, as_json: bool) -> None
     world.add_repository(REPO, prs, 730)
     server = db.database_url(load())
     runs = {}
-    for path, force_rest in (("graphql", False), ("rest", True)):
+    for path, force_rest, node_count in (
+        ("strict", False, "strict"),
+        ("lenient", False, "lenient"),
+        ("rest", True, "strict"),
+    ):
         with scratch_database(server, f"capture_{path}") as url:
             db.migrate(url)
-            runs[path] = in_process(world, url, force_rest)
+            runs[path] = in_process(world, url, force_rest, node_count)
     big = World(seed=8, now=now)
     big.add_repository(REPO, memory_prs, 730)
     with scratch_database(server, "capture_http") as url:
         db.migrate(url)
         http = over_http(big, url, latency_ms / 1000)
     per = 1000 / prs
+
+    def per_1000(path: str, kind: str, what: str) -> float:
+        return round(runs[path][kind][what] * per, 1)
+
+    strict_points = runs["strict"]["graphql"]["points"]
+    rest_points = runs["rest"]["rest"]["points"]
     result = {
         "prs": prs,
-        "graphql_points_per_1000_prs": round(runs["graphql"]["points"] * per, 1),
-        "graphql_requests_per_1000_prs": round(runs["graphql"]["requests"] * per, 1),
-        "rest_points_per_1000_prs": round(runs["rest"]["points"] * per, 1),
-        "rest_requests_per_1000_prs": round(runs["rest"]["requests"] * per, 1),
-        "ratio": round(runs["rest"]["points"] / max(runs["graphql"]["points"], 1), 1),
+        "graphql_points_per_1000_prs_strict": per_1000("strict", "graphql", "points"),
+        "graphql_points_per_1000_prs_lenient": per_1000("lenient", "graphql", "points"),
+        "graphql_requests_per_1000_prs_strict": per_1000("strict", "graphql", "requests"),
+        "graphql_requests_per_1000_prs_lenient": per_1000("lenient", "graphql", "requests"),
+        "rest_requests_per_1000_prs_strict": per_1000("strict", "rest", "requests"),
+        "rest_requests_per_1000_prs_lenient": per_1000("lenient", "rest", "requests"),
+        "rest_only_points_per_1000_prs": per_1000("rest", "rest", "points"),
+        "ratio_strict": round(rest_points / max(strict_points, 1), 1),
+        "ratio_lenient": round(rest_points / max(runs["lenient"]["graphql"]["points"], 1), 1),
         "wall_s": round(http["wall_s"], 2),
         "wall_prs": memory_prs,
         "wall_latency_ms": latency_ms,
@@ -239,17 +259,25 @@ def capture(prs: int, latency_ms: float, memory_prs: int, as_json: bool) -> None
         "peak_rss_mb": round(http["peak_rss_mb"], 1),
         "runners": http["runners"],
     }
-    click.echo(f"{'path':10} {'points/1000 PRs':>16} {'requests/1000 PRs':>18}")
-    for path in ("graphql", "rest"):
+    click.echo(f"{'run':26} {'GraphQL points':>15} {'GraphQL requests':>17} {'REST requests':>14}")
+    for path, label in (
+        ("strict", "GraphQL, strict counting"),
+        ("lenient", "GraphQL, lenient counting"),
+        ("rest", "REST only"),
+    ):
         click.echo(
-            f"{path:10} {result[f'{path}_points_per_1000_prs']:>16} "
-            f"{result[f'{path}_requests_per_1000_prs']:>18}"
+            f"{label:26} {per_1000(path, 'graphql', 'points'):>15} "
+            f"{per_1000(path, 'graphql', 'requests'):>17} {per_1000(path, 'rest', 'requests'):>14}"
         )
-    click.echo(f"REST-only uses {result['ratio']}x the points of GraphQL")
+    click.echo("(per 1,000 pull requests)")
     click.echo(
-        f"{memory_prs:,} PRs over HTTP with {latency_ms:g} ms latency: {result['wall_s']} s, "
-        f"{result['wall_graphql_requests']} GraphQL requests, {result['runners']} job runners, "
-        f"highest peak RSS of a runner {result['peak_rss_mb']} MB"
+        f"REST-only uses {result['ratio_strict']}x the points of GraphQL under strict counting, "
+        f"{result['ratio_lenient']}x under lenient"
+    )
+    click.echo(
+        f"{memory_prs:,} PRs over HTTP with {latency_ms:g} ms latency (strict counting): "
+        f"{result['wall_s']} s, {result['wall_graphql_requests']} GraphQL requests, "
+        f"{result['runners']} job runners, highest peak RSS of a runner {result['peak_rss_mb']} MB"
     )
     if as_json:
         click.echo(json.dumps(result))

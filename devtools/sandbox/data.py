@@ -155,6 +155,14 @@ class Repository:
         return f"R_{self.database_id}"
 
 
+ASSOCIATIONS = ("MEMBER", "CONTRIBUTOR", "COLLABORATOR", "FIRST_TIME_CONTRIBUTOR", "NONE")
+
+
+def association(account: Account | None) -> str:
+    """An account's relation to the repositories (one per account, the same everywhere)."""
+    return "NONE" if account is None else ASSOCIATIONS[account.database_id % len(ASSOCIATIONS)]
+
+
 def sha(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 

@@ -11,10 +11,14 @@ from typing import Any
 from graphql import (
     GraphQLError,
     GraphQLSchema,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
     build_schema,
     execute,
     parse,
     validate,
+    visit,
 )
 
 from devtools.sandbox import data
@@ -117,6 +121,53 @@ def connection(items: Callable[[], list], name: str, node: Callable[[Any], Any])
     return resolve
 
 
+def undefined_fields(schema: GraphQLSchema, document: Any) -> list[dict]:
+    """GitHub's errors for fields a type does not have: "Field 'x' doesn't exist on type
+    'Y'", with extensions code undefinedField and the field's path from the operation."""
+    type_info = TypeInfo(schema)
+    found: list[dict] = []
+    path: list[str] = []
+
+    class Fields(Visitor):
+        def enter_operation_definition(self, node: Any, *_: Any) -> None:
+            path[:] = [node.operation.value]
+
+        def enter_fragment_definition(self, node: Any, *_: Any) -> None:
+            path[:] = [f"fragment {node.name.value}"]
+
+        def enter_field(self, node: Any, *_: Any) -> None:
+            name = node.name.value
+            path.append(node.alias.value if node.alias else name)
+            parent = type_info.get_parent_type()
+            fields = getattr(parent, "fields", None)
+            if fields is not None and name not in fields and not name.startswith("__"):
+                found.append(
+                    {
+                        "path": list(path),
+                        "extensions": {
+                            "code": "undefinedField",
+                            "typeName": parent.name,
+                            "fieldName": name,
+                        },
+                        "locations": _locations(node),
+                        "message": f"Field '{name}' doesn't exist on type '{parent.name}'",
+                    }
+                )
+
+        def leave_field(self, *_: Any) -> None:
+            path.pop()
+
+    visit(document, TypeInfoVisitor(type_info, Fields()))
+    return found
+
+
+def _locations(node: Any) -> list[dict[str, int]]:
+    if node.loc is None:
+        return []
+    where = node.loc.source.get_location(node.loc.start)
+    return [{"line": where.line, "column": where.column}]
+
+
 class GraphQLApi:
     """Builds GraphQL nodes from the world; `partial` PR numbers fail their `files` field."""
 
@@ -148,11 +199,15 @@ class GraphQLApi:
         return body
 
     def check(self, source: str) -> tuple[Any, list[dict]]:
-        """Parses and validates; returns the document or GitHub-style errors."""
+        """Parses and validates; returns the document or GitHub-style errors. A field the
+        schema does not have is refused as GitHub refuses it (undefinedField, its path)."""
         try:
             document = parse(source)
         except GraphQLError as exc:
             return None, [{"message": exc.message, "type": "PARSE_ERROR"}]
+        unknown = undefined_fields(self.schema, document)
+        if unknown:
+            return document, unknown
         problems = validate(self.schema, document)
         return document, [{"message": e.message, "type": "INVALID_QUERY"} for e in problems]
 
@@ -222,6 +277,10 @@ class GraphQLApi:
             "createdAt": repo.created_at,
             "updatedAt": max((p.updated_at for p in repo.pulls.values()), default=repo.created_at),
             "isPrivate": False,
+            "isArchived": False,
+            "isFork": False,
+            "description": f"The {repo.name} repository",
+            "stargazerCount": 0,
             "url": f"{self.base_url}/{repo.full_name}",
             "owner": {
                 "__typename": "Organization",
@@ -259,6 +318,8 @@ class GraphQLApi:
         def reviews(states: list[str] | None = None) -> list:
             return [r for r in pr.reviews if not states or r.state in states]
 
+        decided = [r.state for r in pr.reviews if r.state in ("APPROVED", "CHANGES_REQUESTED")]
+
         return {
             "id": pr.node_id,
             "databaseId": pr.database_id,
@@ -270,6 +331,11 @@ class GraphQLApi:
             "createdAt": pr.created_at,
             "updatedAt": pr.updated_at,
             "closedAt": pr.closed_at,
+            "closed": pr.state != "OPEN",
+            "authorAssociation": data.association(pr.author),
+            "reviewDecision": decided[-1] if decided else "REVIEW_REQUIRED",
+            "totalCommentsCount": len(pr.comments) + len(pr.review_comments),
+            "baseRefOid": data.sha(f"{repo.full_name}@{pr.base_ref}"),
             "mergedAt": pr.merged_at,
             "merged": pr.merged_at is not None,
             "additions": pr.additions,
@@ -283,7 +349,7 @@ class GraphQLApi:
             "mergedBy": self.actor(pr.merged_by),
             "mergeCommit": {"oid": pr.merge_commit_oid} if pr.merge_commit_oid else None,
             "labels": connection(lambda: pr.labels, "labels", self.label),
-            "reviews": connection(reviews, "reviews", self.review),
+            "reviews": connection(reviews, "reviews", lambda r: self.review(repo, pr, r)),
             "comments": connection(lambda: pr.comments, "comments", self.comment),
             "reviewThreads": connection(lambda: pr.threads, "reviewThreads", self.thread),
             "files": files,
@@ -293,15 +359,21 @@ class GraphQLApi:
     def label(self, label: tuple[int, str, str]) -> dict:
         return {"id": f"LA_{label[0]}", "name": label[1], "color": label[2], "description": None}
 
-    def review(self, r: data.Review) -> dict:
+    def review(self, repo: data.Repository, pr: data.PullRequest, r: data.Review) -> dict:
+        mine = [c for c in pr.review_comments if c.review_id == r.database_id]
         return {
             "id": f"PRR_{r.database_id}",
             "databaseId": r.database_id,
             "state": r.state,
             "author": self.actor(r.author),
+            "authorAssociation": data.association(r.author),
             "body": r.body,
             "submittedAt": r.submitted_at,
             "createdAt": r.created_at,
+            "url": f"{self.base_url}/{repo.full_name}/pull/{pr.number}"
+            f"#pullrequestreview-{r.database_id}",
+            "commit": self.commit(pr.commits[-1])["commit"] if pr.commits else None,
+            "comments": connection(lambda: mine, "comments", self.comment),
         }
 
     def comment(self, c: data.Comment) -> dict:
@@ -311,6 +383,7 @@ class GraphQLApi:
             "databaseId": c.database_id,
             "body": c.body,
             "author": self.actor(c.author),
+            "authorAssociation": data.association(c.author),
             "createdAt": c.created_at,
             "updatedAt": c.updated_at,
             "url": f"{self.base_url}/comments/{c.database_id}",
@@ -332,6 +405,10 @@ class GraphQLApi:
             "path": t.path,
             "line": t.line,
             "isResolved": t.is_resolved,
+            "isCollapsed": t.is_resolved,
+            "isOutdated": False,
+            "originalLine": t.line,
+            "diffSide": "RIGHT",
             "comments": connection(lambda: t.comments, "comments", self.comment),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -11,6 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from devtools.sandbox.rest_shapes import Shapes
 
 MAX_INPUTS = 25
 MAX_PAYLOAD = 65_535
@@ -39,19 +42,53 @@ class Run:
     html_url: str = ""
     url: str = ""
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, base: str) -> dict[str, Any]:
+        """A WorkflowRun as GitHub's API shows it (`base`: the sandbox's URL)."""
+        api = f"{base}/repos/{self.repository}"
+        sha = hashlib.sha1(f"{self.repository}@{self.ref}".encode()).hexdigest()
+        workflow_id = int(hashlib.sha1(self.workflow.encode()).hexdigest()[:7], 16)
+        created = self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        repository = Shapes(base).named_repository(self.repository)
         return {
             "id": self.id,
             "name": self.name,
+            "node_id": f"WFR_{self.id}",
             "display_title": self.display_title,
             "event": "workflow_dispatch",
             "status": self.status,
             "conclusion": self.conclusion,
             "head_branch": self.ref,
+            "head_sha": sha,
             "path": f".github/workflows/{self.workflow}",
-            "created_at": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "run_number": self.id % 100_000,
+            "run_attempt": 1,
+            "workflow_id": workflow_id,
+            "check_suite_id": self.id,
+            "check_suite_node_id": f"CS_{self.id}",
+            "pull_requests": [],
+            "created_at": created,
+            "updated_at": created,
+            "run_started_at": created,
             "html_url": self.html_url,
             "url": self.url,
+            "jobs_url": f"{self.url}/jobs",
+            "logs_url": f"{self.url}/logs",
+            "check_suite_url": f"{api}/check-suites/{self.id}",
+            "artifacts_url": f"{self.url}/artifacts",
+            "cancel_url": f"{self.url}/cancel",
+            "rerun_url": f"{self.url}/rerun",
+            "previous_attempt_url": None,
+            "workflow_url": f"{api}/actions/workflows/{workflow_id}",
+            "head_commit": {
+                "id": sha,
+                "tree_id": hashlib.sha1(f"tree:{sha}".encode()).hexdigest(),
+                "message": f"Run {self.workflow}",
+                "timestamp": created,
+                "author": {"name": "sandbox", "email": "sandbox@example.invalid"},
+                "committer": {"name": "sandbox", "email": "sandbox@example.invalid"},
+            },
+            "repository": repository,
+            "head_repository": repository,
         }
 
 
@@ -167,7 +204,10 @@ class Actions:
             runs = [r for r in runs if _created_matches(r.created_at, query["created"])]
         runs.sort(key=lambda r: r.id, reverse=True)
         per_page = min(int(query.get("per_page", 30)), 100)
-        return {"total_count": len(runs), "workflow_runs": [r.as_json() for r in runs[:per_page]]}
+        return {
+            "total_count": len(runs),
+            "workflow_runs": [r.as_json(self.base_url) for r in runs[:per_page]],
+        }
 
     def finish(self, run_id: int, conclusion: str) -> None:
         run = self.runs.get(run_id)

@@ -290,7 +290,24 @@ class Sandbox:
                 "reset": int(w.reset_at.timestamp()),
             }
 
-        body = {"resources": {"core": shape(core), "graphql": shape(graphql)}, "rate": shape(core)}
+        reset = int(core.reset_at.timestamp())
+        fixed = {  # resources the sandbox does not meter, at GitHub's documented limits
+            name: {"limit": limit, "used": 0, "remaining": limit, "reset": reset}
+            for name, limit in (
+                ("search", 30),
+                ("code_search", 10),
+                ("integration_manifest", 5000),
+                ("source_import", 100),
+                ("code_scanning_upload", 1000),
+                ("actions_runner_registration", 10000),
+                ("scim", 15000),
+                ("dependency_snapshots", 100),
+            )
+        }
+        body = {
+            "resources": {"core": shape(core), "graphql": shape(graphql), **fixed},
+            "rate": shape(core),
+        }
         return Response(200, body, core.headers("core"))
 
     def _rest(
@@ -343,7 +360,7 @@ class Sandbox:
                 run = self.actions.runs.get(int(match["id"]))
                 if run is None or run.repository.lower() != match["repo"].lower():
                     raise NotFound
-                return Response(200, run.as_json())
+                return Response(200, run.as_json(self.base_url))
             return Response(200, self.actions.list_runs(match["repo"], query))
         routed = self.rest.route(path) if method == "GET" else None
         if routed is None:

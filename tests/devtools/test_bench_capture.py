@@ -21,14 +21,18 @@ def test_bench_capture_reports_points_ratio_wall_and_memory(server_url, monkeypa
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.output.strip().splitlines()[-1])
     for key in (
-        "graphql_points_per_1000_prs",
-        "rest_points_per_1000_prs",
-        "ratio",
+        "graphql_points_per_1000_prs_strict",
+        "graphql_points_per_1000_prs_lenient",
+        "rest_only_points_per_1000_prs",
+        "ratio_strict",
         "wall_s",
         "peak_rss_mb",
     ):
         assert numbers[key] > 0, key
-    assert numbers["ratio"] > 10  # REST-only costs far more than GraphQL
+    assert numbers["ratio_strict"] > 10  # REST-only costs far more than GraphQL
+    assert numbers["rest_requests_per_1000_prs_strict"] == 0  # never left GraphQL
+    strict, lenient = (numbers[f"graphql_points_per_1000_prs_{c}"] for c in ("strict", "lenient"))
+    assert lenient <= strict
 
 
 @pytest.mark.slow

@@ -197,7 +197,45 @@ def test_unknown_repository_and_invalid_documents(gh):
     assert missing["errors"][0]["type"] == "NOT_FOUND"
     assert missing["data"] == {"repository": None}
     invalid = gql(gh, '{ repository(owner: "acme", name: "widgets") { stars } }').json()
-    assert "Cannot query field 'stars'" in invalid["errors"][0]["message"]
+    assert invalid == {  # as GitHub answers a field a type does not have
+        "errors": [
+            {
+                "path": ["query", "repository", "stars"],
+                "extensions": {
+                    "code": "undefinedField",
+                    "typeName": "Repository",
+                    "fieldName": "stars",
+                },
+                "locations": [{"line": 1, "column": 48}],
+                "message": "Field 'stars' doesn't exist on type 'Repository'",
+            }
+        ]
+    }
+    typo = gql(gh, '{ repository(owner: "acme", name: "widgets") { name(size: 1) } }').json()
+    assert typo["errors"][0]["type"] == "INVALID_QUERY"  # other problems: graphql's words
+
+
+def test_what_a_user_of_the_capture_queries_would_also_ask_is_served(gh, world):
+    """Beyond what the capture sends: a review's own comments, counts, decisions."""
+    repo = world.repository("acme/widgets")
+    pr = next(p for p in repo.pulls.values() if any(c.review_id for c in p.review_comments))
+    query = """query($n: Int!) { repository(owner: "acme", name: "widgets") {
+      description stargazerCount isArchived isFork
+      pullRequest(number: $n) {
+        totalCommentsCount reviewDecision authorAssociation closed baseRefOid
+        reviews(first: 100) { nodes { databaseId url authorAssociation commit { oid }
+          comments(first: 100) { totalCount nodes { databaseId authorAssociation } } } }
+        reviewThreads(first: 100) { nodes { isOutdated isCollapsed diffSide originalLine } }
+      } } }"""
+    body = gql(gh, query, n=pr.number).json()
+    assert "errors" not in body, body
+    got = body["data"]["repository"]["pullRequest"]
+    assert got["totalCommentsCount"] == len(pr.comments) + len(pr.review_comments)
+    by_review = {r["databaseId"]: r["comments"]["totalCount"] for r in got["reviews"]["nodes"]}
+    for review in pr.reviews:
+        mine = [c for c in pr.review_comments if c.review_id == review.database_id]
+        assert by_review[review.database_id] == len(mine)
+    assert sum(by_review.values()) == sum(1 for c in pr.review_comments if c.review_id)
 
 
 def test_authors_include_bots_and_deleted_accounts(gh):

@@ -57,7 +57,7 @@ def test_single_pull_request_has_githubs_fields(gh, world):
     [
         ("pulls/{n}/files", {"filename", "status", "additions", "deletions", "changes"}),
         ("pulls/{n}/reviews", {"id", "user", "state", "submitted_at", "body"}),
-        ("pulls/{n}/comments", {"id", "path", "line", "in_reply_to_id", "pull_request_review_id"}),
+        ("pulls/{n}/comments", {"id", "path", "line", "pull_request_review_id"}),
         ("pulls/{n}/commits", {"sha", "commit", "author"}),
         ("issues/{n}/comments", {"id", "user", "body", "created_at", "updated_at"}),
     ],
@@ -70,6 +70,18 @@ def test_sub_resources_have_githubs_shapes(gh, world, endpoint, keys):
     body = gh.get(f"/repos/acme/widgets/{endpoint.format(n=number)}?per_page=100").json()
     assert body
     assert keys <= set(body[0])
+
+
+def test_a_reply_names_the_comment_it_answers_and_a_first_comment_does_not(gh, world):
+    """GitHub leaves `in_reply_to_id` out of a thread's first comment."""
+    repo = world.repository("acme/widgets")
+    pr = next(p for p in repo.pulls.values() if any(len(t.comments) > 1 for t in p.threads))
+    body = gh.get(f"/repos/acme/widgets/pulls/{pr.number}/comments?per_page=100").json()
+    replies = {c["id"]: c.get("in_reply_to_id") for c in body}
+    want = {c.database_id: c.reply_to for c in pr.review_comments}
+    assert replies == want
+    assert any(r is None for r in replies.values())
+    assert any(replies.values())
 
 
 def test_a_long_tail_pull_request_needs_several_pages(gh, world):

@@ -1,0 +1,69 @@
+"""Every REST answer the sandbox serves parses under the models generated from GitHub's
+OpenAPI description (githubkit's), so a real client would accept it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from githubkit_schemas.latest import models
+from pydantic import TypeAdapter, ValidationError
+
+from tests.sandbox_fixtures import JOB_INPUTS, RUN_NAME
+
+PR = 1  # has files, commits, reviews, comments and review threads in the fixture world
+ENDPOINTS = [
+    ("/repos/acme/widgets", models.FullRepository),
+    ("/repos/acme/widgets/pulls?state=all&per_page=100", list[models.PullRequestSimple]),
+    (f"/repos/acme/widgets/pulls/{PR}", models.PullRequest),
+    (f"/repos/acme/widgets/pulls/{PR}/reviews", list[models.PullRequestReview]),
+    (f"/repos/acme/widgets/pulls/{PR}/comments", list[models.PullRequestReviewComment]),
+    (f"/repos/acme/widgets/pulls/{PR}/files", list[models.DiffEntry]),
+    (f"/repos/acme/widgets/pulls/{PR}/commits", list[models.Commit]),
+    (f"/repos/acme/widgets/issues/{PR}/comments", list[models.IssueComment]),
+    ("/rate_limit", models.RateLimitOverview),
+]
+
+
+def parses(model: object, body: object) -> list[str]:
+    """The problems a strict client finds, one line each (empty when it parses)."""
+    try:
+        TypeAdapter(model).validate_python(body)
+    except ValidationError as exc:
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    return []
+
+
+@pytest.mark.parametrize(("path", "model"), ENDPOINTS, ids=[p for p, _ in ENDPOINTS])
+def test_rest_answers_parse_under_githubs_openapi_models(gh, world, path, model):
+    response = gh.get(path)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body, "an empty answer proves nothing"
+    assert parses(model, body) == []
+
+
+def test_every_pull_request_of_the_world_parses(gh, world):
+    """Deleted authors (ghost), bots, drafts, merged, closed and open ones alike."""
+    problems = []
+    for number in sorted(world.repository("acme/widgets").pulls):
+        body = gh.get(f"/repos/acme/widgets/pulls/{number}").json()
+        problems += [f"#{number} {p}" for p in parses(models.PullRequest, body)]
+    assert problems == []
+
+
+def test_workflow_dispatch_and_runs_parse_too(sandbox, gh):
+    sandbox.register_workflow("acme/ops", "capture-job.yml", JOB_INPUTS, run_name=RUN_NAME)
+    dispatched = gh.post(
+        "/repos/acme/ops/actions/workflows/capture-job.yml/dispatches",
+        content=json.dumps(
+            {"ref": "main", "inputs": {"job_id": "j1", "attempt": "1"}, "return_run_details": True}
+        ),
+    )
+    assert dispatched.status_code == 200, dispatched.text
+    assert parses(models.WorkflowDispatchResponse, dispatched.json()) == []
+    runs = gh.get("/repos/acme/ops/actions/runs?event=workflow_dispatch").json()
+    assert runs["total_count"] == 1
+    assert parses(models.ReposOwnerRepoActionsRunsGetResponse200, runs) == []
+    run_id = dispatched.json()["workflow_run_id"]
+    assert parses(models.WorkflowRun, gh.get(f"/repos/acme/ops/actions/runs/{run_id}").json()) == []
