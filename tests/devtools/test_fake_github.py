@@ -71,6 +71,42 @@ def test_it_prints_its_urls_and_serves_until_stopped():
             close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("counting", ["strict", "lenient"])
+def test_it_plays_either_reading_of_how_nodes_ids_counts(counting):
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bin" / "fake-github"), "--node-count", counting],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        urls = json.loads(process.stdout.readline())
+        with httpx.Client(headers={"Authorization": f"Bearer {urls['token']}"}) as client:
+            listed = client.post(
+                urls["graphql"],
+                json={
+                    "query": '{ repository(owner: "acme", name: "widgets") { '
+                    "pullRequests(first: 100) { nodes { id } } } }"
+                },
+            ).json()
+            ids = [n["id"] for n in listed["data"]["repository"]["pullRequests"]["nodes"]]
+            query = """query($ids: [ID!]!) { rateLimit { cost nodeCount } nodes(ids: $ids) {
+              ... on PullRequest { files(first: 100) { nodes { path } }
+                reviews(first: 100) { nodes { state } } } } }"""
+            body = client.post(urls["graphql"], json={"query": query, "variables": {"ids": ids}})
+        charged = body.json()["data"]["rateLimit"]
+        # strict: the list of 100 ids is a connection, so 1 + 100 x 2 requests (2 points) and
+        # 100 + 100 x 200 nodes; lenient: 2 top-level connections, 1 point, 200 nodes
+        if counting == "strict":
+            assert (charged["cost"], charged["nodeCount"]) == (2, 100 + 100 * 200)
+        else:
+            assert (charged["cost"], charged["nodeCount"]) == (1, 200)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -83,6 +119,7 @@ def test_it_prints_its_urls_and_serves_until_stopped():
         (["--workflow", "capture-job.yml"], "is not REPO:FILE:INPUTS"),
         (["--workflow", "acme/ops:notes.txt:x"], "is not REPO:FILE:INPUTS"),
         (["--host", "256.1.1.1"], "cannot serve on 256.1.1.1:0"),
+        (["--node-count", "generous"], "Invalid value for '--node-count'"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(args, message):
