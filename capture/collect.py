@@ -34,10 +34,12 @@ FLOOR_NODES = 1_000  # below this a refused shape is not the shape's fault
 
 @dataclass
 class Pulls:
-    """What a fetch produced: rows, and the (number, part) items that failed."""
+    """What a fetch produced: rows, the (number, part) items that failed, and the number
+    of the last pull request the batch covered (they come in the order given)."""
 
     rows: Rows
     failed: list[tuple[int, str]]
+    last: int
 
 
 @dataclass
@@ -238,7 +240,7 @@ def by_ids(
                 continue
             number = chunk[0][0]
             log.warning("GraphQL cannot serve #%d (%s); leaving it for REST", number, exc)
-            yield Pulls(Rows(), [(number, part) for part in sorted(parts - {"labels"})])
+            yield Pulls(Rows(), [(number, part) for part in sorted(parts - {"labels"})], number)
             start += 1
             continue
         rows, pending, failed = Rows(), [], []
@@ -250,4 +252,4 @@ def by_ids(
         fetch_pages(gh, rows, pending, failed, planner.ceiling)
         start += len(chunk)
         planner.grow()
-        yield Pulls(rows, failed)
+        yield Pulls(rows, failed, chunk[-1][0])

@@ -84,6 +84,11 @@ class StorageError(CaptureError):
     """Captured rows could not be written."""
 
 
+class Incomplete(CaptureError):
+    """Some pull requests of a refresh could not be captured: its watermark stays where
+    it was, and the next attempt lists them again."""
+
+
 class ItemsFailed(CaptureError):
     """Every item of the job failed."""
 

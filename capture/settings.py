@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from capture.freshness.rules import DEFAULT_TIERS, FreshnessSettings, Tier
 from jobstore.errors import ConfigError
 from jobstore.secret import Secret
 
@@ -67,4 +69,41 @@ def load(env: Mapping[str, str] | None = None) -> CaptureSettings:
         max_nodes=min(_int(env, "CAPTURE_MAX_NODES", 100_000), 500_000),
         rest_factor=_int(env, "CAPTURE_REST_FACTOR", 10),
         rest_floor=_int(env, "CAPTURE_REST_FLOOR", 100),
+    )
+
+
+def duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    """`90s`, `15m`, `6h`, `2d` or plain seconds."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(raw[-1])
+    number = raw[:-1] if unit else raw
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"{name} must be a duration like 15m, 6h or 900, got {raw!r}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{name} must be more than zero, got {raw!r}")
+    return timedelta(seconds=seconds)
+
+
+def load_freshness(env: Mapping[str, str] | None = None) -> FreshnessSettings:
+    """The freshness loop's settings: tier targets (probed at a third of the target),
+    promotion, bootstrap and the lanes it uses."""
+    env = os.environ if env is None else env
+    tiers = {}
+    for name, tier in DEFAULT_TIERS.items():
+        target = duration(env, f"CAPTURE_TIER_{name.upper()}", tier.target)
+        tiers[name] = Tier(name, target, target / 3)
+    lanes = ("inngest", "github_actions", "local")
+    refresh_lane = _choice(env, "CAPTURE_REFRESH_LANE", "auto", ("auto", *lanes))
+    return FreshnessSettings(
+        tiers=tiers,
+        promote_for=duration(env, "CAPTURE_PROMOTE_FOR", timedelta(hours=2)),
+        bootstrap_days=min(_int(env, "CAPTURE_BOOTSTRAP_DAYS", 30), 365),
+        fast_lane=_choice(env, "CAPTURE_FAST_LANE", "inngest", lanes),
+        bulk_lane=_choice(env, "CAPTURE_BULK_LANE", "github_actions", lanes),
+        refresh_lane=None if refresh_lane == "auto" else refresh_lane,
+        reserve=_int(env, "CAPTURE_RESERVE_POINTS", 500),
     )

@@ -7,7 +7,7 @@ page twice changes nothing.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -17,6 +17,8 @@ from psycopg.types.json import Jsonb
 
 from capture.errors import StorageError
 from capture.records import Rows
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 PR_CORE = (
     "id",
@@ -259,6 +261,36 @@ class Storage:
             (repository, since, until),
         )
         return {r["number"]: r["node_id"] for r in rows}
+
+    def refresh_watermark(self, repository: str) -> datetime | None:
+        rows = self._rows(
+            "SELECT updated_at FROM refresh_watermarks WHERE repository = lower(%s)",
+            (repository,),
+        )
+        return rows[0]["updated_at"] if rows else None
+
+    def refreshed(self, repository: str, newest: datetime | None, listed_at: datetime) -> None:
+        """A whole refresh is stored: its watermark (the newest updatedAt it captured)
+        advances, and the repository is fresh as of when its listing began. Written after
+        the last pull request, so never ahead of stored data."""
+        name = repository.lower()
+        newest = newest or EPOCH  # no pull requests yet: any first one is a change
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO refresh_watermarks (repository, updated_at) VALUES (%s, %s) "
+                    "ON CONFLICT (repository) DO UPDATE SET updated_at = GREATEST("
+                    "refresh_watermarks.updated_at, EXCLUDED.updated_at), advanced_at = now()",
+                    (name, newest),
+                )
+                cur.execute(
+                    "INSERT INTO repo_probes (repository, fresh_as_of) VALUES (%s, %s) "
+                    "ON CONFLICT (repository) DO UPDATE SET fresh_as_of = GREATEST("
+                    "repo_probes.fresh_as_of, EXCLUDED.fresh_as_of)",
+                    (name, listed_at),
+                )
+        except psycopg.Error as exc:
+            raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
 
     def observed(self, repository: str, limit: int = 500) -> dict[str, Counter]:
         """How long each connection of the repository's most recently captured pull

@@ -108,9 +108,11 @@ class Dispatcher:
         lanes, problems = open_lanes(store.settings, client)
         return cls(store, lanes, problems, capable)
 
-    def submit(self, spec: JobSpec, now: datetime, lane: str | None = None) -> Submitted:
-        """The whole enqueue flow: route with current lane health (`lane` forces one),
-        enqueue and route in one transaction, then dispatch a new job."""
+    def submit(
+        self, spec: JobSpec, now: datetime, lane: str | None = None, reason: str | None = None
+    ) -> Submitted:
+        """The whole enqueue flow: route with current lane health (`lane` forces one, for
+        `reason` if given), enqueue and route in one transaction, then dispatch a new job."""
         spec.check_not_future(now)
         down = self.down(now)
         route = decide(
@@ -121,9 +123,11 @@ class Dispatcher:
             capable=self.capable(spec.job_type),
             down=set(down),
         )
-        if route.fallback_from in down:  # say why the first choice was not taken
-            reason = f"{route.reason} ({route.fallback_from}: {down[route.fallback_from]})"
+        if lane is not None and reason and route.rule == "explicit":
             route = replace(route, reason=reason[:500])
+        if route.fallback_from in down:  # say why the first choice was not taken
+            why = f"{route.reason} ({route.fallback_from}: {down[route.fallback_from]})"
+            route = replace(route, reason=why[:500])
         enqueued = self.store.enqueue(spec, now, route)
         sent = self.send(enqueued.job_id, now, down) if enqueued.created else None
         return Submitted(enqueued, self.store.get(enqueued.job_id), sent)

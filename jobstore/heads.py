@@ -57,6 +57,17 @@ class Heads:
         )
         return {row["job_id"] for row in rows}
 
+    def completed_since(self, job_ids: Sequence[UUID], since: datetime) -> set[UUID]:
+        """Those of `job_ids` that completed at or after `since` (a cooldown's start)."""
+        if not job_ids:
+            return set()
+        rows = self._rows(
+            "SELECT job_id FROM job_heads WHERE status = 'completed' AND last_event_at >= %s "
+            "AND job_id = ANY(%s)",
+            (since, list(job_ids)),
+        )
+        return {row["job_id"] for row in rows}
+
     def stored_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of these streams, in stream and version order: one round trip."""
         query = sql.SQL(

@@ -57,6 +57,9 @@ class Settings:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     lanes: LaneSettings = LaneSettings()
+    # Seconds after a job completes during which the same request (dedupe key) is
+    # answered by that job instead of a new one: repeated clicks coalesce.
+    cooldown: float = 60.0
 
     def lease(self, lane: str | None) -> float:
         return self.leases.get(lane or "local", DEFAULT_LEASES["local"])
@@ -115,6 +118,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         retry=retry,
         pool_size=int(number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
         prices_path=Path(env["JOBSTORE_PRICES"]) if env.get("JOBSTORE_PRICES") else None,
+        cooldown=number(env, "JOBSTORE_COOLDOWN_SECONDS", 60.0),
     )
 
 
@@ -148,7 +152,13 @@ def _lanes(env: Mapping[str, str]) -> LaneSettings:
     return LaneSettings(
         inngest_event_key=Secret(env.get("INNGEST_EVENT_KEY") or ""),
         inngest_event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
-        github_token=Secret(env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""),
+        # the token that dispatches workflows; capture may use another (GITHUB_TOKEN)
+        github_token=Secret(
+            env.get("CAPTURE_DISPATCH_TOKEN")
+            or env.get("GITHUB_TOKEN")
+            or env.get("GH_TOKEN")
+            or ""
+        ),
         github_api_url=(env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/"),
         actions_repository=env.get("CAPTURE_ACTIONS_REPOSITORY") or "",
         actions_ref=env.get("CAPTURE_ACTIONS_REF") or "main",

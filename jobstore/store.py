@@ -7,7 +7,7 @@ import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -50,7 +50,8 @@ def utcnow() -> datetime:
 @dataclass(frozen=True)
 class Enqueued:
     job_id: UUID
-    created: bool  # False: an active job already had this dedupe key
+    created: bool  # False: an active job already had this dedupe key (or, `coalesced`,
+    coalesced: bool = False  # one with it completed within the cooldown: that one answers)
 
 
 @dataclass(frozen=True)
@@ -209,13 +210,23 @@ class JobStore(Application):
                 for stored in self.heads.latest_events(list(slot_ids.values()))
             }
         )
-        holders = self.heads.active([slot.job_id for slot in slots.values()])
+        held = [slot.job_id for slot in slots.values()]
+        holders = self.heads.active(held)
+        cooldown = self.settings.cooldown
+        recent = (
+            self.heads.completed_since(held, now - timedelta(seconds=cooldown))
+            if cooldown and held
+            else set()
+        )
         results: list[Enqueued] = []
         pending: list[Any] = []
         for spec in specs:
             slot = slots.get(slot_ids[spec.dedupe_key])
             if slot is not None and slot.job_id in holders:
                 results.append(Enqueued(slot.job_id, created=False))
+                continue
+            if slot is not None and slot.job_id in recent:  # asked again just after it ended
+                results.append(Enqueued(slot.job_id, created=False, coalesced=True))
                 continue
             job = Job.enqueue(uuid4(), spec, now)
             if route is not None:

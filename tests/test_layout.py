@@ -27,6 +27,7 @@ PURE = [
     "capture/records.py",
     "capture/querycost.py",
     "capture/planning.py",
+    "capture/freshness/rules.py",
 ]
 IO_MODULES = {"psycopg", "httpx", "click", "socket", "subprocess", "requests", "os", "flask"}
 

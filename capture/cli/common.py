@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -16,6 +16,8 @@ import click
 import httpx
 
 from capture import settings as capture
+from capture.errors import CaptureError
+from capture.freshness.registry import Registry
 from capture.handlers import capable
 from jobstore import db
 from jobstore.dispatcher import Dispatcher
@@ -74,6 +76,7 @@ class Resources:
         self._settings = config
         self._store: JobStore | None = None
         self._views: JobViews | None = None
+        self._registry: Registry | None = None
         self._closers: list[Callable[[], object]] = []
         self.url: str | None = None
 
@@ -108,6 +111,15 @@ class Resources:
         self.on_close(client.close)
         return Dispatcher.open(self.store, client, capable)
 
+    def registry(self) -> Registry:
+        """The tracked repositories (capture.freshness), on this script's database."""
+        if self._registry is None:
+            self.store  # noqa: B018 - opens (and migrates) the database first
+            assert self.url is not None
+            self._registry = Registry(self.url)
+            self.on_close(self._registry.close)
+        return self._registry
+
     def catch_up(self) -> int:
         return catch_up(self.store, self.views)
 
@@ -134,7 +146,7 @@ def errors() -> Iterator[None]:
         yield
     except (InvalidSpec, JobNotFound, AmbiguousJobId, ConfigError, InvalidTransition) as exc:
         raise click.UsageError(str(exc)) from None
-    except JobStoreError as exc:
+    except (JobStoreError, CaptureError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -153,6 +165,8 @@ def to_json(value: Any) -> Any:
         return str(value)
     if isinstance(value, Decimal):
         return float(value)
+    if isinstance(value, timedelta):  # durations as seconds
+        return value.total_seconds()
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 

@@ -9,7 +9,9 @@ import click
 
 from capture.cli.actions import ActionsReport
 from capture.cli.common import Command, IsoTime, echo_json, errors, resources, version_option
+from capture.freshness.loop import on_request
 from capture.handlers import HANDLERS
+from capture.settings import load_freshness
 from jobstore.routing import LANES
 from jobstore.spec import PRIORITIES, TRIGGERS, JobSpec
 
@@ -72,6 +74,7 @@ def enqueue(
         )
         s = resources(ctx)
         submitted = s.dispatcher().submit(spec, now, None if lane == "auto" else lane)
+        promoted = on_request(resources(ctx).registry(), spec, now, load_freshness())
     result, job, sent = submitted.enqueued, submitted.job, submitted.sent
     document = {
         "job_id": job.id,
@@ -83,6 +86,8 @@ def enqueue(
         "priority": job.priority,
         "dispatched": job.status.value == "dispatched",
         "dispatch": sent.detail if sent else None,
+        "coalesced": result.coalesced,
+        "promoted": promoted,
     }
     report = ActionsReport()
     report.outputs({"job_id": str(job.id), "lane": job.lane, "status": job.status.value})
@@ -95,6 +100,9 @@ def enqueue(
         report.warning(f"job {job.id} not dispatched yet: {sent.detail}", "dispatch")
     if as_json:
         echo_json(document)
+        return
+    if result.coalesced:
+        click.echo(f"job {job.id} completed moments ago (same dedupe key): no new job")
         return
     if not result.created:
         click.echo(f"job {job.id} is already {job.status.value} on {job.lane} (same dedupe key)")

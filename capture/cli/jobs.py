@@ -119,6 +119,24 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 
 @jobs.command()
+@click.option("--breached", is_flag=True, help="Only repositories past their target.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def freshness(ctx: click.Context, breached: bool, as_json: bool) -> None:
+    """Tracked repositories: how old their data is against their tier's target."""
+
+    with errors():
+        rows = resources(ctx).registry().freshness(breached_only=breached)
+    if as_json:
+        echo_json(rows)
+        return
+    columns = ["repository", "effective_tier", "age", "target", "breached", "last_success"]
+    columns += ["next_due", "bootstrap"]
+    empty = "no repository is past its target" if breached else "no repositories tracked"
+    click.echo(render.table(rows, columns) if rows else empty)
+
+
+@jobs.command()
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60))
 @click.option("--once", is_flag=True, help="Print the view once and exit.")
 @click.pass_context

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,8 @@ def fmt(value: Any) -> str:
     if isinstance(value, float | Decimal):
         number = float(value)
         return f"{number:.4g}" if abs(number) < 1000 else f"{number:,.0f}"
+    if isinstance(value, timedelta):
+        return str(timedelta(seconds=round(value.total_seconds())))
     return str(value)
 
 

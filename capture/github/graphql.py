@@ -119,10 +119,17 @@ class GraphQLClient:
         return self.run(document(name), variables, retry=retry)
 
     def run(
-        self, text: str, variables: dict[str, Any], *, retry: bool = True
+        self,
+        text: str,
+        variables: dict[str, Any],
+        *,
+        retry: bool = True,
+        missing_ok: bool = False,
     ) -> tuple[dict, list[dict]]:
         """Without `retry`, 502/504 raise ServerError at once (for callers that shrink the
-        page); with it, they are retried a bounded number of times, then QueryFailed."""
+        page); with it, they are retried a bounded number of times, then QueryFailed.
+        With `missing_ok`, a top-level field GitHub cannot resolve (an aliased repository
+        that is gone) is left null in the data instead of raising NotFound."""
         for tries in range(1, SERVER_TRIES + 1):
             try:
                 response = self.session.request(
@@ -162,6 +169,6 @@ class GraphQLClient:
                 raise NotFound(first)
             raise QueryFailed(f"GraphQL query failed: {first}")
         top = [e for e in errors if e.get("type") == "NOT_FOUND" and len(e.get("path") or []) == 1]
-        if top:
+        if top and not missing_ok:
             raise NotFound(top[0].get("message", "not found"))
         return data, errors

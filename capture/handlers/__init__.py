@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from capture.handlers import pulls, sync
+from capture.handlers import pulls, refresh, sync
 from capture.handlers.base import Context, Handler, Outcome, Progress
 from jobstore.routing import LANES
 
@@ -10,6 +10,7 @@ __all__ = ["HANDLERS", "Context", "Handler", "Outcome", "Progress", "capable"]
 
 HANDLERS: dict[str, Handler] = {
     "repository-sync": Handler("repository-sync", sync.repository_sync, LANES),
+    "repository-refresh": Handler("repository-refresh", refresh.run, LANES),
     **{name: Handler(name, pulls.run, LANES) for name in pulls.PARTS},
 }
 

@@ -85,9 +85,11 @@ def targets(ctx: Context) -> list[int]:
     return numbers
 
 
-def split_into_children(ctx: Context, numbers: list[int]) -> Outcome:
-    """Child jobs of at most CAPTURE_MAX_ITEMS pull requests each, on this job's lane."""
+def split_into_children(ctx: Context, numbers: list[int], cursor: str = "children") -> Outcome:
+    """Child jobs of at most CAPTURE_MAX_ITEMS pull requests each, on this job's lane,
+    the newest pull requests first; the job waits for them at `cursor`."""
     job, size = ctx.job, ctx.settings.max_items
+    numbers = sorted(numbers, reverse=True)
     specs = [
         JobSpec.create(
             job.job_type,
@@ -104,7 +106,7 @@ def split_into_children(ctx: Context, numbers: list[int]) -> Outcome:
     children = ctx.store.enqueue_many(
         specs, ctx.now(), Route(lane, "parent", f"part of {job.job_type} {job.id}")
     )
-    ctx.checkpoint(0, len(numbers), "children", note=f"split into {len(children)} child jobs")
+    ctx.checkpoint(0, len(numbers), cursor, note=f"split into {len(children)} child jobs")
     return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
 
 
@@ -155,13 +157,12 @@ def capture_pulls(
     """The chosen parts of the pull requests, in planned batches by node id; `labelled`
     when their core rows and labels were just stored by an index pass."""
     job = ctx.job
-    start = (
-        int(ctx.cursor.removeprefix("details:")) if (ctx.cursor or "").startswith("details:") else 0
-    )
-    todo = numbers[start:]
-    failed_items, done = 0, start
+    numbers = sorted(numbers)
+    start = resume_at(ctx.cursor, numbers)
+    todo = [n for n in numbers if n >= start]
+    failed_items, done = 0, len(numbers) - len(todo)
     if ctx.settings.force_rest:
-        return _rest(ctx, numbers, start, parts)
+        return _rest(ctx, numbers, todo, parts)
     ids, unknown = node_ids(ctx, todo)
     failed_items += len(unknown)
     repo_id = ctx.storage.repository_id(job.repository)
@@ -183,10 +184,10 @@ def capture_pulls(
         failed = rest_fallback(ctx.gh, job.repository, batch.failed, repo_id, batch.rows)
         failed_items += len(failed)
         ctx.storage.write(batch.rows)
-        done += len({p["id"] for p in batch.rows.pull_requests})
+        done = sum(n <= batch.last for n in numbers)
         note = f"{failed_items} failed" if failed_items else ""
-        ctx.checkpoint(done, len(numbers), f"details:{done}", note=note)
-    done += len(unknown)
+        ctx.checkpoint(done, len(numbers), f"details:#{batch.last + 1}", note=note)
+    done = len(numbers)
     return Outcome(
         items=done - failed_items,
         failed_items=failed_items,
@@ -198,21 +199,35 @@ def capture_pulls(
     )
 
 
-def _rest(ctx: Context, numbers: list[int], start: int, parts: set[str]) -> Outcome:
+def resume_at(cursor: str | None, numbers: list[int]) -> int:
+    """The first pull request number left to do: `details:#N` (every number below N is
+    done), or an older cursor's offset into the sorted numbers."""
+    text = (cursor or "").removeprefix("details:")
+    if not (cursor or "").startswith("details:") or not text:
+        return 0
+    if text.startswith("#"):
+        return int(text[1:])
+    offset = int(text)
+    return numbers[offset] if offset < len(numbers) else (numbers[-1] + 1 if numbers else 0)
+
+
+def _rest(ctx: Context, numbers: list[int], todo: list[int], parts: set[str]) -> Outcome:
     job = ctx.job
     repo = ctx.gh.rest.get(f"/repos/{job.repository}")
     repo_row = records.repository(repo)
-    done, failed_items = start, 0
-    for i in range(start, len(numbers), REST_BATCH):
+    failed_items = 0
+    for i in range(0, len(todo), REST_BATCH):
         rows = Rows(repositories=[repo_row])
-        for number in numbers[i : i + REST_BATCH]:
+        chunk = todo[i : i + REST_BATCH]
+        for number in chunk:
             try:
                 fetch_rest_pull(ctx.gh, job.repository, number, parts, repo_row["id"], rows)
             except NotFound:
                 failed_items += 1
         ctx.storage.write(rows)
-        done = min(i + REST_BATCH, len(numbers))
-        ctx.checkpoint(done, len(numbers), f"details:{done}")
+        done = sum(n <= chunk[-1] for n in numbers)
+        ctx.checkpoint(done, len(numbers), f"details:#{chunk[-1] + 1}")
+    done = len(numbers)
     return Outcome(
         items=done - failed_items,
         failed_items=failed_items,
@@ -221,7 +236,7 @@ def _rest(ctx: Context, numbers: list[int], start: int, parts: set[str]) -> Outc
 
 
 def run(ctx: Context) -> Outcome:
-    if ctx.cursor == "children":
+    if (ctx.cursor or "").startswith("children"):
         return await_children(ctx)
     return with_rest_fallback(ctx, _run)
 

@@ -336,21 +336,48 @@ class World:
 
     # Changes while the sandbox runs, for incremental capture.
 
-    def add_pull_request(self, full_name: str, at: datetime) -> PullRequest:
+    def add_pull_request(self, full_name: str, at: datetime, bare: bool = False) -> PullRequest:
+        """A new pull request created `at`; `bare`: open, with files and commits only (the
+        reviews and comments a simulation adds later, as they happen)."""
         repo = self.repositories[full_name.lower()]
         number = max(repo.pulls, default=0) + 1
+        self.now = max(self.now, at)
         self._generate(repo, number, at, random.Random(f"{self.seed}:{full_name}:{number}"))
-        return repo.pulls[number]
+        pr = repo.pulls[number]
+        if bare:
+            pr.state, pr.closed_at, pr.merged_at, pr.merged_by = "OPEN", None, None, None
+            pr.reviews, pr.comments, pr.threads = [], [], []
+            for commit in pr.commits:
+                commit.authored_at = commit.committed_at = at
+            pr.updated_at = at
+        return pr
+
+    def add_review(self, full_name: str, number: int, at: datetime, state: str) -> Review:
+        pr = self.repositories[full_name.lower()].pulls[number]
+        review = Review(next(self._ids), self.users[1], state, "Reviewed.", at, at)
+        pr.reviews.append(review)
+        pr.updated_at = max(pr.updated_at, at)
+        return review
+
+    def add_review_comment(self, full_name: str, number: int, at: datetime) -> Comment:
+        """A new review thread with one comment, on the first changed file."""
+        pr = self.repositories[full_name.lower()].pulls[number]
+        path = pr.files[0].path if pr.files else "README.md"
+        comment = Comment(next(self._ids), self.users[2], "A thought.", at, at, path, 1, 1)
+        pr.threads.append(Thread(next(self._ids), path, 1, False, [comment]))
+        pr.updated_at = max(pr.updated_at, at)
+        self._index = None  # a new thread: findable by its node id
+        return comment
 
     def edit_pull_request(self, full_name: str, number: int, at: datetime, title: str) -> None:
         pr = self.repositories[full_name.lower()].pulls[number]
-        pr.title, pr.updated_at = title, at
+        pr.title, pr.updated_at = title, max(pr.updated_at, at)
 
     def add_comment(self, full_name: str, number: int, at: datetime, body: str) -> Comment:
         pr = self.repositories[full_name.lower()].pulls[number]
         comment = Comment(next(self._ids), self.users[0], body, at, at)
         pr.comments.append(comment)
-        pr.updated_at = at
+        pr.updated_at = max(pr.updated_at, at)
         return comment
 
     def rename_user(self, database_id: int, login: str) -> None:

@@ -145,6 +145,9 @@ class Sandbox:
                 int(response.headers.pop("x-sandbox-points", 0)),
                 int(response.headers.pop("x-sandbox-nodes", 0)),
                 _error_type(response.body),
+                {"operation": op}
+                if (op := response.headers.pop("x-sandbox-operation", ""))
+                else {},
             )
         )
         return response
@@ -213,6 +216,7 @@ class Sandbox:
         cost = query_cost(
             document, variables, payload.get("operationName"), counting=self.options.node_count
         )
+        operation = operation_name(document, payload.get("operationName"))
         window = self.budgets.window(token, "graphql")
         headers = window.headers("graphql")
         if cost.nodes > self.options.node_limit:
@@ -253,6 +257,7 @@ class Sandbox:
             **window.headers("graphql"),
             "x-sandbox-points": str(cost.points),
             "x-sandbox-nodes": str(cost.nodes),
+            "x-sandbox-operation": operation,
         }
         if cost.nodes > self.options.timeout_nodes:
             return Response(
@@ -458,6 +463,12 @@ class Served:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+
+def operation_name(document: Any, chosen: str | None) -> str:
+    """The name of the operation a document runs (for the ledger)."""
+    names = [d.name.value for d in document.definitions if getattr(d, "operation", None) and d.name]
+    return chosen or (names[0] if names else "")
 
 
 def _error_type(body: Any) -> str:

@@ -46,6 +46,6 @@ def test_full_history_equals_the_sandbox_and_a_rerun_changes_nothing(
         summary = rig.store.history(job_id)[-1].summary
         assert summary["node_counting"] == node_count  # learnt from the charged costs
         assert sum(q["points"] for q in summary["graphql_queries"].values()) == ledger["points"]
-    again = rig.enqueue("historical-sync", days=731, trigger="backfill", params={"run": 2})
+    again = rig.enqueue("historical-sync", days=731, trigger="backfill", dedupe_key="second run")
     assert rig.run(again).outcome == "completed"
     assert stored(database_url) == got

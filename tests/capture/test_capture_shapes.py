@@ -112,7 +112,7 @@ def test_etags_outlive_the_job_so_asking_again_about_unchanged_data_is_free(
     assert rig.run(first).outcome == "completed"
     spent = rig.sandbox.ledger.summary("rest")["points"]
     assert spent > 0
-    again = rig.enqueue("pr-reviews", pr_numbers=[3, 4, 5], params={"run": 2})
+    again = rig.enqueue("pr-reviews", pr_numbers=[3, 4, 5], dedupe_key="second run")
     assert rig.run(again).outcome == "completed"
     assert rig.sandbox.ledger.summary("rest")["points"] == spent  # every answer a free 304
     assert rig.store.history(again)[-1].summary["rest_requests"] == 0

@@ -52,7 +52,9 @@ def test_zizmor_finds_nothing(persona):
     assert "No findings to report" in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("file", ["capture-job.yml", "historical-sync.yml", "sweep.yml"])
+@pytest.mark.parametrize(
+    "file", ["capture-job.yml", "historical-sync.yml", "sweep.yml", "plan.yml"]
+)
 def test_workflows_are_least_privilege_bounded_and_grouped(file):
     workflow = load_workflow(WORKFLOWS / file)
     assert workflow["permissions"] == {}
@@ -173,6 +175,21 @@ def test_sweep_workflow_dispatches_jobs_left_routed(store, rig):
     assert log.conclusion == "success", step_failures(rig.runner)
     rig.drain()
     assert store.get(job_id).status.value == "completed"
+
+
+def test_plan_workflow_bootstraps_tracked_repositories_on_a_schedule(store, rig, database_url):
+    from capture.freshness.registry import Entry, Registry
+
+    registry = Registry(database_url)
+    registry.track([Entry("acme/widgets", "warm")], store_now())
+    log = rig.runner.run("plan.yml", {}, 1, event="schedule")
+    assert log.conclusion == "success", step_failures(rig.runner)
+    (tracked,) = registry.tracked()
+    registry.close()
+    assert tracked["bootstrap"] == "started"
+    rig.drain()  # the backfill went to Actions; the recent part to Inngest or its fallback
+    backfill = store.get(tracked["bootstrap_jobs"][1])
+    assert (backfill.job_type, backfill.lane) == ("historical-sync", "github_actions")
 
 
 def test_inputs_reach_scripts_through_env_only(store, rig, tmp_path):

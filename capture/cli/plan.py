@@ -1,0 +1,82 @@
+"""`bin/plan`: the freshness planner. Each pass bootstraps newly tracked repositories,
+probes the due ones in batches (about one point per 100), enqueues a whole refresh for
+those that changed, and marks the others fresh without a job."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+
+import click
+
+from capture.cli.actions import ActionsReport
+from capture.cli.common import (
+    Command,
+    capture_settings,
+    echo_json,
+    errors,
+    resources,
+    version_option,
+)
+from capture.errors import CaptureError
+from capture.freshness.loop import PassReport, plan_once
+from capture.github.client import GitHub, connect
+from capture.settings import load_freshness
+from jobstore.errors import ConfigError, DatabaseUnavailable
+
+
+def lines(report: PassReport) -> list[str]:
+    out = [
+        f"bootstrapped: {len(report.bootstrapped)}",
+        f"probed: {report.probed} ({report.probe_points} points)",
+        f"unchanged, marked fresh: {report.fresh}",
+        f"changed, refresh enqueued: {len(report.refreshes)}",
+        f"left for a later pass (budget): {report.deferred}",
+    ]
+    out += [f"  not found on GitHub: {name}" for name in report.missing]
+    out += [f"  error: {error}" for error in report.errors]
+    return out
+
+
+@click.command(cls=Command)
+@version_option
+@click.option("--once", "mode", flag_value="once", default=True, help="One pass (the default).")
+@click.option("--forever", "mode", flag_value="forever", help="A pass every --interval.")
+@click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per pass.")
+def plan(mode: str, interval: float, as_json: bool) -> None:
+    """Keep tracked repositories fresh: probe the due ones, refresh what changed.
+
+    Run it --forever on a host (the primary way; a scheduled workflow is a fallback:
+    GitHub disables schedules in public repositories after 60 days without activity)."""
+    ctx = click.get_current_context()
+    try:
+        settings, freshness = capture_settings(), load_freshness()
+        client = connect(settings)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    s = resources(ctx)
+    gh = GitHub(client, settings, realtime=False)
+    s.on_close(gh.close)
+    with errors():
+        found, dispatcher = resources(ctx).registry(), s.dispatcher()
+    stop = threading.Event()
+    if mode == "forever":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    actions = ActionsReport()
+    while True:
+        try:
+            with errors():
+                report = plan_once(found, dispatcher, gh, datetime.now(UTC), freshness)
+        except (DatabaseUnavailable, CaptureError) as exc:
+            if mode == "once":
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"planner pass failed ({exc}); again in {interval:g}s", err=True)
+        else:
+            echo_json(report.as_json()) if as_json else click.echo("\n".join(lines(report)))
+            actions.outputs({"probed": report.probed, "refreshes": len(report.refreshes)})
+            s.catch_up()
+        if mode == "once" or stop.wait(interval):
+            return

@@ -1,0 +1,201 @@
+"""One pass of the freshness planner (`bin/plan --once`; `--forever` repeats it):
+bootstrap newly tracked repositories, probe the due ones in batches, enqueue a whole
+refresh for each that changed, mark the others fresh without a job. All within the API
+budget, real-time work keeping its reserve."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from capture.errors import CaptureError, RateLimited
+from capture.freshness.probe import probe
+from capture.freshness.registry import Registry
+from capture.freshness.rules import (
+    FreshnessSettings,
+    Tracked,
+    changed,
+    decide,
+    refreshes_affordable,
+)
+from capture.github.client import GitHub
+from jobstore.dispatcher import Dispatcher
+from jobstore.spec import MAX_DAYS, JobSpec
+
+log = logging.getLogger(__name__)
+BUDGET_UNKNOWN = 5_000.0  # before GitHub has said, assume a fresh hour
+
+
+@dataclass
+class PassReport:
+    """What one pass did."""
+
+    bootstrapped: list[str] = field(default_factory=list)
+    probed: int = 0
+    probe_points: int = 0
+    changed: list[str] = field(default_factory=list)
+    fresh: int = 0
+    missing: list[str] = field(default_factory=list)
+    deferred: int = 0  # due, but left for a later pass (budget)
+    refreshes: dict[str, str] = field(default_factory=dict)  # repository -> job id
+    errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {**self.__dict__}
+
+
+def budget_left(gh: GitHub, settings: FreshnessSettings) -> float:
+    """Points the planner may spend now: what GitHub last said is left, less the reserve."""
+    remaining = gh.session.budget.remaining.get("graphql")
+    return (BUDGET_UNKNOWN if remaining is None else remaining) - settings.reserve
+
+
+def plan_once(
+    registry: Registry,
+    dispatcher: Dispatcher,
+    gh: GitHub,
+    now: datetime,
+    settings: FreshnessSettings,
+) -> PassReport:
+    report = PassReport()
+    registry.sync_tiers(settings.tiers)
+    tracked = registry.load()
+    decided = decide(tracked, now, settings, budget_left(gh, settings))
+    report.deferred = decided.waiting
+    for repository in decided.again:
+        _recent(dispatcher, registry, repository, now, settings)
+        report.bootstrapped.append(repository)
+    for repository in decided.bootstrap:
+        bootstrap(dispatcher, registry, repository, now, settings)
+        report.bootstrapped.append(repository)
+    by_name = {t.repository: t for t in tracked}
+    due = decided.probe
+    for start in range(0, len(due), settings.probe_batch):
+        chunk = due[start : start + settings.probe_batch]
+        spent = gh.meter.graphql_points
+        try:
+            answers = probe(gh, chunk)
+        except RateLimited as exc:  # the reserve is for real-time work: stop here
+            report.deferred += len(due) - start
+            report.errors.append(str(exc))
+            break
+        except CaptureError as exc:
+            report.errors.append(f"probe of {len(chunk)} repositories failed: {exc}")
+            registry.probed([(repo, None, str(exc)[:200]) for repo in chunk], now)
+            continue
+        report.probed += len(chunk)
+        report.probe_points += gh.meter.graphql_points - spent
+        registry.probed(
+            [
+                (a.repository, a.newest_updated_at, "not found" if a.missing else None)
+                for a in answers
+            ],
+            now,
+        )
+        fresh = [
+            a.repository
+            for a in answers
+            if not a.missing and not changed(a.newest_updated_at, by_name[a.repository].watermark)
+        ]
+        registry.fresh(fresh, now)
+        report.fresh += len(fresh)
+        report.missing += [a.repository for a in answers if a.missing]
+        moved = [a.repository for a in answers if a.repository not in fresh and not a.missing]
+        affordable = refreshes_affordable(budget_left(gh, settings), settings)
+        report.changed += moved
+        enqueued = []
+        for repository in moved[:affordable]:
+            job_id = refresh(dispatcher, by_name[repository], now, settings)
+            enqueued.append((repository, job_id))
+            report.refreshes[repository] = str(job_id)
+        report.deferred += max(0, len(moved) - affordable)
+        registry.refreshing(enqueued, now)
+    return report
+
+
+def on_request(
+    registry: Registry, spec: JobSpec, now: datetime, settings: FreshnessSettings
+) -> bool:
+    """A person asked for work on a repository: it is hot for a while (if tracked)."""
+    if spec.trigger != "manual":
+        return False
+    reason = f"{spec.job_type} asked for by a person"
+    return registry.promote(spec.repository, now + settings.promote_for, reason)
+
+
+def refresh(
+    dispatcher: Dispatcher, tracked: Tracked, now: datetime, settings: FreshnessSettings
+) -> object:
+    """A whole refresh of what changed since the watermark: one active per repository.
+    Its window (watermark to now) lets the router choose: recent changes go real-time."""
+    since = min(tracked.watermark or now, now - timedelta(seconds=1))
+    since = max(since, now - timedelta(days=MAX_DAYS))
+    spec = JobSpec.create(
+        "repository-refresh",
+        tracked.repository,
+        since=since,
+        until=now,
+        trigger="scheduled",
+        priority="high" if tracked.effective_tier(now) == "hot" else "normal",
+        dedupe_key=f"repository-refresh:{tracked.repository}",
+        params={"tier": tracked.effective_tier(now)},
+    )
+    submitted = dispatcher.submit(spec, now, settings.refresh_lane)
+    return submitted.job.id
+
+
+def bootstrap(
+    dispatcher: Dispatcher,
+    registry: Registry,
+    repository: str,
+    now: datetime,
+    settings: FreshnessSettings,
+) -> None:
+    """A newly tracked repository: the last days first on the fast lane, then its history,
+    newest first, as a backfill on the bulk lane. Both are in the audit trail."""
+    recent = _recent(dispatcher, registry, repository, now, settings)
+    until = now - timedelta(days=settings.bootstrap_days)
+    history = JobSpec.create(
+        "historical-sync",
+        repository,
+        since=until - timedelta(days=MAX_DAYS),
+        until=until,
+        trigger="backfill",
+        priority="low",
+        params={"bootstrap": "history"},
+    )
+    backfill = dispatcher.submit(
+        history,
+        now,
+        settings.bulk_lane,
+        reason=f"bootstrap: history before the last {settings.bootstrap_days} days, "
+        "newest first, as a backfill",
+    )
+    registry.bootstrapped(repository, [recent, backfill.job.id])
+
+
+def _recent(
+    dispatcher: Dispatcher,
+    registry: Registry,
+    repository: str,
+    now: datetime,
+    settings: FreshnessSettings,
+) -> object:
+    spec = JobSpec.create(
+        "repository-refresh",
+        repository,
+        days=settings.bootstrap_days,
+        trigger="scheduled",
+        priority="high",
+        dedupe_key=f"repository-refresh:{repository}",
+        params={"bootstrap": "recent"},
+    )
+    submitted = dispatcher.submit(
+        spec,
+        now,
+        settings.fast_lane,
+        reason=f"bootstrap: the last {settings.bootstrap_days} days first, on the fast lane",
+    )
+    registry.refreshing([(repository, submitted.job.id)], now)
+    return submitted.job.id

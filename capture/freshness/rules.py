@@ -1,0 +1,120 @@
+"""The freshness planner's decisions, pure: which tracked repositories need their
+bootstrap, which are due for a change probe and in what order, what a probe's answer
+means. Time comes in as an argument."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+TIERS = ("hot", "warm", "cold")
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A tier's target (data never older than this) and when to probe (well before)."""
+
+    name: str
+    target: timedelta
+    probe_after: timedelta
+
+
+DEFAULT_TIERS: dict[str, Tier] = {
+    "hot": Tier("hot", timedelta(minutes=15), timedelta(minutes=5)),
+    "warm": Tier("warm", timedelta(hours=6), timedelta(hours=2)),
+    "cold": Tier("cold", timedelta(hours=24), timedelta(hours=8)),
+}
+
+
+@dataclass(frozen=True)
+class FreshnessSettings:
+    tiers: Mapping[str, Tier] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    promote_for: timedelta = timedelta(hours=2)  # a person's request: hot for this long
+    bootstrap_days: int = 30  # a new repository: these days first, on the fast lane
+    fast_lane: str = "inngest"
+    bulk_lane: str = "github_actions"
+    refresh_lane: str | None = None  # None: the router decides each refresh
+    probe_batch: int = 100  # repositories per probe query (aliases; about 1 point)
+    refresh_points: float = 2.0  # the points a refresh is expected to spend
+    reserve: int = 500  # points of the hour's budget kept for real-time work
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A tracked repository as the planner sees it."""
+
+    repository: str
+    tier: str
+    bootstrap: str = "pending"
+    promoted_until: datetime | None = None
+    fresh_as_of: datetime | None = None
+    probed_at: datetime | None = None
+    changed_at: datetime | None = None  # when a refresh (or the bootstrap) was last enqueued
+    watermark: datetime | None = None
+    refreshing: bool = False  # a refresh job for it is active
+
+    def effective_tier(self, now: datetime) -> str:
+        if self.promoted_until is not None and self.promoted_until > now:
+            return "hot"
+        return self.tier
+
+    def age(self, now: datetime) -> timedelta | None:
+        return None if self.fresh_as_of is None else now - self.fresh_as_of
+
+
+@dataclass(frozen=True)
+class Decisions:
+    bootstrap: list[str]
+    probe: list[str]  # most overdue first
+    waiting: int  # due, but left for a later pass (budget)
+    again: list[str] = field(default_factory=list)  # bootstraps whose first refresh failed
+
+
+def urgency(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> float:
+    """How far into its target the repository's data is (1.0: at the target)."""
+    tier = tiers[t.effective_tier(now)]
+    age = t.age(now)
+    return float("inf") if age is None else age / tier.target
+
+
+def is_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
+    """Due for a probe: bootstrapped, no refresh under way, data past `probe_after`."""
+    if t.bootstrap == "pending" or t.refreshing or t.watermark is None:
+        return False
+    age = t.age(now)
+    return age is None or age >= tiers[t.effective_tier(now)].probe_after
+
+
+def decide(
+    tracked: Iterable[Tracked], now: datetime, settings: FreshnessSettings, budget: float
+) -> Decisions:
+    """What this pass does, within `budget` points (what the hour has left above the
+    real-time reserve): bootstraps first, then probes, most overdue first."""
+    tracked = list(tracked)
+    bootstrap = sorted(t.repository for t in tracked if t.bootstrap == "pending")
+    again = sorted(t.repository for t in tracked if needs_first_refresh(t, now, settings.tiers))
+    due = [t for t in tracked if is_due(t, now, settings.tiers)]
+    due.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
+    affordable = max(0, int(budget)) * settings.probe_batch
+    chosen = [t.repository for t in due[:affordable]]
+    return Decisions(bootstrap, chosen, len(due) - len(chosen), again)
+
+
+def needs_first_refresh(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
+    """Bootstrapped, but its first refresh ended without a watermark (it failed): tried
+    again, at most once per target period."""
+    if t.bootstrap == "pending" or t.watermark is not None or t.refreshing:
+        return False
+    return t.changed_at is None or now - t.changed_at >= tiers[t.effective_tier(now)].target
+
+
+def changed(newest_updated_at: datetime | None, watermark: datetime | None) -> bool:
+    """Whether a probe's newest pull request update is newer than what is stored whole."""
+    if newest_updated_at is None:  # no pull requests at all
+        return False
+    return watermark is None or newest_updated_at > watermark
+
+
+def refreshes_affordable(budget: float, settings: FreshnessSettings) -> int:
+    return max(0, int(budget // settings.refresh_points))

@@ -1,0 +1,193 @@
+"""The freshness loop on the real PostgreSQL and the sandbox: bootstrap, batched probes,
+whole refreshes of what changed (activity on year-old pull requests included), unchanged
+repositories marked fresh without a job, promotion and cooldown."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from capture.freshness.loop import on_request, plan_once
+from capture.freshness.registry import Entry, Registry
+from capture.freshness.rules import FreshnessSettings
+from devtools.sandbox import World
+from jobstore import db, views
+from jobstore.dispatcher import Dispatcher
+from jobstore.domain import Status
+from jobstore.spec import JobSpec
+from tests.sandbox_fixtures import NOW
+
+LOCAL = FreshnessSettings(fast_lane="local", bulk_lane="local", refresh_lane="local", reserve=0)
+REPOS = ("acme/widgets", "acme/gadgets", "acme/sprockets")
+
+
+@pytest.fixture
+def world() -> World:
+    world = World(seed=5, now=NOW)
+    for name, pulls in zip(REPOS, (60, 25, 5), strict=True):
+        world.add_repository(name, pulls, 540)
+    return world
+
+
+@pytest.fixture
+def loop(rigs, world, database_url):
+    """A planner pass and a local worker that runs whatever is queued, on one clock."""
+    rig = rigs(world)
+    registry = Registry(database_url)
+    dispatcher = Dispatcher(rig.store, {}, {})
+
+    class Loop:
+        def __init__(self) -> None:
+            self.rig, self.registry, self.gh = rig, registry, rig.github(False)
+
+        def plan(self, settings: FreshnessSettings = LOCAL):
+            return plan_once(registry, dispatcher, self.gh, rig.clock(), settings)
+
+        def work(self) -> list:
+            """Runs queued jobs (and the child jobs and parents they wake) until none is left."""
+            results = []
+            while True:
+                waiting = rig.store.heads.routed(["local"])
+                if not waiting:
+                    return results
+                results += [rig.run(job_id) for job_id in waiting]
+
+        def probe_points(self) -> int:
+            """What the sandbox charged for probe queries."""
+            return sum(
+                e.points
+                for e in rig.sandbox.ledger.entries
+                if e.kind == "graphql" and e.extra.get("operation") == "Probe"
+            )
+
+    yield Loop()
+    registry.close()
+
+
+def rows(url: str, query: str, *args) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def test_a_new_repository_is_bootstrapped_recent_first_and_the_audit_trail_says_so(
+    loop, database_url
+):
+    loop.registry.track([Entry("acme/widgets", "hot")], loop.rig.clock())
+    report = loop.plan()
+    assert report.bootstrapped == ["acme/widgets"]
+    (tracked,) = loop.registry.tracked()
+    assert tracked["bootstrap"] == "started"
+    jobs = {j.params["bootstrap"]: j for j in map(loop.rig.store.get, tracked["bootstrap_jobs"])}
+    recent, history = jobs["recent"], jobs["history"]
+    assert (recent.job_type, recent.lane) == ("repository-refresh", "local")
+    assert "the last 30 days first, on the fast lane" in recent.reason
+    assert history.job_type == "historical-sync"
+    assert "history before the last 30 days, newest first" in history.reason
+    assert history.until <= loop.rig.clock() - timedelta(days=30)
+    loop.work()
+    assert {loop.rig.store.get(j).status for j in tracked["bootstrap_jobs"]} == {Status.COMPLETED}
+    stored = rows(database_url, "SELECT count(*) FROM pull_requests")[0][0]
+    assert stored == 60  # the last 30 days and the whole history before them
+    (state,) = loop.registry.freshness()
+    assert state["fresh_as_of"] is not None
+    assert state["watermark"] is not None
+
+
+def test_unchanged_repositories_are_marked_fresh_by_one_probe_without_a_job(loop, database_url):
+    loop.registry.track([Entry(name, "hot") for name in REPOS], loop.rig.clock())
+    loop.plan()
+    loop.work()
+    jobs_before = rows(database_url, "SELECT count(*) FROM job_heads")[0][0]
+    loop.rig.clock.advance(minutes=6)  # past a third of the hot target
+    report = loop.plan()
+    assert (report.probed, report.fresh, report.refreshes) == (3, 3, {})
+    assert report.probe_points == loop.probe_points() == 1  # one aliased query for all three
+    assert rows(database_url, "SELECT count(*) FROM job_heads")[0][0] == jobs_before
+    ages = {r["repository"]: r["fresh_as_of"] for r in loop.registry.freshness()}
+    assert set(ages.values()) == {loop.rig.clock()}
+
+
+def test_a_review_on_a_year_old_pull_request_is_refreshed_whole(loop, world, database_url):
+    loop.registry.track([Entry(name, "warm") for name in REPOS], loop.rig.clock())
+    loop.plan()
+    loop.work()
+    repo = world.repository("acme/widgets")
+    old = min(repo.pulls.values(), key=lambda p: p.created_at)
+    assert loop.rig.clock() - old.created_at > timedelta(days=365)
+    loop.rig.clock.advance(hours=3)
+    at = loop.rig.clock() - timedelta(minutes=30)
+    review = world.add_review("acme/widgets", old.number, at, "APPROVED")
+    comment = world.add_review_comment("acme/widgets", old.number, at)
+    report = loop.plan()
+    assert list(report.refreshes) == ["acme/widgets"]
+    assert report.fresh == 2  # the other two did not change
+    (result,) = loop.work()
+    assert result.outcome == "completed", result
+    assert rows(database_url, "SELECT state FROM reviews WHERE id = %s", review.database_id) == [
+        ("APPROVED",)
+    ]
+    assert rows(database_url, "SELECT kind FROM comments WHERE id = %s", comment.database_id) == [
+        ("review",)
+    ]
+    state = {r["repository"]: r for r in loop.registry.freshness()}["acme/widgets"]
+    assert state["watermark"] == old.updated_at
+    assert state["fresh_as_of"] >= at
+
+
+def test_a_person_asking_promotes_a_tracked_repository_to_hot(loop):
+    loop.registry.track([Entry("acme/gadgets", "cold")], loop.rig.clock())
+    spec = JobSpec.create("pr-reviews", "acme/gadgets", pr_numbers=[1])
+    now = loop.rig.clock()
+    assert on_request(loop.registry, spec, now, LOCAL)
+    (tracked,) = loop.registry.load()
+    assert (tracked.effective_tier(now), tracked.effective_tier(now + timedelta(hours=3))) == (
+        "hot",
+        "cold",
+    )
+    assert on_request(loop.registry, spec, datetime.now(UTC), LOCAL)  # the view reads now()
+    (row,) = loop.registry.freshness()
+    assert (row["tier"], row["effective_tier"]) == ("cold", "hot")
+    scheduled = JobSpec.create("pr-reviews", "acme/gadgets", pr_numbers=[1], trigger="scheduled")
+    assert not on_request(loop.registry, scheduled, loop.rig.clock(), LOCAL)
+    untracked = JobSpec.create("pr-reviews", "acme/other", pr_numbers=[1])
+    assert not on_request(loop.registry, untracked, loop.rig.clock(), LOCAL)
+
+
+def test_a_request_repeated_just_after_it_completed_is_coalesced(loop):
+    rig = loop.rig
+    spec = JobSpec.create("pr-reviews", "acme/gadgets", pr_numbers=[1])
+    first = rig.enqueue("pr-reviews", "acme/gadgets", pr_numbers=[1])
+    assert rig.run(first).outcome == "completed"
+    rig.clock.advance(seconds=30)
+    again = rig.store.enqueue(spec, rig.clock())
+    assert (again.job_id, again.created, again.coalesced) == (first, False, True)
+    rig.clock.advance(seconds=31)  # past the 60 s cooldown
+    assert rig.store.enqueue(spec, rig.clock()).created
+
+
+def test_a_repository_github_does_not_know_is_reported_not_retried_every_pass(loop):
+    loop.registry.track([Entry("acme/gone", "hot"), Entry("acme/gadgets", "hot")], loop.rig.clock())
+    loop.plan()
+    loop.work()
+    job_views = views.open_views(db.eventsourcing_env(loop.registry.url))
+    views.catch_up(loop.rig.store, job_views)  # as every script does before it exits
+    job_views.close()
+    (gone,) = [r for r in loop.registry.freshness() if r["repository"] == "acme/gone"]
+    assert gone["breached"]
+    assert "Could not resolve" in gone["last_error"]
+    assert loop.plan().bootstrapped == []  # not again within its target
+    loop.rig.clock.advance(minutes=16)
+    assert loop.plan().bootstrapped == ["acme/gone"]
+
+
+def test_probes_stop_at_the_real_time_reserve(loop):
+    loop.registry.track([Entry(name, "hot") for name in REPOS], loop.rig.clock())
+    loop.plan()
+    loop.work()
+    loop.rig.clock.advance(minutes=6)
+    reserved = replace(LOCAL, reserve=2_000_000)  # more than the sandbox token's budget
+    report = loop.plan(reserved)
+    assert (report.probed, report.deferred) == (0, 3)

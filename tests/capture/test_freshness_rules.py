@@ -1,0 +1,122 @@
+"""The freshness planner's decisions, pure, with time frozen (freezegun) or passed in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from freezegun import freeze_time
+
+from capture.freshness.rules import (
+    FreshnessSettings,
+    Tracked,
+    changed,
+    decide,
+    is_due,
+    needs_first_refresh,
+    refreshes_affordable,
+)
+from capture.settings import load_freshness
+from jobstore.errors import ConfigError
+
+T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+SETTINGS = FreshnessSettings()
+TIERS = SETTINGS.tiers
+
+
+def fresh(repository: str, tier: str, minutes_old: float, **kwargs) -> Tracked:
+    return Tracked(
+        repository,
+        tier,
+        bootstrap="started",
+        fresh_as_of=T0 - timedelta(minutes=minutes_old),
+        watermark=T0 - timedelta(days=1),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tier", "minutes_old", "due"),
+    [
+        ("hot", 4, False),
+        ("hot", 5, True),  # a third of its 15 minutes
+        ("warm", 119, False),
+        ("warm", 120, True),
+        ("cold", 479, False),
+        ("cold", 480, True),
+    ],
+)
+def test_a_repository_is_probed_at_a_third_of_its_tiers_target(tier, minutes_old, due):
+    assert is_due(fresh("a/b", tier, minutes_old), T0, TIERS) is due
+
+
+def test_a_person_asking_makes_it_hot_for_a_while():
+    promoted = fresh("a/b", "cold", 6, promoted_until=T0 + timedelta(minutes=30))
+    assert promoted.effective_tier(T0) == "hot"
+    assert is_due(promoted, T0, TIERS)
+    assert promoted.effective_tier(T0 + timedelta(hours=1)) == "cold"
+
+
+def test_not_probed_while_bootstrapping_refreshing_or_without_a_watermark():
+    assert not is_due(Tracked("a/b", "hot"), T0, TIERS)  # bootstrap pending
+    assert not is_due(fresh("a/b", "hot", 60, refreshing=True), T0, TIERS)
+    never = Tracked("a/b", "hot", bootstrap="started", changed_at=T0 - timedelta(minutes=1))
+    assert not is_due(never, T0, TIERS)
+
+
+@freeze_time(T0)
+def test_the_most_overdue_are_probed_first_and_the_budget_caps_the_rest():
+    now = datetime.now(UTC)
+    tracked = [fresh(f"o/cold{i}", "cold", 600) for i in range(150)]
+    tracked += [fresh("o/hot", "hot", 30), fresh("o/warm", "warm", 300), Tracked("o/new", "warm")]
+    decided = decide(tracked, now, SETTINGS, budget=1)  # one probe query: 100 repositories
+    assert decided.bootstrap == ["o/new"]
+    assert decided.probe[:2] == ["o/hot", "o/warm"]  # 2x and 0.83x their targets
+    assert len(decided.probe) == 100
+    assert decided.waiting == 52
+    assert decide(tracked, now, SETTINGS, budget=0).probe == []
+
+
+def test_a_failed_first_refresh_is_tried_again_once_per_target_period():
+    failed = Tracked("a/b", "hot", bootstrap="started", changed_at=T0 - timedelta(minutes=10))
+    assert not needs_first_refresh(failed, T0, TIERS)
+    assert needs_first_refresh(failed, T0 + timedelta(minutes=5), TIERS)
+    assert not needs_first_refresh(fresh("a/b", "hot", 1), T0, TIERS)
+
+
+@pytest.mark.parametrize(
+    ("newest", "watermark", "expected"),
+    [
+        (None, None, False),  # no pull requests at all
+        (T0, None, True),
+        (T0, T0, False),
+        (T0, T0 - timedelta(seconds=1), True),
+        (T0 - timedelta(days=1), T0, False),
+    ],
+)
+def test_a_probe_shows_a_change_only_when_github_is_ahead_of_the_watermark(
+    newest, watermark, expected
+):
+    assert changed(newest, watermark) is expected
+
+
+def test_refreshes_are_enqueued_within_the_budget():
+    assert refreshes_affordable(10, SETTINGS) == 5
+    assert refreshes_affordable(-3, SETTINGS) == 0
+
+
+def test_tiers_and_lanes_come_from_the_environment():
+    settings = load_freshness(
+        {"CAPTURE_TIER_HOT": "10m", "CAPTURE_TIER_COLD": "2d", "CAPTURE_REFRESH_LANE": "local"}
+    )
+    assert settings.tiers["hot"].target == timedelta(minutes=10)
+    assert settings.tiers["hot"].probe_after == timedelta(minutes=10) / 3
+    assert settings.tiers["cold"].target == timedelta(days=2)
+    assert settings.refresh_lane == "local"
+    for env, words in (
+        ({"CAPTURE_TIER_WARM": "soon"}, "CAPTURE_TIER_WARM must be a duration"),
+        ({"CAPTURE_TIER_HOT": "0"}, "must be more than zero"),
+        ({"CAPTURE_FAST_LANE": "pigeon"}, "CAPTURE_FAST_LANE must be one of"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            load_freshness(env)
