@@ -122,9 +122,20 @@ def threads_beyond(page: int, observed: Observed) -> float:
     return observed.mean("threads", lambda n: max(0, n - page))
 
 
-@cache
+_DOCUMENTS: dict[int, DocumentNode] = {}
+
+
 def _cost(document: DocumentNode, counting: str, batch: int, key: tuple) -> tuple[int, int]:
-    cost = query_cost(document, {"ids": ["x"] * batch, **dict(key)}, counting=counting)
+    """The batch query's (points, possible nodes), cached per document by identity
+    (hashing a document walks its whole tree)."""
+    _DOCUMENTS.setdefault(id(document), document)  # kept alive, so the id stays its own
+    return _cached_cost(id(document), counting, batch, key)
+
+
+@cache
+def _cached_cost(document: int, counting: str, batch: int, key: tuple) -> tuple[int, int]:
+    variables = {"ids": ["x"] * batch, **dict(key)}
+    cost = query_cost(_DOCUMENTS[document], variables, counting=counting)
     return cost.points, cost.nodes
 
 
@@ -145,6 +156,14 @@ def plan(
     best: Plan | None = None
     # the pull requests left, if fewer than a full batch, in one query; else the usual sizes
     batches = sorted({min(todo, BATCHES[0])} | {b for b in BATCHES if b < todo}, reverse=True)
+    later_cache: dict[tuple[str, int], float] = {}
+
+    def later(kind: str, page: int) -> float:
+        if (kind, page) not in later_cache:
+            extra = threads_beyond(page, observed) if kind == "threads" else 0.0
+            later_cache[kind, page] = followup_requests(kind, page, observed) + extra
+        return later_cache[kind, page]
+
     for batch in batches:
         for leaf in LEAF_PAGES:
             for threads in THREAD_PAGES if threaded else (1,):
@@ -162,10 +181,8 @@ def plan(
                     points, nodes = _cost(document, counting, batch, key)
                     if nodes > max_nodes:
                         continue
-                    later = sum(followup_requests(k, pages[k], observed) for k in kinds)
-                    if threaded:
-                        later += threads_beyond(threads, observed)
-                    per_pr = points / batch + later / PAGE_LIMIT
+                    follow = sum(later(k, pages[k]) for k in kinds)
+                    per_pr = points / batch + follow / PAGE_LIMIT
                     candidate = Plan(shape, counting, nodes, points, per_pr)
                     if best is None or _better(candidate, best):
                         best = candidate

@@ -89,13 +89,13 @@ def duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta
 
 
 def load_freshness(env: Mapping[str, str] | None = None) -> FreshnessSettings:
-    """The freshness loop's settings: tier targets (probed at a third of the target),
-    promotion, bootstrap and the lanes it uses."""
+    """The freshness loop's settings: tier targets (probed at a third of the target, a
+    change refreshed at two thirds), promotion, bootstrap and the lanes it uses."""
     env = os.environ if env is None else env
     tiers = {}
     for name, tier in DEFAULT_TIERS.items():
         target = duration(env, f"CAPTURE_TIER_{name.upper()}", tier.target)
-        tiers[name] = Tier(name, target, target / 3)
+        tiers[name] = Tier.of(name, target)
     lanes = ("inngest", "github_actions", "local")
     refresh_lane = _choice(env, "CAPTURE_REFRESH_LANE", "auto", ("auto", *lanes))
     return FreshnessSettings(

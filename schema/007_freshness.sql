@@ -1,17 +1,19 @@
 -- The freshness loop (capture/freshness/): tracked repositories, their tiers' targets,
 -- what the planner last saw of each, and the watermark of whole refreshes.
 
--- A tier's freshness target, and how old the data may get before the planner probes.
--- The planner writes its configured targets here at every pass, so the view agrees.
+-- A tier's freshness target, how old the data may get before the planner probes, and
+-- before a change a probe found is refreshed (changes in between are coalesced into one
+-- refresh). The planner writes its configured targets here at every pass.
 CREATE TABLE IF NOT EXISTS freshness_tiers (
-    tier        text PRIMARY KEY,
-    target      interval NOT NULL,
-    probe_after interval NOT NULL
+    tier          text PRIMARY KEY,
+    target        interval NOT NULL,
+    probe_after   interval NOT NULL,
+    refresh_after interval NOT NULL
 );
-INSERT INTO freshness_tiers (tier, target, probe_after) VALUES
-    ('hot', '15 minutes', '5 minutes'),
-    ('warm', '6 hours', '2 hours'),
-    ('cold', '24 hours', '8 hours')
+INSERT INTO freshness_tiers (tier, target, probe_after, refresh_after) VALUES
+    ('hot', '15 minutes', '5 minutes', '10 minutes'),
+    ('warm', '6 hours', '2 hours', '4 hours'),
+    ('cold', '24 hours', '8 hours', '16 hours')
 ON CONFLICT (tier) DO NOTHING;
 
 CREATE TABLE IF NOT EXISTS tracked_repositories (
@@ -33,7 +35,8 @@ CREATE TABLE IF NOT EXISTS repo_probes (
     probed_at         timestamptz,  -- the last change probe
     newest_updated_at timestamptz,  -- the newest pull request update GitHub showed then
     fresh_as_of       timestamptz,  -- every change before this is stored
-    changed_at        timestamptz,  -- when a probe last found changes not yet stored
+    changed_at        timestamptz,  -- when a refresh (or the bootstrap) was last enqueued
+    pending_since     timestamptz,  -- a probe found changes; refreshed at refresh_after
     refresh_job       uuid,         -- the refresh enqueued for them
     last_error        text
 );
@@ -63,7 +66,9 @@ SELECT
     p.newest_updated_at,
     w.updated_at AS watermark,
     now() - p.fresh_as_of AS age,
-    p.fresh_as_of + e.probe_after AS next_due,
+    p.fresh_as_of + CASE WHEN p.pending_since IS NULL THEN e.probe_after
+                         ELSE e.refresh_after END AS next_due,
+    p.pending_since IS NOT NULL AS change_pending,
     p.fresh_as_of IS NULL OR now() - p.fresh_as_of > e.target AS breached,
     p.refresh_job,
     COALESCE(p.last_error, (SELECT j.last_error FROM capture_jobs j

@@ -17,6 +17,7 @@ from capture.freshness.rules import (
     Tracked,
     changed,
     decide,
+    refresh_due,
     refreshes_affordable,
 )
 from capture.github.client import GitHub
@@ -61,6 +62,7 @@ def plan_once(
     report = PassReport()
     registry.sync_tiers(settings.tiers)
     tracked = registry.load()
+    by_name = {t.repository: t for t in tracked}
     decided = decide(tracked, now, settings, budget_left(gh, settings))
     report.deferred = decided.waiting
     for repository in decided.again:
@@ -69,7 +71,7 @@ def plan_once(
     for repository in decided.bootstrap:
         bootstrap(dispatcher, registry, repository, now, settings)
         report.bootstrapped.append(repository)
-    by_name = {t.repository: t for t in tracked}
+    _refresh_all(dispatcher, registry, [by_name[r] for r in decided.refresh], now, settings, report)
     due = decided.probe
     for start in range(0, len(due), settings.probe_batch):
         chunk = due[start : start + settings.probe_batch]
@@ -86,32 +88,48 @@ def plan_once(
             continue
         report.probed += len(chunk)
         report.probe_points += gh.meter.graphql_points - spent
-        registry.probed(
-            [
-                (a.repository, a.newest_updated_at, "not found" if a.missing else None)
-                for a in answers
-            ],
-            now,
-        )
-        fresh = [
-            a.repository
+        errors = [(a.repository, a.newest_updated_at, a.missing and "not found") for a in answers]
+        registry.probed([(r, n, e or None) for r, n, e in errors], now)
+        report.missing += [a.repository for a in answers if a.missing]
+        moved = [
+            by_name[a.repository]
             for a in answers
-            if not a.missing and not changed(a.newest_updated_at, by_name[a.repository].watermark)
+            if not a.missing and changed(a.newest_updated_at, by_name[a.repository].watermark)
         ]
+        fresh = [a.repository for a in answers if not a.missing]
+        fresh = [r for r in fresh if r not in {t.repository for t in moved}]
         registry.fresh(fresh, now)
         report.fresh += len(fresh)
-        report.missing += [a.repository for a in answers if a.missing]
-        moved = [a.repository for a in answers if a.repository not in fresh and not a.missing]
-        affordable = refreshes_affordable(budget_left(gh, settings), settings)
-        report.changed += moved
-        enqueued = []
-        for repository in moved[:affordable]:
-            job_id = refresh(dispatcher, by_name[repository], now, settings)
-            enqueued.append((repository, job_id))
-            report.refreshes[repository] = str(job_id)
-        report.deferred += max(0, len(moved) - affordable)
-        registry.refreshing(enqueued, now)
+        report.changed += [t.repository for t in moved]
+        now_due = [t for t in moved if refresh_due(t, now, settings.tiers)]
+        registry.pending([t.repository for t in moved if t not in now_due], now)
+        _refresh_all(dispatcher, registry, now_due, now, settings, report, gh)
     return report
+
+
+def _refresh_all(
+    dispatcher: Dispatcher,
+    registry: Registry,
+    chosen: list[Tracked],
+    now: datetime,
+    settings: FreshnessSettings,
+    report: PassReport,
+    gh: GitHub | None = None,
+) -> None:
+    """Refreshes `chosen` (most overdue first) as far as the budget goes; the rest stay
+    pending for a later pass."""
+    affordable = (
+        len(chosen) if gh is None else refreshes_affordable(budget_left(gh, settings), settings)
+    )
+    enqueued = []
+    for tracked in chosen[:affordable]:
+        job_id = refresh(dispatcher, tracked, now, settings)
+        enqueued.append((tracked.repository, job_id))
+        report.refreshes[tracked.repository] = str(job_id)
+    left = chosen[affordable:]
+    registry.pending([t.repository for t in left], now)
+    report.deferred += len(left)
+    registry.refreshing(enqueued, now)
 
 
 def on_request(

@@ -21,7 +21,8 @@ from jobstore.spec import parse_repository
 FINAL_STATES = sorted(status.value for status in FINAL)
 LOAD = """
 SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added_at,
-       p.fresh_as_of, p.probed_at, p.changed_at, w.updated_at AS watermark,
+       p.fresh_as_of, p.probed_at, p.changed_at, p.pending_since IS NOT NULL AS pending,
+       w.updated_at AS watermark,
        EXISTS (SELECT 1 FROM job_heads h WHERE h.job_id = p.refresh_job
                AND NOT h.status = ANY(%(final)s)) AS refreshing
 FROM tracked_repositories t
@@ -178,10 +179,10 @@ class Registry:
     def sync_tiers(self, tiers: Mapping[str, Tier]) -> None:
         """The configured targets into freshness_tiers, so repo_freshness agrees."""
         self._run(
-            "INSERT INTO freshness_tiers (tier, target, probe_after) VALUES (%s, %s, %s) "
-            "ON CONFLICT (tier) DO UPDATE SET target = EXCLUDED.target, "
-            "probe_after = EXCLUDED.probe_after",
-            [(t.name, t.target, t.probe_after) for t in tiers.values()],
+            "INSERT INTO freshness_tiers (tier, target, probe_after, refresh_after) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (tier) DO UPDATE SET target = EXCLUDED.target, "
+            "probe_after = EXCLUDED.probe_after, refresh_after = EXCLUDED.refresh_after",
+            [(t.name, t.target, t.probe_after, t.refresh_after) for t in tiers.values()],
             many=True,
         )
 
@@ -195,6 +196,7 @@ class Registry:
                 fresh_as_of=r["fresh_as_of"],
                 probed_at=r["probed_at"],
                 changed_at=r["changed_at"],
+                pending=r["pending"],
                 watermark=r["watermark"],
                 refreshing=r["refreshing"],
             )
@@ -230,11 +232,19 @@ class Registry:
         )
 
     def refreshing(self, changes: Iterable[tuple[str, object]], now: datetime) -> None:
-        """Changes found (or a bootstrap begun), and the refresh job enqueued for each."""
+        """The refresh job enqueued for each (for changes found, or a bootstrap)."""
         self._run(
             "INSERT INTO repo_probes (repository, changed_at, refresh_job) VALUES (%s, %s, %s) "
             "ON CONFLICT (repository) DO UPDATE SET changed_at = EXCLUDED.changed_at, "
-            "refresh_job = EXCLUDED.refresh_job",
+            "refresh_job = EXCLUDED.refresh_job, pending_since = NULL",
             [(repo, now, job) for repo, job in changes],
             many=True,
+        )
+
+    def pending(self, repositories: Iterable[str], now: datetime) -> None:
+        """A probe found changes that wait for their refresh (at `refresh_after`)."""
+        self._run(
+            "UPDATE repo_probes SET pending_since = COALESCE(pending_since, %s) "
+            "WHERE repository = ANY(%s)",
+            (now, list(repositories)),
         )

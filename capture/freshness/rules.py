@@ -13,17 +13,24 @@ TIERS = ("hot", "warm", "cold")
 
 @dataclass(frozen=True)
 class Tier:
-    """A tier's target (data never older than this) and when to probe (well before)."""
+    """A tier's target (data never older than this), when to probe (at a third of it),
+    and when to refresh a change a probe found (at two thirds): the changes that arrive
+    in between are coalesced into that one refresh, and the last third is left for it."""
 
     name: str
     target: timedelta
     probe_after: timedelta
+    refresh_after: timedelta
+
+    @classmethod
+    def of(cls, name: str, target: timedelta) -> Tier:
+        return cls(name, target, target / 3, target * 2 / 3)
 
 
 DEFAULT_TIERS: dict[str, Tier] = {
-    "hot": Tier("hot", timedelta(minutes=15), timedelta(minutes=5)),
-    "warm": Tier("warm", timedelta(hours=6), timedelta(hours=2)),
-    "cold": Tier("cold", timedelta(hours=24), timedelta(hours=8)),
+    "hot": Tier.of("hot", timedelta(minutes=15)),
+    "warm": Tier.of("warm", timedelta(hours=6)),
+    "cold": Tier.of("cold", timedelta(hours=24)),
 }
 
 
@@ -51,6 +58,7 @@ class Tracked:
     fresh_as_of: datetime | None = None
     probed_at: datetime | None = None
     changed_at: datetime | None = None  # when a refresh (or the bootstrap) was last enqueued
+    pending: bool = False  # a probe found changes not refreshed yet
     watermark: datetime | None = None
     refreshing: bool = False  # a refresh job for it is active
 
@@ -69,6 +77,7 @@ class Decisions:
     probe: list[str]  # most overdue first
     waiting: int  # due, but left for a later pass (budget)
     again: list[str] = field(default_factory=list)  # bootstraps whose first refresh failed
+    refresh: list[str] = field(default_factory=list)  # changes found earlier, due now
 
 
 def urgency(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> float:
@@ -79,11 +88,20 @@ def urgency(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> float:
 
 
 def is_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
-    """Due for a probe: bootstrapped, no refresh under way, data past `probe_after`."""
-    if t.bootstrap == "pending" or t.refreshing or t.watermark is None:
+    """Due for a probe: probeable, and its data past `probe_after`."""
+    if not is_probeable(t):
         return False
     age = t.age(now)
     return age is None or age >= tiers[t.effective_tier(now)].probe_after
+
+
+def refresh_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
+    """A change is known (a probe found it, or one just did) and the data is old enough
+    to refresh: past `refresh_after`, so later changes are coalesced into this refresh."""
+    if t.refreshing or t.bootstrap == "pending" or t.watermark is None:
+        return False
+    age = t.age(now)
+    return age is None or age >= tiers[t.effective_tier(now)].refresh_after
 
 
 def decide(
@@ -94,11 +112,32 @@ def decide(
     tracked = list(tracked)
     bootstrap = sorted(t.repository for t in tracked if t.bootstrap == "pending")
     again = sorted(t.repository for t in tracked if needs_first_refresh(t, now, settings.tiers))
+    refresh = [t for t in tracked if t.pending and refresh_due(t, now, settings.tiers)]
+    refresh.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
+    refresh = refresh[: refreshes_affordable(budget, settings)]
+    budget -= len(refresh) * settings.refresh_points
     due = [t for t in tracked if is_due(t, now, settings.tiers)]
     due.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
     affordable = max(0, int(budget)) * settings.probe_batch
     chosen = [t.repository for t in due[:affordable]]
-    return Decisions(bootstrap, chosen, len(due) - len(chosen), again)
+    # A probe query costs the same for 1 repository as for 100: the last one is filled up
+    # with the repositories nearest to being due, which keeps them fresh for free.
+    room = -len(chosen) % settings.probe_batch
+    if chosen and room:
+        taken = set(chosen)
+        spare = [t for t in tracked if is_probeable(t) and t.repository not in taken]
+        spare.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
+        chosen += [t.repository for t in spare[:room]]
+    refreshed = [t.repository for t in refresh]
+    return Decisions(bootstrap, chosen, max(0, len(due) - affordable), again, refreshed)
+
+
+def is_probeable(t: Tracked) -> bool:
+    """Bootstrapped, with a watermark to compare with, no refresh under way, and no change
+    known already (a known change waits for its refresh; probing it again tells nothing)."""
+    return (
+        t.bootstrap != "pending" and not t.refreshing and not t.pending and t.watermark is not None
+    )
 
 
 def needs_first_refresh(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:

@@ -6,6 +6,7 @@ import click
 
 from capture.cli.common import Group, version_option
 from devtools.bench.capture import capture
+from devtools.bench.freshness import freshness
 from devtools.bench.latency import latency
 from devtools.bench.store import projections, store
 
@@ -18,5 +19,5 @@ def bench() -> None:
     """Benchmarks: each prints a table and, with --json, a JSON line last."""
 
 
-for command in (store, projections, capture, latency):
+for command in (store, projections, capture, latency, freshness):
     bench.add_command(command)

@@ -24,6 +24,7 @@ from graphql import (
 from devtools.sandbox import data
 
 PAGE_LIMIT = 100
+CHECKED = 512  # documents whose verdict is kept
 
 
 def load_schema() -> GraphQLSchema:
@@ -175,6 +176,7 @@ class GraphQLApi:
         self.world = world
         self.base_url = base_url
         self.schema = load_schema()
+        self._checked: dict[str, tuple[Any, list[dict]]] = {}
 
     def run(self, document: Any, variables: dict, operation: str | None, context: dict) -> dict:
         result = execute(
@@ -200,7 +202,17 @@ class GraphQLApi:
 
     def check(self, source: str) -> tuple[Any, list[dict]]:
         """Parses and validates; returns the document or GitHub-style errors. A field the
-        schema does not have is refused as GitHub refuses it (undefinedField, its path)."""
+        schema does not have is refused as GitHub refuses it (undefinedField, its path).
+        Clients send the same documents again and again: the verdict is kept per text."""
+        found = self._checked.get(source)
+        if found is None:
+            found = self._check(source)
+            if len(self._checked) >= CHECKED:
+                self._checked.pop(next(iter(self._checked)))
+            self._checked[source] = found
+        return found[0], [dict(e) for e in found[1]]
+
+    def _check(self, source: str) -> tuple[Any, list[dict]]:
         try:
             document = parse(source)
         except GraphQLError as exc:

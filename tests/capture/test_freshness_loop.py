@@ -122,8 +122,11 @@ def test_a_review_on_a_year_old_pull_request_is_refreshed_whole(loop, world, dat
     review = world.add_review("acme/widgets", old.number, at, "APPROVED")
     comment = world.add_review_comment("acme/widgets", old.number, at)
     report = loop.plan()
-    assert list(report.refreshes) == ["acme/widgets"]
-    assert report.fresh == 2  # the other two did not change
+    assert (report.changed, report.fresh, report.refreshes) == (["acme/widgets"], 2, {})
+    later = world.add_comment("acme/widgets", old.number, loop.rig.clock(), "and one more")
+    loop.rig.clock.advance(hours=1)  # two thirds of the 6 h target: now it is refreshed
+    report = loop.plan()
+    assert (report.probed, list(report.refreshes)) == (0, ["acme/widgets"])  # known: no probe
     (result,) = loop.work()
     assert result.outcome == "completed", result
     assert rows(database_url, "SELECT state FROM reviews WHERE id = %s", review.database_id) == [
@@ -132,9 +135,12 @@ def test_a_review_on_a_year_old_pull_request_is_refreshed_whole(loop, world, dat
     assert rows(database_url, "SELECT kind FROM comments WHERE id = %s", comment.database_id) == [
         ("review",)
     ]
+    assert rows(database_url, "SELECT kind FROM comments WHERE id = %s", later.database_id) == [
+        ("issue",)  # coalesced into the same refresh
+    ]
     state = {r["repository"]: r for r in loop.registry.freshness()}["acme/widgets"]
     assert state["watermark"] == old.updated_at
-    assert state["fresh_as_of"] >= at
+    assert state["fresh_as_of"] == loop.rig.clock()
 
 
 def test_a_person_asking_promotes_a_tracked_repository_to_hot(loop):

@@ -14,6 +14,7 @@ from capture.freshness.rules import (
     decide,
     is_due,
     needs_first_refresh,
+    refresh_due,
     refreshes_affordable,
 )
 from capture.settings import load_freshness
@@ -120,3 +121,25 @@ def test_tiers_and_lanes_come_from_the_environment():
     ):
         with pytest.raises(ConfigError, match=words):
             load_freshness(env)
+
+
+def test_a_probe_query_is_filled_up_with_the_repositories_nearest_to_being_due():
+    """A query costs the same for 1 repository as for 100: the spare places are free."""
+    tracked = [fresh("o/due", "hot", 6)] + [fresh(f"o/r{i}", "cold", i) for i in range(150)]
+    tracked.append(fresh("o/busy", "cold", 0, refreshing=True))
+    decided = decide(tracked, T0, SETTINGS, budget=10)
+    assert len(decided.probe) == 100
+    assert decided.probe[:3] == ["o/due", "o/r149", "o/r148"]  # then by how close to due
+    assert "o/busy" not in decided.probe
+    assert decide([fresh("o/r1", "cold", 1)], T0, SETTINGS, budget=10).probe == []  # none due
+
+
+def test_a_change_a_probe_found_is_refreshed_at_two_thirds_of_the_target():
+    """Changes arriving in between are coalesced into that one refresh."""
+    known = fresh("a/b", "hot", 7, pending=True)
+    assert not is_due(known, T0, TIERS)  # no point probing again
+    assert not refresh_due(known, T0, TIERS)
+    assert refresh_due(known, T0 + timedelta(minutes=3), TIERS)  # 10 of 15 minutes
+    decided = decide([known], T0 + timedelta(minutes=3), SETTINGS, budget=10)
+    assert (decided.refresh, decided.probe) == (["a/b"], [])
+    assert decide([known], T0 + timedelta(minutes=3), SETTINGS, budget=1).refresh == []
