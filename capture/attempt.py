@@ -14,16 +14,19 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from uuid import UUID
 
 from capture.errors import CaptureError, RateLimited
 from capture.github.client import GitHub, connect
+from capture.github.credentials import pool_for
 from capture.handlers import HANDLERS, Context, Progress
 from capture.settings import CaptureSettings
 from capture.storage import Storage
 from jobstore.boundary import Patient
+from jobstore.budgets import MemoryBudgets, PostgresBudgets
 from jobstore.domain import Job, Status
-from jobstore.errors import ConfigError, InvalidTransition
+from jobstore.errors import ConfigError, DatabaseUnavailable, InvalidTransition
 from jobstore.routing import Route
 from jobstore.store import JobStore
 
@@ -144,8 +147,12 @@ def _run_claimed(
         return failed("unknown_job_type", f"no handler for {job.job_type!r}", retryable=False)
     try:
         gh = github(job.lane == "inngest" or job.trigger == "manual")
+        gh.session.repository = job.repository  # its own installation first
+        gh.session.pool.prefer(job.repository)
     except ConfigError as exc:
         return failed("config_error", str(exc), retryable=False)
+    except CaptureError as exc:  # the App could not look up or mint: retried, said once
+        return failed(error_type(exc), str(exc), exc.retryable)
     gh.rest.etags = storage.etag_cache()  # REST answers' ETags outlive the job
     ctx = Context(store, job, gh, storage, settings, now, progress=progress)
     gh.session.on_wait = lambda left, why: ctx.heartbeat(f"waiting {left:.0f}s: {why}")
@@ -159,6 +166,8 @@ def _run_claimed(
         return failed(error_type(exc), str(exc), exc.retryable, gh.meter.points)
     except ConfigError as exc:
         return failed("config_error", str(exc), retryable=False, points=gh.meter.points)
+    except DatabaseUnavailable as exc:  # the budget ledger or storage: retried later
+        return failed("database_unavailable", str(exc), points=gh.meter.points)
     except InvalidTransition:
         raise  # the attempt was ended elsewhere: not a crash of this handler
     except Exception as exc:  # a bug in a handler must still end the attempt, with its name
@@ -192,9 +201,23 @@ def _run_claimed(
     return Result(job.id, "completed", items=outcome.items, points=gh.meter.points)
 
 
-def github_for(settings: CaptureSettings) -> Callable[[bool], GitHub]:
-    """GitHub clients for this process's settings (real-time jobs may use the reserve)."""
-    return lambda realtime: GitHub(connect(settings), settings, realtime=realtime)
+def github_for(settings: CaptureSettings, url: str | None = None) -> Callable[[bool], GitHub]:
+    """GitHub clients for this process's settings (real-time jobs may use the reserve),
+    drawing credentials from the budget ledger shared by every worker (on `url`)."""
+
+    def make(realtime: bool) -> GitHub:
+        client = connect(settings)
+        budgets = shared_budgets(url) if url else MemoryBudgets()
+        pool = pool_for(settings, client, budgets, lambda: datetime.now(UTC))
+        return GitHub(client, settings, realtime=realtime, pool=pool)
+
+    return make
+
+
+@cache
+def shared_budgets(url: str) -> PostgresBudgets:
+    """This process's connection to the budget ledger on `url`."""
+    return PostgresBudgets(url)
 
 
 def run_by_id(
@@ -219,7 +242,7 @@ def run_by_id(
             attempt=attempt,
             storage=storage,
             settings=settings,
-            github=github_for(settings),
+            github=github_for(settings, url),
             progress=progress,
         )
     finally:
@@ -242,7 +265,7 @@ def job_runner(
                 job,
                 storage=storage,
                 settings=settings,
-                github=github_for(settings),
+                github=github_for(settings, url),
                 progress=progress(job),
             )
         finally:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from capture.freshness.rules import DEFAULT_TIERS, FreshnessSettings, Tier
 from jobstore.errors import ConfigError
@@ -26,11 +27,26 @@ class CaptureSettings:
     max_nodes: int = 100_000  # possible nodes per query the planner aims under
     rest_factor: int = 10  # a fallback may spend this many times the GraphQL estimate
     rest_floor: int = 100  # ... and at least this many REST requests
+    tokens: tuple[Secret, ...] = ()  # more personal tokens (GITHUB_TOKENS)
+    app_id: int | None = None  # a GitHub App (GITHUB_APP_ID) and its private key
+    app_key: Secret = field(default_factory=lambda: Secret(""))
+    installation_ids: tuple[int, ...] = ()  # its installations (else found per owner)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.token) or bool(self.tokens) or self.app_id is not None
+
+    def personal_tokens(self) -> list[Secret]:
+        return ([self.token] if self.token else []) + list(self.tokens)
 
     def require_token(self) -> str:
-        if not self.token:
-            raise ConfigError("GITHUB_TOKEN (or GH_TOKEN) is not set")
-        return self.token.reveal()
+        """Any credential will do for the client's default header (the pool picks the
+        credential of each request); ConfigError when there is none at all."""
+        if not self.has_credentials:
+            raise ConfigError(
+                "GITHUB_TOKEN (or GH_TOKEN), GITHUB_TOKENS or GITHUB_APP_ID is not set"
+            )
+        return self.token.reveal() if self.token else ""
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -53,9 +69,46 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
+def _app(env: Mapping[str, str]) -> tuple[int | None, Secret, tuple[int, ...]]:
+    """GITHUB_APP_ID, its key (GITHUB_APP_PRIVATE_KEY, or GITHUB_APP_PRIVATE_KEY_FILE) and
+    GITHUB_APP_INSTALLATION_IDS; every problem named, the key never shown."""
+    raw_id = (env.get("GITHUB_APP_ID") or "").strip()
+    if not raw_id:
+        return None, Secret(""), ()
+    if not raw_id.isdigit():
+        raise ConfigError(f"GITHUB_APP_ID must be the app's number, got {raw_id!r}")
+    key = (env.get("GITHUB_APP_PRIVATE_KEY") or "").replace("\\n", "\n")  # one-line env
+    path = env.get("GITHUB_APP_PRIVATE_KEY_FILE")
+    if not key and path:
+        try:
+            key = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"GITHUB_APP_PRIVATE_KEY_FILE: cannot read {path}: {exc.strerror}"
+            ) from None
+    if "PRIVATE KEY-----" not in key:
+        raise ConfigError(
+            "GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_FILE) must hold the app's "
+            "PEM private key"
+        )
+    ids = []
+    for part in (env.get("GITHUB_APP_INSTALLATION_IDS") or "").split(","):
+        if part.strip():
+            if not part.strip().isdigit():
+                raise ConfigError(
+                    f"GITHUB_APP_INSTALLATION_IDS must be numbers, got {part.strip()!r}"
+                )
+            ids.append(int(part))
+    return int(raw_id), Secret(key), tuple(ids)
+
+
 def load(env: Mapping[str, str] | None = None) -> CaptureSettings:
     env = os.environ if env is None else env
     api = (env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
+    app_id, app_key, installation_ids = _app(env)
+    more = tuple(
+        Secret(t.strip()) for t in (env.get("GITHUB_TOKENS") or "").split(",") if t.strip()
+    )
     return CaptureSettings(
         token=Secret(env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""),
         api_url=api,
@@ -69,6 +122,10 @@ def load(env: Mapping[str, str] | None = None) -> CaptureSettings:
         max_nodes=min(_int(env, "CAPTURE_MAX_NODES", 100_000), 500_000),
         rest_factor=_int(env, "CAPTURE_REST_FACTOR", 10),
         rest_floor=_int(env, "CAPTURE_REST_FLOOR", 100),
+        tokens=more,
+        app_id=app_id,
+        app_key=app_key,
+        installation_ids=installation_ids,
     )
 
 

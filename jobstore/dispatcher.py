@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
 
+from jobstore.budgets import Budgets, Observed
 from jobstore.domain import Job, Status
 from jobstore.lanes import DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
 from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, decide, lane_down
+from jobstore.secret import fingerprint
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
 from jobstore.store import Enqueued, JobStore
@@ -36,8 +38,11 @@ class Sent:
     fallback_from: str | None = None
 
 
-def open_lanes(settings: Settings, client: httpx.Client) -> tuple[dict[str, Lane], dict[str, str]]:
-    """The configured dispatching lanes, and for each unconfigured one why it is down."""
+def open_lanes(
+    settings: Settings, client: httpx.Client, budgets: Budgets | None = None
+) -> tuple[dict[str, Lane], dict[str, str]]:
+    """The configured dispatching lanes, and for each unconfigured one why it is down.
+    With `budgets`, what the dispatch token has left is recorded from every answer."""
     lanes: dict[str, Lane] = {}
     problems: dict[str, str] = {}
     conf = settings.lanes
@@ -55,10 +60,26 @@ def open_lanes(settings: Settings, client: httpx.Client) -> tuple[dict[str, Lane
             conf.workflow_for,
             ref=conf.actions_ref,
             token=conf.github_token.reveal() or "",
+            observe=dispatch_budget(budgets, conf.github_token.reveal()),
         )
     except DispatchError as exc:
         problems[ACTIONS] = str(exc)
     return lanes, problems
+
+
+def dispatch_budget(budgets: Budgets | None, token: str) -> Callable[[httpx.Headers], None]:
+    """Records the dispatch token's budget (the workflow token has 1,000 an hour) in the
+    shared ledger, named by its fingerprint."""
+    if budgets is None or not token:
+        return lambda headers: None
+    key = "dispatch:" + fingerprint(token)
+
+    def observe(headers: httpx.Headers) -> None:
+        seen = Observed.of(headers)
+        if seen is not None:
+            budgets.observe(key, "core", seen, None, datetime.now(UTC))
+
+    return observe
 
 
 @dataclass(frozen=True)
@@ -103,9 +124,10 @@ class Dispatcher:
         store: JobStore,
         client: httpx.Client,
         capable: Callable[[str], Collection[str]] = lambda _type: LANES,
+        budgets: Budgets | None = None,
     ) -> Dispatcher:
         """A dispatcher for the store's lane settings; unconfigured lanes count as down."""
-        lanes, problems = open_lanes(store.settings, client)
+        lanes, problems = open_lanes(store.settings, client, budgets)
         return cls(store, lanes, problems, capable)
 
     def submit(

@@ -20,6 +20,7 @@ from capture.errors import CaptureError
 from capture.freshness.registry import Registry
 from capture.handlers import capable
 from jobstore import db
+from jobstore.budgets import PostgresBudgets
 from jobstore.dispatcher import Dispatcher
 from jobstore.errors import (
     AmbiguousJobId,
@@ -106,10 +107,15 @@ class Resources:
         return self._views
 
     def dispatcher(self) -> Dispatcher:
-        """A dispatcher on the store; its HTTP client closes with the script."""
+        """A dispatcher on the store (recording the dispatch token's budget in the shared
+        ledger); its HTTP client closes with the script."""
         client = httpx.Client(timeout=httpx.Timeout(30.0))
         self.on_close(client.close)
-        return Dispatcher.open(self.store, client, capable)
+        store = self.store
+        assert self.url is not None
+        budgets = PostgresBudgets(self.url)
+        self.on_close(budgets.close)
+        return Dispatcher.open(store, client, capable, budgets)
 
     def registry(self) -> Registry:
         """The tracked repositories (capture.freshness), on this script's database."""

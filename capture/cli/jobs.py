@@ -17,6 +17,7 @@ from capture.cli import render
 from capture.cli.actions import ActionsReport
 from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
 from jobstore import db, reads
+from jobstore.budgets import PostgresBudgets
 from jobstore.domain import Status
 from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable, InvalidTransition
 from jobstore.routing import LANES
@@ -116,6 +117,31 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         echo_json(document)
     else:
         click.echo(render.render_stats(document))
+
+
+@jobs.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def budget(ctx: click.Context, as_json: bool) -> None:
+    """The API budget of every credential, shared by all workers: limit, what GitHub last
+    said is left, what requests in flight hold, when it resets. Never a token."""
+    s = resources(ctx)
+    with errors():
+        s.store  # noqa: B018 - opens (and migrates) the database
+        assert s.url is not None
+        ledger = PostgresBudgets(s.url)
+        try:
+            rows = ledger.snapshot(datetime.now(UTC))
+        finally:
+            ledger.close()
+    for row in rows:
+        row["label"] = row["label"] or row["credential"]
+        row["used"] = f"{1 - (row['remaining'] or 0) / row['limit']:.0%}" if row["limit"] else "-"
+    if as_json:
+        echo_json(rows)
+        return
+    columns = ["label", "resource", "limit", "remaining", "reserved", "used", "reset_at"]
+    click.echo(render.table(rows, columns) if rows else "no budget observed yet")
 
 
 @jobs.command()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
+from capture.attempt import shared_budgets
 from capture.cli.actions import ActionsReport
 from capture.cli.common import (
     Command,
@@ -22,6 +23,7 @@ from capture.cli.common import (
 from capture.errors import CaptureError
 from capture.freshness.loop import PassReport, plan_once
 from capture.github.client import GitHub, connect
+from capture.github.credentials import pool_for
 from capture.settings import load_freshness
 from jobstore.errors import ConfigError, DatabaseUnavailable
 
@@ -57,10 +59,12 @@ def plan(mode: str, interval: float, as_json: bool) -> None:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     s = resources(ctx)
-    gh = GitHub(client, settings, realtime=False)
-    s.on_close(gh.close)
     with errors():
-        found, dispatcher = resources(ctx).registry(), s.dispatcher()
+        found, dispatcher = s.registry(), s.dispatcher()
+        assert s.url is not None
+        pool = pool_for(settings, client, shared_budgets(s.url), lambda: datetime.now(UTC))
+    gh = GitHub(client, settings, realtime=False, pool=pool)
+    s.on_close(gh.close)
     stop = threading.Event()
     if mode == "forever":
         for signum in (signal.SIGINT, signal.SIGTERM):

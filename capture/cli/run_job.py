@@ -106,7 +106,7 @@ def refuse_without_credentials(settings: CaptureSettings, job_id: str) -> None:
     problem = credential_problem(settings)
     if problem is None:
         return
-    if not settings.token:
+    if not settings.has_credentials:
         raise click.UsageError(problem)
     raise click.ClickException(f"job {job_id} not claimed: {problem}")
 
@@ -254,8 +254,11 @@ def work_lane(
 ) -> list[Result]:
     s = resources(ctx)
     settings = capture_settings()
-    if not settings.token:
-        raise click.UsageError("GITHUB_TOKEN (or GH_TOKEN) is not set: no job could run")
+    if not settings.has_credentials:
+        raise click.UsageError(
+            "GITHUB_TOKEN (or GH_TOKEN), GITHUB_TOKENS or GITHUB_APP_ID is not set: "
+            "no job could run"
+        )
     credentials = CredentialCheck(settings)
     stop = threading.Event()
 

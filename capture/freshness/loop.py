@@ -25,7 +25,6 @@ from jobstore.dispatcher import Dispatcher
 from jobstore.spec import MAX_DAYS, JobSpec
 
 log = logging.getLogger(__name__)
-BUDGET_UNKNOWN = 5_000.0  # before GitHub has said, assume a fresh hour
 
 
 @dataclass
@@ -47,9 +46,14 @@ class PassReport:
 
 
 def budget_left(gh: GitHub, settings: FreshnessSettings) -> float:
-    """Points the planner may spend now: what GitHub last said is left, less the reserve."""
-    remaining = gh.session.budget.remaining.get("graphql")
-    return (BUDGET_UNKNOWN if remaining is None else remaining) - settings.reserve
+    """Points the planner may spend now: every credential's headroom in the shared
+    ledger, each one's real-time reserve left out."""
+    pool = gh.session.pool
+    saved, pool.reserve = pool.reserve, settings.reserve
+    try:
+        return pool.headroom("graphql", gh.session.now())
+    finally:
+        pool.reserve = saved
 
 
 def plan_once(

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 
 import httpx
 
+from capture.errors import CaptureError
+from capture.github.app import GitHubApp
+from capture.github.credentials import Pool, single
 from capture.github.graphql import Counting, GraphQLClient
 from capture.github.rest import EtagCache, RestClient
 from capture.github.session import Meter, Session
@@ -20,16 +23,14 @@ USER_AGENT = "prcapture/0.1 (+https://github.com/)"
 def connect(
     settings: CaptureSettings, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """An httpx client with GitHub's headers; raises ConfigError without a token."""
+    """An httpx client with GitHub's headers; raises ConfigError without any credential.
+    The pool sets each request's authorization; the first personal token is the default."""
     token = settings.require_token()
+    headers = {"user-agent": USER_AGENT, "x-github-api-version": "2022-11-28"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     return httpx.Client(
-        headers={
-            "authorization": f"Bearer {token}",
-            "user-agent": USER_AGENT,
-            "x-github-api-version": "2022-11-28",
-        },
-        timeout=httpx.Timeout(30.0, connect=10.0),
-        transport=transport,
+        headers=headers, timeout=httpx.Timeout(30.0, connect=10.0), transport=transport
     )
 
 
@@ -43,15 +44,21 @@ class GitHub:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         etags: EtagCache | None = None,
+        pool: Pool | None = None,
+        repository: str | None = None,
     ) -> None:
         self.settings = settings
+        pool = pool or single(client)
+        if pool.reserve == 0:
+            pool.reserve = settings.reserve
         self.session = Session(
             client,
-            reserve=settings.reserve,
+            pool=pool,
             realtime=realtime,
             concurrency=settings.concurrency,
             sleep=sleep,
             now=now,
+            repository=repository,
         )
         counting = settings.node_counting
         self.graphql = GraphQLClient(
@@ -70,22 +77,45 @@ class GitHub:
 
 
 def credential_problem(
-    settings: CaptureSettings, transport: httpx.BaseTransport | None = None
+    settings: CaptureSettings,
+    transport: httpx.BaseTransport | None = None,
+    now: Callable[[], datetime] | None = None,
 ) -> str | None:
-    """Why every job would fail on GitHub's side now (no token, or GitHub refusing it),
-    or None. Asks GET /rate_limit, which costs no points. Never names the token."""
+    """Why every job would fail on GitHub's side now (no credential, or GitHub refusing
+    every one), or None. Asks GET /rate_limit (free) with each personal token, and has the
+    App mint an installation token (its JWT checked). Never names a token."""
     try:
         client = connect(settings, transport)
     except ConfigError as exc:
         return str(exc)
-    try:
-        with client:
-            status = client.get(f"{settings.api_url}/rate_limit").status_code
-    except httpx.HTTPError as exc:
-        return f"GitHub unreachable at {settings.api_url} ({type(exc).__name__})"
-    if status == 401:
-        return f"GitHub refused the token (HTTP 401 from {settings.api_url}/rate_limit)"
-    return None
+    problems = []
+    with client:
+        for token in settings.personal_tokens():
+            try:
+                status = client.get(
+                    f"{settings.api_url}/rate_limit",
+                    headers={"authorization": f"Bearer {token.reveal()}"},
+                ).status_code
+            except httpx.HTTPError as exc:
+                return f"GitHub unreachable at {settings.api_url} ({type(exc).__name__})"
+            if status != 401:
+                return None
+            problems.append(
+                f"GitHub refused the token (HTTP 401 from {settings.api_url}/rate_limit)"
+            )
+        if settings.app_id is not None:
+            app = GitHubApp(
+                settings.app_id, settings.app_key, client, settings.api_url, now or utcnow
+            )
+            try:
+                for installation_id in settings.installation_ids[:1]:
+                    app.token(installation_id)
+                if not settings.installation_ids:
+                    app.jwt()  # the key at least signs
+                return None
+            except CaptureError as exc:
+                problems.append(str(exc))
+    return problems[0] if problems else None
 
 
 class CredentialCheck:
@@ -107,3 +137,7 @@ class CredentialCheck:
 
     def forget(self) -> None:
         self.checked_at = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

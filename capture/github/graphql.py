@@ -130,10 +130,16 @@ class GraphQLClient:
         page); with it, they are retried a bounded number of times, then QueryFailed.
         With `missing_ok`, a top-level field GitHub cannot resolve (an aliased repository
         that is gone) is left null in the data instead of raising NotFound."""
+        doc, operation = parsed(text)
+        planned = query_cost(doc, variables, counting=self.counting.mode).points
         for tries in range(1, SERVER_TRIES + 1):
             try:
                 response = self.session.request(
-                    "POST", self.url, "graphql", json={"query": text, "variables": variables}
+                    "POST",
+                    self.url,
+                    "graphql",
+                    cost=planned,
+                    json={"query": text, "variables": variables},
                 )
                 break
             except ServerError as exc:
@@ -142,7 +148,6 @@ class GraphQLClient:
                 if tries == SERVER_TRIES:
                     raise QueryFailed(f"GraphQL answered HTTP {exc.status} {tries} times") from None
                 self.session.sleep(2**tries)
-        doc, operation = parsed(text)
         body = response.json()
         response.close()
         errors = body.get("errors") or []

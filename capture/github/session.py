@@ -26,6 +26,7 @@ from capture.errors import (
     RequestRefused,
     ServerError,
 )
+from capture.github.credentials import Draw, Pool, single
 
 log = logging.getLogger(__name__)
 SECONDARY_BASE = 60.0
@@ -76,20 +77,24 @@ class Budget:
 
 
 class Session:
-    """Sends requests for one token; `realtime` jobs may use the reserve, others may not."""
+    """Sends requests, each with a credential drawn from the pool for its planned cost
+    (`realtime` jobs may use each credential's reserve, others may not)."""
 
     def __init__(
         self,
         client: httpx.Client,
         *,
-        reserve: int = 0,
+        pool: Pool | None = None,
         realtime: bool = False,
         concurrency: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        repository: str | None = None,
     ) -> None:
         self.client = client
-        self.reserve = 0 if realtime else reserve
+        self.pool = pool or single(client)
+        self.realtime = realtime
+        self.repository = repository
         self.sleep = sleep
         self.now = now
         self.budget = Budget()
@@ -99,58 +104,97 @@ class Session:
         self.on_wait: Callable[[float, str], None] | None = None
         self._slots = threading.BoundedSemaphore(concurrency)
 
-    def request(self, method: str, url: str, resource: str, **kwargs: Any) -> httpx.Response:
-        """One API call with GitHub's limits applied; raises the capture error it maps to."""
-        self._check_reserve(resource)
-        secondary = server = 0
+    def draw(self, resource: str, cost: int) -> Draw:
+        """A credential for the next request: waits out the per-minute pace (writing
+        heartbeats), raises RateLimited when every credential's hour is spent."""
         while True:
+            drawn = self.pool.draw(
+                resource, cost, self.now(), realtime=self.realtime, repository=self.repository
+            )
+            if isinstance(drawn, Draw):
+                return drawn
+            self.wait(max(1.0, (drawn - self.now()).total_seconds()), f"{resource} pace")
+
+    def request(
+        self, method: str, url: str, resource: str, *, cost: int = 1, **kwargs: Any
+    ) -> httpx.Response:
+        """One API call with GitHub's limits applied, `cost` points reserved on the
+        credential drawn for it; raises the capture error a refusal maps to."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        secondary = server = renewed = 0
+        while True:
+            drawn = self.draw(resource, cost)
             try:
                 with self._slots:
-                    response = self.client.request(method, url, **kwargs)
-            except httpx.TimeoutException:
-                server += 1
-                if server >= SERVER_TRIES:
-                    raise ServerError(504, "GitHub timed out") from None
-                self.sleep(2**server)
-                continue
+                    response = self.client.request(
+                        method,
+                        url,
+                        headers={**headers, "authorization": drawn.credential.authorization()},
+                        **kwargs,
+                    )
             except httpx.TransportError as exc:
+                self.pool.observe(drawn, httpx.Headers(), self.now())  # the points come back
                 server += 1
                 if server >= SERVER_TRIES:
+                    if isinstance(exc, httpx.TimeoutException):
+                        raise ServerError(504, "GitHub timed out") from None
                     raise NetworkError(f"GitHub unreachable: {type(exc).__name__}") from None
                 self.sleep(2**server)
                 continue
-            self.budget.observe(resource, response.headers)
-            status = response.status_code
-            if status in (403, 429) and self._is_rate_limit(response):
-                wait = self._secondary_wait(response, secondary)
-                if wait is None:  # primary: the hour's budget is spent
-                    raise RateLimited(self._reset(resource, response), "primary rate limit")
-                secondary += 1
-                if secondary > SECONDARY_TRIES:
-                    raise RateLimited(self.now() + timedelta(seconds=wait), "secondary rate limit")
-                log.warning("secondary rate limit on %s; waiting %.0fs", resource, wait)
-                self.wait(wait, f"secondary rate limit on {resource}")
+            self.pool.observe(drawn, response.headers, self.now())
+            expired = response.status_code == 401 and drawn.credential.kind == "installation"
+            if expired and not renewed:  # revoked or expired early: a fresh token, once
+                renewed = 1
+                self.pool.renew(drawn.credential)
                 continue
-            path = httpx.URL(url).path
-            if status == 401:
-                raise CredentialsRejected(f"GitHub refused the token (HTTP 401) for {path}")
-            if status == 403:
-                raise AccessDenied(f"GitHub refused access to {path} (HTTP 403)")
-            if status in (404, 410, 451):
-                raise NotFound(f"GitHub answered HTTP {status} for {path}")
-            if 400 <= status < 500:  # never parse an error body as data
-                raise RequestRefused(
-                    f"GitHub refused {method} {path}: HTTP {status} ({error_message(response)})"
-                )
-            if status >= 500:
-                if resource == "graphql" and status in (502, 504):
-                    raise ServerError(status)  # the GraphQL client shrinks the page instead
-                server += 1
-                if server >= SERVER_TRIES:
-                    raise ServerError(status)
-                self.sleep(2**server)
-                continue
-            return response
+            outcome = self._outcome(method, url, resource, response, secondary, server)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            secondary, server = outcome
+
+    def _outcome(
+        self,
+        method: str,
+        url: str,
+        resource: str,
+        response: httpx.Response,
+        secondary: int,
+        server: int,
+    ) -> httpx.Response | tuple[int, int]:
+        """The response if it is an answer; else (secondary, server) tries after waiting
+        as GitHub asks; raises the capture error a refusal maps to."""
+        self.budget.observe(resource, response.headers)
+        status = response.status_code
+        if status in (403, 429) and self._is_rate_limit(response):
+            wait = self._secondary_wait(response, secondary)
+            if wait is None:  # primary: the hour's budget is spent
+                raise RateLimited(self._reset(resource, response), "primary rate limit")
+            secondary += 1
+            if secondary > SECONDARY_TRIES:
+                raise RateLimited(self.now() + timedelta(seconds=wait), "secondary rate limit")
+            log.warning("secondary rate limit on %s; waiting %.0fs", resource, wait)
+            self.wait(wait, f"secondary rate limit on {resource}")
+            return secondary, server
+        path = httpx.URL(url).path
+        if status == 401:
+            raise CredentialsRejected(f"GitHub refused the token (HTTP 401) for {path}")
+        if status == 403:
+            raise AccessDenied(f"GitHub refused access to {path} (HTTP 403)")
+        if status in (404, 410, 451):
+            raise NotFound(f"GitHub answered HTTP {status} for {path}")
+        if 400 <= status < 500:  # never parse an error body as data
+            raise RequestRefused(
+                f"GitHub refused {method} {path}: HTTP {status} ({error_message(response)})"
+            )
+        if status >= 500:
+            if resource == "graphql" and status in (502, 504):
+                raise ServerError(status)  # the GraphQL client shrinks the page instead
+            server += 1
+            if server >= SERVER_TRIES:
+                raise ServerError(status)
+            self.sleep(2**server)
+            return secondary, server
+        return response
 
     def wait(self, seconds: float, why: str) -> None:
         """Sleeps `seconds` in slices of at most HEARTBEAT seconds, telling `on_wait`."""
@@ -182,12 +226,6 @@ class Session:
     def _reset(self, resource: str, response: httpx.Response) -> datetime:
         reset = self.budget.reset_at.get(resource)
         return reset or self.now() + timedelta(seconds=SECONDARY_BASE)
-
-    def _check_reserve(self, resource: str) -> None:
-        remaining = self.budget.remaining.get(resource)
-        if remaining is not None and remaining <= self.reserve:
-            reset = self.budget.reset_at.get(resource) or self.now() + timedelta(hours=1)
-            raise RateLimited(reset, f"{remaining} points left, kept for real-time work")
 
 
 def error_message(response: httpx.Response) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from capture.cli.common import Group, version_option
+from devtools.bench.budget import budget
 from devtools.bench.capture import capture
 from devtools.bench.freshness import freshness
 from devtools.bench.latency import latency
@@ -19,5 +20,5 @@ def bench() -> None:
     """Benchmarks: each prints a table and, with --json, a JSON line last."""
 
 
-for command in (store, projections, capture, latency, freshness):
+for command in (store, projections, capture, latency, freshness, budget):
     bench.add_command(command)

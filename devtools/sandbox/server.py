@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from capture.querycost import NODE_LIMIT, query_cost
+from devtools.sandbox.apps import Apps
 from devtools.sandbox.data import World
 from devtools.sandbox.faults import Entry, FaultPlan, Ledger
 from devtools.sandbox.graphql_api import GraphQLApi
@@ -31,6 +32,8 @@ DEFAULT_TOKEN = "sandbox-token"
 DEFAULT_EVENT_KEY = "sandbox-event-key"
 DISPATCH = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/workflows/(?P<file>[^/]+)/dispatches")
 RUNS = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/runs(?:/(?P<id>\d+))?")
+APP_PATH = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
+INSTALLATION = re.compile(r"/repos/(?P<owner>[^/]+)/[^/]+/installation")
 SECONDARY = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 )
@@ -49,6 +52,10 @@ class Response:
 @dataclass
 class Options:
     tokens: dict[str, int] = field(default_factory=lambda: {DEFAULT_TOKEN: 5000})
+    # Personal tokens of one user share one budget (GitHub's rule): token -> login. A
+    # token without a user here has a budget of its own.
+    users: dict[str, str] = field(default_factory=dict)
+    per_minute: dict[str, int] = field(default_factory=lambda: dict(PER_MINUTE))
     event_keys: set[str] = field(default_factory=lambda: {DEFAULT_EVENT_KEY})
     latency: float = 0.0  # seconds added to every request
     node_latency: float = 0.0  # seconds added per possible node of a GraphQL query
@@ -73,7 +80,8 @@ class Sandbox:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.world = world or World()
         self.options = options or Options()
-        self.budgets = Budgets(self.clock, self.options.tokens)
+        self.budgets = Budgets(self.clock, {})
+        self.apps = Apps(self.clock)
         self.faults = FaultPlan(self.clock)
         self.ledger = Ledger()
         self.graphql = GraphQLApi(self.world, base_url)
@@ -135,6 +143,11 @@ class Sandbox:
         headers = {k.lower(): v for k, v in headers.items()}
         kind = self._kind(method, path)
         response = self._route(kind, method, path, query, headers, body)
+        extra = {}
+        if op := response.headers.pop("x-sandbox-operation", ""):
+            extra["operation"] = op
+        if bucket := self._bucket_of(headers):
+            extra["bucket"] = bucket
         self.ledger.record(
             Entry(
                 self.clock(),
@@ -145,9 +158,7 @@ class Sandbox:
                 int(response.headers.pop("x-sandbox-points", 0)),
                 int(response.headers.pop("x-sandbox-nodes", 0)),
                 _error_type(response.body),
-                {"operation": op}
-                if (op := response.headers.pop("x-sandbox-operation", ""))
-                else {},
+                extra,
             )
         )
         return response
@@ -170,12 +181,16 @@ class Sandbox:
             return self._inngest(method, path, body)
         if kind == "admin":
             return self._admin(method, path, body)
-        token = _token(headers.get("authorization", ""))
-        if token not in self.options.tokens:
+        if APP_PATH.fullmatch(path) or INSTALLATION.fullmatch(path):
+            return self._app(method, path, headers)
+        token = self._bucket(_token(headers.get("authorization", "")))
+        if token is None:
             return Response(
                 401,
                 {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
             )
+        if path == "/user" and method == "GET":
+            return self._user(headers)
         if not self.budgets.enter(token):
             return Response(403, {"message": SECONDARY}, {"retry-after": "60"})
         try:
@@ -187,6 +202,51 @@ class Sandbox:
             return self._rest(kind, token, method, path, query, headers, body)
         finally:
             self.budgets.leave(token)
+
+    def _bucket_of(self, headers: dict) -> str | None:
+        """The budget a request's token drew from (for the ledger), without side effects."""
+        token = _token(headers.get("authorization", ""))
+        if token in self.options.tokens:
+            login = self.options.users.get(token)
+            return f"user:{login}" if login else token
+        found = self.apps.tokens.get(token)
+        return f"installation:{found[0]}" if found else None
+
+    def _bucket(self, token: str) -> str | None:
+        """The budget a token draws from: its user's (personal tokens of one user share
+        one), its installation's, or its own; None for a token GitHub would refuse."""
+        if token in self.options.tokens:
+            login = self.options.users.get(token)
+            bucket = f"user:{login}" if login else token
+            self.budgets.limits[bucket] = self.options.tokens[token]
+            return bucket
+        found = self.apps.bucket(token)
+        if found is None:
+            return None
+        self.budgets.limits.setdefault(*found)
+        return found[0]
+
+    def _user(self, headers: dict) -> Response:
+        token = _token(headers.get("authorization", ""))
+        login = self.options.users.get(token)
+        if token not in self.options.tokens:
+            return Response(403, {"message": "Resource not accessible by integration"})
+        login = login or "sandbox-user"
+        return Response(200, {"login": login, "id": _id(login), "type": "User"})
+
+    def _app(self, method: str, path: str, headers: dict) -> Response:
+        """The App endpoints, authenticated by the app's JWT."""
+        try:
+            app_id = self.apps.app_of(headers.get("authorization", ""))
+            minting = APP_PATH.fullmatch(path)
+            if minting and method == "POST":
+                return Response(201, self.apps.mint(app_id, int(minting["id"])))
+            found = INSTALLATION.fullmatch(path)
+            if found and method == "GET":
+                return Response(200, self.apps.installation_for(app_id, found["owner"]))
+        except Rejected as exc:
+            return Response(exc.status, {"message": str(exc)})
+        return Response(404, {"message": "Not Found"})
 
     def _fault(self, target: str) -> Response | None:
         fault = self.faults.take(target, None)
@@ -250,7 +310,10 @@ class Sandbox:
                 },
                 window.headers("graphql"),
             )
-        if self.budgets.last_minute(token, "graphql") + cost.points > PER_MINUTE["graphql"]:
+        if (
+            self.budgets.last_minute(token, "graphql") + cost.points
+            > self.options.per_minute["graphql"]
+        ):
             return Response(403, {"message": SECONDARY}, {"retry-after": "60", **headers})
         window = self.budgets.charge(token, "graphql", cost.points)
         charged = {
@@ -328,7 +391,7 @@ class Sandbox:
                 },
                 window.headers("core"),
             )
-        if self.budgets.last_minute(token, "core") + 1 > PER_MINUTE["core"]:
+        if self.budgets.last_minute(token, "core") + 1 > self.options.per_minute["core"]:
             return Response(403, {"message": SECONDARY}, {"retry-after": "60"})
         target = "dispatch" if kind == "dispatch" else "rest"
         if (faulted := self._fault(target)) is not None:
@@ -469,6 +532,10 @@ def operation_name(document: Any, chosen: str | None) -> str:
     """The name of the operation a document runs (for the ledger)."""
     names = [d.name.value for d in document.definitions if getattr(d, "operation", None) and d.name]
     return chosen or (names[0] if names else "")
+
+
+def _id(login: str) -> int:
+    return int(hashlib.sha1(login.encode()).hexdigest()[:7], 16)
 
 
 def _error_type(body: Any) -> str:

@@ -36,6 +36,7 @@ class ActionsLane:
         ref: str = "main",
         declared: set[str] | None = None,
         token: str = "",
+        observe: Callable[[httpx.Headers], None] = lambda headers: None,
     ) -> None:
         if not repository:
             raise DispatchError(
@@ -52,6 +53,7 @@ class ActionsLane:
         self.ref = ref
         self.declared = declared
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.observe = observe  # the dispatch token's budget (1,000 an hour in Actions)
 
     def inputs(self, job_id: UUID, attempt: int, workflow: str = "") -> dict[str, str]:
         inputs = {"job_id": str(job_id), "attempt": str(attempt)}
@@ -108,9 +110,11 @@ class ActionsLane:
 
     def _post(self, url: str, body: dict) -> httpx.Response:
         try:
-            return self.client.post(url, json=body, headers=self.headers)
+            response = self.client.post(url, json=body, headers=self.headers)
         except httpx.HTTPError as exc:
             raise DispatchError(f"GitHub unreachable: {type(exc).__name__}") from None
+        self.observe(response.headers)
+        return response
 
     def _find_run(self, job_id: UUID, attempt: int) -> str:
         try:
@@ -119,6 +123,7 @@ class ActionsLane:
             )
         except httpx.HTTPError as exc:
             raise DispatchError(f"GitHub unreachable: {type(exc).__name__}") from None
+        self.observe(response.headers)
         for run in response.json().get("workflow_runs", []):
             if (
                 str(job_id) in run.get("display_title", "")

@@ -80,6 +80,22 @@ def test_both_lanes_take_jobs_and_record_their_refs(store, sandbox, make):
     assert store.get(to_actions).ref == f"{run.id} {run.html_url}"
 
 
+def test_the_dispatch_tokens_budget_is_recorded_in_the_shared_ledger(store, sandbox):
+    """The workflow token has 1,000 requests an hour: dispatches spend it, and the ledger
+    says how much is left (named by the token's fingerprint, never the token)."""
+    from jobstore.budgets import MemoryBudgets
+
+    budgets = MemoryBudgets()
+    store.settings = replace(store.settings, lanes=LANE_SETTINGS)
+    with httpx.Client(transport=sandbox.transport()) as client:
+        dispatcher = Dispatcher.open(store, client, budgets=budgets)
+        assert dispatcher.send(routed(store, "github_actions"), T0).ok
+    (row,) = budgets.snapshot(T0)
+    assert row["credential"].startswith("dispatch:sha256:")
+    assert DEFAULT_TOKEN not in str(row)
+    assert (row["resource"], row["remaining"]) == ("core", row["limit"] - 1)
+
+
 def test_historical_sync_dispatches_its_own_workflow(store, sandbox, make):
     spec = JobSpec.create("historical-sync", "acme/widgets", days=700, trigger="backfill")
     job_id = store.enqueue(spec, T0, route=Route("github_actions", "x", "y")).job_id

@@ -51,7 +51,9 @@ def test_without_a_token_nothing_is_claimed_and_it_says_why(database_url, store)
     env = {"DATABASE_URL": database_url, "GITHUB_TOKEN": "", "GH_TOKEN": ""}
     for args in (["--job-id", str(job_id)], ["--lane", "local"]):
         result = CliRunner().invoke(run_job_command, args, env=env)
-        assert_refused(result, "GITHUB_TOKEN (or GH_TOKEN) is not set")
+        assert_refused(
+            result, "GITHUB_TOKEN (or GH_TOKEN), GITHUB_TOKENS or GITHUB_APP_ID is not set"
+        )
     assert store.get(job_id).status.value == "routed"
     assert count_events(database_url) == before
 

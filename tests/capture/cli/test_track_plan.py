@@ -82,7 +82,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(database_url, store, ar
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"GITHUB_TOKEN": ""}, "GITHUB_TOKEN (or GH_TOKEN) is not set"),
+        (
+            {"GITHUB_TOKEN": ""},
+            "GITHUB_TOKEN (or GH_TOKEN), GITHUB_TOKENS or GITHUB_APP_ID is not set",
+        ),
         ({"GITHUB_TOKEN": "t", "CAPTURE_TIER_HOT": "soon"}, "CAPTURE_TIER_HOT must be a duration"),
         ({"GITHUB_TOKEN": "t", "CAPTURE_REFRESH_LANE": "x"}, "CAPTURE_REFRESH_LANE must be one"),
     ],
@@ -120,3 +123,21 @@ def test_a_manual_enqueue_promotes_a_tracked_repository(database_url, store, ser
     assert json.loads(done.output)["promoted"] is True
     (row,) = json.loads(run(jobs, ["freshness", "--json"], database_url).output)
     assert (row["tier"], row["effective_tier"]) == ("cold", "hot")
+
+
+def test_budget_shows_each_credential_by_name_never_the_token(database_url, store):
+    from datetime import UTC, datetime, timedelta
+
+    from jobstore.budgets import Observed, PostgresBudgets
+
+    ledger = PostgresBudgets(database_url)
+    now = datetime.now(UTC)
+    ledger.observe(
+        "user:ann", "graphql", Observed(5000, 4200, now + timedelta(minutes=40)), None, now
+    )
+    ledger.close()
+    shown = json.loads(run(jobs, ["budget", "--json"], database_url).output)
+    assert [(r["credential"], r["remaining"], r["used"]) for r in shown] == [
+        ("user:ann", 4200, "16%")
+    ]
+    assert "user:ann" in run(jobs, ["budget"], database_url).output
