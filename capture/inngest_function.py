@@ -22,10 +22,10 @@ from uuid import UUID
 import flask
 import inngest
 import inngest.flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from capture.attempt import run_by_id
 from capture.settings import CaptureSettings
+from capture.wsgi import Server
 from jobstore.errors import ConfigError, JobNotFound
 from jobstore.lanes.inngest import EVENT
 from jobstore.secret import Secret
@@ -149,17 +149,18 @@ def attempt_runner(store: JobStore, url: str, settings: CaptureSettings, worker:
 
 
 def create_app(
-    settings: FunctionSettings, run_attempt: RunAttempt
+    settings: FunctionSettings, run_attempt: RunAttempt, app: flask.Flask | None = None
 ) -> tuple[flask.Flask, inngest.Function[Any]]:
-    """The function served at SERVE_PATH by the SDK's Flask adapter."""
+    """The function served at SERVE_PATH by the SDK's Flask adapter (on `app` if given:
+    the HTTP API's, so one server carries both)."""
     sdk = client(settings)
     fn = function(sdk, run_attempt, settings.concurrency)
-    app = flask.Flask("prcapture-inngest")
+    app = app or flask.Flask("prcapture-inngest")
     inngest.flask.serve(app, sdk, [fn], serve_path=SERVE_PATH)
     return app, fn
 
 
-def serve(app: flask.Flask, host: str, port: int) -> BaseWSGIServer:
-    """A threaded WSGI server (one thread per request: Inngest calls steps concurrently)."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    return make_server(host, port, app, threaded=True)
+def serve(app: flask.Flask, host: str, port: int) -> Server:
+    """A production WSGI server (waitress; threads: Inngest calls steps concurrently),
+    not yet started."""
+    return Server(app, host, port, threads=8)

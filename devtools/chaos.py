@@ -26,6 +26,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from capture.cli.common import Command, version_option
+from capture.cli.logs import log_options
 from devtools.playground import ROOT, script_env
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox, World
 from jobstore import db
@@ -272,6 +273,7 @@ SCENARIOS: dict[str, Callable[[Rig], tuple[bool, str]]] = {
 
 @click.command(cls=Command)
 @version_option
+@log_options
 @click.option("--only", multiple=True, type=click.Choice(sorted(SCENARIOS)))
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
 def chaos(only: tuple[str, ...], as_json: bool) -> None:

@@ -24,6 +24,7 @@ from psycopg import sql
 from capture.cli.common import Command, version_option
 from capture.cli.enqueue import enqueue
 from capture.cli.jobs import jobs
+from capture.cli.logs import log_options
 from capture.cli.render import progress_bar, table
 from devtools.playground import Playground
 from devtools.sandbox import World
@@ -125,6 +126,7 @@ def in_process(command: click.Command, args: list[str]) -> None:
 
 @click.command(cls=Command)
 @version_option
+@log_options
 @click.option("--timeout", default=150.0, show_default=True, type=click.FloatRange(10, 3600))
 def demo(timeout: float) -> None:
     """Run both lanes end to end against the local sandbox and print what happened."""

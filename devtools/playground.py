@@ -117,10 +117,9 @@ class Playground:
         capture_settings = capture.load(self.env)
         run_attempt = attempt_runner(store, self.database_url, capture_settings, "inngest-sandbox")
         app, fn = create_app(FunctionSettings.load(self.env), run_attempt)
-        server = serve(app, "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self._closers.append(server.shutdown)
-        self.serve_url = f"http://127.0.0.1:{server.server_port}/api/inngest"
+        server = serve(app, "127.0.0.1", 0).start()
+        self._closers.append(server.stop)
+        self.serve_url = f"{server.url}/api/inngest"
         self.executor = Executor(self.serve_url, fn.get_id(), self.signing_key)
         sandbox.inngest.handlers.callbacks.append(self.executor)
         self._closers.append(sandbox.drain)

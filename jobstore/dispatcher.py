@@ -20,7 +20,7 @@ from jobstore.domain import Job, Status
 from jobstore.lanes import DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
-from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, decide, lane_down
+from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, RoutingConfig, decide, lane_down
 from jobstore.secret import fingerprint
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
@@ -82,6 +82,9 @@ def dispatch_budget(budgets: Budgets | None, token: str) -> Callable[[httpx.Head
     return observe
 
 
+STOPPED = "emergency stop: "  # how a stopped lane's reason starts in `down()`
+
+
 @dataclass(frozen=True)
 class Submitted:
     """A job request's outcome: the job (new, or the active one with the same dedupe key)
@@ -105,11 +108,17 @@ class Dispatcher:
     def settings(self) -> Settings:
         return self.store.settings
 
+    def routing(self) -> RoutingConfig:
+        """The routing table's configuration with the operators' rollout decisions."""
+        return self.store.rollout().routing(self.settings.routing)
+
     def down(self, now: datetime) -> dict[str, str]:
-        """Lanes that are down now, and why: unconfigured, or failing every recent dispatch."""
+        """Lanes that are down now, and why: stopped by an operator (or automatically),
+        unconfigured, or failing every recent dispatch."""
         health = self.settings.health
         self.probed.clear()
         down = dict(self.problems)
+        down |= {lane: f"{STOPPED}{why}" for lane, why in self.store.rollout().stopped.items()}
         recent = self.store.heads.recent_dispatches(
             now - timedelta(seconds=health.window), health.failures
         )
@@ -140,7 +149,7 @@ class Dispatcher:
         route = decide(
             spec,
             now,
-            self.settings.routing,
+            self.routing(),
             lane=lane,
             capable=self.capable(spec.job_type),
             down=set(down),
@@ -162,7 +171,7 @@ class Dispatcher:
         route = decide(
             job.spec(),
             now,
-            self.settings.routing,
+            self.routing(),
             lane=job.lane if job.rule == "explicit" else None,
             capable=self.capable(job.job_type),
             down=set(down),
@@ -246,6 +255,8 @@ class Dispatcher:
         """One dispatch per pass to a lane that looks down from its recent failures (not
         one that is unconfigured), so a recovered lane is noticed at the next sweep."""
         if lane not in down or lane in self.problems or lane in self.probed:
+            return False
+        if down[lane].startswith(STOPPED):  # an operator's stop is not probed
             return False
         self.probed.add(lane)
         return True

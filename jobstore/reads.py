@@ -202,3 +202,66 @@ def lane_statistics(url: str) -> dict[str, Any]:
         select(url, "SELECT * FROM job_costs"),
         select(url, "SELECT * FROM lane_dispatch_stats"),
     )
+
+
+@translated
+def lane_error_rates(url: str, since: datetime) -> dict[str, tuple[int, int]]:
+    """Per lane, (failed attempts, attempts that ended) of the jobs active since `since`:
+    what an error-rate alert and an automatic rollback look at."""
+    rows = select(
+        url,
+        "SELECT lane, sum(failures)::int AS failed, "
+        "sum(failures + CASE WHEN status = 'completed' THEN 1 ELSE 0 END)::int AS ended "
+        "FROM capture_jobs WHERE last_event_at >= %s AND lane IS NOT NULL GROUP BY lane",
+        (since,),
+    )
+    return {row["lane"]: (row["failed"] or 0, row["ended"] or 0) for row in rows}
+
+
+@translated
+def series(url: str, since: datetime, step_seconds: int = 300) -> list[dict]:
+    """Per lane and time bucket since `since`: jobs created, jobs finished, their mean
+    queue wait and run time (the dashboard's charts)."""
+    return select(
+        url,
+        "WITH buckets AS (SELECT generate_series(date_bin(make_interval(secs => %(step)s), "
+        "%(since)s::timestamptz, 'epoch'), now(), make_interval(secs => %(step)s)) AS at) "
+        "SELECT b.at, l.lane, "
+        "(SELECT count(*) FROM capture_jobs j WHERE j.lane = l.lane AND j.created_at >= b.at "
+        " AND j.created_at < b.at + make_interval(secs => %(step)s))::int AS created, "
+        "(SELECT count(*) FROM capture_jobs j WHERE j.lane = l.lane AND j.finished_at >= b.at "
+        " AND j.finished_at < b.at + make_interval(secs => %(step)s))::int AS finished, "
+        "(SELECT avg(extract(epoch FROM j.started_at - j.created_at)) FROM capture_jobs j "
+        " WHERE j.lane = l.lane AND j.finished_at >= b.at "
+        " AND j.finished_at < b.at + make_interval(secs => %(step)s)) AS wait_s, "
+        "(SELECT avg(extract(epoch FROM j.finished_at - j.started_at)) FROM capture_jobs j "
+        " WHERE j.lane = l.lane AND j.finished_at >= b.at "
+        " AND j.finished_at < b.at + make_interval(secs => %(step)s)) AS run_s "
+        "FROM buckets b CROSS JOIN (SELECT unnest(%(lanes)s::text[]) AS lane) l "
+        "ORDER BY b.at, l.lane",
+        {"since": since, "step": step_seconds, "lanes": list(LANES)},
+    )
+
+
+@translated
+def recent_failures(url: str, limit: int = 20) -> list[dict]:
+    """The latest attempts that failed, with the reason each gave."""
+    return select(
+        url,
+        "SELECT job_id, job_type, repository, lane, status, attempt, last_error, last_event_at "
+        "FROM capture_jobs WHERE last_error IS NOT NULL AND failures > 0 "
+        "ORDER BY last_event_at DESC LIMIT %s",
+        (limit,),
+    )
+
+
+@translated
+def projection_lag(url: str) -> int:
+    """Events recorded but not yet in the views (0: the views are current)."""
+    rows = select(
+        url,
+        "SELECT count(*) AS lag FROM jobs_events WHERE topic LIKE 'jobstore.domain:Job.%%' "
+        "AND notification_id > COALESCE((SELECT max(notification_id) FROM "
+        "job_views_tracking WHERE application_name = 'jobs'), 0)",
+    )
+    return int(rows[0]["lag"] or 0)

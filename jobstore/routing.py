@@ -24,6 +24,8 @@ class RoutingConfig:
     inngest_max_items: int = 50
     bulk_items: int = 100
     large_repositories: frozenset[str] = frozenset()
+    allow: frozenset[str] = frozenset()  # always in the hybrid rollout (lowercase names)
+    deny: frozenset[str] = frozenset()  # never: always on the default lane
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,10 @@ def in_rollout(repository: str, percent: float) -> bool:
 
 
 def _table(spec: JobSpec, now: datetime, config: RoutingConfig) -> Route:
-    if not in_rollout(spec.repository, config.rollout_percent):
+    name = spec.repository.lower()
+    if name in config.deny:
+        return Route(config.default_lane, "rollout", "denied in the rollout")
+    if name not in config.allow and not in_rollout(spec.repository, config.rollout_percent):
         return Route(config.default_lane, "rollout", "not in hybrid rollout")
     since, until = spec.window(now)
     items = spec.estimated_items()

@@ -60,6 +60,10 @@ class Settings:
     # Seconds after a job completes during which the same request (dedupe key) is
     # answered by that job instead of a new one: repeated clicks coalesce.
     cooldown: float = 60.0
+    # A remote lane whose attempts fail more often than this (a fraction, over the last
+    # hour, with at least auto_rollback_min ended) is stopped by the sweeper; None: never.
+    auto_rollback: float | None = None
+    auto_rollback_min: int = 10
 
     def lease(self, lane: str | None) -> float:
         return self.leases.get(lane or "local", DEFAULT_LEASES["local"])
@@ -119,7 +123,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         pool_size=int(number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
         prices_path=Path(env["JOBSTORE_PRICES"]) if env.get("JOBSTORE_PRICES") else None,
         cooldown=number(env, "JOBSTORE_COOLDOWN_SECONDS", 60.0),
+        auto_rollback=_fraction(env, "JOBSTORE_AUTO_ROLLBACK"),
+        auto_rollback_min=int(number(env, "JOBSTORE_AUTO_ROLLBACK_MIN", 10, minimum=1)),
     )
+
+
+def _fraction(env: Mapping[str, str], name: str) -> float | None:
+    if not env.get(name):
+        return None
+    value = number(env, name, 0.0)
+    if not 0 < value < 1:
+        raise ConfigError(f"{name} must be a fraction between 0 and 1, got {env[name]!r}")
+    return value
 
 
 def _routing(env: Mapping[str, str]) -> RoutingConfig:

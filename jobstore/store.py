@@ -32,6 +32,7 @@ from jobstore.errors import (
 )
 from jobstore.heads import Heads
 from jobstore.recorder import DispatchOutcome, Head, StartedHead
+from jobstore.rollout import ROLLOUT_ID, Rollout
 from jobstore.routing import Route
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
@@ -150,6 +151,36 @@ class JobStore(Application):
             ]
             raise AmbiguousJobId(ref, shown, more=len(rows) > PREFIX_MATCHES)
         return rows[0]["job_id"]
+
+    def rollout(self) -> Rollout:
+        """The rollout controls as decided so far (none yet: the environment's)."""
+        try:
+            found = self.repository.get(ROLLOUT_ID)
+        except AggregateNotFoundError:
+            return Rollout.begin(utcnow())
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnavailable(f"could not read the rollout: {exc}") from None
+        assert isinstance(found, Rollout)
+        return found
+
+    def change_rollout(self, change: Callable[[Rollout], Any]) -> Rollout:
+        """Applies `change` to the rollout controls and saves the new facts; retried if
+        another operator changed them meanwhile."""
+        for _ in range(CONFLICT_RETRIES):
+            rollout = self.rollout()
+            change(rollout)
+            try:
+                self.save_jobs(rollout)
+            except IntegrityError:
+                continue
+            return rollout
+        raise DatabaseUnavailable("rollout: too many concurrent changes")
+
+    def rollout_history(self) -> list[Any]:
+        try:
+            return list(self.events.get(ROLLOUT_ID))
+        except AggregateNotFoundError:
+            return []
 
     def get_many(self, job_ids: Sequence[UUID]) -> list[Job]:
         """Loads several jobs with one query; unknown ids are left out."""

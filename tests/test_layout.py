@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 import capture
+import capture.api
 import capture.github
 import capture.handlers
+import capture.ops
 import jobstore
 from tests.conftest import ROOT
 
@@ -28,6 +30,7 @@ PURE = [
     "capture/querycost.py",
     "capture/planning.py",
     "capture/freshness/rules.py",
+    "jobstore/rollout.py",
 ]
 IO_MODULES = {"psycopg", "httpx", "click", "socket", "subprocess", "requests", "os", "flask"}
 
@@ -134,6 +137,8 @@ def test_no_fmt_skip_in_the_code():
         ),
         (capture.github, "Budget GitHub GraphQLClient Meter RestClient Session connect"),
         (capture.handlers, "HANDLERS Context Handler Outcome Progress capable"),
+        (capture.api, "ApiSettings Context create_app"),
+        (capture.ops, "Health Oversight RULES oversee render snapshot"),
     ],
 )
 def test_public_surface_is_pinned(package, names):

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import click
 import httpx
 
 from capture import settings as capture
+from capture.cli import logs
 from capture.errors import CaptureError
 from capture.freshness.registry import Registry
 from capture.handlers import capable
@@ -36,6 +40,8 @@ from jobstore.settings import Settings, load
 from jobstore.store import JobStore
 from jobstore.views import JobViews, catch_up, open_views
 
+log = logging.getLogger(__name__)
+
 # --version on every script: the installed distribution's version.
 version_option = click.version_option(
     package_name="prcapture", message="%(prog)s (prcapture %(version)s)"
@@ -46,10 +52,25 @@ class OneLineErrors:
     """Click errors in one line: bad input exits 2, failed work exits 1."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+        # Every database connection names the script, for pg_stat_activity (libpq's
+        # PGAPPNAME, for this call only; an operator's own setting wins).
+        prog = kwargs.get("prog_name") or sys.argv[0] or self.name or "script"
+        script = os.path.basename(prog).removeprefix("prcapture-")
+        named = "PGAPPNAME" not in os.environ
+        if named:
+            os.environ["PGAPPNAME"] = f"prcapture-{script}"
+        logs.configure()
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            return self._main(args, standalone_mode, kwargs)
+        finally:
+            if named:
+                os.environ.pop("PGAPPNAME", None)
+
+    def _main(self, args: Any, standalone_mode: bool, kwargs: dict[str, Any]) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except click.UsageError as exc:
             click.echo(f"Error: {exc.format_message()}", err=True)
             sys.exit(2)
@@ -94,6 +115,8 @@ class Resources:
     def store(self) -> JobStore:
         if self._store is None:
             self.url = db.database_url(self.settings)
+            where = urlsplit(self.url)
+            log.info("job store: database %s on %s", where.path.lstrip("/"), where.hostname)
             self._store = db.open_store(self.settings, url=self.url)
         return self._store
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from capture.cli.common import Group, version_option
+from capture.cli.logs import log_options
 from jobstore import db
 from jobstore.embedded import Server, bin_dir
 from jobstore.errors import ConfigError, JobStoreError
@@ -31,6 +32,7 @@ def settings() -> Settings:
 
 @click.group(cls=Group)
 @version_option
+@log_options
 def db_group() -> None:
     """Start, stop and inspect the job store's PostgreSQL."""
 

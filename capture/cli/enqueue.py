@@ -9,6 +9,7 @@ import click
 
 from capture.cli.actions import ActionsReport
 from capture.cli.common import Command, IsoTime, echo_json, errors, resources, version_option
+from capture.cli.logs import log_options
 from capture.freshness.loop import on_request
 from capture.handlers import HANDLERS
 from capture.settings import load_freshness
@@ -27,6 +28,7 @@ def parse_prs(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 @click.command(cls=Command)
 @version_option
+@log_options
 @click.argument("job_type", type=click.Choice(sorted(HANDLERS)))
 @click.option("--repo", required=True, help="The repository, owner/name.")
 @click.option("--days", type=click.IntRange(1, 3650), help="The window: the last N days.")

@@ -12,10 +12,14 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import click
+import httpx
 
 from capture.cli import render
 from capture.cli.actions import ActionsReport
 from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
+from capture.cli.logs import log_options
+from capture.cli.rollout import rollout
+from capture.ops.oversee import alert_webhook, oversee
 from jobstore import db, reads
 from jobstore.budgets import PostgresBudgets
 from jobstore.domain import Status
@@ -39,6 +43,7 @@ LIST_COLUMNS = [
 
 @click.group(cls=Group)
 @version_option
+@log_options
 def jobs() -> None:
     """Read the job store: jobs, their history, lane statistics, and the projector."""
 
@@ -378,10 +383,17 @@ def sweep_command(
     s = resources(click.get_current_context())
     actions = ActionsReport()
     with errors():
+        webhook = alert_webhook()
         lanes = s.dispatcher()
+        client = httpx.Client()
+        s.on_close(client.close)
         while True:
+            when = at or datetime.now(UTC)
             try:
-                report = sweep(lanes, at or datetime.now(UTC), limit)
+                report = sweep(lanes, when, limit)
+                s.catch_up()
+                assert s.url is not None
+                seen = oversee(s.url, lanes, when, webhook, client)
             except DatabaseUnavailable as exc:
                 if not forever:
                     raise
@@ -389,9 +401,11 @@ def sweep_command(
                 time.sleep(interval)
                 continue
             if as_json:
-                echo_json(report.as_json())
+                echo_json(report.as_json() | seen.as_json())
             else:
-                click.echo("\n".join(_lines(report)))
+                click.echo("\n".join(_lines(report) + seen.lines()))
+            for lane, why in seen.stopped:
+                actions.error(f"lane {lane} stopped: {why}", "sweep")
             for sent in report.sent:
                 if not sent.ok:
                     actions.warning(f"job {sent.job_id} not dispatched: {sent.detail}", "sweep")
@@ -408,7 +422,9 @@ def sweep_command(
                     ]
                 ],
             )
-            s.catch_up()
             if not forever:
                 return
             time.sleep(interval)
+
+
+jobs.add_command(rollout)

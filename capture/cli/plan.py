@@ -20,6 +20,7 @@ from capture.cli.common import (
     resources,
     version_option,
 )
+from capture.cli.logs import log_options
 from capture.errors import CaptureError
 from capture.freshness.loop import PassReport, plan_once
 from capture.github.client import GitHub, connect
@@ -43,6 +44,7 @@ def lines(report: PassReport) -> list[str]:
 
 @click.command(cls=Command)
 @version_option
+@log_options
 @click.option("--once", "mode", flag_value="once", default=True, help="One pass (the default).")
 @click.option("--forever", "mode", flag_value="forever", help="A pass every --interval.")
 @click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(1, 3600))

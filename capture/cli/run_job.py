@@ -3,7 +3,6 @@ code every lane runs: an Actions step, the Inngest function, or a local worker."
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -25,12 +24,15 @@ from capture.cli.common import (
     resources,
     version_option,
 )
+from capture.cli.logs import log_options
 from capture.github.client import CredentialCheck, credential_problem
 from capture.settings import CaptureSettings
 from capture.worker import Wakeup, work
 from jobstore.domain import Job
+from jobstore.errors import DatabaseUnavailable
 from jobstore.lanes.github_actions import plan_matrix
 from jobstore.routing import LANES
+from jobstore.store import JobStore
 
 EXIT = {"completed": 0, "rescheduled": 0, "waiting": 0, "lost": 0, "failed": 1}
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -50,6 +52,17 @@ def on_signals(first: Callable[[int], None]) -> None:
 
     for s in SIGNALS:
         signal.signal(s, once)
+
+
+def closing() -> None:
+    """Once the work is done, a signal while the script closes (catching up the views)
+    just ends it: nothing is in hand, and the views catch up with the next script."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for s in SIGNALS:
+        signal.signal(s, leave)
 
 
 def release(signum: int) -> None:
@@ -160,6 +173,7 @@ def report(result: Result, job: Job | None, started: datetime, actions: ActionsR
 
 @click.command(cls=Command)
 @version_option
+@log_options
 @click.option("--job-id", help="Run this job (its current attempt); a unique prefix will do.")
 @click.option("--attempt", type=click.IntRange(1), help="Run only if the job is on this attempt.")
 @click.option(
@@ -192,7 +206,6 @@ def run_job_command(
     bin/run-job --job-id ID [--attempt N] [--lane LANE]   one job (Actions, Inngest)
     bin/run-job --lane local [--max-jobs N] [--watch]     a worker on a lane's queue
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ctx = click.get_current_context()
     if job_id is None and lane is None:
         raise click.UsageError("give --job-id ID, or --lane LANE to work a lane's queue")
@@ -210,6 +223,7 @@ def run_job_command(
         except Interrupted as exc:  # before the claim or after the ending event
             raise SystemExit(128 + exc.signum) from None
         finally:
+            closing()
             bar.close()
 
         job = resources(ctx).store.get(result.job_id)
@@ -228,7 +242,9 @@ def run_job_command(
     try:
         results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions)
     except Interrupted as exc:  # between jobs: nothing in hand to release
+        closing()
         raise SystemExit(128 + exc.signum) from None
+    closing()
     failed = sum(r.outcome == "failed" for r in results)
     click.echo(f"worker {worker_id}: {len(results)} jobs, {failed} failed")
     actions.outputs({"jobs": len(results), "failed": failed})
@@ -305,8 +321,19 @@ def work_lane(
                 watch=watch,
                 poll=poll,
                 stop=stop,
-                ready=credentials,
+                ready=lambda: lane_stopped(store, lane) or credentials(),
                 say=lambda line: click.echo(f"worker {worker}: {line}", err=True),
             )
         finally:
             wakeup.close()
+
+
+def lane_stopped(store: JobStore, lane: str) -> str | None:
+    """An emergency stop on this worker's lane (bin/jobs rollout stop), as a problem."""
+    try:
+        why = store.rollout().stopped.get(lane)
+    except DatabaseUnavailable:  # the claim meets the outage and waits it out
+        return None
+    return (
+        None if why is None else f"lane {lane} is stopped ({why}); bin/jobs rollout resume {lane}"
+    )

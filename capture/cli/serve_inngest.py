@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -14,10 +13,12 @@ import click
 
 from capture import inngest_function
 from capture.cli.common import Command, capture_settings, errors, resources, version_option
+from capture.cli.logs import log_options
 
 
 @click.command(cls=Command)
 @version_option
+@log_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--worker-id", default=lambda: f"inngest:{socket.gethostname()}:{os.getpid()}")
@@ -27,7 +28,6 @@ def serve_inngest(host: str, port: int, worker_id: str) -> None:
     Production mode checks `x-inngest-signature` with INNGEST_SIGNING_KEY; INNGEST_DEV=1
     is the dev server (no signatures).
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     s = resources(click.get_current_context())
     with errors():
         function_settings = inngest_function.FunctionSettings.load()
@@ -36,13 +36,14 @@ def serve_inngest(host: str, port: int, worker_id: str) -> None:
         store = s.store
         run_attempt = inngest_function.attempt_runner(store, s.url or "", settings, worker_id)
         app, fn = inngest_function.create_app(function_settings, run_attempt)
-    server = inngest_function.serve(app, host, port)
-    url = f"http://{host}:{server.server_port}{inngest_function.SERVE_PATH}"
+    try:
+        server = inngest_function.serve(app, host, port).start()
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    url = f"{server.url}{inngest_function.SERVE_PATH}"
     click.echo(json.dumps({"url": url, "function": fn.get_id(), "dev": function_settings.dev}))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     stop.wait()
-    server.shutdown()
+    server.stop()

@@ -10,12 +10,14 @@ import click
 
 from capture.cli import render
 from capture.cli.common import Group, echo_json, errors, resources, version_option
+from capture.cli.logs import log_options
 from capture.freshness.registry import Entry, parse_entry, read_entries
 from capture.freshness.rules import TIERS
 
 
 @click.group(cls=Group)
 @version_option
+@log_options
 def track() -> None:
     """Add, remove, list or import the repositories kept fresh."""
 

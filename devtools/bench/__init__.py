@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from capture.cli.common import Group, version_option
+from capture.cli.logs import log_options
 from devtools.bench.budget import budget
 from devtools.bench.capture import capture
 from devtools.bench.freshness import freshness
@@ -16,6 +17,7 @@ __all__ = ["bench"]
 
 @click.group(cls=Group)
 @version_option
+@log_options
 def bench() -> None:
     """Benchmarks: each prints a table and, with --json, a JSON line last."""
 

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from capture.cli.common import Command, errors, version_option
+from capture.cli.logs import log_options
 from devtools.playground import ROOT, Playground, script_env
 from devtools.sandbox.data import World
 from devtools.sandbox.faults import parse_fault
@@ -92,6 +93,7 @@ def build(
 
 @click.command(cls=Command)
 @version_option
+@log_options
 @click.option(
     "--repo",
     "repos",

@@ -87,7 +87,11 @@ class Executor:
             "use_api": False,
         }
         raw = json.dumps(body).encode()
-        headers = {"content-type": "application/json", "x-inngest-server-kind": "cloud"}
+        headers = {
+            "content-type": "application/json",
+            "x-inngest-server-kind": "cloud",
+            "connection": "close",  # one call per connection, none left open between runs
+        }
         if self.signing_key:
             headers["x-inngest-signature"] = sign_request(raw, self.signing_key)
         return self.client.post(

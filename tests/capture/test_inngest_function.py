@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import httpx
 import inngest
 import pytest
@@ -122,11 +120,9 @@ def endpoint(store, database_url, github_env):
     settings = FunctionSettings(signing_key=Secret(SIGNING_KEY), event_key=Secret("k"))
     run = attempt_runner(store, database_url, capture_settings.load(), "inngest-http")
     app, fn = create_app(settings, run)
-    server = serve(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}{inngest_function.SERVE_PATH}", fn.get_id()
-    server.shutdown()
+    server = serve(app, "127.0.0.1", 0).start()
+    yield f"{server.url}{inngest_function.SERVE_PATH}", fn.get_id()
+    server.stop()
 
 
 def test_the_serve_endpoint_runs_a_signed_request_step_by_step(store, endpoint):

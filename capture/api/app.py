@@ -1,0 +1,281 @@
+"""The API's Flask app: token auth on every endpoint but health, one-line JSON errors,
+nothing written for a refused request."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import flask
+import httpx
+
+from capture.api.stream import job_events
+from capture.freshness.loop import on_request
+from capture.freshness.registry import Registry
+from capture.freshness.rules import FreshnessSettings
+from capture.handlers import HANDLERS, capable
+from capture.ops import alerts
+from capture.ops.health import snapshot
+from capture.ops.metrics import CONTENT_TYPE, render
+from jobstore import reads
+from jobstore.budgets import PostgresBudgets
+from jobstore.dispatcher import Dispatcher
+from jobstore.errors import (
+    AmbiguousJobId,
+    ConfigError,
+    DatabaseUnavailable,
+    InvalidSpec,
+    JobNotFound,
+    JobStoreError,
+)
+from jobstore.routing import LANES
+from jobstore.secret import Secret
+from jobstore.spec import JobSpec
+from jobstore.store import JobStore
+
+OPEN = ("/healthz",)  # no token needed
+SPEC_FIELDS = {
+    "job_type",
+    "repository",
+    "days",
+    "since",
+    "until",
+    "pr_numbers",
+    "max_items",
+    "trigger",
+    "priority",
+    "dedupe_key",
+    "params",
+    "lane",
+}
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    tokens: tuple[Secret, ...] = ()  # bearer tokens the API accepts (CAPTURE_API_TOKENS)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        env = os.environ if env is None else env
+        tokens = tuple(
+            Secret(t.strip()) for t in (env.get("CAPTURE_API_TOKENS") or "").split(",") if t.strip()
+        )
+        if not tokens:
+            raise ConfigError(
+                "CAPTURE_API_TOKENS is not set: the API needs at least one token to accept"
+            )
+        if any(len(t.reveal()) < 16 for t in tokens):
+            raise ConfigError("CAPTURE_API_TOKENS: each token must be at least 16 characters")
+        return cls(tokens)
+
+
+@dataclass
+class Context:
+    """What every request uses: the store, the database, the lanes' HTTP client."""
+
+    store: JobStore
+    url: str
+    freshness: FreshnessSettings
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30.0))
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    budgets: PostgresBudgets | None = None
+
+    def dispatcher(self) -> Dispatcher:
+        """A dispatcher for one request (lane health is judged afresh each time)."""
+        if self.budgets is None:
+            self.budgets = PostgresBudgets(self.url)  # thread-safe; one for the server
+        return Dispatcher.open(self.store, self.client, capable, self.budgets)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.budgets is not None:
+            self.budgets.close()
+
+
+def fail(status: int, message: str) -> flask.Response:
+    response = flask.jsonify({"error": " ".join(message.split())[:300]})
+    response.status_code = status
+    return response
+
+
+def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
+    app = flask.Flask("prcapture-api")
+    allowed = [t.reveal().encode() for t in settings.tokens]
+
+    @app.before_request
+    def authenticate() -> flask.Response | None:
+        path = flask.request.path
+        if path in OPEN or path.startswith("/api/inngest"):  # Inngest signs its own calls
+            return None
+        header = flask.request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        given = given or flask.request.args.get("access_token", "")  # EventSource, links
+        if not any(hmac.compare_digest(given.encode(), token) for token in allowed):
+            return fail(401, "a valid token is needed: Authorization: Bearer <token>")
+        return None
+
+    @app.errorhandler(JobNotFound)
+    def not_found(exc: Exception) -> flask.Response:
+        return fail(404, str(exc))
+
+    @app.errorhandler(InvalidSpec)
+    @app.errorhandler(AmbiguousJobId)
+    def bad(exc: Exception) -> flask.Response:
+        return fail(400, str(exc))
+
+    @app.errorhandler(DatabaseUnavailable)
+    def unavailable(exc: Exception) -> flask.Response:
+        return fail(503, str(exc))
+
+    @app.errorhandler(JobStoreError)
+    def refused(exc: Exception) -> flask.Response:
+        return fail(409, str(exc))
+
+    @app.get("/healthz")
+    def health() -> Any:
+        reads.select(ctx.url, "SELECT 1")
+        return {"ok": True}
+
+    @app.post("/v1/captures")
+    def capture() -> Any:
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return fail(400, "the body must be a JSON object describing the capture")
+        unknown = sorted(set(body) - SPEC_FIELDS)
+        if unknown:
+            return fail(400, f"unknown fields: {', '.join(unknown)}")
+        if body.get("job_type") not in HANDLERS:
+            return fail(400, f"job_type must be one of {', '.join(sorted(HANDLERS))}")
+        lane = body.get("lane", "auto")
+        if lane not in ("auto", *LANES):
+            return fail(400, f"lane must be auto or one of {', '.join(LANES)}")
+        fields = {k: v for k, v in body.items() if k not in ("job_type", "repository", "lane")}
+        fields["pr_numbers"] = fields.get("pr_numbers") or ()
+        if not isinstance(fields["pr_numbers"], list | tuple):
+            return fail(400, "pr_numbers must be a list of numbers")
+        spec = JobSpec.create(body["job_type"], body.get("repository"), **fields)
+        now = ctx.now()
+        submitted = ctx.dispatcher().submit(spec, now, None if lane == "auto" else lane)
+        registry = Registry(ctx.url)
+        try:
+            promoted = on_request(registry, spec, now, ctx.freshness)
+        finally:
+            registry.close()
+        job, enqueued = submitted.job, submitted.enqueued
+        document = {
+            "job_id": str(job.id),
+            "created": enqueued.created,
+            "coalesced": enqueued.coalesced,
+            "lane": job.lane,
+            "rule": job.rule,
+            "reason": job.reason,
+            "status": job.status.value,
+            "dispatched": job.status.value == "dispatched",
+            "promoted": promoted,
+            "links": {"self": f"/v1/jobs/{job.id}", "events": f"/v1/jobs/{job.id}/events"},
+        }
+        return document, 201 if enqueued.created else 200
+
+    @app.get("/v1/jobs/<ref>")
+    def job(ref: str) -> Any:
+        return jsonable(reads.job_history(ctx.store, ctx.store.resolve(ref)))
+
+    @app.get("/v1/jobs/<ref>/events")
+    def events(ref: str) -> flask.Response:
+        job_id = ctx.store.resolve(ref)
+        ctx.store.get(job_id)  # 404 before the stream starts
+        since = flask.request.headers.get("last-event-id") or flask.request.args.get("after")
+        stream = job_events(
+            ctx.store, ctx.url, job_id, int(since) if since and since.isdigit() else 0
+        )
+        return flask.Response(
+            stream,
+            mimetype="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    @app.get("/v1/repos/<owner>/<name>/freshness")
+    def freshness(owner: str, name: str) -> Any:
+        wanted = f"{owner}/{name}".lower()
+        registry = Registry(ctx.url)
+        try:
+            rows = [r for r in registry.freshness() if r["repository"] == wanted]
+        finally:
+            registry.close()
+        if not rows:
+            return fail(404, f"{wanted} is not tracked")
+        return jsonable(rows[0])
+
+    @app.get("/v1/dashboard")
+    def dashboard_data() -> Any:
+        now = ctx.now()
+        hours = min(48, max(1, int(flask.request.args.get("hours", 6))))
+        health = snapshot(ctx.url, ctx.dispatcher(), now)
+        registry = Registry(ctx.url)
+        try:
+            breaches = [r for r in registry.freshness(breached_only=True)][:50]
+        finally:
+            registry.close()
+        return jsonable(
+            {
+                "at": now,
+                "lanes": health.lanes,
+                "down": health.down,
+                "cost": health.cost,
+                "series": reads.series(ctx.url, now - timedelta(hours=hours)),
+                "budgets": health.budgets,
+                "breaches": breaches,
+                "failures": reads.recent_failures(ctx.url),
+                "alerts": alerts.AlertState(ctx.url).open(),
+                "stuck": health.stuck,
+                "lag": health.lag,
+                "rollout": rollout_state(ctx.store),
+            }
+        )
+
+    @app.get("/metrics")
+    def metrics() -> flask.Response:
+        health = snapshot(ctx.url, ctx.dispatcher(), ctx.now())
+        return flask.Response(render(health), mimetype=CONTENT_TYPE)
+
+    @app.get("/")
+    def page() -> flask.Response:
+        html = resources.files("capture.api").joinpath("dashboard.html").read_text()
+        return flask.Response(html, mimetype="text/html")
+
+    return app
+
+
+def rollout_state(store: JobStore) -> dict[str, Any]:
+    rollout = store.rollout()
+    return {
+        "percent": rollout.percent,
+        "allow": sorted(rollout.allow),
+        "deny": sorted(rollout.deny),
+        "stopped": rollout.stopped,
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Dates as ISO strings, durations as seconds, decimals as numbers, ids as strings."""
+    from decimal import Decimal
+    from uuid import UUID
+
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, UUID):
+        return str(value)
+    return value

@@ -1,0 +1,64 @@
+"""`bin/serve`: the HTTP API, the dashboard and /metrics on a production WSGI server
+(waitress), with the Inngest capture function at /api/inngest when Inngest is configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+
+import click
+
+from capture import inngest_function
+from capture.api.app import ApiSettings, Context, create_app
+from capture.cli.common import Command, capture_settings, errors, resources, version_option
+from capture.cli.logs import log_options
+from capture.settings import load_freshness
+from capture.wsgi import Server
+
+
+@click.command(cls=Command)
+@version_option
+@log_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256))
+@click.option("--worker-id", default=lambda: f"inngest:{socket.gethostname()}:{os.getpid()}")
+def serve(host: str, port: int, threads: int, worker_id: str) -> None:
+    """Serve the API (POST /v1/captures, GET /v1/jobs/ID and its /events stream,
+    GET /v1/repos/OWNER/NAME/freshness), the dashboard (/) and /metrics until stopped.
+
+    Every endpoint but /healthz wants a token from CAPTURE_API_TOKENS (Authorization:
+    Bearer, or ?access_token= for a browser's EventSource). With INNGEST_SIGNING_KEY (or
+    INNGEST_DEV=1) the capture function is served at /api/inngest too."""
+    s = resources(click.get_current_context())
+    with errors():
+        api = ApiSettings.load()
+        freshness = load_freshness()
+        store = s.store
+        assert s.url is not None
+        ctx = Context(store, s.url, freshness)
+        s.on_close(ctx.close)
+        app = create_app(ctx, api)
+        function = inngest_function.FunctionSettings.load()
+        inngest_url = None
+        if function.signing_key or function.dev:
+            function.check()
+            run = inngest_function.attempt_runner(store, s.url, capture_settings(), worker_id)
+            inngest_function.create_app(function, run, app)
+            inngest_url = inngest_function.SERVE_PATH
+    try:
+        server = Server(app, host, port, threads).start()
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    urls = {"url": server.url, "dashboard": f"{server.url}/", "metrics": f"{server.url}/metrics"}
+    if inngest_url:
+        urls["inngest"] = f"{server.url}{inngest_url}"
+    click.echo(json.dumps(urls))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    server.stop()

@@ -1,0 +1,68 @@
+"""The operating picture, read from the views and tables at one moment: lane depth and
+timings, error rates, lanes down, stuck jobs, API budgets, freshness breaches, projection
+lag. The Prometheus metrics show it and the alert rules judge it (the same numbers)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobstore import reads
+from jobstore.budgets import PostgresBudgets
+from jobstore.dispatcher import STOPPED, Dispatcher
+from jobstore.routing import LANES
+
+ERROR_WINDOW = timedelta(hours=1)
+
+
+@dataclass
+class Health:
+    at: datetime
+    lanes: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane_stats rows
+    errors: dict[str, tuple[int, int]] = field(default_factory=dict)  # (failed, ended)
+    down: dict[str, str] = field(default_factory=dict)  # lane -> why
+    stuck: list[str] = field(default_factory=list)  # job ids silent past their limit
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    breached: Counter = field(default_factory=Counter)  # tier -> repositories past target
+    breached_names: list[str] = field(default_factory=list)
+    lag: int = 0
+    cost: dict[str, Any] = field(default_factory=dict)
+
+    def error_rate(self, lane: str) -> float:
+        failed, ended = self.errors.get(lane, (0, 0))
+        return failed / ended if ended else 0.0
+
+
+def snapshot(url: str, dispatcher: Dispatcher, now: datetime) -> Health:
+    """Everything the metrics and alerts need, read once."""
+    store = dispatcher.store
+    stats = reads.lane_statistics(url)
+    health = Health(at=now, lanes={lane: stats[lane] for lane in LANES}, cost=stats["cost"])
+    health.errors = reads.lane_error_rates(url, now - ERROR_WINDOW)
+    health.down = {
+        lane: why
+        for lane, why in dispatcher.down(now).items()
+        # an unconfigured lane is off, not down; a stopped one is down
+        if lane not in dispatcher.problems or why.startswith(STOPPED)
+    }
+    settings = store.settings
+    health.stuck = [
+        str(job_id)
+        for job_id in store.heads.stale_running(now, settings)
+        + store.heads.dispatched_before(settings.start_deadlines, now)
+    ]
+    ledger = PostgresBudgets(url)
+    try:
+        health.budgets = ledger.snapshot(now)
+    finally:
+        ledger.close()
+    rows = reads.select(
+        url,
+        "SELECT repository, effective_tier FROM repo_freshness WHERE breached ORDER BY repository",
+    )
+    health.breached = Counter(row["effective_tier"] for row in rows)
+    health.breached_names = [row["repository"] for row in rows]
+    health.lag = reads.projection_lag(url)
+    return health

@@ -1,0 +1,86 @@
+"""What the sweeper does after each pass for operators without Prometheus: an automatic
+rollback of a remote lane failing too often (when JOBSTORE_AUTO_ROLLBACK is set), the
+alert rules judged on the same snapshot the metrics show, and each alert's start and end
+delivered to the webhook (CAPTURE_ALERT_WEBHOOK) once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from capture.ops import alerts
+from capture.ops.health import snapshot
+from jobstore.dispatcher import STOPPED, Dispatcher
+from jobstore.errors import ConfigError
+from jobstore.rollout import Rollout, rollbacks
+from jobstore.secret import Secret
+
+
+def alert_webhook(env: Mapping[str, str] | None = None) -> Secret | None:
+    """CAPTURE_ALERT_WEBHOOK (an http(s) URL; it may hold a secret, so it is never shown)."""
+    env = os.environ if env is None else env
+    url = (env.get("CAPTURE_ALERT_WEBHOOK") or "").strip()
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("CAPTURE_ALERT_WEBHOOK must be an http:// or https:// URL")
+    return Secret(url)
+
+
+@dataclass
+class Oversight:
+    stopped: list[tuple[str, str]] = field(default_factory=list)  # (lane, why), this pass
+    changes: list[alerts.Change] = field(default_factory=list)
+    notified: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rolled_back": {lane: why for lane, why in self.stopped},
+            "alerts": [
+                {"alert": c.rule, "key": c.key, "status": c.status, "detail": c.detail}
+                for c in self.changes
+            ],
+            "notified": self.notified,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"lane {lane} stopped: {why}" for lane, why in self.stopped]
+        out += [f"alert {c.rule} {c.status}: {c.detail}" for c in self.changes]
+        return out
+
+
+def oversee(
+    url: str,
+    dispatcher: Dispatcher,
+    now: datetime,
+    webhook: Secret | None,
+    client: httpx.Client,
+) -> Oversight:
+    """One look at the operating picture: roll back, then judge and notify."""
+    health = snapshot(url, dispatcher, now)
+    settings = dispatcher.settings
+    store = dispatcher.store
+    result = Oversight()
+    rollout = store.rollout()
+    result.stopped = rollbacks(
+        health.errors, rollout.stopped, settings.auto_rollback, settings.auto_rollback_min
+    )
+    if result.stopped:
+
+        def stop(r: Rollout) -> None:
+            for lane, why in result.stopped:
+                if lane not in r.stopped:
+                    r.stop(lane, why, now, automatic=True)
+
+        store.change_rollout(stop)
+        for lane, why in result.stopped:
+            health.down[lane] = f"{STOPPED}{why}"
+    result.changes = alerts.AlertState(url).update(alerts.firing(health), now)
+    if webhook is not None:
+        result.notified = alerts.notify(url, webhook.reveal(), now, client)
+    return result

@@ -1,0 +1,181 @@
+"""The HTTP API on its production server (waitress, a real local port): token auth with
+nothing written for a refused request, idempotent POST /v1/captures with the router's
+reason, a job's state and history, freshness, and the server-sent events stream of a
+job's progress (resumable with Last-Event-ID)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from capture.api.app import ApiSettings, Context, create_app
+from capture.freshness.registry import Entry, Registry
+from capture.settings import load_freshness
+from capture.wsgi import Server
+from jobstore.errors import ConfigError
+from jobstore.settings import load
+from tests.conftest import count_events
+
+TOKEN = "api-token-0123456789abcdef"
+
+
+@pytest.fixture
+def api(store, database_url, served):
+    store.settings = replace(store.settings, lanes=load(served.env).lanes)
+    ctx = Context(store, database_url, load_freshness({}))
+    app = create_app(ctx, ApiSettings.load({"CAPTURE_API_TOKENS": f"other-token-xxxxxxxx,{TOKEN}"}))
+    server = Server(app, "127.0.0.1", 0, threads=8).start()
+    client = httpx.Client(
+        base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    yield client
+    client.close()
+    server.stop()
+    ctx.close()
+
+
+def recent(**extra) -> dict:
+    return {"job_type": "pr-reviews", "repository": "acme/widgets", "days": 1, **extra}
+
+
+def test_health_is_open_and_everything_else_wants_a_token(api, database_url):
+    base = str(api.base_url).rstrip("/")
+    assert httpx.get(f"{base}/healthz").json() == {"ok": True}
+    before = count_events(database_url)
+    for method, path in [
+        ("POST", "/v1/captures"),
+        ("GET", "/v1/jobs/abc"),
+        ("GET", "/v1/repos/acme/widgets/freshness"),
+        ("GET", "/metrics"),
+        ("GET", "/"),
+        ("GET", "/v1/dashboard"),
+    ]:
+        for headers in ({}, {"authorization": "Bearer wrong-token-0123456789"}):
+            answer = httpx.request(method, base + path, headers=headers, json=recent())
+            assert answer.status_code == 401, (method, path)
+            assert answer.json()["error"].startswith("a valid token is needed")
+    assert count_events(database_url) == before
+
+
+def test_a_capture_is_enqueued_routed_and_dispatched_once(api, served, store):
+    first = api.post("/v1/captures", json=recent(trigger="manual"))
+    assert first.status_code == 201, first.text
+    doc = first.json()
+    assert (doc["lane"], doc["rule"], doc["status"]) == ("inngest", "recent", "dispatched")
+    assert doc["reason"]
+    assert doc["created"] is True
+    again = api.post("/v1/captures", json=recent(trigger="manual"))
+    assert again.status_code == 200
+    assert (again.json()["job_id"], again.json()["created"]) == (doc["job_id"], False)
+    assert len(served.inngest.events) == 1
+    job = api.get(doc["links"]["self"]).json()
+    assert job["job_id"] == doc["job_id"]
+    assert [e["event"] for e in job["events"]] == ["Queued", "Routed", "Dispatched"]
+    assert job["state"]["status"] == "dispatched"
+    assert api.get(f"/v1/jobs/{doc['job_id'][:8]}").json()["job_id"] == doc["job_id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "the body must be a JSON object"),
+        ([1, 2], "the body must be a JSON object"),
+        ({"job_type": "nope", "repository": "a/b"}, "job_type must be one of"),
+        ({**recent(), "colour": "red"}, "unknown fields: colour"),
+        ({**recent(), "lane": "moon"}, "lane must be auto or one of"),
+        ({**recent(), "repository": "no-slash"}, "repository"),
+        ({**recent(), "days": -3}, "days"),
+        ({**recent(), "pr_numbers": "12"}, "pr_numbers must be a list"),
+        ({**recent(), "since": "yesterday"}, "since"),
+    ],
+)
+def test_a_bad_spec_is_400_in_one_line_and_nothing_is_written(api, database_url, body, message):
+    before = count_events(database_url)
+    if isinstance(body, str):
+        answer = api.post(
+            "/v1/captures", content=body, headers={"content-type": "application/json"}
+        )
+    else:
+        answer = api.post("/v1/captures", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert message in error
+    assert "\n" not in error
+    assert count_events(database_url) == before
+
+
+def test_unknown_jobs_are_404_and_bad_ids_400(api):
+    assert api.get("/v1/jobs/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert api.get("/v1/jobs/not-hex").status_code == 400
+
+
+def test_freshness_of_a_tracked_repository(api, database_url):
+    assert api.get("/v1/repos/acme/widgets/freshness").status_code == 404
+    registry = Registry(database_url)
+    try:
+        registry.sync_tiers(load_freshness({}).tiers)
+        registry.track([Entry("acme/widgets", "hot")], datetime.now(UTC))
+    finally:
+        registry.close()
+    doc = api.get("/v1/repos/Acme/Widgets/freshness").json()
+    assert (doc["repository"], doc["tier"]) == ("acme/widgets", "hot")
+    assert "breached" in doc
+    assert "next_due" in doc
+
+
+def read_frames(response: httpx.Response, into: list[dict], stop_after: str = "end") -> None:
+    frame: dict = {}
+    for line in response.iter_lines():
+        if not line:
+            if frame:
+                into.append(frame)
+                if frame.get("event") == stop_after:
+                    return
+            frame = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            frame[key] = value
+
+
+def test_a_jobs_progress_streams_as_server_sent_events(api, store):
+    job_id = api.post("/v1/captures", json=recent()).json()["job_id"]
+    frames: list[dict] = []
+    with api.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        reader = threading.Thread(target=read_frames, args=(response, frames))
+        reader.start()
+        assert store.claim(job_id, "w1").won
+        store.progress(job_id, 5, total=10, cursor="c1", note="halfway")
+        store.complete(job_id, 10, api_points=3)
+        reader.join(timeout=10)
+    assert not reader.is_alive()
+    names = [f["event"] for f in frames]
+    assert names == ["Queued", "Routed", "Dispatched", "Started", "Progressed", "Completed", "end"]
+    assert [int(f["id"]) for f in frames[:-1]] == list(range(1, 7))
+    progressed = json.loads(frames[4]["data"])
+    assert (progressed["done"], progressed["total"]) == (5, 10)
+    assert json.loads(frames[-1]["data"]) == {"status": "completed"}
+    # A client that reconnects after event 4 gets the rest, nothing twice.
+    again: list[dict] = []
+    with api.stream("GET", f"/v1/jobs/{job_id}/events", headers={"last-event-id": "4"}) as r:
+        read_frames(r, again)
+    assert [f["event"] for f in again] == ["Progressed", "Completed", "end"]
+
+
+def test_the_stream_of_an_unknown_job_is_404(api):
+    answer = api.get("/v1/jobs/00000000-0000-0000-0000-000000000000/events")
+    assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [("", "CAPTURE_API_TOKENS is not set"), ("short", "at least 16 characters")],
+)
+def test_the_api_refuses_to_start_without_good_tokens(tokens, message):
+    with pytest.raises(ConfigError, match=message):
+        ApiSettings.load({"CAPTURE_API_TOKENS": tokens})
