@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from jobstore.errors import DatabaseUnavailable
+from jobstore.settings import application_name
 
 RESERVATION = timedelta(minutes=10)  # what a crashed worker reserved expires after this
 MINUTE = timedelta(minutes=1)
@@ -240,7 +241,7 @@ class PostgresBudgets:
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
                 self._conn = psycopg.connect(
-                    self.url, row_factory=dict_row, application_name="prcapture-budgets"
+                    self.url, row_factory=dict_row, application_name=application_name("budgets")
                 )
             except psycopg.OperationalError as exc:
                 raise DatabaseUnavailable(f"budget ledger: {str(exc).strip()[:200]}") from None

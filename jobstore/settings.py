@@ -193,3 +193,9 @@ def find_home(start: Path) -> Path:
     if (checkout / "setup.cfg").is_file() and (checkout / "schema").is_dir():
         return checkout / ".jobstore"
     return start / ".jobstore"
+
+
+def application_name(component: str) -> str:
+    """The name a component's own connection shows in pg_stat_activity: the script's
+    (PGAPPNAME, which every script sets) and the component, e.g. prcapture-serve/budgets."""
+    return f"{os.environ.get('PGAPPNAME') or 'prcapture'}/{component}"[:63]

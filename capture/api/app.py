@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,18 @@ class Context:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30.0))
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     budgets: PostgresBudgets | None = None
+    _local: threading.local = field(default_factory=threading.local)
+    _registries: list[Registry] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def registry(self) -> Registry:
+        """The tracked repositories, on a connection of this server thread's own."""
+        registry = getattr(self._local, "registry", None)
+        if registry is None:
+            registry = self._local.registry = Registry(self.url)
+            with self._lock:
+                self._registries.append(registry)
+        return registry
 
     def dispatcher(self) -> Dispatcher:
         """A dispatcher for one request (lane health is judged afresh each time)."""
@@ -92,6 +105,8 @@ class Context:
         return Dispatcher.open(self.store, self.client, capable, self.budgets)
 
     def close(self) -> None:
+        for registry in self._registries:
+            registry.close()
         self.client.close()
         if self.budgets is not None:
             self.budgets.close()
@@ -161,11 +176,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
         spec = JobSpec.create(body["job_type"], body.get("repository"), **fields)
         now = ctx.now()
         submitted = ctx.dispatcher().submit(spec, now, None if lane == "auto" else lane)
-        registry = Registry(ctx.url)
-        try:
-            promoted = on_request(registry, spec, now, ctx.freshness)
-        finally:
-            registry.close()
+        promoted = on_request(ctx.registry(), spec, now, ctx.freshness)
         job, enqueued = submitted.job, submitted.enqueued
         document = {
             "job_id": str(job.id),
@@ -202,11 +213,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
     @app.get("/v1/repos/<owner>/<name>/freshness")
     def freshness(owner: str, name: str) -> Any:
         wanted = f"{owner}/{name}".lower()
-        registry = Registry(ctx.url)
-        try:
-            rows = [r for r in registry.freshness() if r["repository"] == wanted]
-        finally:
-            registry.close()
+        rows = [r for r in ctx.registry().freshness() if r["repository"] == wanted]
         if not rows:
             return fail(404, f"{wanted} is not tracked")
         return jsonable(rows[0])
@@ -216,11 +223,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
         now = ctx.now()
         hours = min(48, max(1, int(flask.request.args.get("hours", 6))))
         health = snapshot(ctx.url, ctx.dispatcher(), now)
-        registry = Registry(ctx.url)
-        try:
-            breaches = [r for r in registry.freshness(breached_only=True)][:50]
-        finally:
-            registry.close()
+        breaches = ctx.registry().freshness(breached_only=True)[:50]
         return jsonable(
             {
                 "at": now,

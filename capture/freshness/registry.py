@@ -16,6 +16,7 @@ from capture.errors import StorageError
 from capture.freshness.rules import TIERS, Tier, Tracked
 from jobstore.domain import FINAL
 from jobstore.errors import ConfigError
+from jobstore.settings import application_name
 from jobstore.spec import parse_repository
 
 FINAL_STATES = sorted(status.value for status in FINAL)
@@ -84,10 +85,10 @@ class Registry:
 
     @property
     def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
+        if self._conn is None or self._conn.closed or self._conn.broken:
             try:
                 self._conn = psycopg.connect(
-                    self.url, row_factory=dict_row, application_name="prcapture-registry"
+                    self.url, row_factory=dict_row, application_name=application_name("registry")
                 )
             except psycopg.OperationalError as exc:
                 raise StorageError(

@@ -6,6 +6,7 @@ import click
 
 from capture.cli.common import Group, version_option
 from capture.cli.logs import log_options
+from devtools.bench.api import api
 from devtools.bench.budget import budget
 from devtools.bench.capture import capture
 from devtools.bench.freshness import freshness
@@ -22,5 +23,5 @@ def bench() -> None:
     """Benchmarks: each prints a table and, with --json, a JSON line last."""
 
 
-for command in (store, projections, capture, latency, freshness, budget):
+for command in (store, projections, capture, latency, freshness, budget, api):
     bench.add_command(command)

@@ -1,0 +1,232 @@
+"""`bin/bench api`: the HTTP API on its production server (a real `bin/serve` process on
+this machine) against the CLI's enqueue and the library call in the same run: requests
+per second and latency of POST /v1/captures and GET /v1/jobs/ID, and the delay from a
+Progressed event's commit to its server-sent event reaching a client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from devtools.bench.store import percentile, scratch_database
+from jobstore import db
+from jobstore.dispatcher import Dispatcher
+from jobstore.settings import Settings, load
+from jobstore.spec import JobSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "bench-api-token-0123456789"
+
+
+def spec_body(i: int) -> dict[str, Any]:
+    return {"job_type": "pr-reviews", "repository": f"bench/repo-{i}", "days": 1, "lane": "local"}
+
+
+def serve(url: str, threads: int) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "DATABASE_URL": url, "CAPTURE_API_TOKENS": TOKEN}
+    for name in ("INNGEST_SIGNING_KEY", "INNGEST_DEV"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, ROOT / "bin" / "serve", "--port", "0", "--threads", str(threads)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(timeout=30)
+        raise click.ClickException("bin/serve did not start")
+    return process, json.loads(line)["url"]
+
+
+def hammer(
+    base: str, clients: int, calls: list[tuple[str, str, Any]]
+) -> tuple[float, list[float], list[Any]]:
+    """Runs `calls` (method, path, body) from `clients` concurrent connections; returns
+    wall seconds, each call's latency (ms) and each answer's JSON."""
+    local = threading.local()
+    opened: list[httpx.Client] = []
+
+    def one(call: tuple[str, str, Any]) -> tuple[float, Any]:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(
+                base_url=base, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30
+            )
+            opened.append(local.client)
+        method, path, body = call
+        started = time.perf_counter()
+        answer = local.client.request(method, path, json=body)
+        elapsed = (time.perf_counter() - started) * 1000
+        if answer.status_code >= 300:
+            raise click.ClickException(f"{method} {path}: HTTP {answer.status_code} {answer.text}")
+        return elapsed, answer.json()
+
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(one, calls))
+        wall = time.perf_counter() - started
+    finally:
+        for client in opened:
+            client.close()
+    return wall, [r[0] for r in results], [r[1] for r in results]
+
+
+def cli_enqueue(url: str, n: int, offset: int) -> float:
+    """`bin/enqueue` as a user runs it, one process per job; jobs per second."""
+    env = {**os.environ, "DATABASE_URL": url}
+    started = time.perf_counter()
+    for i in range(offset, offset + n):
+        body = spec_body(i)
+        subprocess.run(
+            [sys.executable, ROOT / "bin" / "enqueue", body["job_type"], "--repo",
+             body["repository"], "--days", "1", "--lane", "local", "--json"],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+    return n / (time.perf_counter() - started)
+
+
+def library_submit(url: str, n: int, offset: int) -> float:
+    """Dispatcher.submit in this process (what both call): the ceiling, jobs per second."""
+    store = db.open_store(Settings(), url=url)
+    try:
+        with httpx.Client() as client:
+            dispatcher = Dispatcher.open(store, client)
+            started = time.perf_counter()
+            for i in range(offset, offset + n):
+                b = spec_body(i)
+                spec = JobSpec.create(b["job_type"], b["repository"], days=1)
+                dispatcher.submit(spec, datetime.now(UTC), "local")
+            return n / (time.perf_counter() - started)
+    finally:
+        store.close()
+
+
+def sse_delays(base: str, url: str, job_id: str, events: int, gap: float) -> list[float]:
+    """Milliseconds from each Progressed event's commit to its frame at the client."""
+    store = db.open_store(Settings(), url=url)
+    got: dict[int, float] = {}
+    committed: dict[int, float] = {}
+    ready = threading.Event()
+
+    def read() -> None:
+        headers = {"authorization": f"Bearer {TOKEN}"}
+        with (
+            httpx.Client(base_url=base, headers=headers, timeout=60) as client,
+            client.stream("GET", f"/v1/jobs/{job_id}/events") as response,
+        ):
+            ready.set()
+            frame: dict[str, str] = {}
+            for line in response.iter_lines():
+                if line:
+                    key, _, value = line.partition(": ")
+                    frame[key] = value
+                    continue
+                if frame.get("event") == "Progressed":
+                    got[int(frame["id"])] = time.monotonic()
+                if frame.get("event") == "end":
+                    return
+                frame = {}
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        ready.wait(10)
+        claim = store.claim(job_id, "bench")
+        assert claim.won, claim.reason
+        for i in range(events):
+            job = store.progress(job_id, i + 1, total=events, cursor=str(i))
+            committed[job.version] = time.monotonic()
+            time.sleep(gap)
+        store.complete(job_id, events)
+        reader.join(30)
+    finally:
+        store.close()
+    return [(got[v] - t) * 1000 for v, t in committed.items() if v in got]
+
+
+@click.command()
+@click.option("--requests", "n", default=1000, show_default=True, type=click.IntRange(50, 100_000))
+@click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256))
+@click.option("--cli-jobs", default=20, show_default=True, type=click.IntRange(5, 1000))
+@click.option("--progress-events", default=200, show_default=True, type=click.IntRange(10, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
+def api(
+    n: int, clients: int, threads: int, cli_jobs: int, progress_events: int, as_json: bool
+) -> None:
+    """POST /v1/captures and GET /v1/jobs/ID per second against the CLI's enqueue and the
+    library call, p95 latency, and the server-sent events delay."""
+    server_url = db.database_url(load())
+    with scratch_database(server_url, "api") as url:
+        db.migrate(url)
+        process, base = serve(url, threads)
+        try:
+            posts = [("POST", "/v1/captures", spec_body(i)) for i in range(n)]
+            post_s, post_ms, docs = hammer(base, clients, posts)
+            ids = [d["job_id"] for d in docs]
+            if len(set(ids)) != n or not all(d["created"] for d in docs):
+                raise click.ClickException("POST /v1/captures did not make one job per request")
+            gets = [("GET", f"/v1/jobs/{job_id}", None) for job_id in ids]
+            get_s, get_ms, _ = hammer(base, clients, gets)
+            again_s, _, again = hammer(base, clients, posts[: n // 10])  # idempotent
+            if any(d["created"] for d in again):
+                raise click.ClickException("a repeated POST made a second job")
+            cli_rate = cli_enqueue(url, cli_jobs, n)
+            lib_rate = library_submit(url, max(100, n // 5), n + cli_jobs)
+            sse_job = hammer(base, 1, [("POST", "/v1/captures", spec_body(10**6))])[2][0]
+            delays = sse_delays(base, url, sse_job["job_id"], progress_events, 0.02)
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+    result = {
+        "requests": n,
+        "clients": clients,
+        "server_threads": threads,
+        "post_rps": round(n / post_s, 1),
+        "post_p50_ms": round(percentile(post_ms, 0.5), 2),
+        "post_p95_ms": round(percentile(post_ms, 0.95), 2),
+        "get_rps": round(n / get_s, 1),
+        "get_p50_ms": round(percentile(get_ms, 0.5), 2),
+        "get_p95_ms": round(percentile(get_ms, 0.95), 2),
+        "repeat_post_rps": round((n // 10) / again_s, 1),
+        "cli_enqueue_per_s": round(cli_rate, 2),
+        "library_submit_per_s": round(lib_rate, 1),
+        "post_vs_cli": round((n / post_s) / cli_rate, 1),
+        "post_vs_library": round((n / post_s) / lib_rate, 2),
+        "sse_events": len(delays),
+        "sse_p50_ms": round(percentile(delays, 0.5), 1),
+        "sse_p95_ms": round(percentile(delays, 0.95), 1),
+        "sse_max_ms": round(max(delays), 1),
+    }
+    click.echo(f"{'':<28}{'per s':>9}  {'p50 ms':>7}  {'p95 ms':>7}")
+    click.echo(
+        f"{'POST /v1/captures':<28}{result['post_rps']:>9}  {result['post_p50_ms']:>7}  "
+        f"{result['post_p95_ms']:>7}"
+    )
+    click.echo(
+        f"{'GET /v1/jobs/ID':<28}{result['get_rps']:>9}  {result['get_p50_ms']:>7}  "
+        f"{result['get_p95_ms']:>7}"
+    )
+    click.echo(f"{'POST again (coalesced)':<28}{result['repeat_post_rps']:>9}")
+    click.echo(f"{'bin/enqueue (a process each)':<28}{result['cli_enqueue_per_s']:>9}")
+    click.echo(f"{'Dispatcher.submit (library)':<28}{result['library_submit_per_s']:>9}")
+    click.echo(
+        f"POST is {result['post_vs_cli']}x the CLI's enqueue and {result['post_vs_library']}x "
+        f"the library call; SSE delay p50 {result['sse_p50_ms']} ms, p95 "
+        f"{result['sse_p95_ms']} ms, max {result['sse_max_ms']} ms over {len(delays)} events"
+    )
+    if as_json:
+        click.echo(json.dumps(result))

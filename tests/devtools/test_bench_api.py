@@ -1,0 +1,29 @@
+"""`bin/bench api` runs end to end on a tiny load against a real `bin/serve` process
+(numbers come from real runs, not here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from devtools.bench import bench
+
+
+@pytest.mark.slow
+def test_bench_api_prints_a_table_and_a_json_line(server_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", server_url)
+    args = ["api", "--requests", "50", "--cli-jobs", "5", "--progress-events", "10", "--json"]
+    result = CliRunner().invoke(bench, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[1].startswith("POST /v1/captures")
+    numbers = json.loads(lines[-1])
+    assert numbers["sse_events"] == 10  # every Progressed event reached the client
+    for key in ("post_rps", "get_rps", "cli_enqueue_per_s", "library_submit_per_s"):
+        assert numbers[key] > 0, key
+    assert numbers["post_p50_ms"] <= numbers["post_p95_ms"]
+    assert numbers["post_vs_cli"] == pytest.approx(
+        numbers["post_rps"] / numbers["cli_enqueue_per_s"], rel=0.05
+    )
