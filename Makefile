@@ -17,8 +17,9 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/python bin/demo
 
+# One pytest worker per CPU, each with its own embedded PostgreSQL (.jobstore/test-gwN).
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: install
 	$(BIN)/ruff check .

@@ -21,7 +21,9 @@ from jobstore.store import JobStore
 ROOT = Path(__file__).resolve().parent.parent
 # The sandbox GitHub's fixtures (world, clock, sandbox, gh, rigs, served) for every package.
 pytest_plugins = ["tests.sandbox_fixtures"]
-TEMPLATE = "jobstore_template"
+TEMPLATE = "jobstore_template" + (
+    f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
+)
 
 
 def with_dbname(url: str, dbname: str) -> str:
@@ -31,8 +33,11 @@ def with_dbname(url: str, dbname: str) -> str:
 
 @pytest.fixture(scope="session")
 def server_url() -> str:
-    """TEST_DATABASE_URL, else an embedded server kept under .jobstore/test between runs."""
-    return os.environ.get("TEST_DATABASE_URL") or Server(ROOT / ".jobstore" / "test").start()
+    """TEST_DATABASE_URL, else an embedded server kept under .jobstore/test between runs
+    (one per pytest-xdist worker: .jobstore/test-gw0, ...)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    home = ROOT / ".jobstore" / (f"test-{worker}" if worker else "test")
+    return os.environ.get("TEST_DATABASE_URL") or Server(home).start()
 
 
 @pytest.fixture(scope="session")

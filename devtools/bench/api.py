@@ -90,11 +90,9 @@ def cli_enqueue(url: str, n: int, offset: int) -> float:
     started = time.perf_counter()
     for i in range(offset, offset + n):
         body = spec_body(i)
-        subprocess.run(
-            [sys.executable, ROOT / "bin" / "enqueue", body["job_type"], "--repo",
-             body["repository"], "--days", "1", "--lane", "local", "--json"],
-            env=env, check=True, capture_output=True,
-        )  # fmt: skip
+        args = [body["job_type"], "--repo", body["repository"], "--days", "1", "--lane", "local"]
+        script = [sys.executable, str(ROOT / "bin" / "enqueue")]
+        subprocess.run([*script, *args, "--json"], env=env, check=True, capture_output=True)
     return n / (time.perf_counter() - started)
 
 

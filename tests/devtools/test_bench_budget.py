@@ -16,8 +16,8 @@ def test_bench_budget_shares_one_budget_and_survives_token_renewals(server_url, 
     result = CliRunner().invoke(
         bench,
         [
-            *("budget", "--jobs", "6", "--hours", "0.4", "--long-hours", "1.2"),
-            *("--speed", "300", "--json"),
+            *("budget", "--jobs", "6", "--hours", "0.4", "--long-hours", "2"),
+            *("--speed", "600", "--json"),
         ],
         catch_exceptions=False,
     )
@@ -26,7 +26,7 @@ def test_bench_budget_shares_one_budget_and_survives_token_renewals(server_url, 
     assert numbers["primary_exhaustions"] == 0
     assert numbers["failed_attempts"] == 0
     assert numbers["long_job"] == "completed"
-    assert numbers["token_expiries_survived"] >= 1  # the long job outlived its first token
+    assert numbers["token_expiries_survived"] >= 1, numbers  # outlived its first token
     assert numbers["completed_pool"] > 0
     assert numbers["completed_single"] > 0
     buckets = numbers["runs"]["pool"]["buckets"]
