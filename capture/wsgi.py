@@ -16,15 +16,21 @@ class Server:
 
     def __init__(self, app: Any, host: str, port: int, threads: int = 8) -> None:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # no line per busy spell
-        self._server = create_server(
-            app,
-            host=host,
-            port=port,
-            threads=threads,
-            channel_timeout=3600,  # server-sent event streams stay open
-            clear_untrusted_proxy_headers=True,
-            ident="prcapture",
-        )
+        sockets: dict = {}  # waitress's socket map: closed here if the server cannot start
+        try:
+            self._server = create_server(
+                app,
+                map=sockets,
+                host=host,
+                port=port,
+                threads=threads,
+                channel_timeout=3600,  # server-sent event streams stay open
+                clear_untrusted_proxy_headers=True,
+                ident="prcapture",
+            )
+        except BaseException:
+            wasyncore.close_all(sockets)
+            raise
         self.host = host
         self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="wsgi")
