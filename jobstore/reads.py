@@ -176,6 +176,24 @@ def select(url: str, query: sql.Composable | str, params: Sequence[Any] = ()) ->
         return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 
 
+HEAD_COLUMNS = (
+    "job_id, job_type, repository, status, lane, priority, attempt, version, "
+    "created_at, last_event_at"
+)
+
+
+def current_jobs(url: str, where: JobFilter) -> list[dict]:
+    """Jobs from `job_heads` (written with the events, so never behind), newest first."""
+    if where.error:
+        raise InvalidSpec("error", "cannot filter on the error here (use bin/jobs list)")
+    clause, params = where.where()
+    query = sql.SQL(
+        "SELECT " + HEAD_COLUMNS + " FROM job_heads WHERE {} "
+        "ORDER BY created_at DESC, job_id LIMIT %s"
+    ).format(clause)
+    return select(url, query, [*params, where.limit])
+
+
 def list_jobs(url: str, where: JobFilter) -> list[dict]:
     """Jobs from `capture_jobs`, newest first."""
     clause, params = where.where()

@@ -26,6 +26,7 @@ from capture.ops.metrics import CONTENT_TYPE, render
 from jobstore import reads
 from jobstore.budgets import PostgresBudgets
 from jobstore.dispatcher import Dispatcher
+from jobstore.domain import Status
 from jobstore.errors import (
     AmbiguousJobId,
     ConfigError,
@@ -59,6 +60,8 @@ SPEC_FIELDS = {
 @dataclass(frozen=True)
 class ApiSettings:
     tokens: tuple[Secret, ...] = ()  # bearer tokens the API accepts (CAPTURE_API_TOKENS)
+    # Web origins whose pages may call the API from a browser (CAPTURE_API_CORS_ORIGINS).
+    origins: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -72,7 +75,18 @@ class ApiSettings:
             )
         if any(len(t.reveal()) < 16 for t in tokens):
             raise ConfigError("CAPTURE_API_TOKENS: each token must be at least 16 characters")
-        return cls(tokens)
+        origins = frozenset(
+            o.strip().rstrip("/")
+            for o in (env.get("CAPTURE_API_CORS_ORIGINS") or "").split(",")
+            if o.strip()
+        )
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ConfigError(
+                    f"CAPTURE_API_CORS_ORIGINS: {origin!r} is not an origin like "
+                    "https://app.example.com"
+                )
+        return cls(tokens, origins)
 
 
 @dataclass
@@ -125,6 +139,8 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
     @app.before_request
     def authenticate() -> flask.Response | None:
         path = flask.request.path
+        if flask.request.method == "OPTIONS" and allowed_origin():  # a CORS preflight
+            return flask.Response(status=204)
         if path in OPEN or path.startswith("/api/inngest"):  # Inngest signs its own calls
             return None
         header = flask.request.headers.get("authorization", "")
@@ -133,6 +149,22 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
         if not any(hmac.compare_digest(given.encode(), token) for token in allowed):
             return fail(401, "a valid token is needed: Authorization: Bearer <token>")
         return None
+
+    def allowed_origin() -> str | None:
+        origin = flask.request.headers.get("origin", "")
+        return origin if origin in settings.origins else None
+
+    @app.after_request
+    def cors(response: flask.Response) -> flask.Response:
+        origin = allowed_origin()
+        if origin:
+            response.headers["access-control-allow-origin"] = origin
+            response.headers["access-control-allow-headers"] = "authorization, content-type"
+            response.headers["access-control-allow-methods"] = "GET, POST, OPTIONS"
+            response.headers["access-control-expose-headers"] = "content-type"
+            response.headers["access-control-max-age"] = "600"
+        response.headers.add("vary", "origin")
+        return response
 
     @app.errorhandler(JobNotFound)
     def not_found(exc: Exception) -> flask.Response:
@@ -191,6 +223,35 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
             "links": {"self": f"/v1/jobs/{job.id}", "events": f"/v1/jobs/{job.id}/events"},
         }
         return document, 201 if enqueued.created else 200
+
+    @app.get("/v1/jobs")
+    def job_list() -> Any:
+        args = flask.request.args
+        unknown = sorted(
+            set(args)
+            - {"repository", "status", "lane", "job_type", "since", "limit", "access_token"}
+        )
+        if unknown:
+            return fail(400, f"unknown parameters: {', '.join(unknown)}")
+        status, lane = args.get("status"), args.get("lane")
+        if status and status not in {s.value for s in Status}:
+            return fail(400, f"status must be one of {', '.join(s.value for s in Status)}")
+        if lane and lane not in LANES:
+            return fail(400, f"lane must be one of {', '.join(LANES)}")
+        limit = args.get("limit", "50")
+        if not limit.isdigit() or not 1 <= int(limit) <= 500:
+            return fail(400, "limit must be a whole number from 1 to 500")
+        since = None
+        if args.get("since"):
+            try:
+                since = datetime.fromisoformat(args["since"].replace("Z", "+00:00"))
+            except ValueError:
+                return fail(400, f"since: {args['since']!r} is not an ISO 8601 time")
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        where = reads.JobFilter(
+            status, lane, args.get("job_type"), args.get("repository"), since, int(limit)
+        )
+        return {"jobs": jsonable(reads.current_jobs(ctx.url, where))}
 
     @app.get("/v1/jobs/<ref>")
     def job(ref: str) -> Any:

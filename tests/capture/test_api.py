@@ -179,3 +179,46 @@ def test_the_stream_of_an_unknown_job_is_404(api):
 def test_the_api_refuses_to_start_without_good_tokens(tokens, message):
     with pytest.raises(ConfigError, match=message):
         ApiSettings.load({"CAPTURE_API_TOKENS": tokens})
+
+
+def test_jobs_are_listed_current_newest_first_with_filters(api):
+    ids = [
+        api.post("/v1/captures", json=recent(repository=f"acme/r{i}")).json()["job_id"]
+        for i in range(3)
+    ]
+    listed = api.get("/v1/jobs").json()["jobs"]
+    assert [j["job_id"] for j in listed] == ids[::-1]  # no projector needed: job_heads
+    one = api.get("/v1/jobs", params={"repository": "ACME/r1"}).json()["jobs"]
+    assert [j["job_id"] for j in one] == [ids[1]]
+    assert api.get("/v1/jobs", params={"status": "completed"}).json()["jobs"] == []
+    assert len(api.get("/v1/jobs", params={"limit": "2"}).json()["jobs"]) == 2
+    for params, message in [
+        ({"status": "done"}, "status must be one of"),
+        ({"lane": "moon"}, "lane must be one of"),
+        ({"limit": "0"}, "limit must be a whole number"),
+        ({"since": "yesterday"}, "is not an ISO 8601 time"),
+        ({"colour": "red"}, "unknown parameters: colour"),
+    ]:
+        answer = api.get("/v1/jobs", params=params)
+        assert answer.status_code == 400
+        assert message in answer.json()["error"]
+
+
+def test_browsers_on_a_listed_origin_may_call_the_api(store, database_url):
+    settings = ApiSettings.load(
+        {"CAPTURE_API_TOKENS": TOKEN, "CAPTURE_API_CORS_ORIGINS": "https://app.example.com"}
+    )
+    app = create_app(Context(store, database_url, load_freshness({})), settings)
+    client = app.test_client()
+    pre = client.options(
+        "/v1/captures",
+        headers={"origin": "https://app.example.com", "access-control-request-method": "POST"},
+    )
+    assert pre.status_code == 204
+    assert pre.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in pre.headers["access-control-allow-headers"]
+    other = client.options("/v1/captures", headers={"origin": "https://evil.example"})
+    assert other.status_code == 401
+    assert "access-control-allow-origin" not in other.headers
+    with pytest.raises(ConfigError, match="is not an origin"):
+        ApiSettings.load({"CAPTURE_API_TOKENS": TOKEN, "CAPTURE_API_CORS_ORIGINS": "app.example"})
