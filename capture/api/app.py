@@ -99,9 +99,23 @@ class Context:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30.0))
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     budgets: PostgresBudgets | None = None
+    # Event streams open at once: each holds a server thread, so keep some for the rest.
+    max_streams: int = 8
+    _streams: threading.Semaphore | None = None
     _local: threading.local = field(default_factory=threading.local)
     _registries: list[Registry] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stream_slot(self) -> bool:
+        """Takes one of the event-stream slots (give it back with `release_stream`)."""
+        with self._lock:
+            if self._streams is None:
+                self._streams = threading.BoundedSemaphore(self.max_streams)
+        return self._streams.acquire(blocking=False)
+
+    def release_stream(self) -> None:
+        assert self._streams is not None
+        self._streams.release()
 
     def registry(self) -> Registry:
         """The tracked repositories, on a connection of this server thread's own."""
@@ -262,14 +276,24 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
         job_id = ctx.store.resolve(ref)
         ctx.store.get(job_id)  # 404 before the stream starts
         since = flask.request.headers.get("last-event-id") or flask.request.args.get("after")
+        if not ctx.stream_slot():
+            response = fail(
+                503,
+                f"{ctx.max_streams} event streams are open; try again, or poll /v1/jobs/{job_id}",
+            )
+            response.headers["retry-after"] = "5"
+            return response
+
         stream = job_events(
             ctx.store, ctx.url, job_id, int(since) if since and since.isdigit() else 0
         )
-        return flask.Response(
+        response = flask.Response(
             stream,
             mimetype="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
+        response.call_on_close(ctx.release_stream)  # the server closes every response
+        return response
 
     @app.get("/v1/repos/<owner>/<name>/freshness")
     def freshness(owner: str, name: str) -> Any:

@@ -39,7 +39,7 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
         freshness = load_freshness()
         store = s.store
         assert s.url is not None
-        ctx = Context(store, s.url, freshness)
+        ctx = Context(store, s.url, freshness, max_streams=max(1, threads // 2))
         s.on_close(ctx.close)
         app = create_app(ctx, api)
         function = inngest_function.FunctionSettings.load()

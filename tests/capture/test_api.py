@@ -20,6 +20,7 @@ from capture.wsgi import Server
 from jobstore.errors import ConfigError
 from jobstore.settings import load
 from tests.conftest import count_events
+from tests.jobstore.test_views import wait_for
 
 TOKEN = "api-token-0123456789abcdef"
 
@@ -222,3 +223,33 @@ def test_browsers_on_a_listed_origin_may_call_the_api(store, database_url):
     assert "access-control-allow-origin" not in other.headers
     with pytest.raises(ConfigError, match="is not an origin"):
         ApiSettings.load({"CAPTURE_API_TOKENS": TOKEN, "CAPTURE_API_CORS_ORIGINS": "app.example"})
+
+
+def test_event_streams_are_capped_so_the_api_keeps_answering(store, database_url, served):
+    store.settings = replace(store.settings, lanes=load(served.env).lanes)
+    ctx = Context(store, database_url, load_freshness({}), max_streams=1)
+    server = Server(
+        create_app(ctx, ApiSettings.load({"CAPTURE_API_TOKENS": TOKEN})), "127.0.0.1", 0
+    )
+    server.start()
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+            job_id = client.post("/v1/captures", json=recent()).json()["job_id"]
+            with client.stream("GET", f"/v1/jobs/{job_id}/events") as first:
+                assert first.status_code == 200
+                second = client.get(f"/v1/jobs/{job_id}/events")
+                assert second.status_code == 503
+                assert second.headers["retry-after"] == "5"
+                assert "event streams are open" in second.json()["error"]
+                assert client.get(f"/v1/jobs/{job_id}").status_code == 200  # still answering
+            store.cancel(job_id, "done with it")  # the open stream ends, its slot comes back
+            wait_for(lambda: client.get(f"/v1/jobs/{job_id}/events").status_code == 200)
+            frames: list[dict] = []
+            with client.stream("GET", f"/v1/jobs/{job_id}/events") as again:
+                assert again.status_code == 200
+                read_frames(again, frames)
+            assert frames[-1]["event"] == "end"
+    finally:
+        server.stop()
+        ctx.close()
