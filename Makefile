@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python bin/bench projections --json
 	$(BIN)/python bin/bench capture --json
 	$(BIN)/python bin/bench latency --json
+	$(BIN)/python bin/bench api --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -239,7 +239,8 @@ def lane_error_rates(url: str, since: datetime) -> dict[str, tuple[int, int]]:
 @translated
 def series(url: str, since: datetime, step_seconds: int = 300) -> list[dict]:
     """Per lane and time bucket since `since`: jobs created, jobs finished, their mean
-    queue wait and run time (the dashboard's charts)."""
+    queue wait and run time, and the queue depth at the bucket's end (jobs waiting to
+    start): the dashboard's charts."""
     return select(
         url,
         "WITH buckets AS (SELECT generate_series(date_bin(make_interval(secs => %(step)s), "
@@ -254,7 +255,12 @@ def series(url: str, since: datetime, step_seconds: int = 300) -> list[dict]:
         " AND j.finished_at < b.at + make_interval(secs => %(step)s)) AS wait_s, "
         "(SELECT avg(extract(epoch FROM j.finished_at - j.started_at)) FROM capture_jobs j "
         " WHERE j.lane = l.lane AND j.finished_at >= b.at "
-        " AND j.finished_at < b.at + make_interval(secs => %(step)s)) AS run_s "
+        " AND j.finished_at < b.at + make_interval(secs => %(step)s)) AS run_s, "
+        "(SELECT count(*) FROM capture_jobs j WHERE j.lane = l.lane "
+        " AND j.created_at < b.at + make_interval(secs => %(step)s) "
+        " AND (j.started_at IS NULL OR j.started_at >= b.at + make_interval(secs => %(step)s)) "
+        " AND (j.finished_at IS NULL OR j.finished_at >= b.at + make_interval(secs => %(step)s))"
+        ")::int AS depth "
         "FROM buckets b CROSS JOIN (SELECT unnest(%(lanes)s::text[]) AS lane) l "
         "ORDER BY b.at, l.lane",
         {"since": since, "step": step_seconds, "lanes": list(LANES)},

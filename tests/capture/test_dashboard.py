@@ -80,7 +80,7 @@ def test_the_dashboard_shows_a_sandbox_run(dashboard, served, database_url):
             lanes = page.inner_text("#lanes")
             assert "local" in lanes
             assert "done" in lanes
-            for chart in ("throughput", "wait", "run"):
+            for chart in ("depth", "throughput", "wait", "run"):
                 assert page.locator(f"#{chart} path.line").count() == 3, chart
             assert page.locator("#cost rect").count() == 2
             page.wait_for_selector("#failures tr.click", timeout=15_000)

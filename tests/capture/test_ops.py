@@ -256,3 +256,29 @@ def _empty() -> dict:
     keys = ("pending", "processing", "completed", "failed", "cancelled", "success_rate")
     timing = ("wait_p50_s", "wait_p95_s", "run_p50_s", "run_p95_s")
     return dict.fromkeys(keys + timing)
+
+
+def test_the_dashboards_series_count_depth_throughput_and_timings(store, database_url, job_views):
+    now = datetime.now(UTC)
+    t0 = now - timedelta(minutes=40)
+    waiting = JobSpec.create("pr-reviews", "acme/waiting", days=1)
+    store.enqueue(waiting, t0, route=Route("local", "explicit", "test"))
+    done = JobSpec.create("pr-reviews", "acme/done", days=1)
+    job_id = store.enqueue(done, t0, route=Route("local", "explicit", "test")).job_id
+    assert store.claim(job_id, "w1", t0 + timedelta(minutes=5)).won
+    store.complete(job_id, 1, now=t0 + timedelta(minutes=15))
+    views.catch_up(store, job_views)
+    rows = [r for r in reads.series(database_url, now - timedelta(hours=1)) if r["lane"] == "local"]
+    finished = [r for r in rows if r["finished"]]
+    assert len(finished) == 1
+    assert (finished[0]["wait_s"], finished[0]["run_s"]) == (300, 600)
+    assert (
+        finished[0]["at"] <= t0 + timedelta(minutes=15) < finished[0]["at"] + timedelta(minutes=5)
+    )
+    before = [r["depth"] for r in rows if r["at"] + timedelta(minutes=5) <= t0]
+    assert set(before) <= {0}
+    last = rows[-1]
+    assert last["depth"] == 1  # acme/waiting never started
+    step = timedelta(minutes=5)
+    between = [r["depth"] for r in rows if t0 < r["at"] + step <= t0 + step]
+    assert between == [2]  # the bucket ending in the first five minutes: both waiting
