@@ -37,7 +37,7 @@ def database_url(settings: Settings) -> str:
     return Server(settings.home).start()
 
 
-def eventsourcing_env(url: str, *, pool_size: int = 5) -> dict[str, str]:
+def eventsourcing_env(url: str, *, pool_size: int = 5, pool_wait: float = 10) -> dict[str, str]:
     """The eventsourcing settings for a PostgreSQL URL (it wants the parts, not a URL)."""
     try:
         parts = conninfo.conninfo_to_dict(url)
@@ -52,7 +52,7 @@ def eventsourcing_env(url: str, *, pool_size: int = 5) -> dict[str, str]:
         "POSTGRES_PASSWORD": str(parts.get("password") or ""),
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(pool_wait))),
         # Check a pooled connection before use: a restart or a terminated backend (failover,
         # pooler restart, idle reaper) then costs a reconnect, not an error.
         "POSTGRES_PRE_PING": "y",
@@ -161,5 +161,8 @@ def open_store(settings: Settings | None = None, url: str | None = None) -> JobS
     settings = settings or load()
     url = url or database_url(settings)
     migrate(url)
-    env = {**eventsourcing_env(url, pool_size=settings.pool_size), "CREATE_TABLE": "n"}
+    env = {
+        **eventsourcing_env(url, pool_size=settings.pool_size, pool_wait=settings.pool_wait),
+        "CREATE_TABLE": "n",
+    }
     return JobStore(env, settings)

@@ -53,6 +53,7 @@ class Settings:
     )
     retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing it is safe
     pool_size: int = 5
+    pool_wait: float = 10.0  # seconds to wait for a pooled connection before giving up
     prices_path: Path | None = None
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     health: HealthConfig = field(default_factory=HealthConfig)

@@ -14,6 +14,7 @@ from typing import Any
 
 import flask
 import httpx
+import psycopg
 
 from capture.api.stream import job_events
 from capture.freshness.loop import on_request
@@ -37,10 +38,12 @@ from jobstore.errors import (
 )
 from jobstore.routing import LANES
 from jobstore.secret import Secret
+from jobstore.settings import application_name
 from jobstore.spec import JobSpec
 from jobstore.store import JobStore
 
 OPEN = ("/healthz",)  # no token needed
+PING_TIMEOUT = 2  # seconds
 SPEC_FIELDS = {
     "job_type",
     "repository",
@@ -104,7 +107,28 @@ class Context:
     _streams: threading.Semaphore | None = None
     _local: threading.local = field(default_factory=threading.local)
     _registries: list[Registry] = field(default_factory=list)
+    _pings: list[psycopg.Connection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ping(self) -> None:
+        """A quick look that the database answers, on this thread's own connection, so a
+        request meets an outage in at most PING_TIMEOUT seconds (then 503), not after the
+        store's own retries."""
+        conn = getattr(self._local, "ping", None)
+        try:
+            if conn is None or conn.closed or conn.broken:
+                conn = self._local.ping = psycopg.connect(
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=PING_TIMEOUT,
+                    application_name=application_name("api"),
+                )
+                with self._lock:
+                    self._pings.append(conn)
+            conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(f"the database does not answer: {message[:200]}") from None
 
     def stream_slot(self) -> bool:
         """Takes one of the event-stream slots (give it back with `release_stream`)."""
@@ -135,6 +159,8 @@ class Context:
     def close(self) -> None:
         for registry in self._registries:
             registry.close()
+        for conn in self._pings:
+            conn.close()
         self.client.close()
         if self.budgets is not None:
             self.budgets.close()
@@ -162,6 +188,8 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
         given = given or flask.request.args.get("access_token", "")  # EventSource, links
         if not any(hmac.compare_digest(given.encode(), token) for token in allowed):
             return fail(401, "a valid token is needed: Authorization: Bearer <token>")
+        if path != "/":  # the page itself needs no database
+            ctx.ping()
         return None
 
     def allowed_origin() -> str | None:
@@ -199,7 +227,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
 
     @app.get("/healthz")
     def health() -> Any:
-        reads.select(ctx.url, "SELECT 1")
+        ctx.ping()
         return {"ok": True}
 
     @app.post("/v1/captures")

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -110,6 +111,11 @@ class Resources:
         if self._settings is None:
             self._settings = load()
         return self._settings
+
+    def configure(self, **changes: Any) -> None:
+        """Changes settings before the store is opened (e.g. a server's pool)."""
+        assert self._store is None, "configure before the store is opened"
+        self._settings = replace(self.settings, **changes)
 
     @property
     def store(self) -> JobStore:

@@ -35,6 +35,9 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
     INNGEST_DEV=1) the capture function is served at /api/inngest too."""
     s = resources(click.get_current_context())
     with errors():
+        # A request waits at most 3 s for a database connection (then 503), and each
+        # server thread can hold one.
+        s.configure(pool_size=max(s.settings.pool_size, threads // 2), pool_wait=3.0)
         api = ApiSettings.load()
         freshness = load_freshness()
         store = s.store

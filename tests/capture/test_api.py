@@ -9,16 +9,20 @@ import json
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql
 
 from capture.api.app import ApiSettings, Context, create_app
 from capture.freshness.registry import Entry, Registry
 from capture.settings import load_freshness
 from capture.wsgi import Server
+from jobstore import db
 from jobstore.errors import ConfigError
-from jobstore.settings import load
+from jobstore.settings import Settings, load
 from tests.conftest import count_events
 from tests.jobstore.test_views import wait_for
 
@@ -26,8 +30,9 @@ TOKEN = "api-token-0123456789abcdef"
 
 
 @pytest.fixture
-def api(store, database_url, served):
-    store.settings = replace(store.settings, lanes=load(served.env).lanes)
+def api(database_url, served):
+    settings = replace(Settings(), lanes=load(served.env).lanes, pool_wait=2.0)
+    store = db.open_store(settings, url=database_url)  # as bin/serve opens it: a short wait
     ctx = Context(store, database_url, load_freshness({}))
     app = create_app(ctx, ApiSettings.load({"CAPTURE_API_TOKENS": f"other-token-xxxxxxxx,{TOKEN}"}))
     server = Server(app, "127.0.0.1", 0, threads=8).start()
@@ -38,6 +43,7 @@ def api(store, database_url, served):
     client.close()
     server.stop()
     ctx.close()
+    store.close()
 
 
 def recent(**extra) -> dict:
@@ -253,3 +259,22 @@ def test_event_streams_are_capped_so_the_api_keeps_answering(store, database_url
     finally:
         server.stop()
         ctx.close()
+
+
+def test_a_database_gone_is_503_in_one_line_and_the_server_stays_up(api, database_url, server_url):
+    assert api.post("/v1/captures", json=recent()).status_code == 201
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(server_url, autocommit=True) as conn:  # its backends terminated too
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    base = str(api.base_url).rstrip("/")
+    assert httpx.get(f"{base}/healthz").status_code == 503
+    for method, path, body in [
+        ("POST", "/v1/captures", recent(repository="acme/other")),
+        ("GET", "/v1/jobs", None),
+        ("GET", "/metrics", None),
+    ]:
+        answer = api.request(method, path, json=body)
+        assert answer.status_code == 503, (path, answer.text)
+        error = answer.json()["error"]
+        assert "\n" not in error
+        assert "Traceback" not in error
