@@ -4,6 +4,7 @@ nothing written for a refused request."""
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 import flask
 import httpx
 import psycopg
+from werkzeug.exceptions import HTTPException
 
 from capture.api.stream import job_events
 from capture.freshness.loop import on_request
@@ -42,6 +44,7 @@ from jobstore.settings import application_name
 from jobstore.spec import JobSpec
 from jobstore.store import JobStore
 
+log = logging.getLogger(__name__)
 OPEN = ("/healthz",)  # no token needed
 PING_TIMEOUT = 2  # seconds
 SPEC_FIELDS = {
@@ -224,6 +227,14 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
     @app.errorhandler(JobStoreError)
     def refused(exc: Exception) -> flask.Response:
         return fail(409, str(exc))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> flask.Response:
+        if isinstance(exc, HTTPException):  # 404 for an unknown path, 405, ...
+            return fail(exc.code or 500, exc.description or exc.name)
+        # The path, never the query string (it may carry ?access_token=) or the headers.
+        log.exception("unexpected error on %s %s", flask.request.method, flask.request.path)
+        return fail(500, f"internal error ({type(exc).__name__}); the server log has details")
 
     @app.get("/healthz")
     def health() -> Any:

@@ -278,3 +278,12 @@ def test_a_database_gone_is_503_in_one_line_and_the_server_stays_up(api, databas
         error = answer.json()["error"]
         assert "\n" not in error
         assert "Traceback" not in error
+
+
+def test_unknown_paths_and_methods_answer_json_in_one_line(api):
+    missing = api.get("/v1/nothing-here")
+    assert missing.status_code == 404
+    assert "\n" not in missing.json()["error"]
+    wrong = api.delete("/v1/captures")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]
