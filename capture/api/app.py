@@ -117,21 +117,28 @@ class Context:
         """A quick look that the database answers, on this thread's own connection, so a
         request meets an outage in at most PING_TIMEOUT seconds (then 503), not after the
         store's own retries."""
-        conn = getattr(self._local, "ping", None)
-        try:
-            if conn is None or conn.closed or conn.broken:
-                conn = self._local.ping = psycopg.connect(
-                    self.url,
-                    autocommit=True,
-                    connect_timeout=PING_TIMEOUT,
-                    application_name=application_name("api"),
-                )
-                with self._lock:
-                    self._pings.append(conn)
-            conn.execute("SELECT 1")
-        except psycopg.Error as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseUnavailable(f"the database does not answer: {message[:200]}") from None
+        for fresh in (False, True):  # a connection cut meanwhile: once more, anew
+            conn = None if fresh else getattr(self._local, "ping", None)
+            try:
+                if conn is None or conn.closed or conn.broken:
+                    conn = self._local.ping = psycopg.connect(
+                        self.url,
+                        autocommit=True,
+                        connect_timeout=PING_TIMEOUT,
+                        application_name=application_name("api"),
+                    )
+                    with self._lock:
+                        self._pings.append(conn)
+                conn.execute("SELECT 1")
+                return
+            except psycopg.Error as exc:
+                if not fresh:
+                    continue
+                text = str(exc).strip()
+                message = text.splitlines()[0] if text else type(exc).__name__
+                raise DatabaseUnavailable(
+                    f"the database does not answer: {message[:200]}"
+                ) from None
 
     def stream_slot(self) -> bool:
         """Takes one of the event-stream slots (give it back with `release_stream`)."""

@@ -287,3 +287,20 @@ def test_unknown_paths_and_methods_answer_json_in_one_line(api):
     wrong = api.delete("/v1/captures")
     assert wrong.status_code == 405
     assert wrong.json()["error"]
+
+
+def test_the_first_request_after_connections_were_cut_is_answered(api, database_url, server_url):
+    assert api.get("/v1/jobs").status_code == 200  # the server thread has its connections
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        cut = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchone()
+    assert cut[0] > 0
+    for _ in range(10):  # every server thread meets a cut connection once
+        assert api.get("/v1/jobs").status_code == 200
+    # The store's pool replaces its cut connections (psycopg_pool checks each, backing
+    # off between them: a few seconds), and the request is answered, not refused.
+    assert api.post("/v1/captures", json=recent(), timeout=60).status_code == 201
