@@ -21,7 +21,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from jobstore.boundary import boundary
+from jobstore.boundary import boundary, sweep_dead_connections
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import (
     AmbiguousJobId,
@@ -99,6 +99,7 @@ class JobStore(Application):
         super().__init__(env)
         self.settings = settings or Settings()
         self.heads = Heads(self.recorder.datastore, self.recorder.events_table_name)
+        sweep_dead_connections(self.recorder.datastore.pool)
         self.rng = random.Random()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:

@@ -15,6 +15,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 TEXT = "%(levelname)s %(name)s: %(message)s"
 QUIET = ("httpx", "httpcore", "waitress.queue", "urllib3")
+# The connection pool says "discarding broken connection" once per connection after a
+# failover; the store's own line says it better. Shown with -v.
+POOL = "psycopg.pool"
 
 
 class _Stderr(logging.StreamHandler):
@@ -54,6 +57,7 @@ def configure(verbosity: int = 0, as_json: bool | None = None) -> None:
     root.setLevel(level)
     for name in QUIET:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    logging.getLogger(POOL).setLevel(logging.ERROR if verbosity == 0 else level)
 
 
 def _verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:

@@ -74,8 +74,8 @@ def _connected(url: str) -> bool:
     return any(name.startswith("prcapture-run-job") for name in _names(url))
 
 
-def test_every_connection_names_its_script(database_url, store):
-    ours = _backends(database_url)  # this test process's own connections
+def test_every_connection_names_its_script(database_url):
+    ours = _backends(database_url)  # none: this test opens no store of its own
     worker = subprocess.Popen(
         [sys.executable, ROOT / "bin" / "run-job", "--lane", "local", "--watch", "--poll", "0.2"],
         env={**os.environ, "DATABASE_URL": database_url, "GITHUB_TOKEN": "ghp_" + "x" * 36},
