@@ -74,19 +74,30 @@ def _connected(url: str) -> bool:
     return any(name.startswith("prcapture-run-job") for name in _names(url))
 
 
-def test_every_connection_names_its_script(database_url):
-    ours = _backends(database_url)  # none: this test opens no store of its own
+def _listening(url: str) -> bool:
+    with psycopg.connect(url, application_name="prcapture-test") as conn:
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'LISTEN%%'"
+            ).fetchone()
+        )
+
+
+def test_every_connection_names_its_script(database_url, served):
+    """A watching worker (credentials accepted by the sandbox, so it settles on LISTEN):
+    every connection it holds names it. This test opens no store of its own."""
     worker = subprocess.Popen(
         [sys.executable, ROOT / "bin" / "run-job", "--lane", "local", "--watch", "--poll", "0.2"],
-        env={**os.environ, "DATABASE_URL": database_url, "GITHUB_TOKEN": "ghp_" + "x" * 36},
+        env={**os.environ, **served.env, "DATABASE_URL": database_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        wait_for(lambda: _connected(database_url) or worker.poll() is not None, timeout=30)
+        wait_for(lambda: _listening(database_url) or worker.poll() is not None, timeout=30)
         assert worker.poll() is None, worker.communicate()
-        theirs = {pid: name for pid, name in _backends(database_url).items() if pid not in ours}
+        theirs = _backends(database_url)
         assert theirs, "the worker is connected"
         assert all(name.split("/")[0] == "prcapture-run-job" for name in theirs.values()), theirs
     finally:
