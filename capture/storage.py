@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from capture.errors import StorageError
 from capture.records import Rows
+from jobstore.boundary import is_stale_session
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -167,6 +168,11 @@ class Storage:
         if self._conn is not None:
             self._conn.close()
 
+    def _drop_if_stale(self, exc: BaseException) -> None:
+        if is_stale_session(self._conn, exc):
+            self.close()
+            self._conn = None
+
     def write(self, rows: Rows, watermark: tuple[str, datetime] | None = None) -> None:
         """Everything in `rows` (and the watermark) in one transaction.
 
@@ -183,7 +189,7 @@ class Storage:
                 if attempt == WRITE_ATTEMPTS:
                     raise StorageError("write failed: deadlock detected, retries spent") from None
             except psycopg.Error as exc:
-                self._conn = None if self.conn.broken else self._conn
+                self._drop_if_stale(exc)
                 raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
 
     def _write(self, cur: Any, rows: Rows, watermark: tuple[str, datetime] | None) -> None:
@@ -230,6 +236,7 @@ class Storage:
             with self.conn.transaction():
                 return self.conn.execute(query, params).fetchall()
         except psycopg.Error as exc:
+            self._drop_if_stale(exc)
             raise StorageError(f"read failed: {str(exc).strip().splitlines()[0]}") from None
 
     def repository_id(self, repository: str) -> int | None:
@@ -290,6 +297,7 @@ class Storage:
                     (name, listed_at),
                 )
         except psycopg.Error as exc:
+            self._drop_if_stale(exc)
             raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
 
     def observed(self, repository: str, limit: int = 500) -> dict[str, Counter]:
@@ -332,6 +340,7 @@ class StoredEtags:
                     (credential, key, etag, Jsonb(body), link),
                 )
         except psycopg.Error as exc:
+            self._drop_if_stale(exc)
             raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
 
 

@@ -187,7 +187,11 @@ def read_only_mid_job(rig: Rig) -> tuple[bool, str]:
     )
     exact = rows == PULLS
     held = done and exact and clean(err)
-    return held, f"job {rig.status(job)}; {rows} of {PULLS} pull requests stored once"
+    detail = f"job {rig.status(job)}; {rows} of {PULLS} pull requests stored once"
+    if not held:
+        last = rig.sql("SELECT last_error FROM capture_jobs WHERE job_id = %s", job)
+        detail += f"; last error: {str(last)[:160]}; worker said: {err.strip()[-300:]}"
+    return held, detail
 
 
 def github_refuses(rig: Rig) -> tuple[bool, str]:

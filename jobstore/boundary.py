@@ -43,7 +43,11 @@ def translated(method: Callable[..., T]) -> Callable[..., T]:
         except IntegrityError:
             raise
         except (PersistenceError, psycopg.Error) as exc:
-            raise translate(exc) from None
+            error = translate(exc)
+            hook = getattr(args[0], "on_read_only", None) if args else None
+            if isinstance(error, DatabaseReadOnly) and callable(hook):
+                hook()  # its pooled sessions may all be read-only ones: made anew
+            raise error from None
 
     return wrapper
 
@@ -88,6 +92,23 @@ class Patient:
         return functools.wraps(value)(
             lambda *args, **kwargs: patiently(lambda: value(*args, **kwargs), self._budget)
         )
+
+
+def is_stale_session(conn: psycopg.Connection | None, exc: BaseException) -> bool:
+    """Whether a held connection should be dropped after `exc`: it is broken, or it was
+    made while the database was read-only (a session keeps the read-only default it
+    connected with, so after a read-only spell it would refuse writes for ever)."""
+    if conn is not None and conn.broken:
+        return True
+    return isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
+
+
+def renew_connections(pool: Any) -> None:
+    """Replaces every connection of a psycopg pool (those in use when they come back):
+    after a read-only spell its sessions may keep the read-only default."""
+    drain = getattr(pool, "drain", None)
+    if callable(drain):
+        drain()
 
 
 def sweep_dead_connections(pool: Any) -> None:

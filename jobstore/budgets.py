@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.rows import dict_row
 
+from jobstore.boundary import is_stale_session
 from jobstore.errors import DatabaseUnavailable
 from jobstore.settings import application_name
 
@@ -273,6 +274,10 @@ class PostgresBudgets:
                             f"budget ledger: {str(exc).strip()[:200]}"
                         ) from None
                 except psycopg.Error as exc:
+                    # A session made while the database was read-only stays read-only:
+                    # drop it, so the next call connects anew.
+                    if is_stale_session(self._conn, exc):
+                        self.close()
                     raise DatabaseUnavailable(f"budget ledger: {str(exc).strip()[:200]}") from None
         raise DatabaseUnavailable("budget ledger: kept conflicting with other workers")
 

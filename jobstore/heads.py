@@ -13,7 +13,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import sql
 
-from jobstore.boundary import boundary
+from jobstore.boundary import boundary, renew_connections
 from jobstore.recorder import INSERT_DISPATCH, DispatchOutcome
 from jobstore.settings import Settings
 
@@ -41,6 +41,10 @@ class Heads:
     def __init__(self, datastore: PostgresDatastore, events_table: str) -> None:
         self.datastore = datastore
         self.events_table = events_table
+
+    def on_read_only(self) -> None:
+        """Called by the boundary after a read-only error: the pool's sessions anew."""
+        renew_connections(self.datastore.pool)
 
     @retry((InterfaceError, OperationalError), max_attempts=5, wait=0.1)
     def _rows(self, query: str | sql.Composed, params: Sequence[Any] = ()) -> list[dict]:

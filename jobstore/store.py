@@ -21,7 +21,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from jobstore.boundary import boundary, sweep_dead_connections
+from jobstore.boundary import boundary, renew_connections, sweep_dead_connections
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import (
     AmbiguousJobId,
@@ -101,6 +101,10 @@ class JobStore(Application):
         self.heads = Heads(self.recorder.datastore, self.recorder.events_table_name)
         sweep_dead_connections(self.recorder.datastore.pool)
         self.rng = random.Random()
+
+    def on_read_only(self) -> None:
+        """Called by the boundary after a read-only error: the pool's sessions anew."""
+        renew_connections(self.recorder.datastore.pool)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # Unlike Application's default, ignore os.environ: jobstore.settings reads it.

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from capture.errors import StorageError
 from capture.freshness.rules import TIERS, Tier, Tracked
+from jobstore.boundary import is_stale_session
 from jobstore.domain import FINAL
 from jobstore.errors import ConfigError
 from jobstore.settings import application_name
@@ -109,7 +110,8 @@ class Registry:
                 cur.execute(query, params)
                 return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
-            if self._conn is not None and self._conn.broken:
+            if is_stale_session(self._conn, exc):
+                self.close()
                 self._conn = None
             raise StorageError(f"registry: {str(exc).strip().splitlines()[0]}") from None
 
