@@ -3,6 +3,7 @@ nothing written for a refused request."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import os
@@ -47,20 +48,9 @@ from jobstore.store import JobStore
 log = logging.getLogger(__name__)
 OPEN = ("/healthz",)  # no token needed
 PING_TIMEOUT = 2  # seconds
-SPEC_FIELDS = {
-    "job_type",
-    "repository",
-    "days",
-    "since",
-    "until",
-    "pr_numbers",
-    "max_items",
-    "trigger",
-    "priority",
-    "dedupe_key",
-    "params",
-    "lane",
-}
+# What a request may say: the job spec's own fields (not parent_id: only a splitting job
+# makes children) and the lane.
+SPEC_FIELDS = {f.name for f in dataclasses.fields(JobSpec)} - {"parent_id"} | {"lane"}
 
 
 @dataclass(frozen=True)

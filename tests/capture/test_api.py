@@ -94,6 +94,7 @@ def test_a_capture_is_enqueued_routed_and_dispatched_once(api, served, store):
         ([1, 2], "the body must be a JSON object"),
         ({"job_type": "nope", "repository": "a/b"}, "job_type must be one of"),
         ({**recent(), "colour": "red"}, "unknown fields: colour"),
+        ({**recent(), "parent_id": "x"}, "unknown fields: parent_id"),
         ({**recent(), "lane": "moon"}, "lane must be auto or one of"),
         ({**recent(), "repository": "no-slash"}, "repository"),
         ({**recent(), "days": -3}, "days"),

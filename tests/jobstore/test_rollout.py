@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
+from devtools.sandbox import Sandbox, World
 from jobstore.dispatcher import Dispatcher, open_lanes
 from jobstore.errors import ConfigError, InvalidSpec
 from jobstore.rollout import rollbacks
 from jobstore.routing import LANES, RoutingConfig, decide
-from jobstore.secret import Secret
-from jobstore.settings import LaneSettings, load
+from jobstore.settings import load
 from jobstore.spec import JobSpec
+from tests.jobstore.test_dispatcher import LANE_SETTINGS
 
 T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
 RECENT = JobSpec.create("pr-reviews", "acme/widgets", days=1)
@@ -32,14 +32,7 @@ def sandbox():
 
 @pytest.fixture
 def dispatcher(store, sandbox):
-    lanes = LaneSettings(
-        inngest_event_key=Secret(DEFAULT_EVENT_KEY),
-        inngest_event_api="http://sandbox.invalid",
-        github_token=Secret(DEFAULT_TOKEN),
-        github_api_url="http://sandbox.invalid",
-        actions_repository="acme/ops",
-    )
-    store.settings = replace(store.settings, lanes=lanes)
+    store.settings = replace(store.settings, lanes=LANE_SETTINGS)
     with httpx.Client(transport=sandbox.transport()) as client:
         opened, problems = open_lanes(store.settings, client)
         yield Dispatcher(store, opened, problems)
