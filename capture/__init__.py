@@ -5,7 +5,7 @@ The Inngest function (capture.inngest_function) and the scripts (capture.cli) ar
 from their modules, so importing the library does not load Flask or Inngest.
 """
 
-from capture.attempt import Result, job_runner, run_by_id, run_claimed, run_job
+from capture.attempt import Result, Runner, run_claimed, run_job
 from capture.errors import (
     AccessDenied,
     CaptureError,
@@ -15,15 +15,15 @@ from capture.errors import (
     QueryFailed,
     RateLimited,
     ServerError,
-    StorageError,
 )
-from capture.github.client import GitHub, connect
+from capture.github.client import GitHub, GitHubFactory, connect
+from capture.github.cost import query_cost
 from capture.handlers import HANDLERS, capable
-from capture.querycost import query_cost
+from capture.intake import Intake, take
 from capture.settings import CaptureSettings
 from capture.settings import load as load_settings
 from capture.storage import Storage
-from capture.worker import Wakeup, work
+from capture.worker import work
 
 __all__ = [
     "HANDLERS",
@@ -31,23 +31,23 @@ __all__ = [
     "CaptureError",
     "CaptureSettings",
     "GitHub",
+    "GitHubFactory",
+    "Intake",
     "ItemsFailed",
     "NetworkError",
     "NotFound",
     "QueryFailed",
     "RateLimited",
     "Result",
+    "Runner",
     "ServerError",
     "Storage",
-    "StorageError",
-    "Wakeup",
     "capable",
     "connect",
-    "job_runner",
     "load_settings",
     "query_cost",
-    "run_by_id",
     "run_claimed",
     "run_job",
+    "take",
     "work",
 ]

@@ -14,21 +14,27 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from uuid import UUID
 
+import httpx
+
 from capture.errors import CaptureError, RateLimited
-from capture.github.client import GitHub, connect
-from capture.github.credentials import pool_for
+from capture.github.client import GitHubFactory
+from capture.github.ledger import PostgresBudgets
 from capture.handlers import HANDLERS, Context, Progress
 from capture.settings import CaptureSettings
 from capture.storage import Storage
-from jobstore.boundary import Patient
-from jobstore.budgets import MemoryBudgets, PostgresBudgets
-from jobstore.domain import Job, Status
-from jobstore.errors import ConfigError, DatabaseUnavailable, InvalidTransition
-from jobstore.routing import Route
-from jobstore.store import JobStore
+from jobstore import (
+    ConfigError,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    InvalidTransition,
+    Job,
+    JobStore,
+    Patient,
+    Route,
+    Status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,7 @@ def run_job(
     worker: str,
     storage: Storage,
     settings: CaptureSettings,
-    github: Callable[[bool], GitHub],
+    github: GitHubFactory,
     lane: str | None = None,
     attempt: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -98,7 +104,7 @@ def run_claimed(
     *,
     storage: Storage,
     settings: CaptureSettings,
-    github: Callable[[bool], GitHub],
+    github: GitHubFactory,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     progress: Progress | None = None,
 ) -> Result:
@@ -130,7 +136,7 @@ def _run_claimed(
     job: Job,
     storage: Storage,
     settings: CaptureSettings,
-    github: Callable[[bool], GitHub],
+    github: GitHubFactory,
     now: Callable[[], datetime],
     progress: Progress | None,
 ) -> Result:
@@ -146,16 +152,17 @@ def _run_claimed(
     if entry is None:
         return failed("unknown_job_type", f"no handler for {job.job_type!r}", retryable=False)
     try:
-        gh = github(job.lane == "inngest" or job.trigger == "manual")
-        gh.session.repository = job.repository  # its own installation first
-        gh.session.pool.prefer(job.repository)
+        gh = github.github(
+            realtime=job.lane == "inngest" or job.trigger == "manual",
+            repository=job.repository,  # its own installation first
+            etags=storage.etag_cache(),  # REST answers' ETags outlive the job
+            on_wait=lambda left, why: ctx.heartbeat(f"waiting {left:.0f}s: {why}"),
+        )
     except ConfigError as exc:
         return failed("config_error", str(exc), retryable=False)
     except CaptureError as exc:  # the App could not look up or mint: retried, said once
         return failed(error_type(exc), str(exc), exc.retryable)
-    gh.rest.etags = storage.etag_cache()  # REST answers' ETags outlive the job
     ctx = Context(store, job, gh, storage, settings, now, progress=progress)
-    gh.session.on_wait = lambda left, why: ctx.heartbeat(f"waiting {left:.0f}s: {why}")
     try:
         outcome = entry.run(ctx)
     except RateLimited as exc:
@@ -168,6 +175,8 @@ def _run_claimed(
         return failed("config_error", str(exc), retryable=False, points=gh.meter.points)
     except DatabaseUnavailable as exc:  # the budget ledger or storage: retried later
         return failed("database_unavailable", str(exc), points=gh.meter.points)
+    except DatabaseRefused as exc:  # a row the database would not take: said, retried
+        return failed("database_refused", str(exc), points=gh.meter.points)
     except InvalidTransition:
         raise  # the attempt was ended elsewhere: not a crash of this handler
     except Exception as exc:  # a bug in a handler must still end the attempt, with its name
@@ -201,74 +210,61 @@ def _run_claimed(
     return Result(job.id, "completed", items=outcome.items, points=gh.meter.points)
 
 
-def github_for(settings: CaptureSettings, url: str | None = None) -> Callable[[bool], GitHub]:
-    """GitHub clients for this process's settings (real-time jobs may use the reserve),
-    drawing credentials from the budget ledger shared by every worker (on `url`)."""
+class Runner:
+    """What a process needs to run attempts, made once and reused by every job: the
+    capture storage and the budget ledger on the job store's connections, and one GitHub
+    factory (one HTTP client). What an Actions step, the Inngest function and a lane
+    worker run."""
 
-    def make(realtime: bool) -> GitHub:
-        client = connect(settings)
-        budgets = shared_budgets(url) if url else MemoryBudgets()
-        pool = pool_for(settings, client, budgets, lambda: datetime.now(UTC))
-        return GitHub(client, settings, realtime=realtime, pool=pool)
+    def __init__(
+        self,
+        store: JobStore,
+        settings: CaptureSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.now = now
+        self.storage = Storage(store.database("storage"))
+        self.budgets = PostgresBudgets(store.database("budgets"))
+        self.github = GitHubFactory(settings, self.budgets, transport=transport, now=now)
 
-    return make
-
-
-@cache
-def shared_budgets(url: str) -> PostgresBudgets:
-    """This process's connection to the budget ledger on `url`."""
-    return PostgresBudgets(url)
-
-
-def run_by_id(
-    store: JobStore,
-    url: str,
-    settings: CaptureSettings,
-    job_id: str,
-    *,
-    worker: str,
-    lane: str | None = None,
-    attempt: int | None = None,
-    progress: Progress | None = None,
-) -> Result:
-    """Claims and runs one job's attempt: what an Actions step and the Inngest function do."""
-    storage = Storage(url)
-    try:
+    def run(
+        self,
+        job_id: UUID | str,
+        *,
+        worker: str,
+        lane: str | None = None,
+        attempt: int | None = None,
+        progress: Progress | None = None,
+    ) -> Result:
+        """Claims and runs one job's attempt (an Actions step, the Inngest function)."""
         return run_job(
-            store,
+            self.store,
             job_id,
             worker=worker,
             lane=lane,
             attempt=attempt,
-            storage=storage,
-            settings=settings,
-            github=github_for(settings, url),
+            storage=self.storage,
+            settings=self.settings,
+            github=self.github,
+            now=self.now,
             progress=progress,
         )
-    finally:
-        storage.close()
 
+    def run_claimed(self, job: Job, progress: Progress | None = None) -> Result:
+        """Runs a job this worker claimed (what a lane worker calls)."""
+        return run_claimed(
+            self.store,
+            job,
+            storage=self.storage,
+            settings=self.settings,
+            github=self.github,
+            now=self.now,
+            progress=progress,
+        )
 
-def job_runner(
-    store: JobStore,
-    url: str,
-    settings: CaptureSettings,
-    progress: Callable[[Job], Progress | None] = lambda job: None,
-) -> Callable[[Job], Result]:
-    """Runs a claimed job with this process's GitHub settings (what a lane worker calls)."""
-
-    def run(job: Job) -> Result:
-        storage = Storage(url)
-        try:
-            return run_claimed(
-                store,
-                job,
-                storage=storage,
-                settings=settings,
-                github=github_for(settings, url),
-                progress=progress(job),
-            )
-        finally:
-            storage.close()
-
-    return run
+    def close(self) -> None:
+        self.github.close()

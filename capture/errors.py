@@ -80,10 +80,6 @@ class TooHeavy(QueryFailed):
         super().__init__(message)
 
 
-class StorageError(CaptureError):
-    """Captured rows could not be written."""
-
-
 class Incomplete(CaptureError):
     """Some pull requests of a refresh could not be captured: its watermark stays where
     it was, and the next attempt lists them again."""

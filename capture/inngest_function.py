@@ -13,9 +13,7 @@ job attempt with the same code as every other lane (capture.attempt).
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -23,14 +21,11 @@ import flask
 import inngest
 import inngest.flask
 
-from capture.attempt import run_by_id
-from capture.settings import CaptureSettings
+from capture.attempt import Runner
+from capture.settings import InngestSettings
 from capture.wsgi import Server
-from jobstore.errors import ConfigError, JobNotFound
-from jobstore.lanes.inngest import EVENT
-from jobstore.secret import Secret
-from jobstore.settings import number
-from jobstore.store import JobStore
+from jobstore import INNGEST_EVENT as EVENT
+from jobstore import JobNotFound
 
 APP_ID = "prcapture"
 FUNCTION_ID = "capture-job"
@@ -40,40 +35,7 @@ SERVE_PATH = "/api/inngest"
 RunAttempt = Callable[[str, int], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class FunctionSettings:
-    """How the function is served: INNGEST_SIGNING_KEY (production: requests are signed),
-    INNGEST_DEV (the dev server, no signatures), INNGEST_BASE_URL, the Event API and key,
-    and CAPTURE_INNGEST_CONCURRENCY runs at once per repository."""
-
-    signing_key: Secret = field(default_factory=lambda: Secret(""))
-    event_key: Secret = field(default_factory=lambda: Secret(""))
-    dev: bool = False
-    base_url: str | None = None
-    event_api: str = "https://inn.gs"
-    concurrency: int = 1
-
-    @classmethod
-    def load(cls, env: Mapping[str, str] | None = None) -> FunctionSettings:
-        env = os.environ if env is None else env
-        return cls(
-            signing_key=Secret(env.get("INNGEST_SIGNING_KEY") or ""),
-            event_key=Secret(env.get("INNGEST_EVENT_KEY") or ""),
-            dev=(env.get("INNGEST_DEV") or "").lower() not in ("", "0", "false", "no"),
-            base_url=env.get("INNGEST_BASE_URL") or None,
-            event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
-            concurrency=int(number(env, "CAPTURE_INNGEST_CONCURRENCY", 1, minimum=1)),
-        )
-
-    def check(self) -> None:
-        """Production mode needs the signing key; raises ConfigError naming it."""
-        if not self.dev and not self.signing_key:
-            raise ConfigError(
-                "INNGEST_SIGNING_KEY is not set (production mode); set it, or INNGEST_DEV=1"
-            )
-
-
-def client(settings: FunctionSettings, logger: logging.Logger | None = None) -> inngest.Inngest:
+def client(settings: InngestSettings, logger: logging.Logger | None = None) -> inngest.Inngest:
     """The SDK client: production mode (signatures checked) unless INNGEST_DEV is set."""
     settings.check()
     return inngest.Inngest(
@@ -126,14 +88,12 @@ def function(
     return capture_job
 
 
-def attempt_runner(store: JobStore, url: str, settings: CaptureSettings, worker: str) -> RunAttempt:
+def attempt_runner(runner: Runner, worker: str) -> RunAttempt:
     """Runs one attempt as the Inngest lane: the same run_job every lane uses."""
 
     def run(job_id: str, attempt: int) -> dict[str, Any]:
         try:
-            result = run_by_id(
-                store, url, settings, job_id, worker=worker, lane="inngest", attempt=attempt
-            )
+            result = runner.run(job_id, worker=worker, lane="inngest", attempt=attempt)
         except JobNotFound as exc:
             raise inngest.NonRetriableError(str(exc)) from None
         return {
@@ -149,7 +109,7 @@ def attempt_runner(store: JobStore, url: str, settings: CaptureSettings, worker:
 
 
 def create_app(
-    settings: FunctionSettings, run_attempt: RunAttempt, app: flask.Flask | None = None
+    settings: InngestSettings, run_attempt: RunAttempt, app: flask.Flask | None = None
 ) -> tuple[flask.Flask, inngest.Function[Any]]:
     """The function served at SERVE_PATH by the SDK's Flask adapter (on `app` if given:
     the HTTP API's, so one server carries both)."""

@@ -298,14 +298,3 @@ def rest_commit(rows: Rows, item: dict, pr_id: int) -> None:
             "committed_at": when(commit["committer"]["date"]),
         }
     )
-
-
-def parse_link(header: str | None) -> dict[str, str]:
-    """A `link` header as {rel: url}."""
-    links = {}
-    for part in (header or "").split(","):
-        url, _, rest = part.partition(";")
-        rel = rest.strip().removeprefix('rel="').removesuffix('"')
-        if url.strip().startswith("<") and rel:
-            links[rel] = url.strip()[1:-1]
-    return links

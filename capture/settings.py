@@ -1,16 +1,15 @@
-"""Capture settings from the environment (the names GitHub Actions sets)."""
+"""The capture package's settings from the environment: GitHub (the names Actions
+sets), the served Inngest function, the HTTP API and the alert webhook. The freshness
+loop's are in capture.freshness.settings."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
-from capture.freshness.rules import DEFAULT_TIERS, FreshnessSettings, Tier
-from jobstore.errors import ConfigError
-from jobstore.secret import Secret
+from jobstore import ConfigError, Secret
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class CaptureSettings:
         return self.token.reveal() if self.token else ""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def whole_number(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if not raw:
         return default
@@ -62,7 +61,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+def choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = (env.get(name) or default).strip().lower()
     if raw not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
@@ -113,15 +112,15 @@ def load(env: Mapping[str, str] | None = None) -> CaptureSettings:
         token=Secret(env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""),
         api_url=api,
         graphql_url=env.get("GITHUB_GRAPHQL_URL") or f"{api}/graphql",
-        reserve=_int(env, "CAPTURE_RESERVE_POINTS", 500),
-        batch_size=min(_int(env, "CAPTURE_BATCH_SIZE", 100), 100),
-        max_items=_int(env, "CAPTURE_MAX_ITEMS", 500),
-        concurrency=_int(env, "CAPTURE_CONCURRENCY", 4),
+        reserve=whole_number(env, "CAPTURE_RESERVE_POINTS", 500),
+        batch_size=min(whole_number(env, "CAPTURE_BATCH_SIZE", 100), 100),
+        max_items=whole_number(env, "CAPTURE_MAX_ITEMS", 500),
+        concurrency=whole_number(env, "CAPTURE_CONCURRENCY", 4),
         force_rest=(env.get("CAPTURE_FORCE_REST") or "").lower() in ("1", "true", "yes"),
-        node_counting=_choice(env, "CAPTURE_NODE_COUNTING", "auto", ("auto", "strict", "lenient")),
-        max_nodes=min(_int(env, "CAPTURE_MAX_NODES", 100_000), 500_000),
-        rest_factor=_int(env, "CAPTURE_REST_FACTOR", 10),
-        rest_floor=_int(env, "CAPTURE_REST_FLOOR", 100),
+        node_counting=choice(env, "CAPTURE_NODE_COUNTING", "auto", ("auto", "strict", "lenient")),
+        max_nodes=min(whole_number(env, "CAPTURE_MAX_NODES", 100_000), 500_000),
+        rest_factor=whole_number(env, "CAPTURE_REST_FACTOR", 10),
+        rest_floor=whole_number(env, "CAPTURE_REST_FLOOR", 100),
         tokens=more,
         app_id=app_id,
         app_key=app_key,
@@ -129,38 +128,77 @@ def load(env: Mapping[str, str] | None = None) -> CaptureSettings:
     )
 
 
-def duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
-    """`90s`, `15m`, `6h`, `2d` or plain seconds."""
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(raw[-1])
-    number = raw[:-1] if unit else raw
-    try:
-        seconds = float(number) * (unit or 1)
-    except ValueError:
-        raise ConfigError(f"{name} must be a duration like 15m, 6h or 900, got {raw!r}") from None
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be more than zero, got {raw!r}")
-    return timedelta(seconds=seconds)
+@dataclass(frozen=True)
+class InngestSettings:
+    """How the function is served: INNGEST_SIGNING_KEY (production: requests are signed),
+    INNGEST_DEV (the dev server, no signatures), INNGEST_BASE_URL, the Event API and key,
+    and CAPTURE_INNGEST_CONCURRENCY runs at once per repository."""
+
+    signing_key: Secret = field(default_factory=lambda: Secret(""))
+    event_key: Secret = field(default_factory=lambda: Secret(""))
+    dev: bool = False
+    base_url: str | None = None
+    event_api: str = "https://inn.gs"
+    concurrency: int = 1
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> InngestSettings:
+        env = os.environ if env is None else env
+        return cls(
+            signing_key=Secret(env.get("INNGEST_SIGNING_KEY") or ""),
+            event_key=Secret(env.get("INNGEST_EVENT_KEY") or ""),
+            dev=(env.get("INNGEST_DEV") or "").lower() not in ("", "0", "false", "no"),
+            base_url=env.get("INNGEST_BASE_URL") or None,
+            event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
+            concurrency=whole_number(env, "CAPTURE_INNGEST_CONCURRENCY", 1),
+        )
+
+    def check(self) -> None:
+        """Production mode needs the signing key; raises ConfigError naming it."""
+        if not self.dev and not self.signing_key:
+            raise ConfigError(
+                "INNGEST_SIGNING_KEY is not set (production mode); set it, or INNGEST_DEV=1"
+            )
 
 
-def load_freshness(env: Mapping[str, str] | None = None) -> FreshnessSettings:
-    """The freshness loop's settings: tier targets (probed at a third of the target, a
-    change refreshed at two thirds), promotion, bootstrap and the lanes it uses."""
+@dataclass(frozen=True)
+class ApiSettings:
+    tokens: tuple[Secret, ...] = ()  # bearer tokens the API accepts (CAPTURE_API_TOKENS)
+    # Web origins whose pages may call the API from a browser (CAPTURE_API_CORS_ORIGINS).
+    origins: frozenset[str] = frozenset()
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        env = os.environ if env is None else env
+        tokens = tuple(
+            Secret(t.strip()) for t in (env.get("CAPTURE_API_TOKENS") or "").split(",") if t.strip()
+        )
+        if not tokens:
+            raise ConfigError(
+                "CAPTURE_API_TOKENS is not set: the API needs at least one token to accept"
+            )
+        if any(len(t.reveal()) < 16 for t in tokens):
+            raise ConfigError("CAPTURE_API_TOKENS: each token must be at least 16 characters")
+        origins = frozenset(
+            o.strip().rstrip("/")
+            for o in (env.get("CAPTURE_API_CORS_ORIGINS") or "").split(",")
+            if o.strip()
+        )
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ConfigError(
+                    f"CAPTURE_API_CORS_ORIGINS: {origin!r} is not an origin like "
+                    "https://app.example.com"
+                )
+        return cls(tokens, origins)
+
+
+def alert_webhook(env: Mapping[str, str] | None = None) -> Secret | None:
+    """CAPTURE_ALERT_WEBHOOK (an http(s) URL; it may hold a secret, so it is never shown)."""
     env = os.environ if env is None else env
-    tiers = {}
-    for name, tier in DEFAULT_TIERS.items():
-        target = duration(env, f"CAPTURE_TIER_{name.upper()}", tier.target)
-        tiers[name] = Tier.of(name, target)
-    lanes = ("inngest", "github_actions", "local")
-    refresh_lane = _choice(env, "CAPTURE_REFRESH_LANE", "auto", ("auto", *lanes))
-    return FreshnessSettings(
-        tiers=tiers,
-        promote_for=duration(env, "CAPTURE_PROMOTE_FOR", timedelta(hours=2)),
-        bootstrap_days=min(_int(env, "CAPTURE_BOOTSTRAP_DAYS", 30), 365),
-        fast_lane=_choice(env, "CAPTURE_FAST_LANE", "inngest", lanes),
-        bulk_lane=_choice(env, "CAPTURE_BULK_LANE", "github_actions", lanes),
-        refresh_lane=None if refresh_lane == "auto" else refresh_lane,
-        reserve=_int(env, "CAPTURE_RESERVE_POINTS", 500),
-    )
+    url = (env.get("CAPTURE_ALERT_WEBHOOK") or "").strip()
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("CAPTURE_ALERT_WEBHOOK must be an http:// or https:// URL")
+    return Secret(url)

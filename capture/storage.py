@@ -12,12 +12,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from capture.errors import StorageError
 from capture.records import Rows
-from jobstore.boundary import is_stale_session
+from jobstore import Database
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -137,9 +135,6 @@ PULLS_OF = (
 )
 
 
-WRITE_ATTEMPTS = 3
-
-
 def in_key_order(table: str, items: list[dict]) -> list[dict]:
     """Rows sorted by their table's key: every writer locks rows in the same order."""
     key = TABLES[table][1]
@@ -149,29 +144,8 @@ def in_key_order(table: str, items: list[dict]) -> list[dict]:
 class Storage:
     """Writes captured rows and answers the few questions handlers ask of stored data."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._conn: psycopg.Connection | None = None
-
-    @property
-    def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            try:
-                self._conn = psycopg.connect(self.url, row_factory=dict_row)
-            except psycopg.OperationalError as exc:
-                raise StorageError(
-                    f"cannot connect to PostgreSQL: {str(exc).strip()[:200]}"
-                ) from None
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-    def _drop_if_stale(self, exc: BaseException) -> None:
-        if is_stale_session(self._conn, exc):
-            self.close()
-            self._conn = None
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def write(self, rows: Rows, watermark: tuple[str, datetime] | None = None) -> None:
         """Everything in `rows` (and the watermark) in one transaction.
@@ -180,17 +154,12 @@ class Storage:
         or pull requests take their row locks in the same order and do not deadlock;
         a deadlock or serialisation failure that still happens is retried.
         """
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                with self.conn.transaction(), self.conn.cursor() as cur:
-                    self._write(cur, rows, watermark)
-                return
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt == WRITE_ATTEMPTS:
-                    raise StorageError("write failed: deadlock detected, retries spent") from None
-            except psycopg.Error as exc:
-                self._drop_if_stale(exc)
-                raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
+
+        def work(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                self._write(cur, rows, watermark)
+
+        self.db.run(work)
 
     def _write(self, cur: Any, rows: Rows, watermark: tuple[str, datetime] | None) -> None:
         batches = [
@@ -232,12 +201,7 @@ class Storage:
             )
 
     def _rows(self, query: str, params: Any = ()) -> list[dict]:
-        try:
-            with self.conn.transaction():
-                return self.conn.execute(query, params).fetchall()
-        except psycopg.Error as exc:
-            self._drop_if_stale(exc)
-            raise StorageError(f"read failed: {str(exc).strip().splitlines()[0]}") from None
+        return self.db.rows(query, params)
 
     def repository_id(self, repository: str) -> int | None:
         rows = self._rows(
@@ -282,23 +246,22 @@ class Storage:
         the last pull request, so never ahead of stored data."""
         name = repository.lower()
         newest = newest or EPOCH  # no pull requests yet: any first one is a change
-        try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO refresh_watermarks (repository, updated_at) VALUES (%s, %s) "
-                    "ON CONFLICT (repository) DO UPDATE SET updated_at = GREATEST("
-                    "refresh_watermarks.updated_at, EXCLUDED.updated_at), advanced_at = now()",
-                    (name, newest),
-                )
-                cur.execute(
-                    "INSERT INTO repo_probes (repository, fresh_as_of) VALUES (%s, %s) "
-                    "ON CONFLICT (repository) DO UPDATE SET fresh_as_of = GREATEST("
-                    "repo_probes.fresh_as_of, EXCLUDED.fresh_as_of)",
-                    (name, listed_at),
-                )
-        except psycopg.Error as exc:
-            self._drop_if_stale(exc)
-            raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
+
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute(
+                "INSERT INTO refresh_watermarks (repository, updated_at) VALUES (%s, %s) "
+                "ON CONFLICT (repository) DO UPDATE SET updated_at = GREATEST("
+                "refresh_watermarks.updated_at, EXCLUDED.updated_at), advanced_at = now()",
+                (name, newest),
+            )
+            conn.execute(
+                "INSERT INTO repo_probes (repository, fresh_as_of) VALUES (%s, %s) "
+                "ON CONFLICT (repository) DO UPDATE SET fresh_as_of = GREATEST("
+                "repo_probes.fresh_as_of, EXCLUDED.fresh_as_of)",
+                (name, listed_at),
+            )
+
+        self.db.run(work)
 
     def observed(self, repository: str, limit: int = 500) -> dict[str, Counter]:
         """How long each connection of the repository's most recently captured pull
@@ -330,18 +293,13 @@ class StoredEtags:
         return (rows[0]["etag"], rows[0]["body"], rows[0]["link"]) if rows else None
 
     def put(self, credential: str, key: str, etag: str, body: Any, link: str | None) -> None:
-        try:
-            with self.storage.conn.transaction():
-                self.storage.conn.execute(
-                    "INSERT INTO rest_etags (credential, url, etag, body, link) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (credential, url) DO UPDATE SET "
-                    "etag = EXCLUDED.etag, body = EXCLUDED.body, link = EXCLUDED.link, "
-                    "stored_at = now()",
-                    (credential, key, etag, Jsonb(body), link),
-                )
-        except psycopg.Error as exc:
-            self._drop_if_stale(exc)
-            raise StorageError(f"write failed: {str(exc).strip().splitlines()[0]}") from None
+        self.storage.db.execute(
+            "INSERT INTO rest_etags (credential, url, etag, body, link) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (credential, url) DO UPDATE SET "
+            "etag = EXCLUDED.etag, body = EXCLUDED.body, link = EXCLUDED.link, "
+            "stored_at = now()",
+            (credential, key, etag, Jsonb(body), link),
+        )
 
 
 OBSERVED_KINDS = ("files", "commits", "reviews", "comments", "threads", "thread_comments")

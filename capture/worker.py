@@ -11,80 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import psycopg
-
 from capture.attempt import Result
-from jobstore.domain import Job, Status
-from jobstore.errors import DatabaseUnavailable
-from jobstore.recorder import ROUTED_CHANNEL
-from jobstore.store import JobStore
+from jobstore import DatabaseUnavailable, Hint, Job, JobStore, Status, Wakeup
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Hint:
-    """A job a notification named: routed at `version` on its `attempt`."""
-
-    job_id: str
-    version: int
-    attempt: int
-
-    @classmethod
-    def parse(cls, text: str) -> Hint:
-        job_id, version, attempt = text.split(":")
-        return cls(job_id, int(version), int(attempt))
-
-
-class Wakeup:
-    """Waits until a job is routed to `lane` (or `timeout` passes)."""
-
-    def __init__(self, url: str, lane: str) -> None:
-        self.url = url
-        self.lane = lane
-        self.conn: psycopg.Connection | None = None
-
-    def listen(self) -> None:
-        """Starts listening; call before looking for work so nothing routed meanwhile is missed."""
-        self.close()
-        try:
-            self.conn = psycopg.connect(self.url, autocommit=True)
-            self.conn.execute(f"LISTEN {ROUTED_CHANNEL}")
-        except psycopg.Error as exc:
-            log.warning("LISTEN failed (%s); polling instead", type(exc).__name__)
-            self.close()
-
-    def wait(self, timeout: float) -> list[Hint] | None:
-        """The jobs a notification for this lane named (possibly none) once woken, or
-        None after `timeout` without one."""
-        if self.conn is None:
-            self.listen()
-            if self.conn is None:
-                time.sleep(timeout)
-                return None
-        deadline = time.monotonic() + timeout
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                for note in self.conn.notifies(timeout=left, stop_after=1):
-                    lane, *hints = note.payload.split(" ")
-                    if lane == self.lane:
-                        return [Hint.parse(h) for h in hints]
-        except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.warning("LISTEN connection lost (%s); polling until it is back", first)
-            self.close()
-        return None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            finally:
-                self.conn = None
 
 
 def route_due_retries(store: JobStore, lane: str, now: datetime) -> int:

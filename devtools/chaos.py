@@ -25,11 +25,11 @@ import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+import jobstore
 from capture.cli.common import Command, version_option
 from capture.cli.logs import log_options
 from devtools.playground import ROOT, script_env
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox, World
-from jobstore import db
 from jobstore.embedded import Server
 from jobstore.routing import Route
 from jobstore.settings import Settings
@@ -71,7 +71,7 @@ class Rig:
         )
 
     def store(self) -> Any:
-        return db.open_store(Settings(pool_size=2), url=self.url)
+        return jobstore.open_store(Settings(pool_size=2), url=self.url)
 
     def enqueue_local(self, *prs: int) -> str:
         store = self.store()
@@ -291,7 +291,7 @@ def chaos(only: tuple[str, ...], as_json: bool) -> None:
         home = Path(tmp) / "jobstore"
         rig = Rig(home, world, sandbox)
         rig.url = Server(home).start()
-        db.migrate(rig.url)
+        jobstore.migrate(rig.url)
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB", "INNGEST"))}
         rig.env = {
             **keep,

@@ -17,19 +17,21 @@ from typing import Any
 
 import httpx
 
+import jobstore
 from capture import settings as capture
-from capture.attempt import job_runner
-from capture.handlers import capable
-from capture.inngest_function import FunctionSettings, attempt_runner, create_app, serve
-from capture.worker import Wakeup, work
+from capture.attempt import Runner
+from capture.inngest_function import attempt_runner, create_app, serve
+from capture.jobtypes import capable
+from capture.settings import InngestSettings
+from capture.worker import work
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox, World
 from devtools.sandbox.actions_runner import ActionsRunner
 from devtools.sandbox.inngest_executor import Executor
-from jobstore import db
 from jobstore.dispatcher import Dispatcher
 from jobstore.settings import load
 from jobstore.store import JobStore
 from jobstore.sweeper import sweep
+from jobstore.wakeup import Wakeup
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ class Playground:
         }
         apply_env(self.env)  # the scripts (and the Inngest function) read these
         settings = load(self.env)
-        self.store = store = db.open_store(settings, url=self.database_url)
+        self.store = store = jobstore.open_store(settings, url=self.database_url)
         self._closers.append(store.close)
 
         # GitHub Actions: the runner executes the real workflow files' run: steps.
@@ -115,8 +117,10 @@ class Playground:
 
         # Inngest: the function served over HTTP; the executor calls it, signed.
         capture_settings = capture.load(self.env)
-        run_attempt = attempt_runner(store, self.database_url, capture_settings, "inngest-sandbox")
-        app, fn = create_app(FunctionSettings.load(self.env), run_attempt)
+        runner = Runner(store, capture_settings)
+        self._closers.append(runner.close)
+        run_attempt = attempt_runner(runner, "inngest-sandbox")
+        app, fn = create_app(InngestSettings.load(self.env), run_attempt)
         server = serve(app, "127.0.0.1", 0).start()
         self._closers.append(server.stop)
         self.serve_url = f"{server.url}/api/inngest"
@@ -128,21 +132,21 @@ class Playground:
         self._closers.append(client.close)
         self.dispatcher = Dispatcher.open(store, client, capable)
         if self.local_worker:
-            self._local(store, capture_settings)
+            self._local(store, Runner(store, capture_settings))
         if self.sweep_every:
             self._thread(self._sweep_forever)
         return self
 
-    def _local(self, store: JobStore, settings: capture.CaptureSettings) -> None:
+    def _local(self, store: JobStore, runner: Runner) -> None:
         wakeup = Wakeup(self.database_url, "local")
         self._closers.append(wakeup.close)
-        run = job_runner(store, self.database_url, settings)
+        self._closers.append(runner.close)
         self._thread(
             lambda: work(
                 store,
                 "local",
                 "sandbox-local",
-                run,
+                runner.run_claimed,
                 now=lambda: datetime.now(UTC),
                 wakeup=wakeup,
                 watch=True,

@@ -1,38 +1,62 @@
 """Generic job state: an event-sourced job store, its router, lanes and projections.
 
-What users import is named here; modules not named (recorder, heads, embedded) are the
-store's internals.
+The front door: what other packages use is named here (the layout test holds capture to
+it); modules not named (recorder, heads, boundary, ...) are the store's internals.
 """
 
-from jobstore.db import database_url, migrate, open_store
-from jobstore.dispatcher import Dispatcher, Sent, Submitted
-from jobstore.domain import Job, RetryPolicy, Status
+from jobstore import reads
+from jobstore.boundary import Patient
+from jobstore.db import Database, database_url
+from jobstore.dispatcher import STOPPED, Dispatcher, Sent, Submitted
+from jobstore.domain import FINAL, Job, RetryPolicy, Status
+from jobstore.embedded import Server as EmbeddedServer
 from jobstore.errors import (
+    AmbiguousJobId,
     ConfigError,
+    DatabaseReadOnly,
+    DatabaseRefused,
     DatabaseUnavailable,
     InvalidSpec,
     InvalidTransition,
     JobNotFound,
     JobStoreError,
 )
+from jobstore.lanes.github_actions import plan_matrix
+from jobstore.lanes.inngest import EVENT as INNGEST_EVENT
+from jobstore.migrations import migrate
 from jobstore.prices import LanePrice, load_prices
-from jobstore.routing import LANES, HealthConfig, Route, RoutingConfig, decide
-from jobstore.secret import Secret
-from jobstore.settings import LaneSettings, Settings
+from jobstore.projection import audit_fields
+from jobstore.rollout import Rollout, rollbacks
+from jobstore.routing import LANES, HealthSettings, Route, RoutingSettings, decide
+from jobstore.secret import Secret, fingerprint
+from jobstore.settings import LaneSettings, Settings, application_name, number
 from jobstore.settings import load as load_settings
-from jobstore.spec import JobSpec
-from jobstore.store import Claim, Enqueued, JobStore
+from jobstore.spec import MAX_DAYS, PRIORITIES, TRIGGERS, JobSpec, parse_repository
+from jobstore.store import Claim, Enqueued, JobStore, open_store
 from jobstore.sweeper import SweepReport, sweep
-from jobstore.views import JobViews, catch_up, open_views
+from jobstore.views import JobViews, catch_up, open_views, project_forever
+from jobstore.wakeup import Hint, Wakeup
 
 __all__ = [
+    "FINAL",
+    "INNGEST_EVENT",
     "LANES",
+    "MAX_DAYS",
+    "PRIORITIES",
+    "STOPPED",
+    "TRIGGERS",
+    "AmbiguousJobId",
     "Claim",
     "ConfigError",
+    "Database",
+    "DatabaseReadOnly",
+    "DatabaseRefused",
     "DatabaseUnavailable",
     "Dispatcher",
+    "EmbeddedServer",
     "Enqueued",
-    "HealthConfig",
+    "HealthSettings",
+    "Hint",
     "InvalidSpec",
     "InvalidTransition",
     "Job",
@@ -43,22 +67,34 @@ __all__ = [
     "JobViews",
     "LanePrice",
     "LaneSettings",
+    "Patient",
     "RetryPolicy",
+    "Rollout",
     "Route",
-    "RoutingConfig",
+    "RoutingSettings",
     "Secret",
     "Sent",
     "Settings",
     "Status",
     "Submitted",
     "SweepReport",
+    "Wakeup",
+    "application_name",
+    "audit_fields",
     "catch_up",
     "database_url",
     "decide",
+    "fingerprint",
     "load_prices",
     "load_settings",
     "migrate",
+    "number",
     "open_store",
     "open_views",
+    "parse_repository",
+    "plan_matrix",
+    "project_forever",
+    "reads",
+    "rollbacks",
     "sweep",
 ]

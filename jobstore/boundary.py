@@ -15,14 +15,9 @@ from typing import Any, TypeVar
 import psycopg
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
-from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable
+from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable, first_line
 
 T = TypeVar("T")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def translate(exc: BaseException) -> DatabaseUnavailable:
@@ -92,15 +87,6 @@ class Patient:
         return functools.wraps(value)(
             lambda *args, **kwargs: patiently(lambda: value(*args, **kwargs), self._budget)
         )
-
-
-def is_stale_session(conn: psycopg.Connection | None, exc: BaseException) -> bool:
-    """Whether a held connection should be dropped after `exc`: it is broken, or it was
-    made while the database was read-only (a session keeps the read-only default it
-    connected with, so after a read-only spell it would refuse writes for ever)."""
-    if conn is not None and conn.broken:
-        return True
-    return isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
 
 
 def renew_connections(pool: Any) -> None:

@@ -1,28 +1,33 @@
-"""Database access: which PostgreSQL to use, plain connections, and schema migrations."""
+"""Database access: which PostgreSQL to use, and the one component every holder of a
+connection is given (`Database`). The only module that opens PostgreSQL connections
+(eventsourcing's own pools aside)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
-from importlib.resources.abc import Traversable
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from jobstore.embedded import Server
-from jobstore.errors import ConfigError, DatabaseUnavailable
-from jobstore.settings import Settings, load
+from jobstore.errors import (
+    ConfigError,
+    DatabaseReadOnly,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    first_line,
+)
+from jobstore.settings import Settings, application_name
 
-if TYPE_CHECKING:
-    from jobstore.store import JobStore
-
-MIGRATIONS_TABLE = "schema_migrations"
-# One advisory lock key for migrations, so concurrent first runs apply each file once.
-MIGRATION_LOCK = 0x6A6F6273
-SCHEMA_FILE = re.compile(r"[0-9]{3}_.+\.sql")
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def database_url(settings: Settings) -> str:
@@ -50,8 +55,9 @@ def eventsourcing_env(url: str, *, pool_size: int = 5, pool_wait: float = 10) ->
         "POSTGRES_PORT": str(parts.get("port") or "5432"),
         "POSTGRES_USER": str(parts.get("user") or "postgres"),
         "POSTGRES_PASSWORD": str(parts.get("password") or ""),
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        # One connection kept; more made while work overlaps, up to `pool_size`.
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": str(max(0, pool_size - 1)),
         "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(pool_wait))),
         # Check a pooled connection before use: a restart or a terminated backend (failover,
         # pooler restart, idle reaper) then costs a reconnect, not an error.
@@ -62,107 +68,209 @@ def eventsourcing_env(url: str, *, pool_size: int = 5, pool_wait: float = 10) ->
 
 
 @contextmanager
-def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-    """A plain psycopg connection; connection failures become DatabaseUnavailable."""
-    try:
-        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {first}") from None
+def connect(
+    url: str, *, autocommit: bool = False, component: str = "migrate"
+) -> Iterator[psycopg.Connection]:
+    """A connection of its own for the block (migrations); failures: DatabaseUnavailable."""
+    conn = open_connection(url, component)
+    conn.autocommit = autocommit
     with conn:
         yield conn
 
 
-def reachable(url: str) -> bool:
-    """Whether the server at `url` accepts a connection now."""
+def open_connection(url: str, component: str, timeout: float = 10) -> psycopg.Connection:
+    """A connection of its own, in autocommit mode, for a component that holds a session
+    (a LISTEN); the caller closes it. Failures become DatabaseUnavailable."""
     try:
-        with connect(url):
-            return True
-    except DatabaseUnavailable:
-        return False
+        return psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=max(1, round(timeout)),
+            row_factory=dict_row,
+            application_name=application_name(component),
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {first_line(exc)}") from None
 
 
-def schema_files() -> list[Traversable]:
-    """The numbered .sql files, in order (package data of jobstore.schema)."""
-    files = [f for f in resources.files("jobstore.schema").iterdir() if SCHEMA_FILE.match(f.name)]
-    if not files:
-        raise DatabaseUnavailable("schema files not found in the jobstore.schema package")
-    return sorted(files, key=lambda f: f.name)
+def translate(exc: BaseException, component: str) -> DatabaseUnavailable | DatabaseRefused:
+    """The job store's error for a driver error met by `component`."""
+    line = first_line(exc)[:300]
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return DatabaseReadOnly(f"{component}: the database is read-only: {line}")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout):
+        return DatabaseUnavailable(f"{component}: database unavailable: {line}")
+    return DatabaseRefused(f"{component}: {line}")
 
 
-def pending_migrations(conn: psycopg.Connection) -> list[Traversable]:
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
-        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    done = {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
-    return [f for f in schema_files() if f.name not in done]
+def is_stale_session(conn: psycopg.Connection | None, exc: BaseException) -> bool:
+    """Whether a connection should be dropped after `exc`: it is broken, or it was made
+    while the database was read-only (a session keeps the read-only default it connected
+    with, so after a read-only spell it would refuse writes for ever)."""
+    if conn is not None and (conn.closed or conn.broken):
+        return True
+    return isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
 
 
-def is_current(conn: psycopg.Connection) -> bool:
-    """Whether every table and schema file is in place. This is a read-only operation."""
-    try:
-        tables = conn.execute(
-            "SELECT to_regclass('jobs_events'), to_regclass('job_views_tracking'), "
-            f"to_regclass('{MIGRATIONS_TABLE}')"
-        ).fetchone()
-        if tables is None or None in tables:
-            return False
-        done = {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
-    except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"database unavailable: {exc}") from None
-    return all(f.name in done for f in schema_files())
+class Database:
+    """One component's way to PostgreSQL, modelled on eventsourcing's PostgresDatastore:
+    one owner of the connections (a pool of its own, whose connections carry the
+    component's `application_name`, or the pool of the job store it is lent), one unit of
+    work per transaction, driver errors translated (DatabaseUnavailable, DatabaseReadOnly,
+    DatabaseRefused), a broken or read-only session dropped, and what is retryable
+    retried: a deadlock or serialisation failure at once, a lost connection once, on a
+    new one. Thread-safe: each unit of work has a connection of its own while it runs.
 
+    Connections are in autocommit mode with dict rows: a single statement is its own
+    transaction (one round trip), `transaction()` and `run()` group statements."""
 
-def migrate(url: str) -> list[str]:
-    """Applies pending schema files in order, each in its own transaction; returns their names.
+    def __init__(
+        self,
+        url: str,
+        component: str,
+        *,
+        pool: ConnectionPool | None = None,
+        size: int = 2,
+        timeout: float = 10.0,
+        attempts: int = 5,
+    ) -> None:
+        self.url = url
+        self.component = component
+        self.timeout = timeout
+        self.attempts = attempts
+        self._lent = pool is not None
+        self._pool = pool
+        self._size = size
+        self._lock = threading.Lock()
 
-    The event and tracking tables are eventsourcing's own: it creates them first, under the
-    same lock, so schema files may refer to them.
-    """
-    from jobstore.store import JobStore
+    def lend(self, component: str) -> Database:
+        """Another component drawing on this one's connections (named after it in errors)."""
+        return Database(
+            self.url, component, pool=self.pool, timeout=self.timeout, attempts=self.attempts
+        )
 
-    applied: list[str] = []
-    with connect(url, autocommit=True) as conn:
-        if is_current(conn):  # nothing to do: no lock, no DDL (a read replica is fine)
-            return applied
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    @property
+    def pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                name = application_name(self.component)
+
+                def configure(conn: psycopg.Connection) -> None:
+                    conn.autocommit = True
+
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=0,
+                    max_size=self._size,
+                    kwargs={"row_factory": dict_row, "application_name": name},
+                    configure=configure,
+                    check=ConnectionPool.check_connection,
+                    timeout=self.timeout,
+                    open=False,
+                    name=name,
+                )
+            self._pool.open()
+            return self._pool
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A connection for as long as the block runs (autocommit: each statement commits).
+        A stale one is dropped rather than given back."""
         try:
-            exists = conn.execute("SELECT to_regclass('jobs_events')").fetchone()
-            if exists is None or exists[0] is None:
-                JobStore(eventsourcing_env(url, pool_size=1)).close()
-                applied.append("jobs_events (eventsourcing)")
-            exists = conn.execute("SELECT to_regclass('job_views_tracking')").fetchone()
-            if exists is None or exists[0] is None:
-                from jobstore.views import open_views
-
-                open_views(eventsourcing_env(url, pool_size=1)).close()
-                applied.append("job_views_tracking (eventsourcing)")
-            for path in pending_migrations(conn):
+            with self.pool.connection(timeout=timeout) as conn:
                 try:
-                    with conn.transaction():
-                        conn.execute(path.read_text())
-                        conn.execute(
-                            f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (path.name,)
-                        )
+                    yield conn
                 except psycopg.Error as exc:
-                    first = str(exc).strip().splitlines()[0]
-                    raise DatabaseUnavailable(f"migration {path.name} failed: {first}") from None
-                applied.append(path.name)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
-    return applied
+                    if is_stale_session(conn, exc):
+                        self._drop(conn, exc)
+                    raise
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate(exc, self.component) from None
 
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """One unit of work: the block's statements commit together, or none do."""
+        with self.connection() as conn, conn.transaction():
+            yield conn
 
-def open_store(settings: Settings | None = None, url: str | None = None) -> JobStore:
-    """The job store on DATABASE_URL or the embedded server, migrated and ready."""
-    from jobstore.store import JobStore
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """`work(conn)` in one transaction, retried after a deadlock or serialisation
+        failure (at once), a lost connection (once, on a new one) or a read-only refusal
+        (see `_sessions`). `work` must be safe to run again: what it wrote was rolled back."""
+        lost = conflicts = 0
+        for _ in self._sessions():
+            try:
+                with self.transaction() as conn:
+                    return work(conn)
+            except DatabaseReadOnly:
+                continue
+            except DatabaseUnavailable as exc:
+                if isinstance(exc.__context__, psycopg.errors.TransactionRollback):
+                    conflicts += 1  # a deadlock or serialisation failure: its turn comes
+                    if conflicts < self.attempts:
+                        continue
+                    raise DatabaseUnavailable(
+                        f"{self.component}: kept conflicting with other writers"
+                    ) from None
+                if lost:
+                    raise
+                lost += 1  # a lost connection: once more, on a new one
+        with self.transaction() as conn:  # the last try: its refusal is the answer
+            return work(conn)
 
-    settings = settings or load()
-    url = url or database_url(settings)
-    migrate(url)
-    env = {
-        **eventsourcing_env(url, pool_size=settings.pool_size, pool_wait=settings.pool_wait),
-        "CREATE_TABLE": "n",
-    }
-    return JobStore(env, settings)
+    def _sessions(self) -> range:
+        """A read-only refusal drops its session, which may have been made during a
+        read-only spell that is over: the pool's other sessions may be such too, so a
+        unit of work refused as read-only is tried on up to as many sessions as the pool
+        holds; the database is read-only when a new one refuses too."""
+        return range(self.pool.max_size + self.attempts)
+
+    def rows(self, query: Any, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
+        """The rows of one statement (its own transaction)."""
+        return self._once_more(lambda conn: conn.execute(query, params).fetchall())
+
+    def one(self, query: Any, params: Sequence[Any] | dict[str, Any] = ()) -> dict | None:
+        return self._once_more(lambda conn: conn.execute(query, params).fetchone())
+
+    def execute(self, query: Any, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Runs one statement; returns how many rows it changed."""
+        return self._once_more(lambda conn: conn.execute(query, params).rowcount)
+
+    def _once_more(self, statement: Callable[[psycopg.Connection], T]) -> T:
+        """One statement; refused as read-only, again on another session (see `_sessions`:
+        nothing was written)."""
+        for _ in self._sessions():
+            try:
+                with self.connection() as conn:
+                    return statement(conn)
+            except DatabaseReadOnly:
+                continue
+        with self.connection() as conn:
+            return statement(conn)
+
+    def ping(self, timeout: float) -> None:
+        """Raises DatabaseUnavailable unless the database answers within `timeout` seconds."""
+        started = time.monotonic()
+        with self.connection(timeout=timeout) as conn:
+            conn.execute("SELECT 1")
+        log.debug("%s: ping in %.1f ms", self.component, 1000 * (time.monotonic() - started))
+
+    @staticmethod
+    def _drop(conn: psycopg.Connection, exc: BaseException) -> None:
+        """Closes a broken or read-only session; the pool makes a new one when needed (not
+        at once: one made during a read-only spell would be read-only too)."""
+        conn.close()
+
+    @staticmethod
+    def reachable(url: str) -> bool:
+        """Whether the server at `url` accepts a connection now."""
+        try:
+            open_connection(url, "ping", timeout=5).close()
+        except DatabaseUnavailable:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Closes the connections it owns (a lent pool stays with its owner)."""
+        if self._pool is not None and not self._lent:
+            self._pool.close()

@@ -10,18 +10,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import httpx
 
-from jobstore.budgets import Budgets, Observed
 from jobstore.domain import Job, Status
 from jobstore.lanes import DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
-from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, RoutingConfig, decide, lane_down
-from jobstore.secret import fingerprint
+from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, RoutingSettings, decide, lane_down
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
 from jobstore.store import Enqueued, JobStore
@@ -38,11 +36,15 @@ class Sent:
     fallback_from: str | None = None
 
 
+Observe = Callable[[httpx.Headers], None]
+
+
 def open_lanes(
-    settings: Settings, client: httpx.Client, budgets: Budgets | None = None
+    settings: Settings, client: httpx.Client, observe: Observe | None = None
 ) -> tuple[dict[str, Lane], dict[str, str]]:
     """The configured dispatching lanes, and for each unconfigured one why it is down.
-    With `budgets`, what the dispatch token has left is recorded from every answer."""
+    `observe` is shown the headers of every Actions answer (what the dispatch token has
+    left of its budget)."""
     lanes: dict[str, Lane] = {}
     problems: dict[str, str] = {}
     conf = settings.lanes
@@ -60,26 +62,11 @@ def open_lanes(
             conf.workflow_for,
             ref=conf.actions_ref,
             token=conf.github_token.reveal() or "",
-            observe=dispatch_budget(budgets, conf.github_token.reveal()),
+            observe=observe or (lambda headers: None),
         )
     except DispatchError as exc:
         problems[ACTIONS] = str(exc)
     return lanes, problems
-
-
-def dispatch_budget(budgets: Budgets | None, token: str) -> Callable[[httpx.Headers], None]:
-    """Records the dispatch token's budget (the workflow token has 1,000 an hour) in the
-    shared ledger, named by its fingerprint."""
-    if budgets is None or not token:
-        return lambda headers: None
-    key = "dispatch:" + fingerprint(token)
-
-    def observe(headers: httpx.Headers) -> None:
-        seen = Observed.of(headers)
-        if seen is not None:
-            budgets.observe(key, "core", seen, None, datetime.now(UTC))
-
-    return observe
 
 
 STOPPED = "emergency stop: "  # how a stopped lane's reason starts in `down()`
@@ -108,7 +95,7 @@ class Dispatcher:
     def settings(self) -> Settings:
         return self.store.settings
 
-    def routing(self) -> RoutingConfig:
+    def routing(self) -> RoutingSettings:
         """The routing table's configuration with the operators' rollout decisions."""
         return self.store.rollout().routing(self.settings.routing)
 
@@ -133,10 +120,11 @@ class Dispatcher:
         store: JobStore,
         client: httpx.Client,
         capable: Callable[[str], Collection[str]] = lambda _type: LANES,
-        budgets: Budgets | None = None,
+        observe: Observe | None = None,
     ) -> Dispatcher:
-        """A dispatcher for the store's lane settings; unconfigured lanes count as down."""
-        lanes, problems = open_lanes(store.settings, client, budgets)
+        """A dispatcher for the store's lane settings; unconfigured lanes count as down.
+        `observe` sees the headers of every answer to a workflow dispatch."""
+        lanes, problems = open_lanes(store.settings, client, observe)
         return cls(store, lanes, problems, capable)
 
     def submit(

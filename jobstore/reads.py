@@ -5,16 +5,13 @@ This is a read-only module: it never writes, so it works against a read replica.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg import sql
-from psycopg.rows import dict_row
 
-from jobstore.boundary import translated
-from jobstore.db import connect
+from jobstore.db import Database
 from jobstore.errors import InvalidSpec
 from jobstore.projection import audit_fields
 from jobstore.routing import LANES
@@ -168,12 +165,9 @@ class JobFilter:
         return sql.SQL(" AND ").join(clauses), params
 
 
-@translated
-def select(url: str, query: sql.Composable | str, params: Sequence[Any] = ()) -> list[dict]:
+def select(db: Database, query: sql.Composable | str, params: Any = ()) -> list[dict]:
     """Rows of a read-only query as dicts."""
-    with connect(url) as conn:
-        conn.read_only = True
-        return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+    return db.rows(query, params)
 
 
 HEAD_COLUMNS = (
@@ -182,7 +176,7 @@ HEAD_COLUMNS = (
 )
 
 
-def current_jobs(url: str, where: JobFilter) -> list[dict]:
+def current_jobs(db: Database, where: JobFilter) -> list[dict]:
     """Jobs from `job_heads` (written with the events, so never behind), newest first."""
     if where.error:
         raise InvalidSpec("error", "cannot filter on the error here (use bin/jobs list)")
@@ -191,43 +185,42 @@ def current_jobs(url: str, where: JobFilter) -> list[dict]:
         "SELECT " + HEAD_COLUMNS + " FROM job_heads WHERE {} "
         "ORDER BY created_at DESC, job_id LIMIT %s"
     ).format(clause)
-    return select(url, query, [*params, where.limit])
+    return select(db, query, [*params, where.limit])
 
 
-def list_jobs(url: str, where: JobFilter) -> list[dict]:
+def list_jobs(db: Database, where: JobFilter) -> list[dict]:
     """Jobs from `capture_jobs`, newest first."""
     clause, params = where.where()
     query = sql.SQL(
         "SELECT * FROM capture_jobs WHERE {} ORDER BY created_at DESC, job_id LIMIT %s"
     ).format(clause)
-    return select(url, query, [*params, where.limit])
+    return select(db, query, [*params, where.limit])
 
 
-def active_jobs(url: str, limit: int = 40) -> list[dict]:
+def active_jobs(db: Database, limit: int = 40) -> list[dict]:
     """Jobs that have not ended, oldest first."""
     return select(
-        url,
+        db,
         "SELECT * FROM capture_jobs WHERE status NOT IN ('completed', 'failed', 'cancelled') "
         "ORDER BY created_at LIMIT %s",
         [limit],
     )
 
 
-def lane_statistics(url: str) -> dict[str, Any]:
+def lane_statistics(db: Database) -> dict[str, Any]:
     """`stats` over the lane_stats, job_costs and lane_dispatch_stats views."""
     return stats(
-        select(url, "SELECT * FROM lane_stats"),
-        select(url, "SELECT * FROM job_costs"),
-        select(url, "SELECT * FROM lane_dispatch_stats"),
+        select(db, "SELECT * FROM lane_stats"),
+        select(db, "SELECT * FROM job_costs"),
+        select(db, "SELECT * FROM lane_dispatch_stats"),
     )
 
 
-@translated
-def lane_error_rates(url: str, since: datetime) -> dict[str, tuple[int, int]]:
+def lane_error_rates(db: Database, since: datetime) -> dict[str, tuple[int, int]]:
     """Per lane, (failed attempts, attempts that ended) of the jobs active since `since`:
     what an error-rate alert and an automatic rollback look at."""
     rows = select(
-        url,
+        db,
         "SELECT lane, sum(failures)::int AS failed, "
         "sum(failures + CASE WHEN status = 'completed' THEN 1 ELSE 0 END)::int AS ended "
         "FROM capture_jobs WHERE last_event_at >= %s AND lane IS NOT NULL GROUP BY lane",
@@ -236,13 +229,12 @@ def lane_error_rates(url: str, since: datetime) -> dict[str, tuple[int, int]]:
     return {row["lane"]: (row["failed"] or 0, row["ended"] or 0) for row in rows}
 
 
-@translated
-def series(url: str, since: datetime, step_seconds: int = 300) -> list[dict]:
+def series(db: Database, since: datetime, step_seconds: int = 300) -> list[dict]:
     """Per lane and time bucket since `since`: jobs created, jobs finished, their mean
     queue wait and run time, and the queue depth at the bucket's end (jobs waiting to
     start): the dashboard's charts."""
     return select(
-        url,
+        db,
         "WITH buckets AS (SELECT generate_series(date_bin(make_interval(secs => %(step)s), "
         "%(since)s::timestamptz, 'epoch'), now(), make_interval(secs => %(step)s)) AS at) "
         "SELECT b.at, l.lane, "
@@ -267,11 +259,10 @@ def series(url: str, since: datetime, step_seconds: int = 300) -> list[dict]:
     )
 
 
-@translated
-def recent_failures(url: str, limit: int = 20) -> list[dict]:
+def recent_failures(db: Database, limit: int = 20) -> list[dict]:
     """The latest attempts that failed, with the reason each gave."""
     return select(
-        url,
+        db,
         "SELECT job_id, job_type, repository, lane, status, attempt, last_error, last_event_at "
         "FROM capture_jobs WHERE last_error IS NOT NULL AND failures > 0 "
         "ORDER BY last_event_at DESC LIMIT %s",
@@ -279,11 +270,10 @@ def recent_failures(url: str, limit: int = 20) -> list[dict]:
     )
 
 
-@translated
-def projection_lag(url: str) -> int:
+def projection_lag(db: Database) -> int:
     """Events recorded but not yet in the views (0: the views are current)."""
     rows = select(
-        url,
+        db,
         "SELECT count(*) AS lag FROM jobs_events WHERE topic LIKE 'jobstore.domain:Job.%%' "
         "AND notification_id > COALESCE((SELECT max(notification_id) FROM "
         "job_views_tracking WHERE application_name = 'jobs'), 0)",

@@ -13,7 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from jobstore.errors import InvalidSpec
-from jobstore.routing import LANES, RoutingConfig
+from jobstore.routing import LANES, RoutingSettings
 from jobstore.spec import parse_repository
 
 ROLLOUT_ID: UUID = uuid5(NAMESPACE_URL, "https://prcapture.invalid/rollout")
@@ -92,7 +92,7 @@ class Rollout(Aggregate):
         _check_lane(lane)
         self.trigger_event(self.LaneResumed, lane=lane, reason=reason, timestamp=now)
 
-    def routing(self, config: RoutingConfig) -> RoutingConfig:
+    def routing(self, config: RoutingSettings) -> RoutingSettings:
         """The router's configuration with these decisions applied."""
         return replace(
             config,

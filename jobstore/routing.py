@@ -14,7 +14,7 @@ LANES = (INNGEST, ACTIONS, LOCAL)
 
 
 @dataclass(frozen=True)
-class RoutingConfig:
+class RoutingSettings:
     """The thresholds of the routing table (DESIGN.md §5)."""
 
     rollout_percent: float = 100.0
@@ -29,7 +29,7 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
-class HealthConfig:
+class HealthSettings:
     """When a lane counts as down: its last `failures` dispatches within `window` seconds
     all failed. A job is sent to its fallback after `lane_tries` failed dispatches."""
 
@@ -38,7 +38,7 @@ class HealthConfig:
     lane_tries: int = 2
 
 
-def lane_down(recent: Sequence[bool], config: HealthConfig) -> bool:
+def lane_down(recent: Sequence[bool], config: HealthSettings) -> bool:
     """`recent` are a lane's latest dispatch outcomes (True = taken), newest first."""
     latest = list(recent[: config.failures])
     return len(latest) == config.failures and not any(latest)
@@ -63,7 +63,7 @@ def in_rollout(repository: str, percent: float) -> bool:
     return rollout_bucket(repository) < round(percent * 100)
 
 
-def _table(spec: JobSpec, now: datetime, config: RoutingConfig) -> Route:
+def _table(spec: JobSpec, now: datetime, config: RoutingSettings) -> Route:
     name = spec.repository.lower()
     if name in config.deny:
         return Route(config.default_lane, "rollout", "denied in the rollout")
@@ -94,7 +94,7 @@ def _table(spec: JobSpec, now: datetime, config: RoutingConfig) -> Route:
 def decide(
     spec: JobSpec,
     now: datetime,
-    config: RoutingConfig = RoutingConfig(),
+    config: RoutingSettings = RoutingSettings(),
     *,
     lane: str | None = None,
     capable: Collection[str] = LANES,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobstore.domain import RetryPolicy
 from jobstore.errors import ConfigError
-from jobstore.routing import LANES, HealthConfig, RoutingConfig
+from jobstore.routing import LANES, HealthSettings, RoutingSettings
 from jobstore.secret import Secret
 
 # A running job with no event for longer than this is stale. Workers checkpoint per page,
@@ -27,7 +27,7 @@ DEFAULT_WORKFLOWS = {"historical-sync": "historical-sync.yml"}
 @dataclass(frozen=True)
 class LaneSettings:
     """Where the dispatching lanes are: Inngest's Event API and the Actions workflows (the
-    served Inngest function's own settings are capture.inngest_function.FunctionSettings)."""
+    served Inngest function's own settings are capture.inngest_function.InngestSettings)."""
 
     inngest_event_key: Secret = field(default_factory=lambda: Secret(""))
     inngest_event_api: str = "https://inn.gs"
@@ -55,8 +55,8 @@ class Settings:
     pool_size: int = 5
     pool_wait: float = 10.0  # seconds to wait for a pooled connection before giving up
     prices_path: Path | None = None
-    routing: RoutingConfig = field(default_factory=RoutingConfig)
-    health: HealthConfig = field(default_factory=HealthConfig)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     lanes: LaneSettings = LaneSettings()
     # Seconds after a job completes during which the same request (dedupe key) is
     # answered by that job instead of a new one: repeated clicks coalesce.
@@ -109,7 +109,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     )
     return Settings(
         routing=_routing(env),
-        health=HealthConfig(
+        health=HealthSettings(
             window=number(env, "JOBSTORE_HEALTH_WINDOW_SECONDS", 600.0, minimum=1),
             failures=int(number(env, "JOBSTORE_HEALTH_FAILURES", 3, minimum=1)),
             lane_tries=int(number(env, "JOBSTORE_DISPATCH_TRIES", 2, minimum=1)),
@@ -138,7 +138,7 @@ def _fraction(env: Mapping[str, str], name: str) -> float | None:
     return value
 
 
-def _routing(env: Mapping[str, str]) -> RoutingConfig:
+def _routing(env: Mapping[str, str]) -> RoutingSettings:
     default_lane = env.get("JOBSTORE_DEFAULT_LANE") or "github_actions"
     if default_lane not in LANES:
         raise ConfigError(f"JOBSTORE_DEFAULT_LANE must be one of {', '.join(LANES)}")
@@ -146,7 +146,7 @@ def _routing(env: Mapping[str, str]) -> RoutingConfig:
     if percent > 100:
         raise ConfigError(f"JOBSTORE_ROLLOUT_PERCENT must be 0..100, got {percent:g}")
     large = env.get("JOBSTORE_LARGE_REPOSITORIES") or ""
-    return RoutingConfig(
+    return RoutingSettings(
         rollout_percent=percent,
         default_lane=default_lane,
         recent_hours=number(env, "JOBSTORE_RECENT_HOURS", 24.0, minimum=1),

@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from jobstore.boundary import boundary, renew_connections, sweep_dead_connections
+from jobstore.db import Database, database_url, eventsourcing_env
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import (
     AmbiguousJobId,
@@ -31,10 +32,11 @@ from jobstore.errors import (
     JobNotFound,
 )
 from jobstore.heads import Heads
+from jobstore.migrations import migrate
 from jobstore.recorder import DispatchOutcome, Head, StartedHead
 from jobstore.rollout import ROLLOUT_ID, Rollout
 from jobstore.routing import Route
-from jobstore.settings import Settings
+from jobstore.settings import Settings, load
 from jobstore.spec import JobSpec
 
 # Where enqueued jobs go: one route for all, or one per spec (the router makes them).
@@ -90,7 +92,9 @@ class JobStore(Application):
 
     name = "jobs"  # table names derive from it: jobs_events
 
-    def __init__(self, env: EnvType | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self, env: EnvType | None = None, settings: Settings | None = None, url: str = ""
+    ) -> None:
         env = {
             "AGGREGATE_CACHE_MAXSIZE": "10000",  # loads read only events newer than the cache
             **(env or {}),
@@ -98,6 +102,7 @@ class JobStore(Application):
         }
         super().__init__(env)
         self.settings = settings or Settings()
+        self.url = url  # for components lent its connections (see `database`)
         self.heads = Heads(self.recorder.datastore, self.recorder.events_table_name)
         sweep_dead_connections(self.recorder.datastore.pool)
         self.rng = random.Random()
@@ -601,3 +606,47 @@ class JobStore(Application):
     def due_retries(self, now: datetime | None = None) -> list[UUID]:
         """Jobs whose retry time has come; the sweeper routes them again."""
         return self.heads.due_retries(now or utcnow())
+
+    # What the rest of the product asks of the jobs, without SQL of its own.
+
+    def active(self, job_ids: Sequence[UUID]) -> set[UUID]:
+        """Those of `job_ids` that have not ended. This is a read-only operation."""
+        return self.heads.active(job_ids)
+
+    def children(self, parent_id: UUID) -> dict[UUID, str]:
+        """The status of each child job of `parent_id`. This is a read-only operation."""
+        return self.heads.children(parent_id)
+
+    def stuck(self, now: datetime) -> list[UUID]:
+        """Jobs silent past their lane's limit: running past the lease, or dispatched and
+        not started within the start deadline. This is a read-only operation."""
+        return self.heads.stale_running(now, self.settings) + self.heads.dispatched_before(
+            self.settings.start_deadlines, now
+        )
+
+    def head(self, job_id: UUID) -> tuple[int, str] | None:
+        """The job's current (version, status), None if there is no such job; one indexed
+        read, never a replay. This is a read-only operation."""
+        versions = self.heads.head_states([job_id])
+        return versions.get(job_id)
+
+    def events_since(self, job_id: UUID, version: int) -> list[Any]:
+        """The job's events after `version`, oldest first."""
+        return list(self.events.get(job_id, gt=version))
+
+    def database(self, component: str) -> Database:
+        """The store's connections lent to another component (its own tables, one unit of
+        work per transaction): one pool per process, not one per holder."""
+        return Database(self.url, component, pool=self.recorder.datastore.pool)
+
+
+def open_store(settings: Settings | None = None, url: str | None = None) -> JobStore:
+    """The job store on DATABASE_URL or the embedded server, migrated and ready."""
+    settings = settings or load()
+    url = url or database_url(settings)
+    migrate(url)
+    env = {
+        **eventsourcing_env(url, pool_size=settings.pool_size, pool_wait=settings.pool_wait),
+        "CREATE_TABLE": "n",
+    }
+    return JobStore(env, settings, url)

@@ -20,6 +20,7 @@ from psycopg import Cursor, sql
 
 from jobstore import projection
 from jobstore.boundary import translated
+from jobstore.db import eventsourcing_env
 from jobstore.domain import Job
 from jobstore.prices import LanePrice
 from jobstore.routing import LANES
@@ -153,9 +154,11 @@ class JobViews(PostgresTrackingRecorder):
 
 
 @translated
-def open_views(env: dict[str, str]) -> JobViews:
-    """The view recorder on the job store's database (creates its tracking table)."""
-    factory = PostgresFactory(Environment(NAME, {**env, "POSTGRES_POOL_SIZE": "2"}))
+def open_views(where: str | dict[str, str]) -> JobViews:
+    """The view recorder on the job store's database (a URL, or eventsourcing's settings
+    for it); one connection, made when first used."""
+    env = eventsourcing_env(where, pool_size=1) if isinstance(where, str) else where
+    factory = PostgresFactory(Environment(NAME, {**env, "POSTGRES_POOL_SIZE": "1"}))
     return factory.tracking_recorder(JobViews)
 
 
@@ -178,14 +181,15 @@ class JobViewsProjection(Projection[JobViews]):
         self.view.apply_one(domain_event, tracking)
 
 
-def project_forever(env: dict[str, str], stop: threading.Event, poll: float = 0.5) -> None:
+def project_forever(where: str | dict[str, str], stop: threading.Event, poll: float = 0.5) -> None:
     """Runs the projector until `stop` is set.
 
     A ProjectionRunner follows LISTEN/NOTIFY for low lag; a catch-up every `poll` seconds
     covers what it misses (a dropped LISTEN connection stalls it silently), and a runner
     that dies is restarted.
     """
-    store = JobStore(env)
+    env = eventsourcing_env(where) if isinstance(where, str) else where
+    store = JobStore({**env, "CREATE_TABLE": "n"})
     views = open_views(env)
     try:
         while not stop.is_set():

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from jobstore import db
+import jobstore
 from jobstore.embedded import Server
 from jobstore.settings import Settings
 from jobstore.store import JobStore
@@ -48,7 +48,7 @@ def template_url(server_url: str) -> str:
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     url = with_dbname(server_url, TEMPLATE)
-    db.migrate(url)
+    jobstore.migrate(url)
     return url
 
 
@@ -76,7 +76,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def store(database_url: str, settings: Settings) -> Iterator[JobStore]:
-    app = db.open_store(settings, url=database_url)
+    app = jobstore.open_store(settings, url=database_url)
     yield app
     app.close()
 

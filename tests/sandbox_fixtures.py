@@ -57,7 +57,7 @@ def gql(client: httpx.Client, query: str, **variables) -> httpx.Response:
 
 @pytest.fixture
 def rigs(store, database_url, clock):
-    """Makes capture rigs on this test's database; closes their connections afterwards."""
+    """Makes capture rigs on this test's database (on the store's connections)."""
     from tests.capture.rig import make_rig
 
     made = []
@@ -69,7 +69,8 @@ def rigs(store, database_url, clock):
 
     yield make
     for rig in made:
-        rig.storage.close()
+        if rig._factory is not None:
+            rig._factory.close()
 
 
 RUN_NAME = "capture ${{ inputs.job_id }} #${{ inputs.attempt }}"

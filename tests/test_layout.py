@@ -15,10 +15,12 @@ import pytest
 
 import capture
 import capture.api
+import capture.fetch
 import capture.github
 import capture.handlers
 import capture.ops
 import jobstore
+from devtools import modgraph
 from tests.conftest import ROOT
 
 PRODUCT = ("jobstore", "capture")
@@ -27,8 +29,10 @@ PURE = [
     "jobstore/routing.py",
     "jobstore/spec.py",
     "capture/records.py",
-    "capture/querycost.py",
-    "capture/planning.py",
+    "capture/github/cost.py",
+    "capture/github/budgets.py",
+    "capture/fetch/shape.py",
+    "capture/jobtypes.py",
     "capture/freshness/rules.py",
     "jobstore/rollout.py",
 ]
@@ -111,6 +115,56 @@ def test_every_product_package_is_installed_and_the_rig_is_not():
     assert "pyyaml" not in config["options"]["install_requires"]
 
 
+def test_no_import_circle_among_product_modules():
+    assert modgraph.circles(modgraph.graph()) == []
+
+
+def test_no_import_goes_up_the_layers():
+    """Foundations (errors, settings, records) never import features (freshness, ...)."""
+    assert modgraph.upward(modgraph.graph()) == []
+
+
+def test_only_the_database_module_opens_connections():
+    """One component owns connections (jobstore.db.Database); every holder is given one."""
+    assert {site.split(":")[0] for site in modgraph.connection_sites()} == {"jobstore.db"}
+
+
+def test_no_sql_on_job_heads_outside_the_job_store():
+    """capture asks the store (active, children, stuck, head, ...), never its tables."""
+    for path in files("capture"):
+        assert "job_heads" not in path.read_text(), path
+
+
+def test_capture_uses_only_the_job_stores_front_door():
+    """capture imports `from jobstore import ...` only, and only names in its __all__."""
+    exported = set(jobstore.__all__)
+    for path in files("capture"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("jobstore") for a in node.names), path
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jobstore"):
+                assert node.module == "jobstore", f"{path}: from {node.module} import ..."
+                names = {alias.name for alias in node.names}
+                assert names <= exported, f"{path}: {sorted(names - exported)}"
+
+
+def test_the_environment_is_read_only_by_settings_modules_and_scripts():
+    """Each package's settings in one place: its settings.py (scripts read their own)."""
+    for package in PRODUCT:
+        for path in files(package):
+            if path.name == "settings.py" or (ROOT / "capture" / "cli") in path.parents:
+                continue
+            reads = [
+                node
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+                and node.attr in ("environ", "getenv")
+            ]
+            assert not reads, path
+
+
 def test_no_fmt_skip_in_the_code():
     for package in (*PRODUCT, "devtools", "tests"):
         for path in files(package):
@@ -122,20 +176,26 @@ def test_no_fmt_skip_in_the_code():
     [
         (
             jobstore,
-            "LANES Claim ConfigError DatabaseUnavailable Dispatcher Enqueued HealthConfig "
-            "InvalidSpec InvalidTransition Job JobNotFound JobSpec JobStore JobStoreError "
-            "JobViews LanePrice LaneSettings RetryPolicy Route RoutingConfig Secret Sent Settings "
-            "Status Submitted SweepReport catch_up database_url decide load_prices "
-            "load_settings migrate open_store open_views sweep",
+            "FINAL INNGEST_EVENT LANES MAX_DAYS PRIORITIES STOPPED TRIGGERS AmbiguousJobId "
+            "Claim ConfigError Database DatabaseReadOnly DatabaseRefused DatabaseUnavailable "
+            "Dispatcher EmbeddedServer Enqueued HealthSettings Hint InvalidSpec "
+            "InvalidTransition Job JobNotFound JobSpec JobStore JobStoreError JobViews "
+            "LanePrice LaneSettings Patient RetryPolicy Rollout Route RoutingSettings Secret "
+            "Sent Settings Status Submitted SweepReport Wakeup application_name audit_fields "
+            "catch_up database_url decide fingerprint load_prices load_settings migrate "
+            "number open_store open_views parse_repository plan_matrix project_forever reads "
+            "rollbacks sweep",
         ),
         (
             capture,
-            "HANDLERS AccessDenied CaptureError CaptureSettings GitHub ItemsFailed NetworkError "
-            "NotFound QueryFailed RateLimited Result ServerError Storage StorageError Wakeup "
-            "capable connect job_runner load_settings query_cost run_by_id run_claimed run_job "
-            "work",
+            "HANDLERS AccessDenied CaptureError CaptureSettings GitHub GitHubFactory Intake "
+            "ItemsFailed NetworkError NotFound QueryFailed RateLimited Result Runner ServerError "
+            "Storage capable connect load_settings query_cost run_claimed run_job take work",
         ),
-        (capture.github, "Budget GitHub GraphQLClient Meter RestClient Session connect"),
+        (
+            capture.github,
+            "Budget GitHub GitHubFactory GraphQLClient Meter RestClient Session connect",
+        ),
         (capture.handlers, "HANDLERS Context Handler Outcome Progress capable"),
         (capture.api, "ApiSettings Context create_app"),
         (capture.ops, "Health Oversight RULES oversee render snapshot"),

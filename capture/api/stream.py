@@ -9,14 +9,12 @@ import time
 from collections.abc import Iterator
 from uuid import UUID
 
-import psycopg
-
-from jobstore.projection import audit_fields
-from jobstore.store import JobStore
+from jobstore import JobStore, audit_fields
 
 POLL = 0.05  # seconds between checks of the job's version: the p95 delay budget is 200 ms
 KEEPALIVE = 15.0  # a comment line this often keeps proxies from closing an idle stream
 LONGEST = 3600.0  # then the stream ends; the client reconnects with Last-Event-ID
+ENDED = ("completed", "failed", "cancelled")
 
 
 def frame(event: str, data: dict, version: int | None = None) -> str:
@@ -24,23 +22,20 @@ def frame(event: str, data: dict, version: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-def job_events(store: JobStore, url: str, job_id: UUID, after: int = 0) -> Iterator[str]:
+def job_events(store: JobStore, job_id: UUID, after: int = 0) -> Iterator[str]:
     seen, started, quiet = after, time.monotonic(), time.monotonic()
-    with psycopg.connect(url, autocommit=True) as conn:
-        while time.monotonic() - started < LONGEST:
-            row = conn.execute(
-                "SELECT version, status FROM job_heads WHERE job_id = %s", (job_id,)
-            ).fetchone()
-            if row is not None and row[0] > seen:
-                for event in store.events.get(job_id, gt=seen):
-                    seen = event.originator_version
-                    fields = {"at": event.timestamp.isoformat(), **audit_fields(event)}
-                    yield frame(type(event).__name__, fields, seen)
-                quiet = time.monotonic()
-                if row[1] in ("completed", "failed", "cancelled"):
-                    yield frame("end", {"status": row[1]})
-                    return
-            elif time.monotonic() - quiet > KEEPALIVE:
-                quiet = time.monotonic()
-                yield ": keep-alive\n\n"
-            time.sleep(POLL)
+    while time.monotonic() - started < LONGEST:
+        head = store.head(job_id)
+        if head is not None and head[0] > seen:
+            for event in store.events_since(job_id, seen):
+                seen = event.originator_version
+                fields = {"at": event.timestamp.isoformat(), **audit_fields(event)}
+                yield frame(type(event).__name__, fields, seen)
+            quiet = time.monotonic()
+            if head[1] in ENDED:
+                yield frame("end", {"status": head[1]})
+                return
+        elif time.monotonic() - quiet > KEEPALIVE:
+            quiet = time.monotonic()
+            yield ": keep-alive\n\n"
+        time.sleep(POLL)

@@ -20,26 +20,31 @@ import click
 import httpx
 
 from capture import settings as capture
+from capture.attempt import Runner
 from capture.cli import logs
 from capture.errors import CaptureError
 from capture.freshness.registry import Registry
-from capture.handlers import capable
-from jobstore import db
-from jobstore.budgets import PostgresBudgets
-from jobstore.dispatcher import Dispatcher
-from jobstore.errors import (
+from capture.github.ledger import PostgresBudgets, dispatch_observer
+from capture.jobtypes import capable
+from jobstore import (
     AmbiguousJobId,
     ConfigError,
     DatabaseUnavailable,
+    Dispatcher,
     InvalidSpec,
     InvalidTransition,
     JobNotFound,
+    JobStore,
     JobStoreError,
+    JobViews,
+    Settings,
+    catch_up,
+    database_url,
+    load_prices,
+    open_store,
+    open_views,
 )
-from jobstore.prices import load_prices
-from jobstore.settings import Settings, load
-from jobstore.store import JobStore
-from jobstore.views import JobViews, catch_up, open_views
+from jobstore import load_settings as load
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,8 @@ class Resources:
         self._store: JobStore | None = None
         self._views: JobViews | None = None
         self._registry: Registry | None = None
+        self._budgets: PostgresBudgets | None = None
+        self._runner: Runner | None = None
         self._closers: list[Callable[[], object]] = []
         self.url: str | None = None
 
@@ -120,10 +127,10 @@ class Resources:
     @property
     def store(self) -> JobStore:
         if self._store is None:
-            self.url = db.database_url(self.settings)
+            self.url = database_url(self.settings)
             where = urlsplit(self.url)
             log.info("job store: database %s on %s", where.path.lstrip("/"), where.hostname)
-            self._store = db.open_store(self.settings, url=self.url)
+            self._store = open_store(self.settings, url=self.url)
         return self._store
 
     @property
@@ -131,9 +138,15 @@ class Resources:
         if self._views is None:
             self.store  # noqa: B018 - opens the database first (and migrates it)
             assert self.url is not None
-            self._views = open_views({**db.eventsourcing_env(self.url), "CREATE_TABLE": "n"})
+            self._views = open_views(self.url)
             self._views.set_prices(load_prices(self.settings.prices_path))
         return self._views
+
+    def budgets(self) -> PostgresBudgets:
+        """The shared budget ledger, on the store's connections."""
+        if self._budgets is None:
+            self._budgets = PostgresBudgets(self.store.database("budgets"))
+        return self._budgets
 
     def dispatcher(self) -> Dispatcher:
         """A dispatcher on the store (recording the dispatch token's budget in the shared
@@ -141,19 +154,22 @@ class Resources:
         client = httpx.Client(timeout=httpx.Timeout(30.0))
         self.on_close(client.close)
         store = self.store
-        assert self.url is not None
-        budgets = PostgresBudgets(self.url)
-        self.on_close(budgets.close)
-        return Dispatcher.open(store, client, capable, budgets)
+        token = store.settings.lanes.github_token.reveal()
+        return Dispatcher.open(store, client, capable, dispatch_observer(self.budgets(), token))
 
     def registry(self) -> Registry:
-        """The tracked repositories (capture.freshness), on this script's database."""
+        """The tracked repositories (capture.freshness), on the store's connections."""
         if self._registry is None:
-            self.store  # noqa: B018 - opens (and migrates) the database first
-            assert self.url is not None
-            self._registry = Registry(self.url)
-            self.on_close(self._registry.close)
+            self._registry = Registry(self.store.database("registry"))
         return self._registry
+
+    def runner(self) -> Runner:
+        """What runs attempts in this process (one GitHub client, the store's connections);
+        bad capture settings are bad input (exit 2)."""
+        if self._runner is None:
+            self._runner = Runner(self.store, capture_settings())
+            self.on_close(self._runner.close)
+        return self._runner
 
     def catch_up(self) -> int:
         return catch_up(self.store, self.views)

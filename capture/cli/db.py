@@ -10,10 +10,10 @@ import click
 
 from capture.cli.common import Group, version_option
 from capture.cli.logs import log_options
-from jobstore import db
-from jobstore.embedded import Server, bin_dir
-from jobstore.errors import ConfigError, JobStoreError
-from jobstore.settings import Settings, load
+from jobstore import ConfigError, Database, JobStoreError, Settings, database_url
+from jobstore import EmbeddedServer as Server
+from jobstore import load_settings as load
+from jobstore import migrate as apply_migrations
 
 
 def fail_cleanly(error: JobStoreError) -> click.ClickException:
@@ -42,8 +42,8 @@ def start() -> None:
     """Start the embedded server under JOBSTORE_HOME (no-op with DATABASE_URL)."""
     s = settings()
     try:
-        url = db.database_url(s)
-        applied = db.migrate(url)
+        url = database_url(s)
+        applied = apply_migrations(url)
     except JobStoreError as exc:
         raise fail_cleanly(exc) from None
     click.echo(url)
@@ -70,12 +70,16 @@ def status(as_json: bool) -> None:
     """Say which PostgreSQL is used and whether it answers; exit 1 when it does not."""
     s = settings()
     if s.database_url:
-        info = {"mode": "external", "running": db.reachable(s.database_url), "url": "DATABASE_URL"}
+        info = {
+            "mode": "external",
+            "running": Database.reachable(s.database_url),
+            "url": "DATABASE_URL",
+        }
     else:
         server = Server(s.home)
         info = {"mode": "embedded", "running": server.is_running(), "url": server.url()}
         info["home"] = str(server.home)
-        info["binaries"] = str(bin_dir())
+        info["binaries"] = str(server.binaries)
     if as_json:
         click.echo(json.dumps(info))
     else:
@@ -89,7 +93,7 @@ def status(as_json: bool) -> None:
 def url() -> None:
     """Print the connection URL (starting the embedded server if needed)."""
     try:
-        click.echo(db.database_url(settings()))
+        click.echo(database_url(settings()))
     except JobStoreError as exc:
         raise fail_cleanly(exc) from None
 
@@ -98,7 +102,7 @@ def url() -> None:
 def migrate() -> None:
     """Apply pending schema files; already applied ones are skipped."""
     try:
-        applied = db.migrate(db.database_url(settings()))
+        applied = apply_migrations(database_url(settings()))
     except JobStoreError as exc:
         raise fail_cleanly(exc) from None
     click.echo("\n".join(f"applied {name}" for name in applied) or "up to date")
@@ -109,8 +113,8 @@ def migrate() -> None:
 def psql(psql_args: tuple[str, ...]) -> None:
     """Open psql on the job store's database (extra arguments go to psql)."""
     try:
-        target = db.database_url(settings())
-        binary = str(bin_dir() / "psql")
+        target = database_url(settings())
+        binary = str(Server.tool("psql"))
     except JobStoreError as exc:
         raise fail_cleanly(exc) from None
     sys.stdout.flush()

@@ -10,11 +10,10 @@ import click
 from capture.cli.actions import ActionsReport
 from capture.cli.common import Command, IsoTime, echo_json, errors, resources, version_option
 from capture.cli.logs import log_options
-from capture.freshness.loop import on_request
-from capture.handlers import HANDLERS
-from capture.settings import load_freshness
-from jobstore.routing import LANES
-from jobstore.spec import PRIORITIES, TRIGGERS, JobSpec
+from capture.freshness.settings import load_freshness
+from capture.intake import take
+from capture.jobtypes import JOB_TYPES
+from jobstore import LANES, PRIORITIES, TRIGGERS, JobSpec
 
 
 def parse_prs(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int]:
@@ -29,7 +28,7 @@ def parse_prs(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.command(cls=Command)
 @version_option
 @log_options
-@click.argument("job_type", type=click.Choice(sorted(HANDLERS)))
+@click.argument("job_type", type=click.Choice(sorted(JOB_TYPES)))
 @click.option("--repo", required=True, help="The repository, owner/name.")
 @click.option("--days", type=click.IntRange(1, 3650), help="The window: the last N days.")
 @click.option("--since", type=IsoTime(), help="Window start (ISO 8601; with --until).")
@@ -75,22 +74,11 @@ def enqueue(
             params=params,
         )
         s = resources(ctx)
-        submitted = s.dispatcher().submit(spec, now, None if lane == "auto" else lane)
-        promoted = on_request(resources(ctx).registry(), spec, now, load_freshness())
-    result, job, sent = submitted.enqueued, submitted.job, submitted.sent
-    document = {
-        "job_id": job.id,
-        "created": result.created,
-        "lane": job.lane,
-        "rule": job.rule,
-        "reason": job.reason,
-        "status": job.status.value,
-        "priority": job.priority,
-        "dispatched": job.status.value == "dispatched",
-        "dispatch": sent.detail if sent else None,
-        "coalesced": result.coalesced,
-        "promoted": promoted,
-    }
+        freshness = load_freshness()
+        intake = take(
+            s.dispatcher(), s.registry(), spec, now, freshness, None if lane == "auto" else lane
+        )
+    result, job, sent = intake.submitted.enqueued, intake.submitted.job, intake.submitted.sent
     report = ActionsReport()
     report.outputs({"job_id": str(job.id), "lane": job.lane, "status": job.status.value})
     report.summary(
@@ -101,7 +89,7 @@ def enqueue(
     if sent is not None and not sent.ok:
         report.warning(f"job {job.id} not dispatched yet: {sent.detail}", "dispatch")
     if as_json:
-        echo_json(document)
+        echo_json(intake.document())
         return
     if result.coalesced:
         click.echo(f"job {job.id} completed moments ago (same dedupe key): no new job")

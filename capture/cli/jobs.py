@@ -19,14 +19,20 @@ from capture.cli.actions import ActionsReport
 from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
 from capture.cli.logs import log_options
 from capture.cli.rollout import rollout
-from capture.ops.oversee import alert_webhook, oversee
-from jobstore import db, reads
-from jobstore.budgets import PostgresBudgets
-from jobstore.domain import Status
-from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable, InvalidTransition
-from jobstore.routing import LANES
-from jobstore.sweeper import SweepReport, sweep
-from jobstore.views import project_forever
+from capture.ops.oversee import oversee
+from capture.settings import alert_webhook
+from jobstore import (
+    LANES,
+    Database,
+    DatabaseReadOnly,
+    DatabaseUnavailable,
+    InvalidTransition,
+    Status,
+    SweepReport,
+    project_forever,
+    reads,
+    sweep,
+)
 
 LIST_COLUMNS = [
     "job_id",
@@ -48,16 +54,16 @@ def jobs() -> None:
     """Read the job store: jobs, their history, lane statistics, and the projector."""
 
 
-def current(ctx: click.Context) -> str:
-    """The database URL, with the views caught up so they are current when read."""
+def current(ctx: click.Context) -> Database:
+    """The database to read the views from, with the views caught up so they are current
+    when read."""
     s = resources(ctx)
     with errors():
         try:
             s.catch_up()
         except DatabaseReadOnly:  # a replica: read the views as last projected
             click.echo("note: the database is read-only; views as last projected", err=True)
-    assert s.url is not None
-    return s.url
+    return s.store.database("reads")
 
 
 @jobs.command("list")
@@ -132,13 +138,7 @@ def budget(ctx: click.Context, as_json: bool) -> None:
     said is left, what requests in flight hold, when it resets. Never a token."""
     s = resources(ctx)
     with errors():
-        s.store  # noqa: B018 - opens (and migrates) the database
-        assert s.url is not None
-        ledger = PostgresBudgets(s.url)
-        try:
-            rows = ledger.snapshot(datetime.now(UTC))
-        finally:
-            ledger.close()
+        rows = s.budgets().snapshot(datetime.now(UTC))
     for row in rows:
         row["label"] = row["label"] or row["credential"]
         row["used"] = f"{1 - (row['remaining'] or 0) / row['limit']:.0%}" if row["limit"] else "-"
@@ -206,7 +206,7 @@ def project(ctx: click.Context, forever: bool, poll: float) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         assert s.url is not None
-        project_forever(db.eventsourcing_env(s.url), stop, poll)
+        project_forever(s.url, stop, poll)
 
 
 @jobs.command()
@@ -392,8 +392,7 @@ def sweep_command(
             try:
                 report = sweep(lanes, when, limit)
                 s.catch_up()
-                assert s.url is not None
-                seen = oversee(s.url, lanes, when, webhook, client)
+                seen = oversee(lanes, s.budgets(), s.registry(), when, webhook, client)
             except DatabaseUnavailable as exc:
                 if not forever:
                     raise

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import click
 
-from capture.attempt import shared_budgets
 from capture.cli.actions import ActionsReport
 from capture.cli.common import (
     Command,
@@ -23,10 +22,8 @@ from capture.cli.common import (
 from capture.cli.logs import log_options
 from capture.errors import CaptureError
 from capture.freshness.loop import PassReport, plan_once
-from capture.github.client import GitHub, connect
-from capture.github.credentials import pool_for
-from capture.settings import load_freshness
-from jobstore.errors import ConfigError, DatabaseUnavailable
+from capture.freshness.settings import load_freshness
+from jobstore import ConfigError, DatabaseUnavailable
 
 
 def lines(report: PassReport) -> list[str]:
@@ -57,16 +54,13 @@ def plan(mode: str, interval: float, as_json: bool) -> None:
     ctx = click.get_current_context()
     try:
         settings, freshness = capture_settings(), load_freshness()
-        client = connect(settings)
+        settings.require_token()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     s = resources(ctx)
     with errors():
         found, dispatcher = s.registry(), s.dispatcher()
-        assert s.url is not None
-        pool = pool_for(settings, client, shared_budgets(s.url), lambda: datetime.now(UTC))
-    gh = GitHub(client, settings, realtime=False, pool=pool)
-    s.on_close(gh.close)
+        gh = s.runner().github.github(realtime=False)
     stop = threading.Event()
     if mode == "forever":
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from jobstore.reads import DISPATCH_FIELDS
-from jobstore.routing import LANES
+from jobstore import LANES, reads
 
 
 def fmt(value: Any) -> str:
@@ -85,7 +84,7 @@ def render_stats(doc: dict[str, Any]) -> str:
         [
             table(rows, first),
             table(rows, second),
-            *([table(dispatch, ["lane", *DISPATCH_FIELDS])] if dispatch else []),
+            *([table(dispatch, ["lane", *reads.DISPATCH_FIELDS])] if dispatch else []),
             f"cost {cost['actual']:.4f} against all-Inngest {cost['all_inngest_baseline']:.4f}: "
             + saving,
         ]

@@ -12,8 +12,7 @@ import click
 
 from capture.cli import render
 from capture.cli.common import echo_json, errors, resources
-from jobstore.rollout import Rollout
-from jobstore.routing import LANES
+from jobstore import LANES, Rollout
 
 reason_option = click.option(
     "--reason", default=None, help="Why (kept in the history; default: who did it)."

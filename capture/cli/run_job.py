@@ -14,7 +14,7 @@ from uuid import UUID
 
 import click
 
-from capture.attempt import Interrupted, Result, job_runner, run_by_id
+from capture.attempt import Interrupted, Result
 from capture.cli.actions import ActionsReport
 from capture.cli.common import (
     Command,
@@ -27,12 +27,8 @@ from capture.cli.common import (
 from capture.cli.logs import log_options
 from capture.github.client import CredentialCheck, credential_problem
 from capture.settings import CaptureSettings
-from capture.worker import Wakeup, work
-from jobstore.domain import Job
-from jobstore.errors import DatabaseUnavailable
-from jobstore.lanes.github_actions import plan_matrix
-from jobstore.routing import LANES
-from jobstore.store import JobStore
+from capture.worker import work
+from jobstore import LANES, DatabaseUnavailable, Job, JobStore, Wakeup, plan_matrix
 
 EXIT = {"completed": 0, "rescheduled": 0, "waiting": 0, "lost": 0, "failed": 1}
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -101,16 +97,7 @@ def run_one(
         store = s.store
         job_id = str(store.get(store.resolve(job_id)).id)  # unknown: exit 2, nothing written
         refuse_without_credentials(settings, job_id)
-        return run_by_id(
-            store,
-            s.url or "",
-            settings,
-            job_id,
-            worker=worker,
-            lane=lane,
-            attempt=attempt,
-            progress=progress,
-        )
+        return s.runner().run(job_id, worker=worker, lane=lane, attempt=attempt, progress=progress)
 
 
 def refuse_without_credentials(settings: CaptureSettings, job_id: str) -> None:
@@ -275,7 +262,6 @@ def work_lane(
             "GITHUB_TOKEN (or GH_TOKEN), GITHUB_TOKENS or GITHUB_APP_ID is not set: "
             "no job could run"
         )
-    credentials = CredentialCheck(settings)
     stop = threading.Event()
 
     def finish(signum: int) -> None:
@@ -289,20 +275,16 @@ def work_lane(
     on_signals(finish)
     with errors():
         store = s.store
-        bars: dict[UUID, Bar] = {}
-        runner = job_runner(
-            store,
-            s.url or "",
-            settings,
-            lambda job: bars.setdefault(job.id, Bar(f"{job.job_type} {job.repository}")),
-        )
+        runner = s.runner()
+        credentials = CredentialCheck(settings, runner.github.client)
 
         def run(job: Job) -> Result:
             started = now()
+            bar = Bar(f"{job.job_type} {job.repository}")
             try:
-                result = runner(job)
+                result = runner.run_claimed(job, progress=bar)
             finally:
-                bars.pop(job.id).close()
+                bar.close()
             report(result, job, started, actions)
             if "HTTP 401" in result.detail:
                 credentials.forget()  # check again before the next claim

@@ -12,10 +12,11 @@ import threading
 import click
 
 from capture import inngest_function
-from capture.api.app import ApiSettings, Context, create_app
-from capture.cli.common import Command, capture_settings, errors, resources, version_option
+from capture.api import ApiSettings, Context, create_app
+from capture.cli.common import Command, errors, resources, version_option
 from capture.cli.logs import log_options
-from capture.settings import load_freshness
+from capture.freshness.settings import load_freshness
+from capture.settings import InngestSettings
 from capture.wsgi import Server
 
 
@@ -42,14 +43,14 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
         freshness = load_freshness()
         store = s.store
         assert s.url is not None
-        ctx = Context(store, s.url, freshness, max_streams=max(1, threads // 2))
+        ctx = Context(store, freshness, max_streams=max(1, threads // 2))
         s.on_close(ctx.close)
         app = create_app(ctx, api)
-        function = inngest_function.FunctionSettings.load()
+        function = InngestSettings.load()
         inngest_url = None
         if function.signing_key or function.dev:
             function.check()
-            run = inngest_function.attempt_runner(store, s.url, capture_settings(), worker_id)
+            run = inngest_function.attempt_runner(s.runner(), worker_id)
             inngest_function.create_app(function, run, app)
             inngest_url = inngest_function.SERVE_PATH
     try:

@@ -12,8 +12,9 @@ import threading
 import click
 
 from capture import inngest_function
-from capture.cli.common import Command, capture_settings, errors, resources, version_option
+from capture.cli.common import Command, errors, resources, version_option
 from capture.cli.logs import log_options
+from capture.settings import InngestSettings
 
 
 @click.command(cls=Command)
@@ -30,11 +31,9 @@ def serve_inngest(host: str, port: int, worker_id: str) -> None:
     """
     s = resources(click.get_current_context())
     with errors():
-        function_settings = inngest_function.FunctionSettings.load()
+        function_settings = InngestSettings.load()
         function_settings.check()
-        settings = capture_settings()
-        store = s.store
-        run_attempt = inngest_function.attempt_runner(store, s.url or "", settings, worker_id)
+        run_attempt = inngest_function.attempt_runner(s.runner(), worker_id)
         app, fn = inngest_function.create_app(function_settings, run_attempt)
     try:
         server = inngest_function.serve(app, host, port).start()

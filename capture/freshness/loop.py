@@ -21,8 +21,7 @@ from capture.freshness.rules import (
     refreshes_affordable,
 )
 from capture.github.client import GitHub
-from jobstore.dispatcher import Dispatcher
-from jobstore.spec import MAX_DAYS, JobSpec
+from jobstore import MAX_DAYS, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +47,7 @@ class PassReport:
 def budget_left(gh: GitHub, settings: FreshnessSettings) -> float:
     """Points the planner may spend now: every credential's headroom in the shared
     ledger, each one's real-time reserve left out."""
-    pool = gh.session.pool
-    saved, pool.reserve = pool.reserve, settings.reserve
-    try:
-        return pool.headroom("graphql", gh.session.now())
-    finally:
-        pool.reserve = saved
+    return gh.session.pool.headroom("graphql", gh.session.now(), keep=settings.reserve)
 
 
 def plan_once(
@@ -65,7 +59,7 @@ def plan_once(
 ) -> PassReport:
     report = PassReport()
     registry.sync_tiers(settings.tiers)
-    tracked = registry.load()
+    tracked = registry.load(dispatcher.store.active)
     by_name = {t.repository: t for t in tracked}
     decided = decide(tracked, now, settings, budget_left(gh, settings))
     report.deferred = decided.waiting

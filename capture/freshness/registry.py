@@ -3,30 +3,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row
 
-from capture.errors import StorageError
 from capture.freshness.rules import TIERS, Tier, Tracked
-from jobstore.boundary import is_stale_session
-from jobstore.domain import FINAL
-from jobstore.errors import ConfigError
-from jobstore.settings import application_name
-from jobstore.spec import parse_repository
+from jobstore import ConfigError, Database, parse_repository
 
-FINAL_STATES = sorted(status.value for status in FINAL)
 LOAD = """
 SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added_at,
        p.fresh_as_of, p.probed_at, p.changed_at, p.pending_since IS NOT NULL AS pending,
-       w.updated_at AS watermark,
-       EXISTS (SELECT 1 FROM job_heads h WHERE h.job_id = p.refresh_job
-               AND NOT h.status = ANY(%(final)s)) AS refreshing
+       w.updated_at AS watermark, p.refresh_job
 FROM tracked_repositories t
 LEFT JOIN repo_probes p ON p.repository = t.repository
 LEFT JOIN refresh_watermarks w ON w.repository = t.repository
@@ -78,42 +70,23 @@ def read_entries(path: Path) -> list[Entry]:
 
 
 class Registry:
-    """The tracked repositories and their freshness state, on one connection."""
+    """The tracked repositories and their freshness state."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._conn: psycopg.Connection | None = None
-
-    @property
-    def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            try:
-                self._conn = psycopg.connect(
-                    self.url, row_factory=dict_row, application_name=application_name("registry")
-                )
-            except psycopg.OperationalError as exc:
-                raise StorageError(
-                    f"cannot connect to PostgreSQL: {str(exc).strip()[:200]}"
-                ) from None
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def _run(self, query: str, params: Any = (), many: bool = False) -> list[dict]:
-        try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                if many:
+        if many:
+
+            def work(conn: psycopg.Connection) -> list[dict]:
+                with conn.cursor() as cur:
                     cur.executemany(query, params)
-                    return []
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        except psycopg.Error as exc:
-            if is_stale_session(self._conn, exc):
-                self.close()
-                self._conn = None
-            raise StorageError(f"registry: {str(exc).strip().splitlines()[0]}") from None
+                return []
+
+            return self.db.run(work)
+        with self.db.connection() as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
 
     # Tracking.
 
@@ -166,15 +139,29 @@ class Registry:
             )
         )
 
-    def freshness(self, breached_only: bool = False) -> list[dict]:
-        """repo_freshness: age against target per tracked repository, most overdue first."""
+    def freshness(self, breached_only: bool = False, repository: str | None = None) -> list[dict]:
+        """repo_freshness: age against target per tracked repository (or just
+        `repository`), most overdue first."""
+        where = ["breached"] if breached_only else []
+        params: list[Any] = []
+        if repository is not None:
+            where.append("repository = %s")
+            params.append(repository.lower())
         return self._run(
             "SELECT repository, tier, effective_tier, workspace, bootstrap, target, age, "
             "breached, fresh_as_of, last_success, next_due, probed_at, watermark, "
             "refresh_job, last_error FROM repo_freshness"
-            + (" WHERE breached" if breached_only else "")
+            + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY breached DESC, "
-            "extract(epoch FROM age) / extract(epoch FROM target) DESC NULLS FIRST, repository"
+            "extract(epoch FROM age) / extract(epoch FROM target) DESC NULLS FIRST, repository",
+            params,
+        )
+
+    def breached(self) -> list[dict]:
+        """The tracked repositories past their target: (repository, effective_tier)."""
+        return self._run(
+            "SELECT repository, effective_tier FROM repo_freshness WHERE breached "
+            "ORDER BY repository"
         )
 
     # What the planner reads and writes.
@@ -189,7 +176,11 @@ class Registry:
             many=True,
         )
 
-    def load(self) -> list[Tracked]:
+    def load(self, active: Callable[[list[UUID]], Collection[UUID]]) -> list[Tracked]:
+        """Every tracked repository as the planner sees it; `active` names which of the
+        refresh jobs have not ended (the job store answers it)."""
+        rows = self._run(LOAD)
+        running = active([r["refresh_job"] for r in rows if r["refresh_job"] is not None])
         return [
             Tracked(
                 repository=r["repository"],
@@ -201,9 +192,9 @@ class Registry:
                 changed_at=r["changed_at"],
                 pending=r["pending"],
                 watermark=r["watermark"],
-                refreshing=r["refreshing"],
+                refreshing=r["refresh_job"] in running,
             )
-            for r in self._run(LOAD, {"final": FINAL_STATES})
+            for r in rows
         ]
 
     def bootstrapped(self, repository: str, jobs: list[object]) -> None:

@@ -13,7 +13,7 @@ import httpx
 import jwt
 
 from capture.errors import AccessDenied, CredentialsRejected, NetworkError
-from jobstore.secret import Secret, fingerprint
+from jobstore import Secret, fingerprint
 
 JWT_LIFETIME = timedelta(minutes=9)  # GitHub allows 10; a minute of clock skew spare
 REFRESH_BEFORE = timedelta(minutes=5)  # a token with less than this left is renewed

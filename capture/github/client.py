@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,12 +12,13 @@ import httpx
 
 from capture.errors import CaptureError
 from capture.github.app import GitHubApp
-from capture.github.credentials import Pool, single
+from capture.github.budgets import Budgets
+from capture.github.credentials import Pool, pool_for, single
 from capture.github.graphql import Counting, GraphQLClient
 from capture.github.rest import EtagCache, RestClient
 from capture.github.session import Meter, Session
 from capture.settings import CaptureSettings
-from jobstore.errors import ConfigError
+from jobstore import ConfigError
 
 USER_AGENT = "prcapture/0.1 (+https://github.com/)"
 
@@ -35,6 +38,9 @@ def connect(
 
 
 class GitHub:
+    """The clients one job uses, sharing one session (one meter); `owns_client` when
+    closing it closes the HTTP client too (a factory's client outlives its jobs)."""
+
     def __init__(
         self,
         client: httpx.Client,
@@ -46,11 +52,12 @@ class GitHub:
         etags: EtagCache | None = None,
         pool: Pool | None = None,
         repository: str | None = None,
+        on_wait: Callable[[float, str], None] | None = None,
+        owns_client: bool = True,
     ) -> None:
         self.settings = settings
-        pool = pool or single(client)
-        if pool.reserve == 0:
-            pool.reserve = settings.reserve
+        self.owns_client = owns_client
+        pool = pool or single(client, reserve=settings.reserve)
         self.session = Session(
             client,
             pool=pool,
@@ -60,6 +67,7 @@ class GitHub:
             now=now,
             repository=repository,
         )
+        self.session.on_wait = on_wait
         counting = settings.node_counting
         self.graphql = GraphQLClient(
             self.session,
@@ -73,23 +81,99 @@ class GitHub:
         return self.session.meter
 
     def close(self) -> None:
-        self.session.client.close()
+        if self.owns_client:
+            self.session.client.close()
+
+
+class GitHubFactory:
+    """A process's way to GitHub, made once and reused by every job: one HTTP client
+    (its connections and TLS set-up kept), one credential pool over the shared budget
+    ledger, and a `GitHub` for each job."""
+
+    def __init__(
+        self,
+        settings: CaptureSettings,
+        budgets: Budgets,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.sleep = sleep
+        self.now = now
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._pool: Pool | None = None
+        self._budgets = budgets
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client, made on first use: ConfigError without any credential (the
+        job that needed it fails at its start, saying so)."""
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.settings, self._transport)
+            return self._client
+
+    @property
+    def pool(self) -> Pool:
+        """The credentials (personal tokens are named by asking GitHub, once)."""
+        client = self.client
+        with self._lock:
+            if self._pool is None:
+                self._pool = pool_for(self.settings, client, self._budgets, self.now)
+            return self._pool
+
+    def github(
+        self,
+        *,
+        realtime: bool = False,
+        repository: str | None = None,
+        etags: EtagCache | None = None,
+        on_wait: Callable[[float, str], None] | None = None,
+    ) -> GitHub:
+        """The clients for one job: its repository's own installation preferred (raises
+        ConfigError or CaptureError if the App cannot be asked), real-time jobs allowed
+        each credential's reserve, REST answers' ETags in `etags`."""
+        pool = self.pool
+        pool.prefer(repository)
+        return GitHub(
+            self.client,
+            self.settings,
+            realtime=realtime,
+            sleep=self.sleep,
+            now=self.now,
+            etags=etags,
+            pool=pool,
+            repository=repository,
+            on_wait=on_wait,
+            owns_client=False,
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 def credential_problem(
     settings: CaptureSettings,
     transport: httpx.BaseTransport | None = None,
     now: Callable[[], datetime] | None = None,
+    client: httpx.Client | None = None,
 ) -> str | None:
     """Why every job would fail on GitHub's side now (no credential, or GitHub refusing
     every one), or None. Asks GET /rate_limit (free) with each personal token, and has the
-    App mint an installation token (its JWT checked). Never names a token."""
+    App mint an installation token (its JWT checked). Never names a token. With `client`
+    (a process's own), no client is made for the question."""
     try:
-        client = connect(settings, transport)
+        mine = client is None
+        client = client or connect(settings, transport)
     except ConfigError as exc:
         return str(exc)
     problems = []
-    with client:
+    with client if mine else contextlib.nullcontext(client):
         for token in settings.personal_tokens():
             try:
                 status = client.get(
@@ -122,8 +206,11 @@ class CredentialCheck:
     """`credential_problem`, asked at most every `every` seconds while all is well and
     before each claim while it is not; `forget()` after a job met a 401."""
 
-    def __init__(self, settings: CaptureSettings, every: float = 60.0) -> None:
+    def __init__(
+        self, settings: CaptureSettings, client: httpx.Client | None = None, every: float = 60.0
+    ) -> None:
         self.settings = settings
+        self.client = client
         self.every = every
         self.checked_at: float | None = None
 
@@ -131,7 +218,7 @@ class CredentialCheck:
         fresh = self.checked_at is not None and time.monotonic() - self.checked_at < self.every
         if fresh:
             return None
-        problem = credential_problem(self.settings)
+        problem = credential_problem(self.settings, client=self.client)
         self.checked_at = None if problem else time.monotonic()
         return problem
 

@@ -17,10 +17,9 @@ import httpx
 
 from capture.errors import RateLimited
 from capture.github.app import GitHubApp
+from capture.github.budgets import DEFAULT_LIMIT, Budgets, MemoryBudgets, Observed
 from capture.settings import CaptureSettings
-from jobstore.budgets import DEFAULT_LIMIT, Budgets, MemoryBudgets, Observed
-from jobstore.errors import ConfigError
-from jobstore.secret import Secret, fingerprint
+from jobstore import ConfigError, Secret, fingerprint
 
 log = logging.getLogger(__name__)
 JITTER = 60.0  # seconds: jobs woken by one reset spread over this, not all at once
@@ -106,11 +105,11 @@ def _app_for(
     return GitHubApp(settings.app_id, settings.app_key, client, settings.api_url, now)
 
 
-def single(client: httpx.Client) -> Pool:
+def single(client: httpx.Client, reserve: int = 0) -> Pool:
     """A pool of the one token the client already carries (tests, one-off tools)."""
     header = client.headers.get("authorization", "")
     key = fingerprint(header.partition(" ")[2])
-    return Pool([Credential(key, f"token {key}", "token", lambda: header)])
+    return Pool([Credential(key, f"token {key}", "token", lambda: header)], reserve=reserve)
 
 
 @dataclass
@@ -199,10 +198,11 @@ class Pool:
             chosen = list({c.key: c for c in self.credentials}.values())
         return sorted(chosen, key=rank)
 
-    def headroom(self, resource: str, now: datetime, realtime: bool = False) -> float:
-        """Points the pool could spend now, each credential's reserve left out (unless
-        real-time); a credential the ledger has not heard of counts as a fresh hour."""
-        keep = 0 if realtime else self.reserve
+    def headroom(self, resource: str, now: datetime, keep: int | None = None) -> float:
+        """Points the pool could spend now, `keep` points of each credential left out (by
+        default its reserve for real-time work); a credential the ledger has not heard of
+        counts as a fresh hour."""
+        keep = self.reserve if keep is None else keep
         with self._lock:
             chosen = list({c.key: c for c in self.credentials}.values())
         total = 0.0

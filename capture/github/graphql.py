@@ -20,8 +20,8 @@ from graphql import (
 )
 
 from capture.errors import NotFound, QueryFailed, RateLimited, ServerError, TooHeavy
+from capture.github.cost import COUNTINGS, query_cost
 from capture.github.session import SERVER_TRIES, Session
-from capture.querycost import COUNTINGS, query_cost
 
 HEAVY = ("exceeds the maximum", "timeout", "timed out", "too complex")
 

@@ -10,8 +10,7 @@ from typing import Any, Protocol
 
 from capture.errors import FallbackCapped
 from capture.github.session import Session
-from capture.records import parse_link
-from jobstore.secret import fingerprint
+from jobstore import fingerprint
 
 PAUSE = timedelta(minutes=15)  # how long a job capped on REST waits before trying again
 
@@ -85,3 +84,14 @@ class RestClient:
         if "etag" in response.headers:
             self.etags.put(credential, key, response.headers["etag"], body, link)
         return body, link
+
+
+def parse_link(header: str | None) -> dict[str, str]:
+    """A `link` header as {rel: url}."""
+    links = {}
+    for part in (header or "").split(","):
+        url, _, rest = part.partition(";")
+        rel = rest.strip().removeprefix('rel="').removesuffix('"')
+        if url.strip().startswith("<") and rel:
+            links[rel] = url.strip()[1:-1]
+    return links

@@ -12,8 +12,7 @@ from capture.errors import QueryFailed
 from capture.github.client import GitHub
 from capture.settings import CaptureSettings
 from capture.storage import Storage
-from jobstore.domain import Job
-from jobstore.store import JobStore
+from jobstore import Job, JobStore
 
 log = logging.getLogger(__name__)
 

@@ -11,23 +11,25 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from capture import records
-from capture.collect import NUMBERS_PER_QUERY, Planner, by_ids, collect, index_page, numbers_query
 from capture.errors import ItemsFailed, NotFound
+from capture.fetch.collect import (
+    NUMBERS_PER_QUERY,
+    Planner,
+    by_ids,
+    collect,
+    index_page,
+    numbers_query,
+)
+from capture.fetch.pages import fetch_pages
+from capture.fetch.rest import fetch_rest_pull, rest_fallback, rest_index
+from capture.fetch.shape import Observed, Plan
 from capture.handlers.base import Context, Outcome, with_rest_fallback
-from capture.pages import fetch_pages
-from capture.planning import Observed, Plan
+from capture.jobtypes import PULL_REQUEST_PARTS
 from capture.records import Rows, when
-from capture.restpath import fetch_rest_pull, rest_fallback, rest_index
-from jobstore.routing import Route
-from jobstore.spec import JobSpec
+from jobstore import JobSpec, Route
 
 log = logging.getLogger(__name__)
-PARTS = {
-    "pr-details": {"details"},
-    "pr-reviews": {"reviews"},
-    "pr-comments": {"comments"},
-    "historical-sync": {"details", "reviews", "comments"},
-}
+PARTS = PULL_REQUEST_PARTS
 WAIT = timedelta(seconds=60)
 REST_BATCH = 10
 
@@ -248,4 +250,4 @@ def _run(ctx: Context) -> Outcome:
     if not numbers:
         return Outcome(items=0, summary={"note": "no pull requests in the window"})
     indexed = not ctx.job.pr_numbers and not ctx.settings.force_rest
-    return capture_pulls(ctx, numbers, PARTS[ctx.job.job_type], labelled=indexed)
+    return capture_pulls(ctx, numbers, set(PARTS[ctx.job.job_type]), labelled=indexed)

@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from capture import records
-from capture.collect import collect, index_page
 from capture.errors import Incomplete
+from capture.fetch.collect import collect, index_page
+from capture.fetch.pages import fetch_pages
+from capture.fetch.rest import rest_index
 from capture.handlers.base import Context, Outcome, with_rest_fallback
 from capture.handlers.pulls import await_children, capture_pulls, split_into_children
-from capture.pages import fetch_pages
 from capture.records import Rows, when
-from capture.restpath import rest_index
 
 ALL = {"details", "reviews", "comments"}
 BOOTSTRAP = timedelta(days=30)  # without a watermark or a window: the last 30 days

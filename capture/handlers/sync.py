@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from capture import records
-from capture.collect import collect, index_page
+from capture.fetch.collect import collect, index_page
+from capture.fetch.pages import fetch_pages
+from capture.fetch.rest import rest_index
 from capture.handlers.base import Context, Outcome, with_rest_fallback
-from capture.pages import fetch_pages
 from capture.records import Rows, when
-from capture.restpath import rest_index
 
 
 def _included(

@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg.rows import dict_row
 
 from capture.ops.health import Health
-from jobstore.errors import DatabaseUnavailable
+from jobstore import Database
 
 log = logging.getLogger(__name__)
 BUDGET_LOW = 0.10  # of a credential's hour
@@ -106,90 +105,79 @@ def firing(health: Health) -> list[Change]:
 class AlertState:
     """Which alerts fire, in `alert_state`; `update` returns what changed."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def update(self, now_firing: Iterable[Change], now: datetime) -> list[Change]:
         current = {(c.rule, c.key): c for c in now_firing}
-        try:
-            with psycopg.connect(self.url, row_factory=dict_row) as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('prcapture alerts'))")
-                open_ = {
-                    (r["rule"], r["key"]): r
-                    for r in conn.execute("SELECT * FROM alert_state WHERE resolved_at IS NULL")
-                }
-                changes = [c for k, c in current.items() if k not in open_]
-                for change in changes:
+
+        def work(conn: psycopg.Connection) -> list[Change]:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('prcapture alerts'))")
+            open_ = {
+                (r["rule"], r["key"]): r
+                for r in conn.execute("SELECT * FROM alert_state WHERE resolved_at IS NULL")
+            }
+            changes = [c for k, c in current.items() if k not in open_]
+            for change in changes:
+                conn.execute(
+                    "INSERT INTO alert_state (rule, key, detail, firing_since) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (change.rule, change.key, change.detail, now),
+                )
+            for (rule, key), row in open_.items():
+                if (rule, key) not in current:
                     conn.execute(
-                        "INSERT INTO alert_state (rule, key, detail, firing_since) "
-                        "VALUES (%s, %s, %s, %s)",
-                        (change.rule, change.key, change.detail, now),
+                        "UPDATE alert_state SET resolved_at = %s WHERE id = %s", (now, row["id"])
                     )
-                for (rule, key), row in open_.items():
-                    if (rule, key) not in current:
-                        conn.execute(
-                            "UPDATE alert_state SET resolved_at = %s WHERE id = %s",
-                            (now, row["id"]),
-                        )
-                        changes.append(Change(rule, key, "resolved", row["detail"]))
-                return changes
-        except psycopg.Error as exc:
-            raise DatabaseUnavailable(f"alert state: {str(exc).strip()[:200]}") from None
+                    changes.append(Change(rule, key, "resolved", row["detail"]))
+            return changes
+
+        return self.db.run(work)
 
     def open(self) -> list[dict[str, Any]]:
-        try:
-            with psycopg.connect(self.url, row_factory=dict_row) as conn:
-                return conn.execute(
-                    "SELECT rule, key, detail, firing_since FROM alert_state "
-                    "WHERE resolved_at IS NULL ORDER BY firing_since"
-                ).fetchall()
-        except psycopg.Error as exc:
-            raise DatabaseUnavailable(f"alert state: {str(exc).strip()[:200]}") from None
+        return self.db.rows(
+            "SELECT rule, key, detail, firing_since FROM alert_state "
+            "WHERE resolved_at IS NULL ORDER BY firing_since"
+        )
 
-
-def notify(url: str, webhook: str, now: datetime, client: httpx.Client) -> int:
-    """POSTs every start and end not yet delivered (of the last day) to the webhook as
-    JSON, and marks each delivered; returns how many it delivered. An alert is notified
-    once it has fired for its rule's hold (one that ends sooner is never notified, start
-    or end). A webhook that fails is logged, never fatal, and tried again next pass: an
-    alert is never silently dropped."""
-    try:
-        with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT id, rule, key, detail, firing_since, resolved_at, notified_firing "
-                "FROM alert_state WHERE (NOT notified_firing OR (resolved_at IS NOT NULL "
-                "AND NOT notified_resolved)) AND coalesce(resolved_at, firing_since) > %s "
-                "ORDER BY id",
-                (now - timedelta(days=1),),
-            ).fetchall()
-            sent = 0
-            for row in rows:
-                hold = HOLD.get(row["rule"], timedelta(0))
-                end = row["resolved_at"] or now
-                if not row["notified_firing"] and end - row["firing_since"] < hold:
-                    if row["resolved_at"] is not None:  # a blip: neither start nor end
-                        conn.execute(
-                            "UPDATE alert_state SET notified_firing = true, "
-                            "notified_resolved = true WHERE id = %s",
-                            (row["id"],),
-                        )
-                    continue
-                for status in ("firing", "resolved"):
-                    if status == "firing" and row["notified_firing"]:
-                        continue
-                    if status == "resolved" and row["resolved_at"] is None:
-                        continue
-                    if not _post(client, webhook, row, status):
-                        return sent
-                    column = f"notified_{status}"
-                    conn.execute(
-                        f"UPDATE alert_state SET {column} = true WHERE id = %s",
+    def notify(self, webhook: str, now: datetime, client: httpx.Client) -> int:
+        """POSTs every start and end not yet delivered (of the last day) to the webhook as
+        JSON, and marks each delivered; returns how many it delivered. An alert is
+        notified once it has fired for its rule's hold (one that ends sooner is never
+        notified, start or end). A webhook that fails is logged, never fatal, and tried
+        again next pass: an alert is never silently dropped."""
+        rows = self.db.rows(
+            "SELECT id, rule, key, detail, firing_since, resolved_at, notified_firing "
+            "FROM alert_state WHERE (NOT notified_firing OR (resolved_at IS NOT NULL "
+            "AND NOT notified_resolved)) AND coalesce(resolved_at, firing_since) > %s "
+            "ORDER BY id",
+            (now - timedelta(days=1),),
+        )
+        sent = 0
+        for row in rows:
+            hold = HOLD.get(row["rule"], timedelta(0))
+            end = row["resolved_at"] or now
+            if not row["notified_firing"] and end - row["firing_since"] < hold:
+                if row["resolved_at"] is not None:  # a blip: neither start nor end
+                    self.db.execute(
+                        "UPDATE alert_state SET notified_firing = true, "
+                        "notified_resolved = true WHERE id = %s",
                         (row["id"],),
                     )
-                    sent += 1
-            return sent
-    except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"alert state: {str(exc).strip()[:200]}") from None
+                continue
+            for status in ("firing", "resolved"):
+                if status == "firing" and row["notified_firing"]:
+                    continue
+                if status == "resolved" and row["resolved_at"] is None:
+                    continue
+                if not _post(client, webhook, row, status):
+                    return sent
+                self.db.execute(
+                    f"UPDATE alert_state SET notified_{status} = true WHERE id = %s",
+                    (row["id"],),
+                )
+                sent += 1
+        return sent
 
 
 def _post(client: httpx.Client, webhook: str, row: dict[str, Any], status: str) -> bool:

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobstore import reads
-from jobstore.budgets import PostgresBudgets
-from jobstore.dispatcher import STOPPED, Dispatcher
-from jobstore.routing import LANES
+from capture.freshness.registry import Registry
+from capture.github.ledger import PostgresBudgets
+from jobstore import LANES, STOPPED, Database, Dispatcher, reads
 
 ERROR_WINDOW = timedelta(hours=1)
 
@@ -35,34 +34,28 @@ class Health:
         return failed / ended if ended else 0.0
 
 
-def snapshot(url: str, dispatcher: Dispatcher, now: datetime) -> Health:
+def snapshot(
+    db: Database,
+    dispatcher: Dispatcher,
+    budgets: PostgresBudgets,
+    registry: Registry,
+    now: datetime,
+) -> Health:
     """Everything the metrics and alerts need, read once."""
     store = dispatcher.store
-    stats = reads.lane_statistics(url)
+    stats = reads.lane_statistics(db)
     health = Health(at=now, lanes={lane: stats[lane] for lane in LANES}, cost=stats["cost"])
-    health.errors = reads.lane_error_rates(url, now - ERROR_WINDOW)
+    health.errors = reads.lane_error_rates(db, now - ERROR_WINDOW)
     health.down = {
         lane: why
         for lane, why in dispatcher.down(now).items()
         # an unconfigured lane is off, not down; a stopped one is down
         if lane not in dispatcher.problems or why.startswith(STOPPED)
     }
-    settings = store.settings
-    health.stuck = [
-        str(job_id)
-        for job_id in store.heads.stale_running(now, settings)
-        + store.heads.dispatched_before(settings.start_deadlines, now)
-    ]
-    ledger = PostgresBudgets(url)
-    try:
-        health.budgets = ledger.snapshot(now)
-    finally:
-        ledger.close()
-    rows = reads.select(
-        url,
-        "SELECT repository, effective_tier FROM repo_freshness WHERE breached ORDER BY repository",
-    )
+    health.stuck = [str(job_id) for job_id in store.stuck(now)]
+    health.budgets = budgets.snapshot(now)
+    rows = registry.breached()
     health.breached = Counter(row["effective_tier"] for row in rows)
     health.breached_names = [row["repository"] for row in rows]
-    health.lag = reads.projection_lag(url)
+    health.lag = reads.projection_lag(db)
     return health

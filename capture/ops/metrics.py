@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from capture.ops.health import Health
-from jobstore.routing import LANES
+from jobstore import LANES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

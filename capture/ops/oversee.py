@@ -5,31 +5,17 @@ delivered to the webhook (CAPTURE_ALERT_WEBHOOK) once."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
 
+from capture.freshness.registry import Registry
+from capture.github.ledger import PostgresBudgets
 from capture.ops import alerts
 from capture.ops.health import snapshot
-from jobstore.dispatcher import STOPPED, Dispatcher
-from jobstore.errors import ConfigError
-from jobstore.rollout import Rollout, rollbacks
-from jobstore.secret import Secret
-
-
-def alert_webhook(env: Mapping[str, str] | None = None) -> Secret | None:
-    """CAPTURE_ALERT_WEBHOOK (an http(s) URL; it may hold a secret, so it is never shown)."""
-    env = os.environ if env is None else env
-    url = (env.get("CAPTURE_ALERT_WEBHOOK") or "").strip()
-    if not url:
-        return None
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError("CAPTURE_ALERT_WEBHOOK must be an http:// or https:// URL")
-    return Secret(url)
+from jobstore import STOPPED, Dispatcher, Rollout, Secret, rollbacks
 
 
 @dataclass
@@ -55,14 +41,16 @@ class Oversight:
 
 
 def oversee(
-    url: str,
     dispatcher: Dispatcher,
+    budgets: PostgresBudgets,
+    registry: Registry,
     now: datetime,
     webhook: Secret | None,
     client: httpx.Client,
 ) -> Oversight:
     """One look at the operating picture: roll back, then judge and notify."""
-    health = snapshot(url, dispatcher, now)
+    db = dispatcher.store.database("oversee")
+    health = snapshot(db, dispatcher, budgets, registry, now)
     settings = dispatcher.settings
     store = dispatcher.store
     result = Oversight()
@@ -80,7 +68,8 @@ def oversee(
         store.change_rollout(stop)
         for lane, why in result.stopped:
             health.down[lane] = f"{STOPPED}{why}"
-    result.changes = alerts.AlertState(url).update(alerts.firing(health), now)
+    state = alerts.AlertState(dispatcher.store.database("alerts"))
+    result.changes = state.update(alerts.firing(health), now)
     if webhook is not None:
-        result.notified = alerts.notify(url, webhook.reveal(), now, client)
+        result.notified = state.notify(webhook.reveal(), now, client)
     return result

@@ -19,6 +19,7 @@ from typing import Any
 import click
 import httpx
 
+import jobstore
 from devtools.bench.store import percentile, scratch_database
 from jobstore import db
 from jobstore.dispatcher import Dispatcher
@@ -98,7 +99,7 @@ def cli_enqueue(url: str, n: int, offset: int) -> float:
 
 def library_submit(url: str, n: int, offset: int) -> float:
     """Dispatcher.submit in this process (what both call): the ceiling, jobs per second."""
-    store = db.open_store(Settings(), url=url)
+    store = jobstore.open_store(Settings(), url=url)
     try:
         with httpx.Client() as client:
             dispatcher = Dispatcher.open(store, client)
@@ -114,7 +115,7 @@ def library_submit(url: str, n: int, offset: int) -> float:
 
 def sse_delays(base: str, url: str, job_id: str, events: int, gap: float) -> list[float]:
     """Milliseconds from each Progressed event's commit to its frame at the client."""
-    store = db.open_store(Settings(), url=url)
+    store = jobstore.open_store(Settings(), url=url)
     got: dict[int, float] = {}
     committed: dict[int, float] = {}
     ready = threading.Event()
@@ -169,7 +170,7 @@ def api(
     library call, p95 latency, and the server-sent events delay."""
     server_url = db.database_url(load())
     with scratch_database(server_url, "api") as url:
-        db.migrate(url)
+        jobstore.migrate(url)
         process, base = serve(url, threads)
         try:
             posts = [("POST", "/v1/captures", spec_body(i)) for i in range(n)]

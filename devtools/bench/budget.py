@@ -26,16 +26,18 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import jobstore
 from capture.attempt import run_job
-from capture.github.client import GitHub
-from capture.github.credentials import pool_for
+from capture.github.budgets import MemoryBudgets
+from capture.github.client import GitHubFactory
+from capture.github.ledger import PostgresBudgets
 from capture.settings import CaptureSettings
 from capture.storage import Storage
 from devtools.bench.store import scratch_database
 from devtools.sandbox import Options, Sandbox, World
 from devtools.sandbox.apps import Installation
 from jobstore import db
-from jobstore.budgets import MemoryBudgets, PostgresBudgets
+from jobstore.db import Database
 from jobstore.routing import Route
 from jobstore.secret import Secret
 from jobstore.settings import Settings, load
@@ -153,26 +155,25 @@ def simulate(
             installation_ids=(100, 101, 102),
             reserve=0,
         )
-    store = db.open_store(Settings(pool_size=4), url=url)
+    store = jobstore.open_store(Settings(pool_size=8), url=url)
     run = Run(mode)
     lock = threading.Lock()
     end = T0 + timedelta(hours=hours)
 
-    def github_maker(budgets: Any, transport: httpx.BaseTransport) -> Any:
-        def make(realtime: bool) -> GitHub:  # a client per job: the job closes it
-            client = httpx.Client(transport=transport)
-            pool = pool_for(settings, client, budgets, clock)
-            pool.pace = {"graphql": 1800 // scale, "core": 800 // scale}
-            return GitHub(
-                client, settings, realtime=realtime, pool=pool, sleep=clock.sleep, now=clock
-            )
-
-        return make
+    def github_maker(budgets: Any, transport: httpx.BaseTransport) -> GitHubFactory:
+        """A worker process's GitHub (one client, one pool), its pace scaled down."""
+        factory = GitHubFactory(
+            settings, budgets, transport=transport, sleep=clock.sleep, now=clock
+        )
+        factory.pool.pace = {"graphql": 1800 // scale, "core": 800 // scale}
+        return factory
 
     def worker(index: int) -> None:
         rng = random.Random(index)
-        budgets = MemoryBudgets() if mode == "memory" else PostgresBudgets(url)
-        storage = Storage(url)
+        # Each worker is a process of its own: its own connections.
+        own = Database(url, f"worker-{index}", size=1)
+        budgets = MemoryBudgets() if mode == "memory" else PostgresBudgets(own)
+        storage = Storage(own)
         github = github_maker(budgets, sandbox.transport())
         repo = names[index]
         try:
@@ -206,15 +207,15 @@ def simulate(
                     store.route(job_id, LOCAL, clock())
                 clock.sleep(rng.uniform(5, 40))  # think time between jobs
         finally:
-            storage.close()
-            if isinstance(budgets, PostgresBudgets):
-                budgets.close()
+            github.close()
+            own.close()
 
     long_settings = replace(settings, batch_size=10)  # about LONG_REQUESTS requests
 
     def long_job() -> None:
-        budgets = PostgresBudgets(url) if mode != "memory" else MemoryBudgets()
-        storage = Storage(url)
+        own = Database(url, "long-job", size=1)
+        budgets = PostgresBudgets(own) if mode != "memory" else MemoryBudgets()
+        storage = Storage(own)
         slow = Slow(sandbox.transport(), clock, long_hours * 3600 / LONG_REQUESTS)
         github = github_maker(budgets, slow)
         spec = JobSpec.create("historical-sync", "north/long", days=3650, trigger="backfill")
@@ -238,9 +239,8 @@ def simulate(
         run.long_job = outcome
         run.long_hours = (clock() - started).total_seconds() / 3600
         run.token_renewals = slow.renewals(sandbox)
-        storage.close()
-        if isinstance(budgets, PostgresBudgets):
-            budgets.close()
+        github.close()
+        own.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(jobs)]
     if mode == "pool":
@@ -294,7 +294,7 @@ def budget(
     results = {}
     for mode in ("pool", "memory", "single"):
         with scratch_database(server, f"budget_{mode}") as url:
-            db.migrate(url)
+            jobstore.migrate(url)
             run, sandbox = simulate(url, mode, jobs, hours, speed, scale, long_hours)
             results[mode] = {
                 **measured(run, sandbox),

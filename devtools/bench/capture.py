@@ -17,10 +17,9 @@ from typing import Any
 import click
 import httpx
 
-from capture.attempt import run_job
-from capture.github.client import GitHub
+import jobstore
+from capture.attempt import Runner
 from capture.settings import CaptureSettings
-from capture.storage import Storage
 from devtools.bench.store import BENCH_ROUTE, scratch_database
 from devtools.sandbox import Options, Sandbox, World
 from jobstore import db
@@ -56,30 +55,23 @@ def run_family(store: Any, parent: Any, run: Callable[[Any], tuple[str, Any]]) -
 
 
 def capture_once(
-    url: str, settings: CaptureSettings, client: Callable[[], httpx.Client]
+    url: str, settings: CaptureSettings, transport: httpx.BaseTransport
 ) -> dict[str, Any]:
     """One full-history historical-sync job (and the child jobs it splits into, run in this
     process one after another) on a migrated database."""
-    store = db.open_store(Settings(pool_size=2), url=url)
-    storage = Storage(url)
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
+    runner = Runner(store, settings, transport=transport)
     job_id = enqueue_history(store)
 
     def run(job: Any) -> tuple[str, Any]:
-        result = run_job(
-            store,
-            job,
-            worker="bench",
-            storage=storage,
-            settings=settings,
-            github=lambda realtime: GitHub(client(), settings, realtime=realtime),
-        )
+        result = runner.run(job, worker="bench")
         return result.outcome, result
 
     start = time.perf_counter()
     try:
         result = run_family(store, job_id, run)
     finally:
-        storage.close()
+        runner.close()
         store.close()
     wall = time.perf_counter() - start
     return {"items": result.items, "wall_s": wall}
@@ -98,18 +90,15 @@ def in_process(
     world: World, url: str, force_rest: bool, node_count: str = "strict"
 ) -> dict[str, Any]:
     sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}, node_count=node_count))
-    headers = {"authorization": f"Bearer {TOKEN}"}
-
-    def client() -> httpx.Client:
-        return httpx.Client(transport=sandbox.transport(), headers=headers)
-
     # A secondary limit would make the REST run wait (sleeping 60 s at a time): the
     # benchmark counts requests, so the per-minute limit is lifted for it.
     from devtools.sandbox import limits
 
     saved, limits.PER_MINUTE["core"] = limits.PER_MINUTE["core"], 10**9
     try:
-        outcome = capture_once(url, settings_for("http://sandbox.invalid", force_rest), client)
+        outcome = capture_once(
+            url, settings_for("http://sandbox.invalid", force_rest), sandbox.transport()
+        )
     finally:
         limits.PER_MINUTE["core"] = saved
     return {
@@ -133,18 +122,10 @@ def peak_rss_mb() -> float:
 def runner_process(url: str, base_url: str, job_id: str, result: Any) -> None:
     """One runner: one job attempt in a fresh process, as a matrix leg or a worker would."""
     settings = settings_for(base_url)
-    store = db.open_store(Settings(pool_size=2), url=url)
-    storage = Storage(url)
-    client = httpx.Client(headers={"authorization": f"Bearer {TOKEN}"}, timeout=120)
-    outcome = run_job(
-        store,
-        job_id,
-        worker="bench",
-        storage=storage,
-        settings=settings,
-        github=lambda realtime: GitHub(client, settings, realtime=realtime),
-    )
-    storage.close()
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
+    runner = Runner(store, settings)
+    outcome = runner.run(job_id, worker="bench")
+    runner.close()
     store.close()
     peak = peak_rss_mb()
     result.put(
@@ -164,7 +145,7 @@ def over_http(world: World, url: str, latency: float) -> dict[str, Any]:
     sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}, latency=latency))
     served = sandbox.serve()
     ctx = multiprocessing.get_context("spawn")
-    store = db.open_store(Settings(pool_size=2), url=url)
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
     parent = enqueue_history(store)
     runs: list[dict] = []
 
@@ -227,12 +208,12 @@ def capture(prs: int, latency_ms: float, memory_prs: int, as_json: bool) -> None
         ("rest", True, "strict"),
     ):
         with scratch_database(server, f"capture_{path}") as url:
-            db.migrate(url)
+            jobstore.migrate(url)
             runs[path] = in_process(world, url, force_rest, node_count)
     big = World(seed=8, now=now)
     big.add_repository(REPO, memory_prs, 730)
     with scratch_database(server, "capture_http") as url:
-        db.migrate(url)
+        jobstore.migrate(url)
         http = over_http(big, url, latency_ms / 1000)
     per = 1000 / prs
 

@@ -21,14 +21,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
-import httpx
 import psycopg
 
+import jobstore
 from capture.attempt import run_job
 from capture.freshness.loop import plan_once
 from capture.freshness.registry import Entry, Registry
 from capture.freshness.rules import FreshnessSettings
-from capture.github.client import GitHub
+from capture.github.budgets import MemoryBudgets
+from capture.github.client import GitHubFactory
 from capture.settings import CaptureSettings
 from capture.storage import Storage
 from devtools.bench.store import scratch_database
@@ -84,23 +85,24 @@ class Rig:
     def __init__(self, url: str, world: World, clock: Clock) -> None:
         self.url, self.clock = url, clock
         self.sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}), clock=clock)
-        self.store = db.open_store(Settings(pool_size=2), url=url)
-        self.storage = Storage(url)
-        self.registry = Registry(url)
+        self.store = jobstore.open_store(Settings(pool_size=2), url=url)
+        self.storage = Storage(self.store.database("storage"))
+        self.registry = Registry(self.store.database("registry"))
         self.dispatcher = Dispatcher(self.store, {}, {})
         self.settings = CaptureSettings(
             token=Secret(TOKEN),
             api_url="http://sandbox.invalid",
             graphql_url="http://sandbox.invalid/graphql",
         )
-        self.planner_gh = self.github(False)
-        self.failed = 0
-
-    def github(self, realtime: bool) -> GitHub:
-        client = httpx.Client(
-            transport=self.sandbox.transport(), headers={"authorization": f"Bearer {TOKEN}"}
+        self.github = GitHubFactory(
+            self.settings,
+            MemoryBudgets(),
+            transport=self.sandbox.transport(),
+            sleep=self.sleep,
+            now=self.clock,
         )
-        return GitHub(client, self.settings, realtime=realtime, sleep=self.sleep, now=self.clock)
+        self.planner_gh = self.github.github(realtime=False)
+        self.failed = 0
 
     def sleep(self, seconds: float) -> None:
         self.clock.now += timedelta(seconds=seconds)
@@ -127,8 +129,7 @@ class Rig:
         return ran
 
     def close(self) -> None:
-        self.registry.close()
-        self.storage.close()
+        self.github.close()
         self.store.close()
 
 
@@ -303,7 +304,7 @@ def freshness(
     latency, probe cost, and points per hour against syncing each once per period."""
     server = db.database_url(load())
     with scratch_database(server, "freshness") as url:
-        db.migrate(url)
+        jobstore.migrate(url)
         result = simulate(url, repos, hours, timedelta(minutes=step_minutes), changes_per_day, seed)
     rows = [
         (

@@ -19,17 +19,18 @@ from uuid import UUID
 
 import click
 
+import jobstore
 from capture.attempt import Result
-from capture.worker import Wakeup, work
+from capture.worker import work
 from devtools.bench.store import BENCH_ROUTE, percentile, procrastinate_app, scratch_database
-from jobstore import db
+from jobstore import Wakeup, db
 from jobstore.domain import Job
 from jobstore.settings import Settings, load
 from jobstore.spec import JobSpec
 
 
 def our_worker(url: str, n: int, ready: Any, started: Any) -> None:
-    store = db.open_store(Settings(pool_size=2), url=url)
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
 
     def claimed(job_id: UUID) -> None:  # the Started event is committed
         started[str(job_id)] = time.monotonic()
@@ -99,7 +100,7 @@ def measure(our_url: str, their_url: str, n: int, gap: float, rounds: int) -> tu
         ours.start()
         theirs.start()
         try:
-            store = db.open_store(Settings(pool_size=2), url=our_url)
+            store = jobstore.open_store(Settings(pool_size=2), url=our_url)
             ours_ready.wait(60)
             theirs_ready.wait(60)
             time.sleep(1.0)  # both workers are idle now, waiting on LISTEN
@@ -160,7 +161,7 @@ def latency(n: int, gap_ms: float, rounds: int, as_json: bool) -> None:
         scratch_database(server, "latency_ours") as our_url,
         scratch_database(server, "latency_procrastinate") as their_url,
     ):
-        db.open_store(Settings(pool_size=1), url=our_url).close()  # migrate first
+        jobstore.open_store(Settings(pool_size=1), url=our_url).close()  # migrate first
         our_ms, their_ms = measure(our_url, their_url, n, gap_ms / 1000, rounds)
     ours, theirs = summary(our_ms), summary(their_ms)
     click.echo(f"{'jobs':>5}  {'':14}  {'p50 ms':>7}  {'p95 ms':>7}  {'max ms':>7}")

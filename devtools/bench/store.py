@@ -21,6 +21,7 @@ import psycopg
 from eventsourcing.persistence import Tracking
 from psycopg import sql
 
+import jobstore
 from jobstore import db
 from jobstore.routing import LOCAL, Route, decide
 from jobstore.settings import Settings, load
@@ -57,7 +58,7 @@ def parallel(target: Callable[..., Any], args: list[tuple]) -> tuple[float, list
 
 
 def our_worker(url: str, worker: str, batch: int, barrier: Any) -> dict[str, float]:
-    store = db.open_store(Settings(pool_size=2), url=url)
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
     barrier.wait()
     claim = complete = 0.0
     jobs = misses = 0
@@ -76,7 +77,7 @@ def our_worker(url: str, worker: str, batch: int, barrier: Any) -> dict[str, flo
 
 
 def run_ours(url: str, n: int, workers: int, batch: int) -> dict[str, float]:
-    store = db.open_store(Settings(pool_size=2), url=url)
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
     now = datetime.now(UTC)
 
     def route(spec: JobSpec) -> Route:
@@ -143,7 +144,7 @@ def run_procrastinate(url: str, n: int, workers: int) -> dict[str, float]:
 
 def checkpoint_cost(url: str, checkpoints: int) -> dict[str, float]:
     """Milliseconds per progress checkpoint on one running job, and per batched save."""
-    store = db.open_store(Settings(pool_size=2), url=url)
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
     spec = JobSpec.create("bench-progress", "bench/progress", days=1)
     job_id = store.enqueue(spec, route=BENCH_ROUTE).job_id
     store.claim(job_id, "w")
@@ -167,7 +168,7 @@ def store(n: int, batch: int, checkpoints: int, as_json: bool) -> None:
     result: dict[str, Any] = {"jobs": n, "claim_batch": batch}
     for workers in (1, 4):
         with scratch_database(server, "ours") as url:
-            db.migrate(url)
+            jobstore.migrate(url)
             ours = run_ours(url, n, workers, batch)
         with scratch_database(server, "procrastinate") as url:
             theirs = run_procrastinate(url, n, workers)
@@ -178,7 +179,7 @@ def store(n: int, batch: int, checkpoints: int, as_json: bool) -> None:
         result[f"ratio_{workers}w"] = round(ratio, 2)
         result[f"ours_{workers}w_phases_s"] = {k: round(v, 3) for k, v in ours.items()}
     with scratch_database(server, "checkpoint") as url:
-        db.migrate(url)
+        jobstore.migrate(url)
         result.update({k: round(v, 3) for k, v in checkpoint_cost(url, checkpoints).items()})
     click.echo(
         f"{'workers':>7}  {'ours jobs/s':>11}  {'procrastinate':>13}  {'ratio':>5}  "
@@ -243,8 +244,8 @@ def projections(events: int, samples: int, as_json: bool) -> None:
 
     server = db.database_url(load())
     with scratch_database(server, "views") as url:
-        db.migrate(url)
-        store = db.open_store(Settings(pool_size=2), url=url)
+        jobstore.migrate(url)
+        store = jobstore.open_store(Settings(pool_size=2), url=url)
         made = fill_log(store, events)
         job_views = views.open_views(db.eventsourcing_env(url))
         start = time.perf_counter()

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from capture.querycost import NODE_LIMIT, query_cost
+from capture.github.cost import NODE_LIMIT, query_cost
 from devtools.sandbox.apps import Apps
 from devtools.sandbox.data import World
 from devtools.sandbox.faults import Entry, FaultPlan, Ledger
@@ -172,6 +172,8 @@ class Sandbox:
             return "dispatch"
         if RUNS.fullmatch(path):
             return "runs"
+        if path in ("/user", "/rate_limit"):  # who the token is, what it has left: no data
+            return "identity"
         return "admin" if path.startswith("/_sandbox") else "rest"
 
     def _route(

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import httpx
-
 from capture.attempt import Result, run_job
-from capture.github.client import GitHub
+from capture.github.budgets import MemoryBudgets
+from capture.github.client import GitHub, GitHubFactory
 from capture.settings import CaptureSettings, Secret
 from capture.storage import Storage
 from devtools.sandbox import Options, Sandbox, World
@@ -30,18 +29,28 @@ class Rig:
     clock: Clock
     settings: CaptureSettings
     slept: list[float] = field(default_factory=list)
+    _factory: GitHubFactory | None = None
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.clock.advance(seconds=seconds)
 
-    def github(self, realtime: bool) -> GitHub:
-        client = httpx.Client(
-            transport=self.sandbox.transport(),
-            base_url="http://sandbox.invalid",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        return GitHub(client, self.settings, realtime=realtime, sleep=self.sleep, now=self.clock)
+    @property
+    def github(self) -> GitHubFactory:
+        """The process's GitHub factory (made again when the settings change)."""
+        if self._factory is None or self._factory.settings is not self.settings:
+            self._factory = GitHubFactory(
+                self.settings,
+                MemoryBudgets(),
+                transport=self.sandbox.transport(),
+                sleep=self.sleep,
+                now=self.clock,
+            )
+        return self._factory
+
+    def gh(self, realtime: bool = False) -> GitHub:
+        """One job's clients, as a worker makes them."""
+        return self.github.github(realtime=realtime)
 
     def enqueue(self, job_type: str, repository: str = "acme/widgets", **kwargs: Any):
         spec = JobSpec.create(job_type, repository, **kwargs)
@@ -84,4 +93,4 @@ def make_rig(
         graphql_url="http://sandbox.invalid/graphql",
         **settings,
     )
-    return Rig(store, Storage(url), sandbox, clock, config)
+    return Rig(store, Storage(store.database("storage")), sandbox, clock, config)

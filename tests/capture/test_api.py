@@ -16,11 +16,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import jobstore
 from capture.api.app import ApiSettings, Context, create_app
 from capture.freshness.registry import Entry, Registry
-from capture.settings import load_freshness
+from capture.freshness.settings import load_freshness
 from capture.wsgi import Server
-from jobstore import db
+from jobstore.db import Database
 from jobstore.errors import ConfigError
 from jobstore.settings import Settings, load
 from tests.conftest import count_events
@@ -32,8 +33,8 @@ TOKEN = "api-token-0123456789abcdef"
 @pytest.fixture
 def api(database_url, served):
     settings = replace(Settings(), lanes=load(served.env).lanes, pool_wait=2.0)
-    store = db.open_store(settings, url=database_url)  # as bin/serve opens it: a short wait
-    ctx = Context(store, database_url, load_freshness({}))
+    store = jobstore.open_store(settings, url=database_url)  # as bin/serve opens it: a short wait
+    ctx = Context(store, load_freshness({}))
     app = create_app(ctx, ApiSettings.load({"CAPTURE_API_TOKENS": f"other-token-xxxxxxxx,{TOKEN}"}))
     server = Server(app, "127.0.0.1", 0, threads=8).start()
     client = httpx.Client(
@@ -124,12 +125,12 @@ def test_unknown_jobs_are_404_and_bad_ids_400(api):
 
 def test_freshness_of_a_tracked_repository(api, database_url):
     assert api.get("/v1/repos/acme/widgets/freshness").status_code == 404
-    registry = Registry(database_url)
+    registry = Registry(Database(database_url, "registry"))
     try:
         registry.sync_tiers(load_freshness({}).tiers)
         registry.track([Entry("acme/widgets", "hot")], datetime.now(UTC))
     finally:
-        registry.close()
+        registry.db.close()
     doc = api.get("/v1/repos/Acme/Widgets/freshness").json()
     assert (doc["repository"], doc["tier"]) == ("acme/widgets", "hot")
     assert "breached" in doc
@@ -216,7 +217,7 @@ def test_browsers_on_a_listed_origin_may_call_the_api(store, database_url):
     settings = ApiSettings.load(
         {"CAPTURE_API_TOKENS": TOKEN, "CAPTURE_API_CORS_ORIGINS": "https://app.example.com"}
     )
-    app = create_app(Context(store, database_url, load_freshness({})), settings)
+    app = create_app(Context(store, load_freshness({})), settings)
     client = app.test_client()
     pre = client.options(
         "/v1/captures",
@@ -234,7 +235,7 @@ def test_browsers_on_a_listed_origin_may_call_the_api(store, database_url):
 
 def test_event_streams_are_capped_so_the_api_keeps_answering(store, database_url, served):
     store.settings = replace(store.settings, lanes=load(served.env).lanes)
-    ctx = Context(store, database_url, load_freshness({}), max_streams=1)
+    ctx = Context(store, load_freshness({}), max_streams=1)
     server = Server(
         create_app(ctx, ApiSettings.load({"CAPTURE_API_TOKENS": TOKEN})), "127.0.0.1", 0
     )

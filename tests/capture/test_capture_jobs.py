@@ -192,9 +192,6 @@ def test_a_missing_token_fails_at_start_with_a_clear_message(rigs, world):
 
     rig = rigs(world)
     rig.settings = rig.settings.__class__(**{**rig.settings.__dict__, "token": Secret("")})
-    from capture.github.client import connect
-
-    rig.github = lambda realtime: connect(rig.settings)  # type: ignore[method-assign]
     job_id = rig.enqueue("pr-reviews", pr_numbers=[1])
     result = rig.run(job_id)
     assert result.outcome == "failed"
@@ -276,7 +273,7 @@ def test_realtime_jobs_may_use_the_reserve_and_bulk_jobs_may_not(rigs, world):
     rig = rigs(world, reserve=1_000_000 - 5)
     bulk = rig.enqueue("pr-reviews", pr_numbers=[1], trigger="scheduled")
     rig.sandbox.budgets.charge(TOKEN, "graphql", 10)  # leaves less than the reserve
-    gh = rig.github(realtime=False)
+    gh = rig.gh(realtime=False)
     gh.session.budget.remaining["graphql"] = 1_000_000 - 10
     assert rig.run(bulk).outcome == "rescheduled"
     urgent = rig.enqueue("pr-reviews", pr_numbers=[2], trigger="manual")
@@ -292,9 +289,9 @@ def test_the_token_never_appears_in_events_views_logs_or_errors(rigs, world, dat
         rig.enqueue("historical-sync", repository="acme/missing", days=3),
     ]
     results = [rig.run(j) for j in jobs]
-    from jobstore import db, views
+    from jobstore import views
 
-    v = views.open_views(db.eventsourcing_env(database_url))
+    v = views.open_views(database_url)
     views.catch_up(rig.store, v)
     v.close()
     with psycopg.connect(database_url) as conn:
@@ -341,11 +338,12 @@ def test_concurrent_writers_of_the_same_contributors_do_not_deadlock(database_ur
 
     from capture.records import Rows
     from capture.storage import Storage
+    from jobstore.db import Database
 
     errors: list[BaseException] = []
 
     def writer(seed: int) -> None:
-        storage, rng = Storage(database_url), random.Random(seed)
+        storage, rng = Storage(Database(database_url, f"writer-{seed}")), random.Random(seed)
         try:
             for round_ in range(25):
                 ids = list(range(1, 60))
@@ -361,7 +359,7 @@ def test_concurrent_writers_of_the_same_contributors_do_not_deadlock(database_ur
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
-            storage.close()
+            storage.db.close()
 
     threads = [threading.Thread(target=writer, args=(seed,)) for seed in (1, 2, 3)]
     for thread in threads:

@@ -14,12 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from capture.errors import RateLimited
 from capture.github.app import GitHubApp
-from capture.github.client import GitHub, credential_problem
+from capture.github.budgets import MemoryBudgets, Observed
+from capture.github.client import GitHubFactory, credential_problem
 from capture.github.credentials import Credential, Pool, pool_for
+from capture.github.ledger import PostgresBudgets
 from capture.settings import CaptureSettings, load
 from devtools.sandbox import Options, Sandbox, World
 from devtools.sandbox.apps import Installation
-from jobstore.budgets import MemoryBudgets, Observed, PostgresBudgets
+from jobstore.db import Database
 from jobstore.errors import ConfigError
 from jobstore.secret import Secret
 from tests.capture.rig import Rig
@@ -161,27 +163,19 @@ def test_a_job_over_three_hours_survives_token_expiries(
     settings = settings_with(keys, batch_size=20, max_items=5000)
     app_sandbox.options.latency = 900.0
     app_sandbox.options.sleep = lambda seconds: clock.advance(seconds=seconds)
-    client = client_for(app_sandbox)
-    budgets = PostgresBudgets(database_url)
-    rig = Rig(store, Storage(database_url), app_sandbox, clock, settings)
-    rig.github = lambda realtime: GitHub(  # type: ignore[method-assign]
-        client,
-        settings,
-        realtime=realtime,
-        pool=pool_for(settings, client, budgets, clock),
-        sleep=rig.sleep,
-        now=clock,
+    budgets = PostgresBudgets(store.database("budgets"))
+    rig = Rig(store, Storage(store.database("storage")), app_sandbox, clock, settings)
+    rig._factory = GitHubFactory(
+        settings, budgets, transport=app_sandbox.transport(), sleep=rig.sleep, now=clock
     )
     start = clock()
     result = rig.run(rig.enqueue("historical-sync", days=220))
-    rig.storage.close()
     assert result.outcome == "completed", result
     assert clock() - start > timedelta(hours=3)
     assert app_sandbox.apps.minted >= 3  # two renewals at least
     assert not [e for e in app_sandbox.ledger.entries if e.status == 401]
     rows = {r["credential"]: r for r in budgets.snapshot(clock())}
     assert "installation:11" in rows  # acme's own installation
-    budgets.close()
 
 
 def test_the_pool_draws_the_credential_with_most_headroom_and_keeps_the_reserve():
@@ -214,20 +208,20 @@ def test_the_minute_pace_waits_instead_of_meeting_a_secondary_limit():
 def test_workers_in_parallel_never_spend_the_same_points(database_url):
     """Eight workers, each with its own connection, admit against 100 points left: ten
     requests of ten points get through, never eleven."""
-    first = PostgresBudgets(database_url)
+    first = PostgresBudgets(Database(database_url, "budgets"))
     first.observe(
         "installation:1", "graphql", Observed(5000, 100, NOW + timedelta(hours=1)), None, NOW
     )
     admitted, lock = [], threading.Lock()
 
     def worker() -> None:
-        ledger = PostgresBudgets(database_url)
+        ledger = PostgresBudgets(Database(database_url, "budgets"))
         for _ in range(5):
             admission = ledger.admit("installation:1", "graphql", 10, NOW)
             if admission.admitted:
                 with lock:
                     admitted.append(admission.reservation)
-        ledger.close()
+        ledger.db.close()
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -238,7 +232,7 @@ def test_workers_in_parallel_never_spend_the_same_points(database_url):
     assert first.headroom("installation:1", "graphql", NOW) == 0
     later = NOW + timedelta(minutes=11)  # a crashed worker's reservations expire
     assert first.headroom("installation:1", "graphql", later) == 100
-    first.close()
+    first.db.close()
 
 
 def test_configuration_problems_are_named(tmp_path, keys):
@@ -280,22 +274,13 @@ def test_no_key_or_installation_token_reaches_events_tables_or_logs(
     from capture.storage import Storage
 
     settings = settings_with(keys)
-    client = client_for(app_sandbox)
-    budgets = PostgresBudgets(database_url)
-    rig = Rig(store, Storage(database_url), app_sandbox, clock, settings)
-    rig.github = lambda realtime: GitHub(  # type: ignore[method-assign]
-        client,
-        settings,
-        realtime=realtime,
-        pool=pool_for(settings, client, budgets, clock),
-        now=clock,
-    )
+    budgets = PostgresBudgets(store.database("budgets"))
+    rig = Rig(store, Storage(store.database("storage")), app_sandbox, clock, settings)
+    rig._factory = GitHubFactory(settings, budgets, transport=app_sandbox.transport(), now=clock)
     app_sandbox.faults.add("graphql:502:2")
     assert (
         rig.run(rig.enqueue("pr-reviews", "octo/tools", pr_numbers=[1, 2])).outcome == "completed"
     )
-    rig.storage.close()
-    budgets.close()
     secrets = [keys[0].splitlines()[1], *app_sandbox.apps.tokens]
     with psycopg.connect(database_url) as conn:
         dumped = " ".join(

@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 
 from capture.api.app import ApiSettings, Context, create_app
 from capture.cli.run_job import run_job_command
-from capture.settings import load_freshness
+from capture.freshness.settings import load_freshness
 from capture.wsgi import Server
 from jobstore.settings import load
 
@@ -37,7 +37,7 @@ ARGS = [
 @pytest.fixture
 def dashboard(store, database_url, served):
     store.settings = replace(store.settings, lanes=load(served.env).lanes)
-    ctx = Context(store, database_url, load_freshness({}))
+    ctx = Context(store, load_freshness({}))
     server = Server(create_app(ctx, ApiSettings((load_token(),))), "127.0.0.1", 0).start()
     yield server
     server.stop()

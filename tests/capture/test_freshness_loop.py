@@ -14,7 +14,7 @@ from capture.freshness.loop import on_request, plan_once
 from capture.freshness.registry import Entry, Registry
 from capture.freshness.rules import FreshnessSettings
 from devtools.sandbox import World
-from jobstore import db, views
+from jobstore import views
 from jobstore.dispatcher import Dispatcher
 from jobstore.domain import Status
 from jobstore.spec import JobSpec
@@ -36,12 +36,12 @@ def world() -> World:
 def loop(rigs, world, database_url):
     """A planner pass and a local worker that runs whatever is queued, on one clock."""
     rig = rigs(world)
-    registry = Registry(database_url)
+    registry = Registry(rig.store.database("registry"))
     dispatcher = Dispatcher(rig.store, {}, {})
 
     class Loop:
         def __init__(self) -> None:
-            self.rig, self.registry, self.gh = rig, registry, rig.github(False)
+            self.rig, self.registry, self.gh = rig, registry, rig.gh(False)
 
         def plan(self, settings: FreshnessSettings = LOCAL):
             return plan_once(registry, dispatcher, self.gh, rig.clock(), settings)
@@ -63,8 +63,7 @@ def loop(rigs, world, database_url):
                 if e.kind == "graphql" and e.extra.get("operation") == "Probe"
             )
 
-    yield Loop()
-    registry.close()
+    return Loop()
 
 
 def rows(url: str, query: str, *args) -> list[tuple]:
@@ -148,7 +147,7 @@ def test_a_person_asking_promotes_a_tracked_repository_to_hot(loop):
     spec = JobSpec.create("pr-reviews", "acme/gadgets", pr_numbers=[1])
     now = loop.rig.clock()
     assert on_request(loop.registry, spec, now, LOCAL)
-    (tracked,) = loop.registry.load()
+    (tracked,) = loop.registry.load(loop.rig.store.active)
     assert (tracked.effective_tier(now), tracked.effective_tier(now + timedelta(hours=3))) == (
         "hot",
         "cold",
@@ -174,11 +173,11 @@ def test_a_request_repeated_just_after_it_completed_is_coalesced(loop):
     assert rig.store.enqueue(spec, rig.clock()).created
 
 
-def test_a_repository_github_does_not_know_is_reported_not_retried_every_pass(loop):
+def test_a_repository_github_does_not_know_is_reported_not_retried_every_pass(loop, database_url):
     loop.registry.track([Entry("acme/gone", "hot"), Entry("acme/gadgets", "hot")], loop.rig.clock())
     loop.plan()
     loop.work()
-    job_views = views.open_views(db.eventsourcing_env(loop.registry.url))
+    job_views = views.open_views(database_url)
     views.catch_up(loop.rig.store, job_views)  # as every script does before it exits
     job_views.close()
     (gone,) = [r for r in loop.registry.freshness() if r["repository"] == "acme/gone"]

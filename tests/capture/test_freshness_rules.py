@@ -17,7 +17,7 @@ from capture.freshness.rules import (
     refresh_due,
     refreshes_affordable,
 )
-from capture.settings import load_freshness
+from capture.freshness.settings import load_freshness
 from jobstore.errors import ConfigError
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)

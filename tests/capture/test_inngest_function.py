@@ -10,7 +10,9 @@ from inngest.experimental import mocked
 
 from capture import inngest_function
 from capture import settings as capture_settings
-from capture.inngest_function import FunctionSettings, attempt_runner, create_app, serve
+from capture.attempt import Runner
+from capture.inngest_function import attempt_runner, create_app, serve
+from capture.settings import InngestSettings
 from devtools.sandbox.inngest_executor import Executor
 from jobstore.errors import ConfigError
 from jobstore.lanes.inngest import EVENT
@@ -33,8 +35,9 @@ def github_env(served, monkeypatch):
 @pytest.fixture
 def fn(store, database_url, github_env):
     sdk = mocked.Inngest(app_id="test", is_production=False)
-    run = attempt_runner(store, database_url, capture_settings.load(), "inngest-test")
-    return inngest_function.function(sdk, run)
+    runner = Runner(store, capture_settings.load())
+    yield inngest_function.function(sdk, attempt_runner(runner, "inngest-test"))
+    runner.close()
 
 
 def inngest_job(store, prs=(1, 2)):
@@ -112,17 +115,18 @@ def test_concurrency_is_keyed_by_repository(fn):
 
 def test_production_mode_needs_a_signing_key():
     with pytest.raises(ConfigError, match="INNGEST_SIGNING_KEY is not set"):
-        inngest_function.client(FunctionSettings())
+        inngest_function.client(InngestSettings())
 
 
 @pytest.fixture
 def endpoint(store, database_url, github_env):
-    settings = FunctionSettings(signing_key=Secret(SIGNING_KEY), event_key=Secret("k"))
-    run = attempt_runner(store, database_url, capture_settings.load(), "inngest-http")
-    app, fn = create_app(settings, run)
+    settings = InngestSettings(signing_key=Secret(SIGNING_KEY), event_key=Secret("k"))
+    runner = Runner(store, capture_settings.load())
+    app, fn = create_app(settings, attempt_runner(runner, "inngest-http"))
     server = serve(app, "127.0.0.1", 0).start()
     yield f"{server.url}{inngest_function.SERVE_PATH}", fn.get_id()
     server.stop()
+    runner.close()
 
 
 def test_the_serve_endpoint_runs_a_signed_request_step_by_step(store, endpoint):

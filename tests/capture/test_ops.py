@@ -20,11 +20,13 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from capture.cli.jobs import jobs
+from capture.freshness.registry import Registry
+from capture.github.ledger import PostgresBudgets
 from capture.ops import alerts
 from capture.ops.health import snapshot
 from capture.ops.metrics import render
 from capture.ops.oversee import oversee
-from jobstore import db, reads, views
+from jobstore import reads, views
 from jobstore.dispatcher import Dispatcher
 from jobstore.routing import Route
 from jobstore.secret import Secret
@@ -35,7 +37,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture
 def job_views(store, database_url):
-    v = views.open_views(db.eventsourcing_env(database_url))
+    v = views.open_views(database_url)
     yield v
     v.close()
 
@@ -98,15 +100,26 @@ def samples(text: bytes) -> dict[tuple[str, tuple], float]:
     return out
 
 
+def look(store):
+    """The health snapshot, as /metrics and the sweeper read it."""
+    return snapshot(
+        store.database("health"),
+        Dispatcher(store, {}),
+        PostgresBudgets(store.database("budgets")),
+        Registry(store.database("registry")),
+        NOW,
+    )
+
+
 def test_metrics_equal_the_views(store, database_url, job_views):
     ended_jobs(store, "inngest", failed=1, completed=3)
     ended_jobs(store, "github_actions", failed=0, completed=2)
     spec = JobSpec.create("pr-reviews", "acme/waiting", days=1)
     store.enqueue(spec, NOW, route=Route("local", "explicit", "test"))
     views.catch_up(store, job_views)
-    health = snapshot(database_url, Dispatcher(store, {}), NOW)
+    health = look(store)
     got = samples(render(health))
-    stats = reads.lane_statistics(database_url)
+    stats = reads.lane_statistics(store.database("reads"))
     for lane in ("inngest", "github_actions", "local"):
         for state in ("pending", "processing", "completed", "failed"):
             key = ("prcapture_jobs", (("lane", lane), ("state", state)))
@@ -126,28 +139,28 @@ def test_metrics_equal_the_views(store, database_url, job_views):
 
 def test_projection_lag_counts_events_not_yet_projected(store, database_url, job_views):
     ended_jobs(store, "local", failed=0, completed=1)
-    assert reads.projection_lag(database_url) > 0
+    assert reads.projection_lag(store.database("reads")) > 0
     views.catch_up(store, job_views)
-    assert reads.projection_lag(database_url) == 0
+    assert reads.projection_lag(store.database("reads")) == 0
 
 
 def test_an_alert_fires_and_resolves_once_each_after_its_hold(store, database_url, receiver):
-    state = alerts.AlertState(database_url)
-    health = snapshot(database_url, Dispatcher(store, {}), NOW)
+    state = alerts.AlertState(store.database("alerts"))
+    health = look(store)
     health.down = {"inngest": "3 dispatches failed"}
     (fired,) = state.update(alerts.firing(health), NOW)
     assert (fired.rule, fired.key, fired.status) == ("LaneDown", "inngest", "firing")
     assert state.update(alerts.firing(health), NOW + timedelta(minutes=1)) == []  # still open
     with httpx.Client() as client:
         # Within LaneDown's 5-minute hold: nothing sent yet.
-        assert alerts.notify(database_url, receiver.url, NOW + timedelta(minutes=1), client) == 0
+        assert state.notify(receiver.url, NOW + timedelta(minutes=1), client) == 0
         later = NOW + timedelta(minutes=6)
-        assert alerts.notify(database_url, receiver.url, later, client) == 1
-        assert alerts.notify(database_url, receiver.url, later, client) == 0  # once
+        assert state.notify(receiver.url, later, client) == 1
+        assert state.notify(receiver.url, later, client) == 0  # once
         health.down = {}
         (resolved,) = state.update(alerts.firing(health), later)
         assert resolved.status == "resolved"
-        assert alerts.notify(database_url, receiver.url, later, client) == 1
+        assert state.notify(receiver.url, later, client) == 1
     assert [(g["alert"], g["status"]) for g in receiver.got] == [
         ("LaneDown", "firing"),
         ("LaneDown", "resolved"),
@@ -156,28 +169,28 @@ def test_an_alert_fires_and_resolves_once_each_after_its_hold(store, database_ur
 
 
 def test_a_blip_shorter_than_the_hold_is_never_notified(store, database_url, receiver):
-    state = alerts.AlertState(database_url)
-    health = snapshot(database_url, Dispatcher(store, {}), NOW)
+    state = alerts.AlertState(store.database("alerts"))
+    health = look(store)
     health.stuck = ["a-job"]
     state.update(alerts.firing(health), NOW)
     health.stuck = []
     state.update(alerts.firing(health), NOW + timedelta(minutes=2))
     with httpx.Client() as client:
-        assert alerts.notify(database_url, receiver.url, NOW + timedelta(hours=1), client) == 0
+        assert state.notify(receiver.url, NOW + timedelta(hours=1), client) == 0
     assert receiver.got == []
 
 
 def test_a_failing_webhook_is_tried_again_until_it_takes(store, database_url, caplog):
     r = Receiver(codes=[500])
     try:
-        state = alerts.AlertState(database_url)
-        health = snapshot(database_url, Dispatcher(store, {}), NOW)
+        state = alerts.AlertState(store.database("alerts"))
+        health = look(store)
         health.stuck = ["job-1"]
         state.update(alerts.firing(health), NOW)
         later = NOW + timedelta(minutes=11)
         with httpx.Client() as client:
-            assert alerts.notify(database_url, r.url, later, client) == 0
-            assert alerts.notify(database_url, r.url, later, client) == 1
+            assert state.notify(r.url, later, client) == 0
+            assert state.notify(r.url, later, client) == 1
         assert [g["alert"] for g in r.got] == ["JobsStuck"]
         assert "s3cr3t" not in caplog.text  # the webhook URL is never logged
         assert "tried again next pass" in caplog.text
@@ -213,7 +226,14 @@ def test_the_sweeper_rolls_a_failing_lane_back_and_alerts(store, database_url, r
 
 
 def test_oversee_without_a_webhook_still_keeps_the_state(store, database_url):
-    seen = oversee(database_url, Dispatcher(store, {}), NOW, None, httpx.Client())
+    seen = oversee(
+        Dispatcher(store, {}),
+        PostgresBudgets(store.database("budgets")),
+        Registry(store.database("registry")),
+        NOW,
+        None,
+        httpx.Client(),
+    )
     assert seen.notified == 0
     assert seen.stopped == []
     assert Secret("x").reveal() == "x"
@@ -268,7 +288,11 @@ def test_the_dashboards_series_count_depth_throughput_and_timings(store, databas
     assert store.claim(job_id, "w1", t0 + timedelta(minutes=5)).won
     store.complete(job_id, 1, now=t0 + timedelta(minutes=15))
     views.catch_up(store, job_views)
-    rows = [r for r in reads.series(database_url, now - timedelta(hours=1)) if r["lane"] == "local"]
+    rows = [
+        r
+        for r in reads.series(store.database("reads"), now - timedelta(hours=1))
+        if r["lane"] == "local"
+    ]
     finished = [r for r in rows if r["finished"]]
     assert len(finished) == 1
     assert (finished[0]["wait_s"], finished[0]["run_s"]) == (300, 600)

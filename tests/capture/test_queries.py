@@ -8,11 +8,11 @@ from importlib import resources
 import pytest
 from graphql import build_schema, parse, validate
 
-from capture.collect import by_ids_document, numbers_query
+from capture.fetch.collect import by_ids_document, numbers_query
+from capture.fetch.pages import PAGES, Page, compose
+from capture.fetch.shape import Observed, Shape, plan
+from capture.github.cost import query_cost
 from capture.github.graphql import document
-from capture.pages import PAGES, Page, compose
-from capture.planning import Observed, Shape, plan
-from capture.querycost import query_cost
 from tests.devtools.test_sandbox_schema import REAL
 
 QUERIES = sorted(

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from capture.attempt import Result
 from capture.cli.run_job import run_job_command
-from capture.worker import Wakeup, work
+from capture.worker import work
+from jobstore import Wakeup
 from jobstore.routing import Route
 from jobstore.spec import JobSpec
 from tests.conftest import ROOT

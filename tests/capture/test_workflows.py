@@ -17,6 +17,7 @@ from capture.handlers import capable
 from devtools.playground import machine_env
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox
 from devtools.sandbox.actions_runner import ActionsRunner, declared_inputs, load_workflow
+from jobstore.db import Database
 from jobstore.dispatcher import Dispatcher, open_lanes
 from jobstore.routing import Route
 from jobstore.secret import Secret
@@ -180,12 +181,12 @@ def test_sweep_workflow_dispatches_jobs_left_routed(store, rig):
 def test_plan_workflow_bootstraps_tracked_repositories_on_a_schedule(store, rig, database_url):
     from capture.freshness.registry import Entry, Registry
 
-    registry = Registry(database_url)
+    registry = Registry(Database(database_url, "registry"))
     registry.track([Entry("acme/widgets", "warm")], store_now())
     log = rig.runner.run("plan.yml", {}, 1, event="schedule")
     assert log.conclusion == "success", step_failures(rig.runner)
     (tracked,) = registry.tracked()
-    registry.close()
+    registry.db.close()
     assert tracked["bootstrap"] == "started"
     rig.drain()  # the backfill went to Actions; the recent part to Inngest or its fallback
     backfill = store.get(tracked["bootstrap_jobs"][1])

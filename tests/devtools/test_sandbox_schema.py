@@ -12,7 +12,7 @@ from graphql import (
     parse,
 )
 
-from capture.querycost import query_cost
+from capture.github.cost import query_cost
 from devtools.sandbox.graphql_api import load_schema
 from tests.conftest import ROOT
 

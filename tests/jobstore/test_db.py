@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+import jobstore
 from capture.cli.db import db_group
-from jobstore import db, settings
+from jobstore import db, migrations, settings
 from jobstore.embedded import Server
 from jobstore.errors import ConfigError, DatabaseUnavailable
 from tests.conftest import ROOT, assert_refused
@@ -60,17 +61,17 @@ def test_cli_status_stop_and_start(fresh_home):
 
 
 def test_migrate_applies_each_file_once(database_url):
-    assert db.migrate(database_url) == []
+    assert jobstore.migrate(database_url) == []
     with psycopg.connect(database_url) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
-    assert names == [f.name for f in db.schema_files()]
+    assert names == [f.name for f in migrations.schema_files()]
 
 
 def test_schema_files_are_package_data_and_every_sql_file_is_applied():
     """Every .sql file in schema/ is numbered and found as package data, in order."""
     on_disk = sorted(p.name for p in (ROOT / "schema").glob("*.sql"))
     assert on_disk
-    assert [f.name for f in db.schema_files()] == on_disk
+    assert [f.name for f in migrations.schema_files()] == on_disk
     assert all(name[:3].isdigit() and name[3] == "_" for name in on_disk)
 
 
@@ -81,13 +82,13 @@ def test_eventsourcing_env_comes_from_the_url():
     assert env["POSTGRES_DBNAME"] == "jobs"
     assert env["POSTGRES_USER"] == "u"
     assert env["POSTGRES_PASSWORD"] == "secret"
-    assert env["POSTGRES_POOL_SIZE"] == "3"
+    assert (env["POSTGRES_POOL_SIZE"], env["POSTGRES_MAX_OVERFLOW"]) == ("1", "2")  # at most 3
     assert env["POSTGRES_ENABLE_DB_FUNCTIONS"] == "n"
 
 
 def test_unreachable_database_is_one_clean_line():
     with pytest.raises(DatabaseUnavailable) as err:
-        db.migrate("postgresql://nobody@127.0.0.1:1/nothing")
+        jobstore.migrate("postgresql://nobody@127.0.0.1:1/nothing")
     assert str(err.value).startswith("cannot connect to PostgreSQL:")
     assert "\n" not in str(err.value)
 

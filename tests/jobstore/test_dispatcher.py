@@ -83,12 +83,14 @@ def test_both_lanes_take_jobs_and_record_their_refs(store, sandbox, make):
 def test_the_dispatch_tokens_budget_is_recorded_in_the_shared_ledger(store, sandbox):
     """The workflow token has 1,000 requests an hour: dispatches spend it, and the ledger
     says how much is left (named by the token's fingerprint, never the token)."""
-    from jobstore.budgets import MemoryBudgets
+    from capture.github.budgets import MemoryBudgets
+    from capture.github.ledger import dispatch_observer
 
     budgets = MemoryBudgets()
     store.settings = replace(store.settings, lanes=LANE_SETTINGS)
     with httpx.Client(transport=sandbox.transport()) as client:
-        dispatcher = Dispatcher.open(store, client, budgets=budgets)
+        observe = dispatch_observer(budgets, DEFAULT_TOKEN)
+        dispatcher = Dispatcher.open(store, client, observe=observe)
         assert dispatcher.send(routed(store, "github_actions"), T0).ok
     (row,) = budgets.snapshot(T0)
     assert row["credential"].startswith("dispatch:sha256:")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from jobstore import db
+import jobstore
 from jobstore.routing import Route
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
@@ -21,7 +21,7 @@ LOCAL = Route("local", "explicit", "test")
 
 
 def open_store(url: str):
-    return db.open_store(Settings(pool_size=2), url=url)
+    return jobstore.open_store(Settings(pool_size=2), url=url)
 
 
 def claim_all(url: str, ids: list[str], worker: str, barrier) -> list[str]:

@@ -1,6 +1,6 @@
 """A session keeps the read-only default it connected with: connections made while the
 database was read-only (a demoted primary) are dropped on their first refused write, so
-the ledger, the capture storage and the store write again once it is writable."""
+every holder of the database component, and the store, write again once it is writable."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from capture.errors import StorageError
+import jobstore
 from capture.freshness.registry import Entry, Registry
-from jobstore import db
+from capture.github.budgets import Observed
+from capture.github.ledger import PostgresBudgets
 from jobstore.boundary import patiently
-from jobstore.budgets import Observed, PostgresBudgets
-from jobstore.errors import DatabaseUnavailable
+from jobstore.db import Database
+from jobstore.errors import DatabaseReadOnly, DatabaseUnavailable
 from jobstore.routing import Route
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
@@ -44,33 +45,48 @@ def spell(database_url):
     read_only(database_url, False)
 
 
-def test_the_budget_ledger_drops_a_read_only_session(database_url, spell):
-    ledger = PostgresBudgets(database_url)
+def test_a_component_of_its_own_drops_a_read_only_session(database_url, spell):
+    db = Database(database_url, "test")
+    try:
+        with pytest.raises(DatabaseReadOnly, match="test: the database is read-only"):
+            db.execute(
+                "INSERT INTO alert_state (rule, key, detail, firing_since) "
+                "VALUES ('r', 'k', 'd', now())"
+            )
+        spell.end()
+        assert (
+            db.execute(
+                "INSERT INTO alert_state (rule, key, detail, firing_since) "
+                "VALUES ('r', 'k', 'd', now())"
+            )
+            == 1
+        )
+    finally:
+        db.close()
+
+
+def test_a_component_on_the_stores_connections_drops_a_read_only_session(database_url, spell):
+    """The budget ledger and the registry draw on the store's pool: a refusal renews it."""
+    store = jobstore.open_store(Settings(), url=database_url)
+    ledger = PostgresBudgets(store.database("budgets"))
+    registry = Registry(store.database("registry"))
     seen = Observed(5000, 4000, NOW + timedelta(hours=1))
     try:
-        with pytest.raises(DatabaseUnavailable, match="read-only"):
+        with pytest.raises(DatabaseUnavailable, match="budgets: the database is read-only"):
             ledger.observe("user:ann", "graphql", seen, None, NOW)
+        with pytest.raises(DatabaseUnavailable, match="registry: the database is read-only"):
+            registry.track([Entry("acme/widgets", "hot")], NOW)
         spell.end()
         ledger.observe("user:ann", "graphql", seen, None, NOW)
         assert ledger.snapshot(NOW)[0]["remaining"] == 4000
-    finally:
-        ledger.close()
-
-
-def test_the_registry_drops_a_read_only_session(database_url, spell):
-    registry = Registry(database_url)
-    try:
-        with pytest.raises(StorageError, match="read-only"):
-            registry.track([Entry("acme/widgets", "hot")], NOW)
-        spell.end()
         registry.track([Entry("acme/widgets", "hot")], NOW)
         assert [r["repository"] for r in registry.tracked()] == ["acme/widgets"]
     finally:
-        registry.close()
+        store.close()
 
 
 def test_the_job_store_renews_its_pool_after_a_read_only_spell(database_url, spell):
-    store = db.open_store(Settings(), url=database_url)
+    store = jobstore.open_store(Settings(), url=database_url)
     try:
         spec = JobSpec.create("pr-reviews", "acme/widgets", days=1)
         with pytest.raises(DatabaseUnavailable, match="read-only"):

@@ -13,7 +13,7 @@ from devtools.sandbox import Sandbox, World
 from jobstore.dispatcher import Dispatcher, open_lanes
 from jobstore.errors import ConfigError, InvalidSpec
 from jobstore.rollout import rollbacks
-from jobstore.routing import LANES, RoutingConfig, decide
+from jobstore.routing import LANES, RoutingSettings, decide
 from jobstore.settings import load
 from jobstore.spec import JobSpec
 from tests.jobstore.test_dispatcher import LANE_SETTINGS
@@ -46,7 +46,7 @@ def test_no_decisions_yet_leave_the_environment_in_charge(store):
         set(),
         {},
     )
-    config = rollout.routing(RoutingConfig(rollout_percent=25))
+    config = rollout.routing(RoutingSettings(rollout_percent=25))
     assert config.rollout_percent == 25
     assert store.rollout_history() == []
 
@@ -78,9 +78,9 @@ def test_bad_decisions_are_refused_and_nothing_is_written(store):
 
 
 def test_allow_and_deny_lists_override_the_percentage():
-    none = RoutingConfig(rollout_percent=0, allow=frozenset({"acme/widgets"}))
+    none = RoutingSettings(rollout_percent=0, allow=frozenset({"acme/widgets"}))
     assert decide(RECENT, T0, none).lane == "inngest"
-    everyone = RoutingConfig(rollout_percent=100, deny=frozenset({"acme/widgets"}))
+    everyone = RoutingSettings(rollout_percent=100, deny=frozenset({"acme/widgets"}))
     route = decide(RECENT, T0, everyone)
     assert (route.lane, route.reason) == ("github_actions", "denied in the rollout")
 
@@ -92,7 +92,7 @@ def test_the_router_follows_the_recorded_percentage(store, dispatcher):
 
 
 def test_a_stopped_lane_gets_nothing_and_its_work_falls_back(store, dispatcher, sandbox):
-    waiting = store.enqueue(RECENT, T0, route=decide(RECENT, T0, RoutingConfig())).job_id
+    waiting = store.enqueue(RECENT, T0, route=decide(RECENT, T0, RoutingSettings())).job_id
     store.change_rollout(lambda r: r.stop("inngest", "incident 42", T0))
     new = dispatcher.submit(JobSpec.create("pr-reviews", "acme/other", days=1), T0).job
     assert new.lane == "github_actions"

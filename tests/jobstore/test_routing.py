@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobstore.routing import RoutingConfig, decide, in_rollout, rollout_bucket
+from jobstore.routing import RoutingSettings, decide, in_rollout, rollout_bucket
 from jobstore.spec import JobSpec
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -46,7 +46,7 @@ CASES = [
 
 @pytest.mark.parametrize(("fields", "kwargs", "config", "lane", "rule"), CASES)
 def test_routing_table(fields, kwargs, config, lane, rule):
-    route = decide(spec(**fields), NOW, RoutingConfig(**config), **kwargs)
+    route = decide(spec(**fields), NOW, RoutingSettings(**config), **kwargs)
     assert (route.lane, route.rule) == (lane, rule)
     assert route.reason
 
@@ -61,7 +61,7 @@ def test_the_router_never_picks_a_lane_the_job_type_cannot_run():
         kwargs = {**kwargs, "capable": ["github_actions"]}
         kwargs.pop("lane", None)
         kwargs.pop("down", None)
-        assert decide(spec(**fields), NOW, RoutingConfig(**config), **kwargs).lane == (
+        assert decide(spec(**fields), NOW, RoutingSettings(**config), **kwargs).lane == (
             "github_actions"
         )
 

@@ -22,7 +22,7 @@ TABLES = {"capture_jobs": "job_id"}
 
 @pytest.fixture
 def job_views(store, database_url):
-    v = views.open_views(db.eventsourcing_env(database_url))
+    v = views.open_views(database_url)
     yield v
     v.close()
 
@@ -212,7 +212,7 @@ def test_a_batch_that_fails_midway_leaves_no_trace(store, job_views, database_ur
 
 def test_two_catch_ups_racing_apply_each_event_once(store, job_views, database_url):
     make_history(store, 30, T0)
-    second = views.open_views(db.eventsourcing_env(database_url))
+    second = views.open_views(database_url)
     counts: list[int] = []
     threads = [
         threading.Thread(target=lambda v=v: counts.append(views.catch_up(store, v)))
@@ -297,7 +297,7 @@ def test_projector_killed_while_projecting_resumes_and_equals_a_rebuild(store, d
         projector.wait()
         stop.set()
         writer.join()
-    v = views.open_views(db.eventsourcing_env(database_url))
+    v = views.open_views(database_url)
     views.catch_up(store, v)
     resumed = snapshot(database_url)
     v.rebuild(store)

@@ -128,14 +128,14 @@ def test_a_manual_enqueue_promotes_a_tracked_repository(database_url, store, ser
 def test_budget_shows_each_credential_by_name_never_the_token(database_url, store):
     from datetime import UTC, datetime, timedelta
 
-    from jobstore.budgets import Observed, PostgresBudgets
+    from capture.github.budgets import Observed
+    from capture.github.ledger import PostgresBudgets
 
-    ledger = PostgresBudgets(database_url)
+    ledger = PostgresBudgets(store.database("budgets"))
     now = datetime.now(UTC)
     ledger.observe(
         "user:ann", "graphql", Observed(5000, 4200, now + timedelta(minutes=40)), None, now
     )
-    ledger.close()
     shown = json.loads(run(jobs, ["budget", "--json"], database_url).output)
     assert [(r["credential"], r["remaining"], r["used"]) for r in shown] == [
         ("user:ann", 4200, "16%")

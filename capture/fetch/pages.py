@@ -7,9 +7,11 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
+from capture import records
 from capture.errors import ServerError, TooHeavy
 from capture.github.client import GitHub
-from capture.querycost import PAGE_LIMIT
+from capture.github.cost import PAGE_LIMIT
+from capture.github.graphql import fragments, used_only
 from capture.records import Rows
 
 # kind -> (GraphQL type, field, fragment on the node type, extra fields on the connection)
@@ -71,10 +73,37 @@ def next_page(connection: dict, node_id: str, kind: str, pr_id: int, number: int
     return Page(node_id, kind, info["endCursor"], pr_id, number, left)
 
 
+def page_nodes(
+    rows: Rows,
+    kind: str,
+    connection: dict,
+    node_id: str,
+    pr_id: int,
+    number: int,
+    pending: list[Page],
+) -> None:
+    for item in connection["nodes"]:
+        if kind == "files":
+            records.gql_file(rows, item, pr_id)
+        elif kind == "commits":
+            records.gql_commit(rows, item, pr_id)
+        elif kind == "reviews":
+            records.gql_review(rows, item, pr_id)
+        elif kind == "comments":
+            records.gql_comment(rows, item, pr_id, "issue")
+        elif kind == "thread_comments":
+            records.gql_comment(rows, item, pr_id, "review")
+        elif kind == "threads":
+            page_nodes(
+                rows, "thread_comments", item["comments"], item["id"], pr_id, number, pending
+            )
+    following = next_page(connection, node_id, kind, pr_id, number)
+    if following is not None:
+        pending.append(following)
+
+
 def compose(pages: list[Page]) -> tuple[str, dict[str, Any]]:
     """One query fetching the next page of each connection, each under its own alias."""
-    from capture.github.graphql import fragments, used_only
-
     params, fields, variables = [], [], {}
     for i, page in enumerate(pages):
         type_name, field, fragment, extra = PAGES[page.kind]
@@ -115,8 +144,6 @@ def fetch_pages(
     gh: GitHub, rows: Rows, pending: list[Page], failed: list, max_nodes: int = 100_000
 ) -> None:
     """Follows every pending page (and the pages they lead to) to the end."""
-    from capture.collect import page_nodes
-
     budget = max_nodes
     while pending:
         batch = take(pending, budget)

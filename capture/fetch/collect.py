@@ -13,10 +13,10 @@ from graphql import DocumentNode, parse
 
 from capture import records
 from capture.errors import QueryFailed, ServerError, TooHeavy
+from capture.fetch.pages import Page, fetch_pages, next_page, page_nodes
+from capture.fetch.shape import NODE_LIMIT, Observed, Plan, plan
 from capture.github.client import GitHub
 from capture.github.graphql import document
-from capture.pages import Page, fetch_pages, next_page
-from capture.planning import NODE_LIMIT, Observed, Plan, plan
 from capture.records import Rows
 
 log = logging.getLogger(__name__)
@@ -180,35 +180,6 @@ def collect(rows: Rows, node: dict, repo_id: int, pending: list[Page], failed: l
         if kind == "commits":
             rows.complete_commits.add(pr_id)
         page_nodes(rows, kind, connection, node["id"], pr_id, number, pending)
-
-
-def page_nodes(
-    rows: Rows,
-    kind: str,
-    connection: dict,
-    node_id: str,
-    pr_id: int,
-    number: int,
-    pending: list[Page],
-) -> None:
-    for item in connection["nodes"]:
-        if kind == "files":
-            records.gql_file(rows, item, pr_id)
-        elif kind == "commits":
-            records.gql_commit(rows, item, pr_id)
-        elif kind == "reviews":
-            records.gql_review(rows, item, pr_id)
-        elif kind == "comments":
-            records.gql_comment(rows, item, pr_id, "issue")
-        elif kind == "thread_comments":
-            records.gql_comment(rows, item, pr_id, "review")
-        elif kind == "threads":
-            page_nodes(
-                rows, "thread_comments", item["comments"], item["id"], pr_id, number, pending
-            )
-    following = next_page(connection, node_id, kind, pr_id, number)
-    if following is not None:
-        pending.append(following)
 
 
 def by_ids(

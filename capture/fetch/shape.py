@@ -18,7 +18,7 @@ from functools import cache
 
 from graphql import DocumentNode
 
-from capture.querycost import NODE_LIMIT, PAGE_LIMIT, query_cost
+from capture.github.cost import NODE_LIMIT, PAGE_LIMIT, query_cost
 
 # Connection kinds of a pull request, and of a review thread (thread_comments).
 KINDS = ("labels", "files", "commits", "reviews", "comments", "threads", "thread_comments")

@@ -4,25 +4,18 @@ flight. Admission reserves the planned cost of the next request, so two workers 
 spend the last points; a per-minute pace keeps them under secondary limits.
 
 Credentials are named by a bucket key and a label (an installation, a user, a token's
-fingerprint), never by the token. `PostgresBudgets` is the shared ledger (api_budgets,
-api_reservations); `MemoryBudgets` is the same in one process.
+fingerprint), never by the token. `MemoryBudgets` is the ledger in one process;
+capture.github.ledger keeps it in PostgreSQL for every process.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-
-import psycopg
-from psycopg.rows import dict_row
-
-from jobstore.boundary import is_stale_session
-from jobstore.errors import DatabaseUnavailable
-from jobstore.settings import application_name
 
 RESERVATION = timedelta(minutes=10)  # what a crashed worker reserved expires after this
 MINUTE = timedelta(minutes=1)
@@ -227,160 +220,3 @@ def _merge(row: dict[str, Any], seen: Observed, now: datetime) -> None:
     else:
         row["remaining"] = seen.remaining
     row["reset_at"], row["limit_points"], row["observed_at"] = seen.reset_at, seen.limit, now
-
-
-class PostgresBudgets:
-    """The ledger in PostgreSQL: every worker on every machine draws from one budget."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._conn: psycopg.Connection | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            try:
-                self._conn = psycopg.connect(
-                    self.url, row_factory=dict_row, application_name=application_name("budgets")
-                )
-            except psycopg.OperationalError as exc:
-                raise DatabaseUnavailable(f"budget ledger: {str(exc).strip()[:200]}") from None
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-    def _retrying(self, work: Callable[[psycopg.Connection], Any]) -> Any:
-        """Runs `work` in one transaction. Every transaction locks a credential's budget
-        row before its reservations, so writers queue rather than deadlock; a deadlock or
-        serialisation failure that still happens is retried, and a dropped connection (a
-        failover, a pooler restart) is opened again and the work retried once."""
-        with self._lock:
-            dropped = 0
-            for _ in range(5):
-                try:
-                    conn = self.conn
-                    with conn.transaction():
-                        return work(conn)
-                except psycopg.errors.TransactionRollback:
-                    continue  # a deadlock or serialisation failure: its turn comes again
-                except psycopg.OperationalError as exc:
-                    self._conn = None
-                    dropped += 1
-                    if dropped == 2:
-                        raise DatabaseUnavailable(
-                            f"budget ledger: {str(exc).strip()[:200]}"
-                        ) from None
-                except psycopg.Error as exc:
-                    # A session made while the database was read-only stays read-only:
-                    # drop it, so the next call connects anew.
-                    if is_stale_session(self._conn, exc):
-                        self.close()
-                    raise DatabaseUnavailable(f"budget ledger: {str(exc).strip()[:200]}") from None
-        raise DatabaseUnavailable("budget ledger: kept conflicting with other workers")
-
-    def admit(
-        self,
-        credential: str,
-        resource: str,
-        cost: int,
-        now: datetime,
-        *,
-        keep: int = 0,
-        per_minute: int | None = None,
-        label: str = "",
-    ) -> Admission:
-        def work(conn: psycopg.Connection) -> Admission:
-            conn.execute(
-                "INSERT INTO api_budgets (credential, resource, label, limit_points, "
-                "minute_points) VALUES (%s, %s, %s, %s, 0) ON CONFLICT DO NOTHING",
-                (credential, resource, label, DEFAULT_LIMIT),
-            )
-            row = conn.execute(
-                "SELECT * FROM api_budgets WHERE credential = %s AND resource = %s FOR UPDATE",
-                (credential, resource),
-            ).fetchone()
-            reserved = conn.execute(
-                "SELECT COALESCE(sum(points), 0) AS points FROM api_reservations "
-                "WHERE credential = %s AND resource = %s AND expires_at > %s",
-                (credential, resource, now),
-            ).fetchone()["points"]
-            conn.execute(
-                "DELETE FROM api_reservations WHERE credential = %s AND resource = %s "
-                "AND expires_at <= %s",
-                (credential, resource, now),
-            )
-            admission, updated = decide(row, int(reserved), cost, now, keep, per_minute)
-            conn.execute(
-                "UPDATE api_budgets SET remaining = %(remaining)s, reset_at = %(reset_at)s, "
-                "minute_start = %(minute_start)s, minute_points = %(minute_points)s "
-                "WHERE credential = %(credential)s AND resource = %(resource)s",
-                updated,
-            )
-            if admission.reservation:
-                conn.execute(
-                    "INSERT INTO api_reservations (id, credential, resource, points, "
-                    "expires_at) VALUES (%s, %s, %s, %s, %s)",
-                    (admission.reservation, credential, resource, cost, now + RESERVATION),
-                )
-            return admission
-
-        return self._retrying(work)
-
-    def observe(
-        self,
-        credential: str,
-        resource: str,
-        seen: Observed | None,
-        reservation: str | None,
-        now: datetime,
-    ) -> None:
-        def work(conn: psycopg.Connection) -> None:
-            if seen is not None:  # the budget row first, as admit locks it
-                conn.execute(
-                    "INSERT INTO api_budgets (credential, resource, limit_points, remaining, "
-                    "reset_at, observed_at, minute_points) VALUES (%s, %s, %s, %s, %s, %s, 0) "
-                    "ON CONFLICT (credential, resource) DO UPDATE SET "
-                    "remaining = CASE WHEN abs(extract(epoch FROM api_budgets.reset_at - "
-                    "EXCLUDED.reset_at)) < 2 THEN LEAST(api_budgets.remaining, "
-                    "EXCLUDED.remaining) ELSE EXCLUDED.remaining END, "
-                    "reset_at = EXCLUDED.reset_at, limit_points = EXCLUDED.limit_points, "
-                    "observed_at = EXCLUDED.observed_at",
-                    (credential, resource, seen.limit, seen.remaining, seen.reset_at, now),
-                )
-            if reservation:
-                conn.execute("DELETE FROM api_reservations WHERE id = %s", (reservation,))
-
-        self._retrying(work)
-
-    def headroom(self, credential: str, resource: str, now: datetime) -> int | None:
-        row = self._retrying(
-            lambda conn: conn.execute(
-                "SELECT b.remaining, b.reset_at, b.limit_points, COALESCE((SELECT "
-                "sum(points) FROM api_reservations r WHERE r.credential = b.credential "
-                "AND r.resource = b.resource AND r.expires_at > %s), 0) AS reserved "
-                "FROM api_budgets b WHERE credential = %s AND resource = %s",
-                (now, credential, resource),
-            ).fetchone()
-        )
-        if row is None or row["remaining"] is None:
-            return None
-        if row["reset_at"] is not None and row["reset_at"] <= now:
-            return row["limit_points"]
-        return row["remaining"] - int(row["reserved"])
-
-    def snapshot(self, now: datetime) -> list[dict[str, Any]]:
-        """Every credential's budget now, for people (`bin/jobs budget`)."""
-        return self._retrying(
-            lambda conn: conn.execute(
-                "SELECT b.credential, b.label, b.resource, b.limit_points AS limit, "
-                "CASE WHEN b.reset_at <= %(now)s THEN b.limit_points ELSE b.remaining END "
-                "AS remaining, COALESCE((SELECT sum(points) FROM api_reservations r "
-                "WHERE r.credential = b.credential AND r.resource = b.resource "
-                "AND r.expires_at > %(now)s), 0) AS reserved, b.reset_at, b.observed_at "
-                "FROM api_budgets b ORDER BY b.resource, b.credential",
-                {"now": now},
-            ).fetchall()
-        )

@@ -1,0 +1,207 @@
+"""The API's routes, one plain function each; the server's Context is the app's
+`prcapture` extension. Errors are raised as the library's own and answered by the app."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import flask
+
+from capture.api.context import Context
+from capture.api.stream import job_events
+from capture.intake import take
+from capture.jobtypes import JOB_TYPES
+from capture.ops.health import snapshot
+from capture.ops.metrics import CONTENT_TYPE, render
+from jobstore import LANES, JobSpec, JobStore, Status, reads
+
+routes = flask.Blueprint("prcapture", __name__)
+# What a request may say: the job spec's own fields (not parent_id: only a splitting job
+# makes children) and the lane.
+SPEC_FIELDS = {f.name for f in dataclasses.fields(JobSpec)} - {"parent_id"} | {"lane"}
+JOB_FILTERS = {"repository", "status", "lane", "job_type", "since", "limit", "access_token"}
+
+
+def context() -> Context:
+    return flask.current_app.extensions["prcapture"]
+
+
+def fail(status: int, message: str) -> flask.Response:
+    """One line of JSON naming the problem."""
+    response = flask.jsonify({"error": " ".join(message.split())[:300]})
+    response.status_code = status
+    return response
+
+
+@routes.get("/healthz")
+def health() -> Any:
+    context().ping()
+    return {"ok": True}
+
+
+@routes.post("/v1/captures")
+def capture() -> Any:
+    body = flask.request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return fail(400, "the body must be a JSON object describing the capture")
+    unknown = sorted(set(body) - SPEC_FIELDS)
+    if unknown:
+        return fail(400, f"unknown fields: {', '.join(unknown)}")
+    if body.get("job_type") not in JOB_TYPES:
+        return fail(400, f"job_type must be one of {', '.join(sorted(JOB_TYPES))}")
+    lane = body.get("lane", "auto")
+    if lane not in ("auto", *LANES):
+        return fail(400, f"lane must be auto or one of {', '.join(LANES)}")
+    fields = {k: v for k, v in body.items() if k not in ("job_type", "repository", "lane")}
+    fields["pr_numbers"] = fields.get("pr_numbers") or ()
+    if not isinstance(fields["pr_numbers"], list | tuple):
+        return fail(400, "pr_numbers must be a list of numbers")
+    spec = JobSpec.create(body["job_type"], body.get("repository"), **fields)
+    ctx = context()
+    intake = take(
+        ctx.dispatcher(),
+        ctx.registry,
+        spec,
+        ctx.now(),
+        ctx.freshness,
+        None if lane == "auto" else lane,
+    )
+    document = intake.document()
+    job_id = document["job_id"]
+    document["links"] = {"self": f"/v1/jobs/{job_id}", "events": f"/v1/jobs/{job_id}/events"}
+    return document, 201 if intake.created else 200
+
+
+@routes.get("/v1/jobs")
+def job_list() -> Any:
+    args = flask.request.args
+    unknown = sorted(set(args) - JOB_FILTERS)
+    if unknown:
+        return fail(400, f"unknown parameters: {', '.join(unknown)}")
+    status, lane = args.get("status"), args.get("lane")
+    if status and status not in {s.value for s in Status}:
+        return fail(400, f"status must be one of {', '.join(s.value for s in Status)}")
+    if lane and lane not in LANES:
+        return fail(400, f"lane must be one of {', '.join(LANES)}")
+    limit = args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        return fail(400, "limit must be a whole number from 1 to 500")
+    since = None
+    if args.get("since"):
+        try:
+            since = datetime.fromisoformat(args["since"].replace("Z", "+00:00"))
+        except ValueError:
+            return fail(400, f"since: {args['since']!r} is not an ISO 8601 time")
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    where = reads.JobFilter(
+        status, lane, args.get("job_type"), args.get("repository"), since, int(limit)
+    )
+    return {"jobs": jsonable(reads.current_jobs(context().db, where))}
+
+
+@routes.get("/v1/jobs/<ref>")
+def job(ref: str) -> Any:
+    store = context().store
+    return jsonable(reads.job_history(store, store.resolve(ref)))
+
+
+@routes.get("/v1/jobs/<ref>/events")
+def events(ref: str) -> flask.Response:
+    ctx = context()
+    job_id = ctx.store.resolve(ref)
+    ctx.store.get(job_id)  # 404 before the stream starts
+    since = flask.request.headers.get("last-event-id") or flask.request.args.get("after")
+    if not ctx.stream_slot():
+        response = fail(
+            503,
+            f"{ctx.max_streams} event streams are open; try again, or poll /v1/jobs/{job_id}",
+        )
+        response.headers["retry-after"] = "5"
+        return response
+    stream = job_events(ctx.store, job_id, int(since) if since and since.isdigit() else 0)
+    response = flask.Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+    response.call_on_close(ctx.release_stream)  # the server closes every response
+    return response
+
+
+@routes.get("/v1/repos/<owner>/<name>/freshness")
+def freshness(owner: str, name: str) -> Any:
+    wanted = f"{owner}/{name}".lower()
+    rows = context().registry.freshness(repository=wanted)
+    if not rows:
+        return fail(404, f"{wanted} is not tracked")
+    return jsonable(rows[0])
+
+
+@routes.get("/v1/dashboard")
+def dashboard_data() -> Any:
+    ctx = context()
+    now = ctx.now()
+    hours = min(48, max(1, int(flask.request.args.get("hours", 6))))
+    health = snapshot(ctx.db, ctx.dispatcher(), ctx.budgets, ctx.registry, now)
+    return jsonable(
+        {
+            "at": now,
+            "lanes": health.lanes,
+            "down": health.down,
+            "cost": health.cost,
+            "series": reads.series(ctx.db, now - timedelta(hours=hours)),
+            "budgets": health.budgets,
+            "breaches": ctx.registry.freshness(breached_only=True)[:50],
+            "failures": reads.recent_failures(ctx.db),
+            "alerts": ctx.alerts.open(),
+            "stuck": health.stuck,
+            "lag": health.lag,
+            "rollout": rollout_state(ctx.store),
+        }
+    )
+
+
+@routes.get("/metrics")
+def metrics() -> flask.Response:
+    ctx = context()
+    health = snapshot(ctx.db, ctx.dispatcher(), ctx.budgets, ctx.registry, ctx.now())
+    return flask.Response(render(health), mimetype=CONTENT_TYPE)
+
+
+@routes.get("/")
+def page() -> flask.Response:
+    html = resources.files("capture.api").joinpath("dashboard.html").read_text()
+    return flask.Response(html, mimetype="text/html")
+
+
+def rollout_state(store: JobStore) -> dict[str, Any]:
+    rollout = store.rollout()
+    return {
+        "percent": rollout.percent,
+        "allow": sorted(rollout.allow),
+        "deny": sorted(rollout.deny),
+        "stopped": rollout.stopped,
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Dates as ISO strings, durations as seconds, decimals as numbers, ids as strings."""
+    from decimal import Decimal
+    from uuid import UUID
+
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, UUID):
+        return str(value)
+    return value
