@@ -141,9 +141,21 @@ def _run_claimed(
     progress: Progress | None,
 ) -> Result:
 
+    ctx: Context | None = None
+
+    def held() -> Job:
+        """The job as this worker last wrote it (its checkpoints move it on)."""
+        return ctx.job if ctx is not None else job
+
     def failed(kind: str, message: str, retryable: bool = True, points: int = 0) -> Result:
         ended = store.fail(
-            job.id, kind, message, retryable=retryable, attempt=job.attempt, now=now()
+            job.id,
+            kind,
+            message,
+            retryable=retryable,
+            attempt=job.attempt,
+            now=now(),
+            held=held(),
         )
         store.wake_parent(ended, now())
         return Result(job.id, "failed", message, points=points)
@@ -156,7 +168,7 @@ def _run_claimed(
             realtime=job.lane == "inngest" or job.trigger == "manual",
             repository=job.repository,  # its own installation first
             etags=storage.etag_cache(),  # REST answers' ETags outlive the job
-            on_wait=lambda left, why: ctx.heartbeat(f"waiting {left:.0f}s: {why}"),
+            on_wait=lambda left, why: ctx and ctx.heartbeat(f"waiting {left:.0f}s: {why}"),
         )
     except ConfigError as exc:
         return failed("config_error", str(exc), retryable=False)
@@ -166,8 +178,8 @@ def _run_claimed(
     try:
         outcome = entry.run(ctx)
     except RateLimited as exc:
-        ctx.checkpoint(store.get(job.id).done, None, None, note=str(exc))
-        store.reschedule(job.id, exc.reset_at, attempt=job.attempt, now=now())
+        ctx.checkpoint(ctx.job.done, None, None, note=str(exc))
+        store.reschedule(job.id, exc.reset_at, attempt=job.attempt, now=now(), held=ctx.job)
         return Result(job.id, "rescheduled", str(exc), points=gh.meter.points)
     except CaptureError as exc:
         return failed(error_type(exc), str(exc), exc.retryable, gh.meter.points)
@@ -186,12 +198,12 @@ def _run_claimed(
         gh.close()
     points = gh.meter.points - ctx.points_reported
     if outcome.wait_until is not None:
-        store.reschedule(job.id, outcome.wait_until, attempt=job.attempt, now=now())
+        store.reschedule(job.id, outcome.wait_until, attempt=job.attempt, now=now(), held=ctx.job)
         return Result(job.id, "waiting", "waiting for child jobs", points=gh.meter.points)
     if outcome.items == 0 and outcome.failed_items > 0:
         message = f"all {outcome.failed_items} items failed"
         return failed("items_failed", message, retryable=False, points=gh.meter.points)
-    expected = store.get(job.id).total or 0
+    expected = ctx.job.total or 0
     if outcome.items == 0 and expected > 0:  # never "completed, 0 of 500"
         message = f"none of the {expected} items it listed were captured"
         return failed("items_missing", message, retryable=False, points=gh.meter.points)
@@ -204,7 +216,13 @@ def _run_claimed(
         "node_counting": gh.graphql.counting.mode,
     }
     ended = store.complete(
-        job.id, outcome.items, api_points=points, summary=summary, attempt=job.attempt, now=now()
+        job.id,
+        outcome.items,
+        api_points=points,
+        summary=summary,
+        attempt=job.attempt,
+        now=now(),
+        held=ctx.job,
     )
     store.wake_parent(ended, now())
     return Result(job.id, "completed", items=outcome.items, points=gh.meter.points)
@@ -267,4 +285,10 @@ class Runner:
         )
 
     def close(self) -> None:
-        self.github.close()
+        """Gives back unspent budget leases and closes the HTTP client."""
+        try:
+            self.budgets.flush()
+        except DatabaseUnavailable:  # they expire on their own (RESERVATION)
+            log.warning("could not give back budget leases; they expire on their own")
+        finally:
+            self.github.close()

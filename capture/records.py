@@ -61,6 +61,12 @@ class Rows:
     def __len__(self) -> int:
         return len(self.pull_requests) + len(self.details)
 
+    def is_empty(self) -> bool:
+        """Nothing to write at all."""
+        lists = (self.repositories, self.pull_requests, self.details, self.reviews)
+        more = (self.comments, self.files, self.commits, self.complete_files)
+        return not any((*lists, *more, self.contributors, self.complete_commits))
+
 
 def when(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))

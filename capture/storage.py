@@ -6,18 +6,21 @@ page twice changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from capture.records import Rows
 from jobstore import Database
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+REMEMBERED = 10_000  # repository rows a process remembers having stored
 
 PR_CORE = (
     "id",
@@ -88,47 +91,53 @@ TABLES = {
 }
 
 
-def upsert(table: str, skip: tuple[str, ...] = ()) -> sql.Composed:
-    """INSERT ... ON CONFLICT DO UPDATE for `table`, leaving the `skip` columns as stored."""
+@cache
+def upsert(table: str, skip: tuple[str, ...] = ()) -> str:
+    """One statement upserting every row of a batch of `table` (given as one JSON array:
+    the statement is the same whatever the batch's size), leaving the `skip` columns as
+    stored and rows that did not change untouched. Made once per table."""
     columns, key = TABLES[table]
     columns = tuple(c for c in columns if c not in skip)
     others = [c for c in columns if c not in key]
-    changed = sql.SQL(" OR ").join(
-        sql.SQL("{t}.{c} IS DISTINCT FROM EXCLUDED.{c}").format(
-            t=sql.Identifier(table), c=sql.Identifier(c)
-        )
-        for c in others
-    )
-    return sql.SQL(
-        "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {sets}"
-        "{touch} WHERE {changed}"
-    ).format(
-        t=sql.Identifier(table),
-        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        vals=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
-        key=sql.SQL(", ").join(map(sql.Identifier, key)),
-        sets=sql.SQL(", ").join(
-            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others
-        ),
-        touch=sql.SQL(", updated_at = now()") if table == "contributors" else sql.SQL(""),
-        changed=changed,
+    cols = ", ".join(columns)
+    changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in others)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in others)
+    touch = ", updated_at = now()" if table == "contributors" else ""
+    return (
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM "
+        f"jsonb_populate_recordset(NULL::{table}, %s) ON CONFLICT ({', '.join(key)}) "
+        f"DO UPDATE SET {sets}{touch} WHERE {changed}"
     )
 
 
-UPDATE_DETAILS = sql.SQL(
-    "UPDATE pull_requests SET {sets}, details_at = COALESCE(details_at, now()) "
-    "WHERE id = %(id)s AND ({changed} OR details_at IS NULL)"
-).format(
-    sets=sql.SQL(", ").join(
-        sql.SQL("{0} = %({1})s").format(sql.Identifier(c), sql.SQL(c)) for c in DETAILS
-    ),
-    changed=sql.SQL(" OR ").join(
-        sql.SQL("{0} IS DISTINCT FROM %({1})s").format(sql.Identifier(c), sql.SQL(c))
-        for c in DETAILS
-    ),
+UPDATE_DETAILS = (
+    "UPDATE pull_requests p SET "
+    + ", ".join(f"{c} = d.{c}" for c in DETAILS)
+    + ", details_at = COALESCE(p.details_at, now()) "
+    "FROM jsonb_populate_recordset(NULL::pull_requests, %s) d WHERE p.id = d.id AND ("
+    + " OR ".join(f"p.{c} IS DISTINCT FROM d.{c}" for c in DETAILS)
+    + " OR p.details_at IS NULL)"
 )
 
 
+def as_json(rows: list[dict]) -> Jsonb:
+    return Jsonb(rows, dumps=dumps)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+DELETE_ALL = {
+    table: f"DELETE FROM {table} WHERE pull_request_id = ANY(%s)"
+    for table in ("pr_files", "commits")
+}
 PULLS_OF = (
     "SELECT p.number, p.node_id FROM pull_requests p "
     "JOIN repositories r ON r.id = p.repository_id WHERE lower(r.full_name) = lower(%s)"
@@ -136,9 +145,11 @@ PULLS_OF = (
 
 
 def in_key_order(table: str, items: list[dict]) -> list[dict]:
-    """Rows sorted by their table's key: every writer locks rows in the same order."""
+    """Rows sorted by their table's key, one per key (the last given): every writer locks
+    rows in the same order, and one statement never touches a row twice."""
     key = TABLES[table][1]
-    return sorted(items, key=lambda row: tuple(str(row[k]) for k in key))
+    unique = {tuple(row[k] for k in key): row for row in items}
+    return [unique[k] for k in sorted(unique, key=lambda k: tuple(map(str, k)))]
 
 
 class Storage:
@@ -146,6 +157,10 @@ class Storage:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Repository rows this process stored, as stored: a job that lists pull requests
+        # writes its repository's row only when it changed (a refresh finding nothing new
+        # then writes nothing but its watermark).
+        self._repositories: dict[int, dict] = {}
 
     def write(self, rows: Rows, watermark: tuple[str, datetime] | None = None) -> None:
         """Everything in `rows` (and the watermark) in one transaction.
@@ -155,11 +170,28 @@ class Storage:
         a deadlock or serialisation failure that still happens is retried.
         """
 
+        rows = self._unknown(rows)
+        if rows.is_empty() and watermark is None:
+            return
+
         def work(conn: psycopg.Connection) -> None:
             with conn.cursor() as cur:
                 self._write(cur, rows, watermark)
 
-        self.db.run(work)
+        self.db.run(work, durable=False)  # made durable by the job's next event
+        self._remember(rows)
+
+    def _unknown(self, rows: Rows) -> Rows:
+        """`rows` without the repository rows this process stored as they are."""
+        known = [r for r in rows.repositories if self._repositories.get(r["id"]) == r]
+        if not known:
+            return rows
+        return replace(rows, repositories=[r for r in rows.repositories if r not in known])
+
+    def _remember(self, rows: Rows) -> None:
+        if len(self._repositories) > REMEMBERED:
+            self._repositories.clear()
+        self._repositories.update((r["id"], r) for r in rows.repositories)
 
     def _write(self, cur: Any, rows: Rows, watermark: tuple[str, datetime] | None) -> None:
         batches = [
@@ -168,22 +200,19 @@ class Storage:
         ]
         for table, items in batches:
             if items:
-                cur.executemany(upsert(table), in_key_order(table, items))
+                cur.execute(upsert(table), (as_json(in_key_order(table, items)),))
         labelled = [p for p in rows.pull_requests if "labels" in p]
         unlabelled = [p for p in rows.pull_requests if "labels" not in p]  # labels kept
         for items, skip in ((labelled, ()), (unlabelled, ("labels",))):
             if items:
-                cur.executemany(upsert("pull_requests", skip), in_key_order("pull_requests", items))
+                ordered = in_key_order("pull_requests", items)
+                cur.execute(upsert("pull_requests", skip), (as_json(ordered),))
         if rows.details:
-            cur.executemany(UPDATE_DETAILS, sorted(rows.details, key=lambda d: d["id"]))
+            details = sorted(rows.details, key=lambda d: d["id"])
+            cur.execute(UPDATE_DETAILS, (as_json(details),))
         for table, ids in (("pr_files", rows.complete_files), ("commits", rows.complete_commits)):
             if ids:  # the whole list is here: what GitHub no longer lists goes
-                cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE pull_request_id = ANY(%s)").format(
-                        sql.Identifier(table)
-                    ),
-                    (list(ids),),
-                )
+                cur.execute(DELETE_ALL[table], (sorted(ids),))
         for table, items in (
             ("reviews", rows.reviews),
             ("comments", rows.comments),
@@ -191,7 +220,7 @@ class Storage:
             ("commits", rows.commits),
         ):
             if items:
-                cur.executemany(upsert(table), in_key_order(table, items))
+                cur.execute(upsert(table), (as_json(in_key_order(table, items)),))
         if watermark is not None:
             cur.execute(
                 "INSERT INTO sync_watermarks (repository, updated_at) VALUES (%s, %s) "
@@ -240,28 +269,31 @@ class Storage:
         )
         return rows[0]["updated_at"] if rows else None
 
-    def refreshed(self, repository: str, newest: datetime | None, listed_at: datetime) -> None:
+    def refreshed(
+        self,
+        repository: str,
+        newest: datetime | None,
+        listed_at: datetime,
+        rows: Rows | None = None,
+    ) -> None:
         """A whole refresh is stored: its watermark (the newest updatedAt it captured)
         advances, and the repository is fresh as of when its listing began. Written after
         the last pull request, so never ahead of stored data."""
         name = repository.lower()
         newest = newest or EPOCH  # no pull requests yet: any first one is a change
 
-        def work(conn: psycopg.Connection) -> None:
-            conn.execute(
-                "INSERT INTO refresh_watermarks (repository, updated_at) VALUES (%s, %s) "
-                "ON CONFLICT (repository) DO UPDATE SET updated_at = GREATEST("
-                "refresh_watermarks.updated_at, EXCLUDED.updated_at), advanced_at = now()",
-                (name, newest),
-            )
-            conn.execute(
-                "INSERT INTO repo_probes (repository, fresh_as_of) VALUES (%s, %s) "
-                "ON CONFLICT (repository) DO UPDATE SET fresh_as_of = GREATEST("
-                "repo_probes.fresh_as_of, EXCLUDED.fresh_as_of)",
-                (name, listed_at),
-            )
+        params = {"name": name, "newest": newest, "listed_at": listed_at}
+        rows = self._unknown(rows) if rows is not None else None
 
-        self.db.run(work)
+        def work(conn: psycopg.Connection) -> None:
+            if rows is not None and not rows.is_empty():  # what the listing showed
+                with conn.cursor() as cur:
+                    self._write(cur, rows, None)
+            conn.execute(REFRESHED, params)
+
+        self.db.run(work, durable=False)  # made durable by the job's ending event
+        if rows is not None:
+            self._remember(rows)
 
     def observed(self, repository: str, limit: int = 500) -> dict[str, Counter]:
         """How long each connection of the repository's most recently captured pull
@@ -302,22 +334,49 @@ class StoredEtags:
         )
 
 
+# One statement (the rows commit together): the watermark, the fresh-as-of time and the
+# last success, and (if it is tracked) when the planner next needs to probe it.
+REFRESHED = """
+WITH watermark AS (
+    INSERT INTO refresh_watermarks (repository, updated_at) VALUES (%(name)s, %(newest)s)
+    ON CONFLICT (repository) DO UPDATE SET advanced_at = now(),
+        updated_at = GREATEST(refresh_watermarks.updated_at, EXCLUDED.updated_at)
+), due AS (
+    UPDATE tracked_repositories t SET next_due = %(listed_at)s
+        + freshness_after(t.tier, t.promoted_until, %(listed_at)s, 'probe')
+    WHERE t.repository = %(name)s
+)
+INSERT INTO repo_probes (repository, fresh_as_of, last_success)
+VALUES (%(name)s, %(listed_at)s, now())
+ON CONFLICT (repository) DO UPDATE SET last_success = now(),
+    fresh_as_of = GREATEST(repo_probes.fresh_as_of, EXCLUDED.fresh_as_of)
+"""
 OBSERVED_KINDS = ("files", "commits", "reviews", "comments", "threads", "thread_comments")
+# The connection lengths of the repository's most recently updated pull requests captured
+# whole: each kind counted in one grouped pass over the index on pull_request_id.
 OBSERVED = """
-SELECT
-  (SELECT count(*) FROM pr_files f WHERE f.pull_request_id = p.id) AS files,
-  (SELECT count(*) FROM commits c WHERE c.pull_request_id = p.id) AS commits,
-  (SELECT count(*) FROM reviews v WHERE v.pull_request_id = p.id) AS reviews,
-  (SELECT count(*) FROM comments c WHERE c.pull_request_id = p.id AND c.kind = 'issue')
-    AS comments,
-  (SELECT count(*) FROM comments c
-    WHERE c.pull_request_id = p.id AND c.kind = 'review' AND c.in_reply_to_id IS NULL)
-    AS threads,
-  (SELECT array_agg(n) FROM (
-     SELECT count(*) AS n FROM comments c
-     WHERE c.pull_request_id = p.id AND c.kind = 'review'
-     GROUP BY coalesce(c.in_reply_to_id, c.id)) t) AS thread_comments
-FROM pull_requests p JOIN repositories r ON r.id = p.repository_id
-WHERE lower(r.full_name) = lower(%s) AND p.details_at IS NOT NULL
-ORDER BY p.updated_at DESC LIMIT %s
+WITH p AS (
+    SELECT p.id FROM pull_requests p
+    WHERE p.repository_id = (SELECT id FROM repositories WHERE lower(full_name) = lower(%s))
+      AND p.details_at IS NOT NULL
+    ORDER BY p.updated_at DESC LIMIT %s),
+f AS (SELECT pull_request_id AS id, count(*) AS n FROM pr_files
+      WHERE pull_request_id IN (SELECT id FROM p) GROUP BY 1),
+c AS (SELECT pull_request_id AS id, count(*) AS n FROM commits
+      WHERE pull_request_id IN (SELECT id FROM p) GROUP BY 1),
+v AS (SELECT pull_request_id AS id, count(*) AS n FROM reviews
+      WHERE pull_request_id IN (SELECT id FROM p) GROUP BY 1),
+k AS (SELECT pull_request_id AS id, kind, in_reply_to_id, coalesce(in_reply_to_id, id) AS thread
+      FROM comments WHERE pull_request_id IN (SELECT id FROM p)),
+t AS (SELECT id, count(*) FILTER (WHERE kind = 'issue') AS comments,
+             count(*) FILTER (WHERE kind = 'review' AND in_reply_to_id IS NULL) AS threads
+      FROM k GROUP BY id),
+tc AS (SELECT id, array_agg(n) AS thread_comments
+       FROM (SELECT id, thread, count(*) AS n FROM k WHERE kind = 'review'
+             GROUP BY id, thread) x GROUP BY id)
+SELECT coalesce(f.n, 0) AS files, coalesce(c.n, 0) AS commits, coalesce(v.n, 0) AS reviews,
+       coalesce(t.comments, 0) AS comments, coalesce(t.threads, 0) AS threads,
+       tc.thread_comments
+FROM p LEFT JOIN f USING (id) LEFT JOIN c USING (id) LEFT JOIN v USING (id)
+LEFT JOIN t USING (id) LEFT JOIN tc USING (id)
 """

@@ -59,8 +59,8 @@ def work(
     results: list[Result] = []
     hinted: list[Hint] = []
     trouble: Trouble = Trouble(say)
-    if wakeup is not None and wakeup.conn is None:
-        wakeup.listen()
+    if watch and wakeup is not None and wakeup.conn is None:
+        wakeup.listen()  # a worker that stops when nothing waits needs no notifications
     while not stop.is_set() and (max_jobs is None or len(results) < max_jobs):
         problem = ready()
         if problem is not None:

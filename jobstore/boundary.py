@@ -95,24 +95,3 @@ def renew_connections(pool: Any) -> None:
     drain = getattr(pool, "drain", None)
     if callable(drain):
         drain()
-
-
-def sweep_dead_connections(pool: Any) -> None:
-    """After a failover every pooled connection is dead, and psycopg_pool checks them one
-    at a time with a growing pause between (1, 2, 4 s): the first query would wait several
-    seconds. With this, the first dead connection a check finds makes the pool check all
-    its idle ones at once and start their replacements, so the next try gets a new one.
-    (eventsourcing sets the pool's check from POSTGRES_PRE_PING and offers no hook, hence
-    the private attribute; without it the pool's own behaviour stays.)"""
-    check = getattr(pool, "_check", None)
-    if check is None or not hasattr(pool, "check"):
-        return
-
-    def check_then_sweep(conn: Any) -> None:
-        try:
-            check(conn)
-        except psycopg.Error:
-            pool.check()  # the pool's own sweep (its static check: no recursion)
-            raise
-
-    pool._check = check_then_sweep

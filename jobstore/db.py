@@ -4,6 +4,7 @@ connection is given (`Database`). The only module that opens PostgreSQL connecti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -59,9 +61,10 @@ def eventsourcing_env(url: str, *, pool_size: int = 5, pool_wait: float = 10) ->
         "POSTGRES_POOL_SIZE": "1",
         "POSTGRES_MAX_OVERFLOW": str(max(0, pool_size - 1)),
         "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(pool_wait))),
-        # Check a pooled connection before use: a restart or a terminated backend (failover,
-        # pooler restart, idle reaper) then costs a reconnect, not an error.
-        "POSTGRES_PRE_PING": "y",
+        # No check before each use (a round trip every time): a connection found dead (a
+        # restart, failover, idle reaper) fails its statement, is dropped by the pool and
+        # the statement retried on another (eventsourcing's and our own retries).
+        "POSTGRES_PRE_PING": "n",
         # Leave the shared insert function off: unsafe with several apps in one schema.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
     }
@@ -110,6 +113,15 @@ def is_stale_session(conn: psycopg.Connection | None, exc: BaseException) -> boo
     if conn is not None and (conn.closed or conn.broken):
         return True
     return isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
+
+
+class Dropped(Exception):
+    """A statement met a broken (or read-only) session, which was dropped: trying again on
+    another may succeed."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        self.cause = cause
+        super().__init__(str(cause))
 
 
 class Database:
@@ -164,7 +176,6 @@ class Database:
                     max_size=self._size,
                     kwargs={"row_factory": dict_row, "application_name": name},
                     configure=configure,
-                    check=ConnectionPool.check_connection,
                     timeout=self.timeout,
                     open=False,
                     name=name,
@@ -183,7 +194,10 @@ class Database:
                 except psycopg.Error as exc:
                     if is_stale_session(conn, exc):
                         self._drop(conn, exc)
+                        raise Dropped(exc) from exc
                     raise
+        except Dropped as dropped:
+            raise translate(dropped.cause, self.component) from dropped
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate(exc, self.component) from None
 
@@ -193,15 +207,21 @@ class Database:
         with self.connection() as conn, conn.transaction():
             yield conn
 
-    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+    def run(self, work: Callable[[psycopg.Connection], T], durable: bool = True) -> T:
         """`work(conn)` in one transaction, retried after a deadlock or serialisation
         failure (at once), a lost connection (once, on a new one) or a read-only refusal
-        (see `_sessions`). `work` must be safe to run again: what it wrote was rolled back."""
+        (see `_sessions`). `work` must be safe to run again: what it wrote was rolled back.
+
+        Its statements are pipelined with BEGIN and COMMIT: one round trip when `work`
+        reads no result on the way. Not `durable`, the commit does not wait for the disk:
+        for rows that can be fetched again (a crash may lose the last fraction of a
+        second of them), which the next durable commit on this server makes durable too
+        (the log is written in order): a job's ending event, after its captured rows."""
         lost = conflicts = 0
         for _ in self._sessions():
             try:
-                with self.transaction() as conn:
-                    return work(conn)
+                with self.connection() as conn:
+                    return self._unit(conn, work, durable)
             except DatabaseReadOnly:
                 continue
             except DatabaseUnavailable as exc:
@@ -215,8 +235,26 @@ class Database:
                 if lost:
                     raise
                 lost += 1  # a lost connection: once more, on a new one
-        with self.transaction() as conn:  # the last try: its refusal is the answer
-            return work(conn)
+        with self.connection() as conn:  # the last try: its refusal is the answer
+            return self._unit(conn, work, durable)
+
+    @staticmethod
+    def _unit(
+        conn: psycopg.Connection, work: Callable[[psycopg.Connection], T], durable: bool
+    ) -> T:
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                if not durable:
+                    conn.execute("SET LOCAL synchronous_commit TO OFF")
+                result = work(conn)
+                conn.execute("COMMIT")
+            return result
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
     def _sessions(self) -> range:
         """A read-only refusal drops its session, which may have been made during a
@@ -226,33 +264,41 @@ class Database:
         return range(self.pool.max_size + self.attempts)
 
     def rows(self, query: Any, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
-        """The rows of one statement (its own transaction)."""
-        return self._once_more(lambda conn: conn.execute(query, params).fetchall())
+        """The rows of one statement (its own transaction); a query that met a dead
+        connection (a restart, a failover) is asked again on another."""
+        return self._once_more(lambda conn: conn.execute(query, params).fetchall(), True)
 
     def one(self, query: Any, params: Sequence[Any] | dict[str, Any] = ()) -> dict | None:
-        return self._once_more(lambda conn: conn.execute(query, params).fetchone())
+        return self._once_more(lambda conn: conn.execute(query, params).fetchone(), True)
 
     def execute(self, query: Any, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Runs one statement; returns how many rows it changed."""
         return self._once_more(lambda conn: conn.execute(query, params).rowcount)
 
-    def _once_more(self, statement: Callable[[psycopg.Connection], T]) -> T:
-        """One statement; refused as read-only, again on another session (see `_sessions`:
-        nothing was written)."""
+    def _once_more(
+        self,
+        statement: Callable[[psycopg.Connection], T],
+        reading: bool = False,
+        timeout: float | None = None,
+    ) -> T:
+        """One statement; refused as read-only (nothing was written), or `reading` and
+        met with a dead pooled connection, again on another session (see `_sessions`)."""
         for _ in self._sessions():
             try:
-                with self.connection() as conn:
+                with self.connection(timeout) as conn:
                     return statement(conn)
             except DatabaseReadOnly:
                 continue
-        with self.connection() as conn:
+            except DatabaseUnavailable as exc:
+                if not (reading and isinstance(exc.__cause__, Dropped)):
+                    raise
+        with self.connection(timeout) as conn:
             return statement(conn)
 
     def ping(self, timeout: float) -> None:
         """Raises DatabaseUnavailable unless the database answers within `timeout` seconds."""
         started = time.monotonic()
-        with self.connection(timeout=timeout) as conn:
-            conn.execute("SELECT 1")
+        self._once_more(lambda conn: conn.execute("SELECT 1"), True, timeout)
         log.debug("%s: ping in %.1f ms", self.component, 1000 * (time.monotonic() - started))
 
     @staticmethod

@@ -69,7 +69,8 @@ def open_lanes(
     return lanes, problems
 
 
-STOPPED = "emergency stop: "  # how a stopped lane's reason starts in `down()`
+STOPPED = "emergency stop: "
+WAITING = "waiting for a local worker"  # how a stopped lane's reason starts in `down()`
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,7 @@ class Dispatcher:
         self.probed.clear()
         down = dict(self.problems)
         down |= {lane: f"{STOPPED}{why}" for lane, why in self.store.rollout().stopped.items()}
-        recent = self.store.heads.recent_dispatches(
-            now - timedelta(seconds=health.window), health.failures
-        )
+        recent = self.store.recent_dispatches(health.window, health.failures, now)
         for lane, outcomes in recent.items():
             if lane not in down and lane_down(outcomes, health):
                 down[lane] = f"its last {health.failures} dispatches failed"
@@ -148,6 +147,12 @@ class Dispatcher:
             why = f"{route.reason} ({route.fallback_from}: {down[route.fallback_from]})"
             route = replace(route, reason=why[:500])
         enqueued = self.store.enqueue(spec, now, route)
+        if enqueued.created and enqueued.job is not None and route.lane == LOCAL:
+            # Nothing to send: a local worker takes it (notified as it was saved).
+            fallback = route.fallback_from
+            return Submitted(
+                enqueued, enqueued.job, Sent(enqueued.job_id, LOCAL, True, WAITING, fallback)
+            )
         sent = self.send(enqueued.job_id, now, down) if enqueued.created else None
         return Submitted(enqueued, self.store.get(enqueued.job_id), sent)
 
@@ -203,7 +208,7 @@ class Dispatcher:
             lane_name = job.lane or LOCAL
             if lane_name == LOCAL:
                 fallback = first_lane if first_lane != LOCAL else None
-                return Sent(job.id, LOCAL, True, "waiting for a local worker", fallback)
+                return Sent(job.id, LOCAL, True, WAITING, fallback)
             tried_enough = job.lane_failures >= self.settings.health.lane_tries
             probing = self._probe(lane_name, down)
             if (lane_name in down and not probing) or tried_enough:

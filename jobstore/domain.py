@@ -6,6 +6,7 @@ event: moving or renaming one needs a registered old topic.
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -148,6 +149,15 @@ class Job(Aggregate):
             parent_id=spec.parent_id,
             params=dict(spec.params),
         )
+
+    def fork(self) -> Job:
+        """A copy a command may change while this one stays as it is (to try a command,
+        and keep this one should its save fail). Attributes of a job are only ever
+        replaced, never changed in place, so a shallow copy with no pending events will
+        do (tests/jobstore/test_domain.py holds it to that)."""
+        clone = copy.copy(self)
+        object.__setattr__(clone, "_pending_events", [])
+        return clone
 
     def spec(self) -> JobSpec:
         """What was asked for, as the router sees it (the window is absolute by now)."""

@@ -59,6 +59,23 @@ def ensure_server_user() -> None:
             subprocess.run(["useradd", "--no-create-home", SERVER_USER], check=True)
 
 
+def preload() -> str:
+    """pg_stat_statements, when the server has it: what each statement costs, for operators
+    (`SELECT * FROM pg_stat_statements` after CREATE EXTENSION) and the cost tests."""
+    try:
+        found = subprocess.run(
+            [str(bin_dir() / "pg_config"), "--pkglibdir"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    library = Path(found or "/nonexistent") / "pg_stat_statements.so"
+    return "-c shared_preload_libraries=pg_stat_statements" if library.exists() else ""
+
+
 class Server:
     """A PostgreSQL cluster in `home`/data, reachable by a Unix socket only."""
 
@@ -175,7 +192,7 @@ class Server:
                 self.socket_dir.chmod(0o777)
                 self.log.touch()
                 self._chown(self.log, self.socket_dir)
-                options = f"{SERVER_OPTIONS} -k {self.socket_dir}"
+                options = f"{SERVER_OPTIONS} {preload()} -k {self.socket_dir}".replace("  ", " ")
                 self._pg(
                     "pg_ctl",
                     "-D",

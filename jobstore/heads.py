@@ -21,19 +21,6 @@ ACTIVE = "status NOT IN ('completed', 'failed', 'cancelled')"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
 
 
-# The inner LIMIT bounds how many rows the lock function is tried on; the outer one stops
-# taking locks once enough are held.
-RESERVE = f"""
-SELECT job_id FROM (
-    SELECT job_id FROM job_heads
-    WHERE status IN ('routed', 'dispatched') AND lane = %s
-    ORDER BY {PRIORITY_ORDER}, created_at LIMIT %s
-) AS candidates
-WHERE pg_try_advisory_xact_lock(hashtextextended(job_id::text, 0))
-LIMIT %s
-"""
-
-
 @boundary
 class Heads:
     """Queries the job_heads table through the store's connection pool."""
@@ -102,18 +89,6 @@ class Heads:
             "SELECT job_id, version, status FROM job_heads WHERE job_id = ANY(%s)", (list(ids),)
         )
         return {row["job_id"]: (row["version"], row["status"]) for row in rows}
-
-    @contextmanager
-    def reserve(self, lane: str, limit: int) -> Iterator[list[UUID]]:
-        """Up to `limit` claimable jobs of `lane`, best first, that no other worker holds.
-
-        Each is held by a transaction-level advisory lock until the block ends, so workers
-        claiming at once take different jobs instead of colliding. The claim itself is
-        still decided by the event version check; the lock only avoids wasted work.
-        """
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            curs.execute(RESERVE, (lane, limit * 8, limit))
-            yield [row["job_id"] for row in curs.fetchall()]
 
     def _silent(self, status: str, limits: Mapping[str, float], now: datetime) -> list[UUID]:
         """Jobs in `status` whose last event is older than their lane's limit (seconds)."""

@@ -65,6 +65,9 @@ class Settings:
     # hour, with at least auto_rollback_min ended) is stopped by the sweeper; None: never.
     auto_rollback: float | None = None
     auto_rollback_min: int = 10
+    # Seconds a process reuses the rollout controls it read (an emergency stop reaches
+    # every worker within this).
+    rollout_ttl: float = 2.0
 
     def lease(self, lane: str | None) -> float:
         return self.leases.get(lane or "local", DEFAULT_LEASES["local"])
@@ -126,6 +129,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         cooldown=number(env, "JOBSTORE_COOLDOWN_SECONDS", 60.0),
         auto_rollback=_fraction(env, "JOBSTORE_AUTO_ROLLBACK"),
         auto_rollback_min=int(number(env, "JOBSTORE_AUTO_ROLLBACK_MIN", 10, minimum=1)),
+        rollout_ttl=number(env, "JOBSTORE_ROLLOUT_TTL_SECONDS", 2.0),
     )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -18,10 +20,11 @@ from eventsourcing.persistence import (
     InterfaceError,
     JSONTranscoder,
     OperationalError,
+    StoredEvent,
 )
 from eventsourcing.utils import Environment, EnvType
 
-from jobstore.boundary import boundary, renew_connections, sweep_dead_connections
+from jobstore.boundary import boundary, renew_connections
 from jobstore.db import Database, database_url, eventsourcing_env
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
 from jobstore.errors import (
@@ -32,8 +35,8 @@ from jobstore.errors import (
     JobNotFound,
 )
 from jobstore.heads import Heads
-from jobstore.migrations import migrate
-from jobstore.recorder import DispatchOutcome, Head, StartedHead
+from jobstore.migrations import is_current, migrate
+from jobstore.recorder import DispatchOutcome, Head
 from jobstore.rollout import ROLLOUT_ID, Rollout
 from jobstore.routing import Route
 from jobstore.settings import Settings, load
@@ -43,6 +46,7 @@ from jobstore.spec import JobSpec
 Routes = Route | Callable[[JobSpec], Route]
 CONFLICT_RETRIES = 5
 PREFIX_MATCHES = 5  # jobs listed when a prefix is ambiguous
+DISPATCHES_TTL = 1.0  # seconds lane health reuses the dispatch outcomes it read
 FINAL_STATES = {status.value for status in FINAL}
 
 
@@ -55,6 +59,7 @@ class Enqueued:
     job_id: UUID
     created: bool  # False: an active job already had this dedupe key (or, `coalesced`,
     coalesced: bool = False  # one with it completed within the cooldown: that one answers)
+    job: Job | None = field(default=None, compare=False, repr=False)  # the new job, saved
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,9 @@ class JobStore(Application):
         super().__init__(env)
         self.settings = settings or Settings()
         self.url = url  # for components lent its connections (see `database`)
+        self._rollout: tuple[float, Rollout] | None = None
+        self._dispatches: dict[tuple, tuple[float, dict[str, list[bool]]]] = {}
         self.heads = Heads(self.recorder.datastore, self.recorder.events_table_name)
-        sweep_dead_connections(self.recorder.datastore.pool)
         self.rng = random.Random()
 
     def on_read_only(self) -> None:
@@ -162,27 +168,39 @@ class JobStore(Application):
             raise AmbiguousJobId(ref, shown, more=len(rows) > PREFIX_MATCHES)
         return rows[0]["job_id"]
 
-    def rollout(self) -> Rollout:
-        """The rollout controls as decided so far (none yet: the environment's)."""
+    def rollout(self, fresh: bool = False) -> Rollout:
+        """The rollout controls as decided so far (none yet: the environment's). Read at
+        most every `settings.rollout_ttl` seconds per process (a worker asks before each
+        claim, the dispatcher on every request), unless `fresh`; a change made here is
+        seen at once."""
+        cached = self._rollout
+        if (
+            not fresh
+            and cached is not None
+            and time.monotonic() - cached[0] < self.settings.rollout_ttl
+        ):
+            return copy.deepcopy(cached[1])
         try:
             found = self.repository.get(ROLLOUT_ID)
         except AggregateNotFoundError:
-            return Rollout.begin(utcnow())
+            found = Rollout.begin(utcnow())
         except (OperationalError, InterfaceError) as exc:
             raise DatabaseUnavailable(f"could not read the rollout: {exc}") from None
         assert isinstance(found, Rollout)
+        self._rollout = (time.monotonic(), copy.deepcopy(found))
         return found
 
     def change_rollout(self, change: Callable[[Rollout], Any]) -> Rollout:
         """Applies `change` to the rollout controls and saves the new facts; retried if
         another operator changed them meanwhile."""
         for _ in range(CONFLICT_RETRIES):
-            rollout = self.rollout()
+            rollout = self.rollout(fresh=True)
             change(rollout)
             try:
                 self.save_jobs(rollout)
             except IntegrityError:
                 continue
+            self._rollout = None
             return rollout
         raise DatabaseUnavailable("rollout: too many concurrent changes")
 
@@ -288,7 +306,7 @@ class JobStore(Application):
                 pending.append(taken)
             holders.add(job.id)
             pending.append(job)
-            results.append(Enqueued(job.id, created=True))
+            results.append(Enqueued(job.id, created=True, job=job))
         if pending:
             self.save_jobs(*pending)
         return results
@@ -296,10 +314,16 @@ class JobStore(Application):
     # Commands on one job. Each reloads and retries if another writer got there first.
 
     def _update(
-        self, job_id: UUID | str, command: Callable[[Job], Any], outcome: Callable | None = None
+        self,
+        job_id: UUID | str,
+        command: Callable[[Job], Any],
+        outcome: Callable | None = None,
+        held: Job | None = None,
     ) -> Job:
-        for _ in range(CONFLICT_RETRIES):
-            job = self.get(job_id)
+        """Applies `command` and saves; `held` is the job as the caller last saw it (a
+        worker's own attempt): tried first without reading, read again on a conflict."""
+        for tries in range(CONFLICT_RETRIES):
+            job = held.fork() if held is not None and tries == 0 else self.get(job_id)
             command(job)
             try:
                 self.save_jobs(job, dispatches=[outcome(job)] if outcome else ())
@@ -326,6 +350,7 @@ class JobStore(Application):
 
     def dispatched(self, job_id: UUID | str, ref: str, now: datetime | None = None) -> Job:
         now = now or utcnow()
+        self._dispatches.clear()
         return self._update(
             job_id,
             lambda job: job.dispatch(ref, now),
@@ -335,6 +360,7 @@ class JobStore(Application):
     def dispatch_failed(self, job_id: UUID | str, error: str, now: datetime | None = None) -> Job:
         """Records that the lane did not take the job (it is routed again, on the same lane)."""
         now = now or utcnow()
+        self._dispatches.clear()
         return self._update(
             job_id,
             lambda job: job.dispatch_failed(error, now),
@@ -379,50 +405,51 @@ class JobStore(Application):
         lane: str,
         now: datetime | None = None,
     ) -> Claim:
-        """Claims a job a notification said was routed at `version`, without reading it.
-
-        Started is appended at version + 1: it is written only if nothing happened to the
-        job since it was routed, which is exactly when the claim is allowed. Otherwise the
-        job moved on and the ordinary (reading) claim decides.
-        """
+        """Claims a job a notification named (routed at `version` on `attempt`): one
+        transaction that locks, reads and starts it; lost if it moved on meanwhile."""
         job_id = job_id if isinstance(job_id, UUID) else UUID(str(job_id))
-        now = now or utcnow()
-        started = Job.Started(
-            originator_id=job_id,
-            originator_version=version + 1,
-            timestamp=now,
-            worker=worker,
-            lane=lane,
-            attempt=attempt,
-        )
-        head = StartedHead(lane, attempt, version + 1, now, job_id, version + 1)
-        try:
-            self.save(started, started=[head])
-        except IntegrityError:
-            return self.claim(job_id, worker, now, attempt=attempt, lane=lane)
-        except (OperationalError, InterfaceError) as exc:
-            raise DatabaseUnavailable(f"could not save: {exc}") from None
-        return Claim(job_id, True, attempt)
+        jobs = self._claim(lane, worker, now or utcnow(), 1, job_id)
+        if jobs and jobs[0].attempt == attempt:
+            return Claim(job_id, True, attempt, job=jobs[0])
+        if jobs:  # a later attempt than the notification named: still ours now
+            return Claim(job_id, True, jobs[0].attempt, job=jobs[0])
+        return self.claim(job_id, worker, now, attempt=attempt, lane=lane)
 
     def claim_next(
         self, lane: str, worker: str, now: datetime | None = None, limit: int = 1
     ) -> list[Job]:
-        """Claims up to `limit` waiting jobs of `lane` in one transaction; returns the won ones."""
-        now = now or utcnow()
-        with self.heads.reserve(lane, limit) as job_ids:
-            jobs = []
-            for job in self.get_many(job_ids):
-                if job.status.value in ("routed", "dispatched"):  # not taken meanwhile
+        """Claims up to `limit` waiting jobs of `lane`, best first, in one transaction that
+        reads and starts them: concurrent claimers take different jobs."""
+        return self._claim(lane, worker, now or utcnow(), limit, None)
+
+    def _claim(
+        self, lane: str, worker: str, now: datetime, limit: int, job_id: UUID | None
+    ) -> list[Job]:
+        started: list[Job] = []
+
+        def start(read: list[StoredEvent]) -> tuple[list[StoredEvent], list[Head]]:
+            jobs: dict[UUID, Any] = {}
+            for stored in read:
+                event = self.mapper.to_domain_event(stored)
+                jobs[stored.originator_id] = event.mutate(jobs.get(stored.originator_id))
+            pending: list[StoredEvent] = []
+            heads: list[Head] = []
+            for job in jobs.values():
+                if isinstance(job, Job) and job.status.value in ("routed", "dispatched"):
                     job.start(worker, now, lane)
-                    jobs.append(job)
-            if not jobs:
-                return []
-            try:
-                self.save_jobs(*jobs)
-            except IntegrityError:  # one changed since we read it: settle them one by one
-                won = [self.claim(j.id, worker, now, lane=lane) for j in jobs]
-                return [self.get(c.job_id) for c in won if c.won]
-        return jobs
+                    pending += [self.mapper.to_stored_event(e) for e in job.collect_events()]
+                    heads.append(head_of(job))
+                    started.append(job)
+            return pending, heads
+
+        try:
+            self.recorder.claim(lane, limit, job_id, start)
+        except IntegrityError:  # one moved on past the lock: settle them one by one
+            won = [self.claim(j.id, worker, now, lane=lane) for j in started]
+            return [c.job for c in won if c.won and c.job is not None]
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnavailable(f"could not claim: {exc}") from None
+        return started
 
     def progress(
         self,
@@ -435,6 +462,7 @@ class JobStore(Application):
         note: str = "",
         attempt: int | None = None,
         now: datetime | None = None,
+        held: Job | None = None,
     ) -> Job:
         """Checkpoints a running job; the cursor is where a later attempt resumes."""
 
@@ -442,7 +470,7 @@ class JobStore(Application):
             self._check_attempt(job, attempt, "checkpoint")
             job.progress(now or utcnow(), done, total, cursor, api_points, note)
 
-        return self._update(job_id, command)
+        return self._update(job_id, command, held=held)
 
     def complete(
         self,
@@ -453,12 +481,13 @@ class JobStore(Application):
         summary: dict | None = None,
         attempt: int | None = None,
         now: datetime | None = None,
+        held: Job | None = None,
     ) -> Job:
         def command(job: Job) -> None:
             self._check_attempt(job, attempt, "complete")
             job.complete(now or utcnow(), items, api_points, summary)
 
-        return self._update(job_id, command)
+        return self._update(job_id, command, held=held)
 
     def complete_many(
         self, jobs: Iterable[Job], items: int = 0, now: datetime | None = None
@@ -485,6 +514,7 @@ class JobStore(Application):
         retryable: bool = True,
         attempt: int | None = None,
         now: datetime | None = None,
+        held: Job | None = None,
     ) -> Job:
         """Records a failure; a retry is scheduled (same job, next attempt) while allowed."""
 
@@ -492,7 +522,7 @@ class JobStore(Application):
             self._check_attempt(job, attempt, "fail")
             job.fail(error_type, message, now or utcnow(), self.settings.retry, retryable, self.rng)
 
-        return self._update(job_id, command)
+        return self._update(job_id, command, held=held)
 
     def reschedule(
         self,
@@ -501,6 +531,7 @@ class JobStore(Application):
         *,
         attempt: int | None = None,
         now: datetime | None = None,
+        held: Job | None = None,
     ) -> Job:
         """Ends a running attempt without counting a failure, e.g. until a rate-limit reset."""
 
@@ -508,7 +539,7 @@ class JobStore(Application):
             self._check_attempt(job, attempt, "reschedule")
             job.reschedule(not_before, now or utcnow())
 
-        return self._update(job_id, command)
+        return self._update(job_id, command, held=held)
 
     def wake(self, job_id: UUID | str, reason: str, now: datetime | None = None) -> bool:
         """Routes a job waiting for its retry time now, on its lane (a parent whose child
@@ -634,6 +665,20 @@ class JobStore(Application):
         """The job's events after `version`, oldest first."""
         return list(self.events.get(job_id, gt=version))
 
+    def recent_dispatches(
+        self, window: float, per_lane: int, now: datetime
+    ) -> dict[str, list[bool]]:
+        """Each lane's latest dispatch outcomes within `window` seconds (True: taken),
+        newest first: what lane health is judged on. Read at most once a second per
+        process, unless this process dispatched since. This is a read-only operation."""
+        key = (window, per_lane, int(now.timestamp()))  # the same second of `now`
+        cached = self._dispatches.get(key)
+        if cached is not None and time.monotonic() - cached[0] < DISPATCHES_TTL:
+            return cached[1]
+        found = self.heads.recent_dispatches(now - timedelta(seconds=window), per_lane)
+        self._dispatches = {key: (time.monotonic(), found)}
+        return found
+
     def database(self, component: str) -> Database:
         """The store's connections lent to another component (its own tables, one unit of
         work per transaction): one pool per process, not one per holder."""
@@ -644,9 +689,21 @@ def open_store(settings: Settings | None = None, url: str | None = None) -> JobS
     """The job store on DATABASE_URL or the embedded server, migrated and ready."""
     settings = settings or load()
     url = url or database_url(settings)
-    migrate(url)
     env = {
         **eventsourcing_env(url, pool_size=settings.pool_size, pool_wait=settings.pool_wait),
         "CREATE_TABLE": "n",
     }
-    return JobStore(env, settings, url)
+    store = JobStore(env, settings, url)
+    try:
+        # Asked on the store's own connection (a script needs no other); a database that
+        # is not current is migrated on a connection of the migration's own.
+        with store.database("migrate").connection() as conn:
+            current = is_current(conn)
+        if not current:
+            migrate(url)
+            # eventsourcing looks its row type up when the store is made: made anew
+            store.recorder.datastore.register_type_adapters()
+    except BaseException:
+        store.close()
+        raise
+    return store

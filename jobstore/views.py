@@ -7,16 +7,21 @@ anything: whoever holds the lock applies what is new, the others find nothing le
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import Environment, get_topic
 from psycopg import Cursor, sql
+from psycopg.types.json import Jsonb
 
 from jobstore import projection
 from jobstore.boundary import translated
@@ -54,6 +59,24 @@ COPY_STAGE = sql.SQL("COPY capture_jobs_batch ({}) FROM STDIN").format(_cols)
 UPSERT = sql.SQL(
     "INSERT INTO capture_jobs ({0}) VALUES ({1}) ON CONFLICT (job_id) DO UPDATE SET {2}"
 ).format(_cols, sql.SQL(", ").join(sql.Placeholder() * len(projection.COLUMNS)), _updates)
+UPSERT_JSON = sql.SQL(
+    "INSERT INTO capture_jobs ({0}) SELECT {0} FROM jsonb_populate_recordset("
+    "NULL::capture_jobs, %s) ON CONFLICT (job_id) DO UPDATE SET {1}"
+).format(_cols, _updates)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
 MERGE = sql.SQL(
     "INSERT INTO capture_jobs ({0}) SELECT {0} FROM capture_jobs_batch "
     "ON CONFLICT (job_id) DO UPDATE SET {1}"
@@ -63,8 +86,11 @@ MERGE = sql.SQL(
 class JobViews(PostgresTrackingRecorder):
     """The view tables and their tracking position in the job store's event log."""
 
+    shared = False  # on the job store's connections: closing leaves them to the store
+
     def close(self) -> None:
-        self.datastore.close()
+        if not self.shared:
+            self.datastore.close()
 
     def position(self) -> int:
         return self.max_tracking_id(JobStore.name) or 0
@@ -128,10 +154,10 @@ class JobViews(PostgresTrackingRecorder):
             rows = {row["job_id"]: row for row in curs.fetchall()}
         for event in events:
             rows[event.originator_id] = projection.apply(rows.get(event.originator_id), event)
-        values = [[row[c] for c in projection.COLUMNS] for row in rows.values()]
-        if len(values) <= 50:  # a few rows: plain upserts beat staging
-            curs.executemany(UPSERT, values)
+        if len(rows) <= 50:  # a few rows: one statement beats staging
+            curs.execute(UPSERT_JSON, (Jsonb(list(rows.values()), dumps=_dumps),))
             return
+        values = [[row[c] for c in projection.COLUMNS] for row in rows.values()]
         curs.execute(STAGE)
         with curs.copy(COPY_STAGE) as copy:
             for value in values:
@@ -154,9 +180,13 @@ class JobViews(PostgresTrackingRecorder):
 
 
 @translated
-def open_views(where: str | dict[str, str]) -> JobViews:
-    """The view recorder on the job store's database (a URL, or eventsourcing's settings
-    for it); one connection, made when first used."""
+def open_views(where: str | dict[str, str] | JobStore) -> JobViews:
+    """The view recorder on the job store's database: on the store's own connections, or
+    one of its own (a URL, or eventsourcing's settings for it) made when first used."""
+    if isinstance(where, JobStore):
+        views = JobViews(where.recorder.datastore, tracking_table_name=f"{NAME}_tracking")
+        views.shared = True
+        return views
     env = eventsourcing_env(where, pool_size=1) if isinstance(where, str) else where
     factory = PostgresFactory(Environment(NAME, {**env, "POSTGRES_POOL_SIZE": "1"}))
     return factory.tracking_recorder(JobViews)

@@ -31,13 +31,26 @@ def with_dbname(url: str, dbname: str) -> str:
     return urlsplit(url)._replace(path=f"/{dbname}").geturl()
 
 
+def server_home() -> Path:
+    """Where this test process's embedded server lives (one per pytest-xdist worker)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return ROOT / ".jobstore" / (f"test-{worker}" if worker else "test")
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """TEST_DATABASE_URL, else an embedded server kept under .jobstore/test between runs
     (one per pytest-xdist worker: .jobstore/test-gw0, ...)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    home = ROOT / ".jobstore" / (f"test-{worker}" if worker else "test")
-    return os.environ.get("TEST_DATABASE_URL") or Server(home).start()
+    if os.environ.get("TEST_DATABASE_URL"):
+        return os.environ["TEST_DATABASE_URL"]
+    server = Server(server_home())
+    url = server.start()
+    with psycopg.connect(url, autocommit=True) as conn:  # a server from before it was added
+        row = conn.execute("SHOW shared_preload_libraries").fetchone()
+    if row is None or "pg_stat_statements" not in row[0]:
+        server.stop()
+        url = server.start()
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ import click
 import httpx
 
 from capture import settings as capture
-from capture.attempt import Runner
 from capture.cli import logs
 from capture.errors import CaptureError
 from capture.freshness.registry import Registry
@@ -106,7 +105,7 @@ class Resources:
         self._views: JobViews | None = None
         self._registry: Registry | None = None
         self._budgets: PostgresBudgets | None = None
-        self._runner: Runner | None = None
+        self._runner: Any = None  # capture.attempt.Runner
         self._closers: list[Callable[[], object]] = []
         self.url: str | None = None
 
@@ -138,7 +137,7 @@ class Resources:
         if self._views is None:
             self.store  # noqa: B018 - opens the database first (and migrates it)
             assert self.url is not None
-            self._views = open_views(self.url)
+            self._views = open_views(self.store)
             self._views.set_prices(load_prices(self.settings.prices_path))
         return self._views
 
@@ -163,9 +162,11 @@ class Resources:
             self._registry = Registry(self.store.database("registry"))
         return self._registry
 
-    def runner(self) -> Runner:
+    def runner(self) -> Any:
         """What runs attempts in this process (one GitHub client, the store's connections);
         bad capture settings are bad input (exit 2)."""
+        from capture.attempt import Runner  # the GitHub clients: only scripts that run jobs
+
         if self._runner is None:
             self._runner = Runner(self.store, capture_settings())
             self.on_close(self._runner.close)

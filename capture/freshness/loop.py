@@ -6,17 +6,20 @@ budget, real-time work keeping its reserve."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from capture.errors import CaptureError, RateLimited
-from capture.freshness.probe import probe
+from capture.freshness.probe import Probed, probe
 from capture.freshness.registry import Registry
 from capture.freshness.rules import (
     FreshnessSettings,
     Tracked,
     changed,
     decide,
+    next_look,
     refresh_due,
     refreshes_affordable,
 )
@@ -57,9 +60,12 @@ def plan_once(
     now: datetime,
     settings: FreshnessSettings,
 ) -> PassReport:
+    """One pass over what is due: bootstraps, refreshes of changes found earlier, probes
+    (in flight together, 100 repositories a query); each repository passed over gets the
+    time it is next due, so the next pass reads only what is due then."""
     report = PassReport()
     registry.sync_tiers(settings.tiers)
-    tracked = registry.load(dispatcher.store.active)
+    tracked = registry.load(dispatcher.store.active, now, limit=settings.load_limit)
     by_name = {t.repository: t for t in tracked}
     decided = decide(tracked, now, settings, budget_left(gh, settings))
     report.deferred = decided.waiting
@@ -70,39 +76,82 @@ def plan_once(
         bootstrap(dispatcher, registry, repository, now, settings)
         report.bootstrapped.append(repository)
     _refresh_all(dispatcher, registry, [by_name[r] for r in decided.refresh], now, settings, report)
-    due = decided.probe
-    for start in range(0, len(due), settings.probe_batch):
-        chunk = due[start : start + settings.probe_batch]
-        spent = gh.meter.graphql_points
-        try:
-            answers = probe(gh, chunk)
-        except RateLimited as exc:  # the reserve is for real-time work: stop here
-            report.deferred += len(due) - start
-            report.errors.append(str(exc))
-            break
-        except CaptureError as exc:
-            report.errors.append(f"probe of {len(chunk)} repositories failed: {exc}")
-            registry.probed([(repo, None, str(exc)[:200]) for repo in chunk], now)
+    chunks = [
+        decided.probe[start : start + settings.probe_batch]
+        for start in range(0, len(decided.probe), settings.probe_batch)
+    ]
+    spent = gh.meter.graphql_points
+    for chunk, answer in _probed(gh, chunks, settings.probes_in_flight):
+        if isinstance(answer, RateLimited):  # the reserve is for real-time work: stop here
+            report.deferred += len(chunk)
+            if str(answer) not in report.errors:
+                report.errors.append(str(answer))
             continue
-        report.probed += len(chunk)
-        report.probe_points += gh.meter.graphql_points - spent
-        errors = [(a.repository, a.newest_updated_at, a.missing and "not found") for a in answers]
-        registry.probed([(r, n, e or None) for r, n, e in errors], now)
-        report.missing += [a.repository for a in answers if a.missing]
-        moved = [
-            by_name[a.repository]
-            for a in answers
-            if not a.missing and changed(a.newest_updated_at, by_name[a.repository].watermark)
-        ]
-        fresh = [a.repository for a in answers if not a.missing]
-        fresh = [r for r in fresh if r not in {t.repository for t in moved}]
-        registry.fresh(fresh, now)
-        report.fresh += len(fresh)
-        report.changed += [t.repository for t in moved]
-        now_due = [t for t in moved if refresh_due(t, now, settings.tiers)]
-        registry.pending([t.repository for t in moved if t not in now_due], now)
-        _refresh_all(dispatcher, registry, now_due, now, settings, report, gh)
+        if isinstance(answer, CaptureError):
+            report.errors.append(f"probe of {len(chunk)} repositories failed: {answer}")
+            registry.probed([(repo, None, str(answer)[:200]) for repo in chunk], now)
+            continue
+        _answered(registry, dispatcher, gh, by_name, answer, now, settings, report)
+    report.probe_points = gh.meter.graphql_points - spent
+    acted = set(report.bootstrapped) | set(report.refreshes) | set(decided.probe)
+    waiting = set(decided.waiting_names)
+    registry.reschedule(
+        (t.repository, next_look(t, now, settings.tiers))
+        for t in tracked
+        if t.repository not in acted and t.repository not in waiting and not is_spare(t, now)
+    )
     return report
+
+
+def is_spare(t: Tracked, now: datetime) -> bool:
+    """Loaded only as a candidate to fill up a probe query: not due, nothing to write."""
+    return t.next_due is not None and t.next_due > now
+
+
+def _probed(
+    gh: GitHub, chunks: list[list[str]], in_flight: int
+) -> Iterator[tuple[list[str], list[Probed] | CaptureError]]:
+    """Each chunk's probe answer (or the error it met), in order, up to `in_flight` probe
+    queries at once (the session's concurrency caps requests per credential)."""
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(in_flight, len(chunks)))) as pool:
+        futures = [pool.submit(probe, gh, chunk) for chunk in chunks]
+        for chunk, future in zip(chunks, futures, strict=True):
+            try:
+                yield chunk, future.result()
+            except CaptureError as exc:
+                yield chunk, exc
+
+
+def _answered(
+    registry: Registry,
+    dispatcher: Dispatcher,
+    gh: GitHub,
+    by_name: dict[str, Tracked],
+    answers: list[Probed],
+    now: datetime,
+    settings: FreshnessSettings,
+    report: PassReport,
+) -> None:
+    """One probe query's answers: fresh ones marked so, changes refreshed when due."""
+    report.probed += len(answers)
+    errors = [(a.repository, a.newest_updated_at, a.missing and "not found") for a in answers]
+    registry.probed([(r, n, e or None) for r, n, e in errors], now)
+    report.missing += [a.repository for a in answers if a.missing]
+    moved = [
+        by_name[a.repository]
+        for a in answers
+        if not a.missing and changed(a.newest_updated_at, by_name[a.repository].watermark)
+    ]
+    moved_names = {t.repository for t in moved}
+    fresh = [a.repository for a in answers if not a.missing and a.repository not in moved_names]
+    registry.fresh(fresh, now)
+    report.fresh += len(fresh)
+    report.changed += [t.repository for t in moved]
+    now_due = [t for t in moved if refresh_due(t, now, settings.tiers)]
+    registry.pending([t.repository for t in moved if t not in now_due], now)
+    _refresh_all(dispatcher, registry, now_due, now, settings, report, gh)
 
 
 def _refresh_all(
@@ -188,7 +237,7 @@ def bootstrap(
         reason=f"bootstrap: history before the last {settings.bootstrap_days} days, "
         "newest first, as a backfill",
     )
-    registry.bootstrapped(repository, [recent, backfill.job.id])
+    registry.bootstrapped(repository, [recent, backfill.job.id], now)
 
 
 def _recent(

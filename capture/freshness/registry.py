@@ -15,15 +15,24 @@ import psycopg
 from capture.freshness.rules import TIERS, Tier, Tracked
 from jobstore import ConfigError, Database, parse_repository
 
-LOAD = """
+COLUMNS = """
 SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added_at,
-       p.fresh_as_of, p.probed_at, p.changed_at, p.pending_since IS NOT NULL AS pending,
-       w.updated_at AS watermark, p.refresh_job
+       t.next_due, p.fresh_as_of, p.probed_at, p.changed_at,
+       p.pending_since IS NOT NULL AS pending, w.updated_at AS watermark, p.refresh_job
 FROM tracked_repositories t
 LEFT JOIN repo_probes p ON p.repository = t.repository
 LEFT JOIN refresh_watermarks w ON w.repository = t.repository
-ORDER BY t.repository
 """
+# The due ones, most overdue first (at most `limit`), and the `spare` nearest to being
+# due (a probe query takes up to 100 repositories for the price of one): by the index on
+# next_due, so a pass costs what is due, not what is tracked.
+LOAD = f"""
+(SELECT * FROM ({COLUMNS} WHERE t.next_due <= %(now)s ORDER BY t.next_due LIMIT %(limit)s) d)
+UNION ALL
+(SELECT * FROM ({COLUMNS} WHERE t.next_due > %(now)s ORDER BY t.next_due LIMIT %(spare)s) s)
+"""
+LOAD_ALL = COLUMNS + " ORDER BY t.repository"
+AFTER = "freshness_after(t.tier, t.promoted_until, %(at)s, '{kind}')"
 
 
 @dataclass(frozen=True)
@@ -98,10 +107,11 @@ class Registry:
         ]
         before = {r["repository"]: r for r in self.tracked()}
         self._run(
-            "INSERT INTO tracked_repositories (repository, tier, workspace, added_at) "
-            "VALUES (%(repository)s, %(tier)s, %(workspace)s, %(now)s) "
+            "INSERT INTO tracked_repositories (repository, tier, workspace, added_at, next_due) "
+            "VALUES (%(repository)s, %(tier)s, %(workspace)s, %(now)s, %(now)s) "
             "ON CONFLICT (repository) DO UPDATE SET tier = EXCLUDED.tier, "
-            "workspace = COALESCE(EXCLUDED.workspace, tracked_repositories.workspace)",
+            "workspace = COALESCE(EXCLUDED.workspace, tracked_repositories.workspace), "
+            "next_due = LEAST(tracked_repositories.next_due, EXCLUDED.next_due)",
             rows,
             many=True,
         )
@@ -134,7 +144,8 @@ class Registry:
         return bool(
             self._run(
                 "UPDATE tracked_repositories SET promoted_until = GREATEST(promoted_until, %s), "
-                "promoted_reason = %s WHERE repository = %s RETURNING repository",
+                "promoted_reason = %s, next_due = LEAST(next_due, now()) "
+                "WHERE repository = %s RETURNING repository",
                 (until, reason[:200], repository.lower()),
             )
         )
@@ -176,10 +187,20 @@ class Registry:
             many=True,
         )
 
-    def load(self, active: Callable[[list[UUID]], Collection[UUID]]) -> list[Tracked]:
-        """Every tracked repository as the planner sees it; `active` names which of the
-        refresh jobs have not ended (the job store answers it)."""
-        rows = self._run(LOAD)
+    def load(
+        self,
+        active: Callable[[list[UUID]], Collection[UUID]],
+        now: datetime | None = None,
+        limit: int = 5000,
+        spare: int = 100,
+    ) -> list[Tracked]:
+        """The tracked repositories as the planner sees them: due at `now` (at most
+        `limit`, most overdue first) and the `spare` next to be due; every one without a
+        `now`. `active` names which of the refresh jobs have not ended (the job store)."""
+        if now is None:
+            rows = self._run(LOAD_ALL)
+        else:
+            rows = self._run(LOAD, {"now": now, "limit": limit, "spare": spare})
         running = active([r["refresh_job"] for r in rows if r["refresh_job"] is not None])
         return [
             Tracked(
@@ -193,52 +214,95 @@ class Registry:
                 pending=r["pending"],
                 watermark=r["watermark"],
                 refreshing=r["refresh_job"] in running,
+                next_due=r["next_due"],
             )
             for r in rows
         ]
 
-    def bootstrapped(self, repository: str, jobs: list[object]) -> None:
+    def reschedule(self, due: Iterable[tuple[str, datetime]]) -> None:
+        """When the planner next needs to look at each repository (it looked, and had
+        nothing to do for it yet)."""
+        pairs = list(due)
+        if pairs:
+            self._run(
+                "UPDATE tracked_repositories t SET next_due = d.at FROM unnest(%s::text[], "
+                "%s::timestamptz[]) AS d(repository, at) WHERE t.repository = d.repository",
+                ([r for r, _ in pairs], [at for _, at in pairs]),
+            )
+
+    def bootstrapped(self, repository: str, jobs: list[object], now: datetime) -> None:
+        """Its bootstrap is enqueued: looked at again after its target at the latest."""
         self._run(
-            "UPDATE tracked_repositories SET bootstrap = 'started', bootstrap_jobs = %s "
-            "WHERE repository = %s",
-            (jobs, repository),
+            "UPDATE tracked_repositories t SET bootstrap = 'started', bootstrap_jobs = %(jobs)s, "
+            f"next_due = %(at)s + {AFTER.format(kind='target')} WHERE repository = %(name)s",
+            {"jobs": jobs, "name": repository, "at": now},
         )
 
     def probed(
         self, results: Iterable[tuple[str, datetime | None, str | None]], now: datetime
     ) -> None:
-        """Probe answers: (repository, newest update, error)."""
+        """Probe answers: (repository, newest update, error); the ones that failed are
+        looked at again after their probe interval."""
+        rows = list(results)
         self._run(
             "INSERT INTO repo_probes (repository, probed_at, newest_updated_at, last_error) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (repository) DO UPDATE SET "
+            "SELECT r, %s, n, e FROM unnest(%s::text[], %s::timestamptz[], %s::text[]) "
+            "AS x(r, n, e) ON CONFLICT (repository) DO UPDATE SET "
             "probed_at = EXCLUDED.probed_at, newest_updated_at = EXCLUDED.newest_updated_at, "
             "last_error = EXCLUDED.last_error",
-            [(repo, now, newest, error) for repo, newest, error in results],
-            many=True,
+            (now, *map(list, zip(*rows, strict=True))) if rows else (now, [], [], []),
         )
+        failed = [repo for repo, _, error in rows if error]
+        if failed:
+            self._next(failed, now, "probe")
 
     def fresh(self, repositories: Iterable[str], as_of: datetime) -> None:
         """Unchanged since what is stored: fresh as of the probe, without a job."""
+        names = list(repositories)
         self._run(
             "UPDATE repo_probes SET fresh_as_of = GREATEST(fresh_as_of, %s) "
             "WHERE repository = ANY(%s)",
-            (as_of, list(repositories)),
+            (as_of, names),
         )
+        self._next(names, as_of, "probe")
+
+    def _next(self, names: list[str], at: datetime, kind: str) -> None:
+        """Next looked at `at` plus the tier's probe_after, refresh_after or target."""
+        if names:
+            self._run(
+                f"UPDATE tracked_repositories t SET next_due = %(at)s + {AFTER.format(kind=kind)} "
+                "WHERE t.repository = ANY(%(names)s)",
+                {"at": at, "names": names},
+            )
 
     def refreshing(self, changes: Iterable[tuple[str, object]], now: datetime) -> None:
-        """The refresh job enqueued for each (for changes found, or a bootstrap)."""
+        """The refresh job enqueued for each (for changes found, or a bootstrap): looked
+        at again when it is done, or after the tier's target if it is not."""
+        pairs = list(changes)
+        if not pairs:
+            return
         self._run(
-            "INSERT INTO repo_probes (repository, changed_at, refresh_job) VALUES (%s, %s, %s) "
+            "INSERT INTO repo_probes (repository, changed_at, refresh_job) "
+            "SELECT r, %s, j FROM unnest(%s::text[], %s::uuid[]) AS x(r, j) "
             "ON CONFLICT (repository) DO UPDATE SET changed_at = EXCLUDED.changed_at, "
             "refresh_job = EXCLUDED.refresh_job, pending_since = NULL",
-            [(repo, now, job) for repo, job in changes],
-            many=True,
+            (now, [repo for repo, _ in pairs], [job for _, job in pairs]),
         )
+        self._next([repo for repo, _ in pairs], now, "target")
 
     def pending(self, repositories: Iterable[str], now: datetime) -> None:
         """A probe found changes that wait for their refresh (at `refresh_after`)."""
+        names = list(repositories)
+        if not names:
+            return
         self._run(
             "UPDATE repo_probes SET pending_since = COALESCE(pending_since, %s) "
             "WHERE repository = ANY(%s)",
-            (now, list(repositories)),
+            (now, names),
+        )
+        self._run(
+            "UPDATE tracked_repositories t SET next_due = COALESCE(p.fresh_as_of, %(at)s) + "
+            f"{AFTER.format(kind='refresh')} FROM repo_probes p "
+            "WHERE p.repository = t.repository AND t.repository = ANY(%(names)s)",
+            {"at": now, "names": names},
         )

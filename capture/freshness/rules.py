@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 TIERS = ("hot", "warm", "cold")
+LOOK_AGAIN = timedelta(minutes=1)  # the soonest a repository passed over is looked at again
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class FreshnessSettings:
     bulk_lane: str = "github_actions"
     refresh_lane: str | None = None  # None: the router decides each refresh
     probe_batch: int = 100  # repositories per probe query (aliases; about 1 point)
+    probes_in_flight: int = 4  # probe queries sent at once
+    load_limit: int = 5000  # due repositories a pass reads (the rest wait a pass)
     refresh_points: float = 2.0  # the points a refresh is expected to spend
     reserve: int = 500  # points of the hour's budget kept for real-time work
 
@@ -61,6 +64,7 @@ class Tracked:
     pending: bool = False  # a probe found changes not refreshed yet
     watermark: datetime | None = None
     refreshing: bool = False  # a refresh job for it is active
+    next_due: datetime | None = None  # when the planner was to look at it next
 
     def effective_tier(self, now: datetime) -> str:
         if self.promoted_until is not None and self.promoted_until > now:
@@ -78,6 +82,7 @@ class Decisions:
     waiting: int  # due, but left for a later pass (budget)
     again: list[str] = field(default_factory=list)  # bootstraps whose first refresh failed
     refresh: list[str] = field(default_factory=list)  # changes found earlier, due now
+    waiting_names: list[str] = field(default_factory=list)  # those left for a later pass
 
 
 def urgency(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> float:
@@ -112,9 +117,9 @@ def decide(
     tracked = list(tracked)
     bootstrap = sorted(t.repository for t in tracked if t.bootstrap == "pending")
     again = sorted(t.repository for t in tracked if needs_first_refresh(t, now, settings.tiers))
-    refresh = [t for t in tracked if t.pending and refresh_due(t, now, settings.tiers)]
-    refresh.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
-    refresh = refresh[: refreshes_affordable(budget, settings)]
+    pending_refresh = [t for t in tracked if t.pending and refresh_due(t, now, settings.tiers)]
+    pending_refresh.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
+    refresh = pending_refresh[: refreshes_affordable(budget, settings)]
     budget -= len(refresh) * settings.refresh_points
     due = [t for t in tracked if is_due(t, now, settings.tiers)]
     due.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
@@ -129,7 +134,12 @@ def decide(
         spare.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
         chosen += [t.repository for t in spare[:room]]
     refreshed = [t.repository for t in refresh]
-    return Decisions(bootstrap, chosen, max(0, len(due) - affordable), again, refreshed)
+    left = [t.repository for t in due[affordable:]] + [
+        t.repository for t in pending_refresh[len(refresh) :]
+    ]
+    return Decisions(
+        bootstrap, chosen, max(0, len(due) - affordable), again, refreshed, waiting_names=left
+    )
 
 
 def is_probeable(t: Tracked) -> bool:
@@ -146,6 +156,24 @@ def needs_first_refresh(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) ->
     if t.bootstrap == "pending" or t.watermark is not None or t.refreshing:
         return False
     return t.changed_at is None or now - t.changed_at >= tiers[t.effective_tier(now)].target
+
+
+def next_look(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> datetime:
+    """When the planner needs to look at a repository it has nothing to do for now:
+    the first moment a rule above could act on it (never before `now` plus a minute, so
+    one the rules leave alone does not come back every pass)."""
+    tier = tiers[t.effective_tier(now)]
+    if t.bootstrap == "pending":
+        at = now
+    elif t.refreshing:
+        at = now + tier.target
+    elif t.pending:
+        at = (t.fresh_as_of or now) + tier.refresh_after
+    elif t.watermark is None:
+        at = (t.changed_at or now) + tier.target
+    else:
+        at = (t.fresh_as_of or now) + tier.probe_after
+    return max(at, now + LOOK_AGAIN)
 
 
 def changed(newest_updated_at: datetime | None, watermark: datetime | None) -> bool:

@@ -1,17 +1,26 @@
-"""GitHub clients: one session owns transport, rate limits and accounting."""
+"""GitHub clients: one session owns transport, rate limits and accounting. Names are
+imported when first used (PEP 562): the budget ledger alone loads no GraphQL."""
 
-from capture.github.client import GitHub, GitHubFactory, connect
-from capture.github.graphql import GraphQLClient
-from capture.github.rest import RestClient
-from capture.github.session import Budget, Meter, Session
+from __future__ import annotations
 
-__all__ = [
-    "Budget",
-    "GitHub",
-    "GitHubFactory",
-    "GraphQLClient",
-    "Meter",
-    "RestClient",
-    "Session",
-    "connect",
-]
+import importlib
+from typing import Any
+
+EXPORTS = {
+    "Budget": "capture.github.session",
+    "GitHub": "capture.github.client",
+    "GitHubFactory": "capture.github.client",
+    "GraphQLClient": "capture.github.graphql",
+    "Meter": "capture.github.session",
+    "RestClient": "capture.github.rest",
+    "Session": "capture.github.session",
+    "connect": "capture.github.client",
+}
+
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in EXPORTS:
+        raise AttributeError(f"module 'capture.github' has no attribute {name!r}")
+    return getattr(importlib.import_module(EXPORTS[name]), name)

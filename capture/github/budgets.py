@@ -172,12 +172,12 @@ class MemoryBudgets:
                 self.reserved.pop(reservation, None)
             if seen is not None:
                 row = self._row(credential, resource)
-                _merge(row, seen, now)
+                merge(row, seen, now)
 
     def snapshot(self, now: datetime) -> list[dict[str, Any]]:
         with self._lock:
             reserved = {(c, r): self._reserved(c, r, now) for c, r in self.rows}
-            return _snapshot_of(list(self.rows.values()), reserved, now)
+            return snapshot_of(list(self.rows.values()), reserved, now)
 
     def headroom(self, credential: str, resource: str, now: datetime) -> int | None:
         with self._lock:
@@ -189,7 +189,7 @@ class MemoryBudgets:
             return row["remaining"] - self._reserved(credential, resource, now)
 
 
-def _snapshot_of(
+def snapshot_of(
     rows: list[dict[str, Any]], reserved: Mapping[tuple[str, str], int], now: datetime
 ) -> list[dict[str, Any]]:
     return [
@@ -209,7 +209,7 @@ def _snapshot_of(
     ]
 
 
-def _merge(row: dict[str, Any], seen: Observed, now: datetime) -> None:
+def merge(row: dict[str, Any], seen: Observed, now: datetime) -> None:
     """A response's view of the budget: the lowest remaining within one hour (answers
     arrive out of order; the budget only goes down until it resets)."""
     same_hour = (

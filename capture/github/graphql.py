@@ -82,6 +82,32 @@ def parsed(text: str) -> tuple[DocumentNode, str]:
     return doc, operation.name.value if operation.name else "anonymous"
 
 
+def points(text: str, doc: DocumentNode, variables: dict[str, Any], counting: str) -> int:
+    """The query's planned points, computed once per document and shape: only page sizes,
+    list lengths and flags change a cost, never a cursor or a name."""
+    shape = tuple(
+        sorted(
+            (name, ("list", len(value)) if isinstance(value, list) else value)
+            for name, value in variables.items()
+            if value is not None and not isinstance(value, str)
+        )
+    )
+    key = (text, shape, counting)
+    found = _POINTS.get(key)
+    if found is None:
+        rebuilt = {
+            name: ["x"] * value[1] if isinstance(value, tuple) else value for name, value in shape
+        }
+        found = query_cost(doc, rebuilt, counting=counting).points
+        if len(_POINTS) > 4096:
+            _POINTS.clear()
+        _POINTS[key] = found
+    return found
+
+
+_POINTS: dict[tuple, int] = {}
+
+
 @dataclass
 class Counting:
     """How the server counts list arguments such as `nodes(ids:)` ("strict" multiplies
@@ -91,12 +117,14 @@ class Counting:
     mode: str = "strict"
     fixed: bool = False
 
-    def observe(self, doc: DocumentNode, variables: dict[str, Any], charged: int) -> None:
+    def observe(
+        self, text: str, doc: DocumentNode, variables: dict[str, Any], charged: int
+    ) -> None:
         if self.fixed:
             return
-        costs = {c: query_cost(doc, variables, counting=c).points for c in COUNTINGS}
+        costs = {c: points(text, doc, variables, c) for c in COUNTINGS}
         if costs["strict"] != costs["lenient"]:
-            matches = [c for c, points in costs.items() if points == charged]
+            matches = [c for c, cost in costs.items() if cost == charged]
             if len(matches) == 1:
                 self.mode = matches[0]
 
@@ -131,7 +159,7 @@ class GraphQLClient:
         With `missing_ok`, a top-level field GitHub cannot resolve (an aliased repository
         that is gone) is left null in the data instead of raising NotFound."""
         doc, operation = parsed(text)
-        planned = query_cost(doc, variables, counting=self.counting.mode).points
+        planned = points(text, doc, variables, self.counting.mode)
         for tries in range(1, SERVER_TRIES + 1):
             try:
                 response = self.session.request(
@@ -156,7 +184,7 @@ class GraphQLClient:
         charged = int(cost if cost is not None else (0 if errors else 1))
         self.session.meter.query(operation, charged)
         if cost is not None:
-            self.counting.observe(doc, variables, int(cost))
+            self.counting.observe(text, doc, variables, int(cost))
         for error in errors:
             if error.get("type") == "RATE_LIMITED":
                 reset = self.session.budget.reset_at.get("graphql")

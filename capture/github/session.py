@@ -46,17 +46,19 @@ class Meter:
     rest_points: int = 0
     fallbacks: list[str] = field(default_factory=list)
     queries: dict[str, list[int]] = field(default_factory=dict)  # operation -> [calls, points]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def points(self) -> int:
         return self.graphql_points + self.rest_points
 
     def query(self, operation: str, charged: int) -> None:
-        self.graphql_calls += 1
-        self.graphql_points += charged
-        tally = self.queries.setdefault(operation, [0, 0])
-        tally[0] += 1
-        tally[1] += charged
+        with self._lock:  # a planner sends several probe queries at once
+            self.graphql_calls += 1
+            self.graphql_points += charged
+            tally = self.queries.setdefault(operation, [0, 0])
+            tally[0] += 1
+            tally[1] += charged
 
     def by_operation(self) -> dict[str, dict[str, int]]:
         return {op: {"calls": c, "points": p} for op, (c, p) in sorted(self.queries.items())}

@@ -44,13 +44,31 @@ class Context:
     progress: Progress | None = None  # told (done, total) at every checkpoint, e.g. a bar
     last: tuple[int, int | None, str | None] | None = None  # the last checkpoint's position
 
+    def __post_init__(self) -> None:
+        self._resume = self.job.cursor
+
     @property
     def cursor(self) -> str | None:
-        return self.job.cursor
+        """Where this attempt started: the last checkpoint of the attempts before it."""
+        return self._resume
 
-    def checkpoint(self, done: int, total: int | None, cursor: str | None, note: str = "") -> None:
+    def checkpoint(
+        self,
+        done: int,
+        total: int | None,
+        cursor: str | None,
+        note: str = "",
+        recorded: bool = True,
+    ) -> None:
+        """Records progress and where a later attempt resumes; not `recorded` (the work's
+        last step, which the ending event follows at once), only shown."""
+        if not recorded:
+            if self.progress is not None:
+                self.progress(done, total)
+            self.last = (done, total, cursor)
+            return
         points = self.gh.meter.points - self.points_reported
-        self.store.progress(
+        self.job = self.store.progress(
             self.job.id,
             done,
             total=total,
@@ -59,6 +77,7 @@ class Context:
             note=note,
             attempt=self.job.attempt,
             now=self.now(),
+            held=self.job,
         )
         self.points_reported += points
         if self.progress is not None:
@@ -68,7 +87,7 @@ class Context:
     def heartbeat(self, note: str) -> None:
         """A Progressed event with nothing new but the time: the attempt is alive."""
         done, total, cursor = self.last or (self.job.done, self.job.total, self.job.cursor)
-        self.store.progress(
+        self.job = self.store.progress(
             self.job.id,
             done,
             total=total,
@@ -76,6 +95,7 @@ class Context:
             note=note[:200],
             attempt=self.job.attempt,
             now=self.now(),
+            held=self.job,
         )
 
 

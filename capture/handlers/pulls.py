@@ -8,6 +8,7 @@ nested GraphQL queries (or through REST), one stored transaction and checkpoint 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from capture import records
@@ -124,10 +125,25 @@ def await_children(ctx: Context) -> Outcome:
     return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(statuses)})
 
 
-def node_ids(ctx: Context, numbers: list[int]) -> tuple[dict[int, str], list[int]]:
-    """Node ids for the numbers (stored ones, else asked for, 100 numbers a query); and
-    the numbers GitHub does not know."""
-    known = ctx.storage.node_ids(ctx.job.repository, numbers)
+@dataclass(frozen=True)
+class Listed:
+    """What an index pass showed: the repository's id, each pull request's node id, and
+    its rows, not stored yet (they are written with the first batch)."""
+
+    repo_id: int
+    node_ids: dict[int, str]
+    rows: Rows = field(default_factory=Rows)
+
+
+def node_ids(
+    ctx: Context, numbers: list[int], shown: dict[int, str] | None = None
+) -> tuple[dict[int, str], list[int]]:
+    """Node ids for the numbers (`shown` by a listing, else stored ones, else asked for,
+    100 numbers a query); and the numbers GitHub does not know."""
+    shown = shown or {}
+    if all(n in shown for n in numbers):
+        return {n: shown[n] for n in numbers}, []
+    known = {**ctx.storage.node_ids(ctx.job.repository, numbers), **shown}
     missing = [n for n in numbers if n not in known]
     unknown = []
     for start in range(0, len(missing), NUMBERS_PER_QUERY):
@@ -154,10 +170,15 @@ def planner_for(ctx: Context) -> Planner:
 
 
 def capture_pulls(
-    ctx: Context, numbers: list[int], parts: set[str], labelled: bool = False
+    ctx: Context,
+    numbers: list[int],
+    parts: set[str],
+    labelled: bool = False,
+    listed: Listed | None = None,
 ) -> Outcome:
     """The chosen parts of the pull requests, in planned batches by node id; `labelled`
-    when their core rows and labels were just stored by an index pass."""
+    when their core rows and labels were just stored by an index pass (`listed`: what it
+    showed, so nothing is read back)."""
     job = ctx.job
     numbers = sorted(numbers)
     start = resume_at(ctx.cursor, numbers)
@@ -165,9 +186,9 @@ def capture_pulls(
     failed_items, done = 0, len(numbers) - len(todo)
     if ctx.settings.force_rest:
         return _rest(ctx, numbers, todo, parts)
-    ids, unknown = node_ids(ctx, todo)
+    ids, unknown = node_ids(ctx, todo, listed.node_ids if listed else None)
     failed_items += len(unknown)
-    repo_id = ctx.storage.repository_id(job.repository)
+    repo_id = listed.repo_id if listed else ctx.storage.repository_id(job.repository)
     chosen = [(n, ids[n]) for n in todo if n in ids]
     wanted = parts if labelled else parts | {"labels"}
     planner = planner_for(ctx)
@@ -182,13 +203,24 @@ def capture_pulls(
         why = f"{ctx.settings.rest_factor}x the GraphQL estimate of {estimate:.0f} points"
         ctx.gh.rest.limit(cap, why)
 
+    unwritten = listed.rows if listed is not None else Rows()
     for batch in by_ids(ctx.gh, chosen, wanted, repo_id, planner, ctx.settings.batch_size, planned):
         failed = rest_fallback(ctx.gh, job.repository, batch.failed, repo_id, batch.rows)
         failed_items += len(failed)
-        ctx.storage.write(batch.rows)
+        unwritten.extend(batch.rows)  # the listing's rows first, then the batch's
+        ctx.storage.write(unwritten)
+        unwritten = Rows()
         done = sum(n <= batch.last for n in numbers)
         note = f"{failed_items} failed" if failed_items else ""
-        ctx.checkpoint(done, len(numbers), f"details:#{batch.last + 1}", note=note)
+        ctx.checkpoint(
+            done,
+            len(numbers),
+            f"details:#{batch.last + 1}",
+            note=note,
+            recorded=done < len(numbers),  # the last batch's is the job's ending event
+        )
+    if not unwritten.is_empty():  # no batch went out (nothing left, or none known)
+        ctx.storage.write(unwritten)
     done = len(numbers)
     return Outcome(
         items=done - failed_items,

@@ -17,7 +17,7 @@ from capture.fetch.collect import collect, index_page
 from capture.fetch.pages import fetch_pages
 from capture.fetch.rest import rest_index
 from capture.handlers.base import Context, Outcome, with_rest_fallback
-from capture.handlers.pulls import await_children, capture_pulls, split_into_children
+from capture.handlers.pulls import Listed, await_children, capture_pulls, split_into_children
 from capture.records import Rows, when
 
 ALL = {"details", "reviews", "comments"}
@@ -41,15 +41,17 @@ def _refresh(ctx: Context) -> Outcome:
     listed_at = ctx.now()
     bound = job.since or ctx.storage.refresh_watermark(job.repository)
     bound = bound or listed_at - BOOTSTRAP
-    numbers, newest = list_updated(ctx, bound)
+    numbers, newest, listed = list_updated(ctx, bound)
     # Everything updated since `bound` was listed: the watermark is at least the bound (a
     # bootstrap's history before it is the backfill's), so a probe compares against it.
     newest = max(newest, bound) if newest else bound
     if len(numbers) > ctx.settings.max_items and job.parent_id is None:
+        if listed is not None:
+            ctx.storage.write(listed.rows)
         cursor = f"children|{_iso(newest) or ''}|{listed_at.isoformat()}"
         return split_into_children(ctx, numbers, cursor=cursor)
     outcome = (
-        capture_pulls(ctx, numbers, ALL, labelled=not ctx.settings.force_rest)
+        capture_pulls(ctx, numbers, ALL, labelled=not ctx.settings.force_rest, listed=listed)
         if numbers
         else Outcome(items=0, summary={"note": "nothing updated since the watermark"})
     )
@@ -59,15 +61,19 @@ def _refresh(ctx: Context) -> Outcome:
             f"{outcome.failed_items} of {len(numbers)} pull requests could not be captured; "
             "the watermark stays"
         )
-    ctx.storage.refreshed(job.repository, newest, listed_at)
+    # Nothing to capture: the listing's rows (the repository's) go with the watermark.
+    unwritten = listed.rows if listed is not None and not numbers else None
+    ctx.storage.refreshed(job.repository, newest, listed_at, unwritten)
     outcome.summary |= {"since": bound.isoformat(), "watermark": _iso(newest)}
     return outcome
 
 
-def list_updated(ctx: Context, bound: datetime) -> tuple[list[int], datetime | None]:
-    """Stores the core rows (and labels) of the pull requests updated at or after
-    `bound`, newest first; returns their numbers and the newest update among them."""
-    job, numbers, newest = ctx.job, [], None
+def list_updated(ctx: Context, bound: datetime) -> tuple[list[int], datetime | None, Listed | None]:
+    """The core rows (and labels) of the pull requests updated at or after `bound`,
+    newest first; returns their numbers, the newest update among them and (from GraphQL)
+    what the listing showed of them, its rows not yet stored (they go with the first
+    batch of pull requests, or with the watermark: one transaction fewer)."""
+    job, numbers, newest, shown, listing = ctx.job, [], None, {}, Rows()
     if ctx.settings.force_rest:
         for repo, page in rest_index(ctx.gh, job.repository, "updated"):
             rows, older = Rows(repositories=[records.repository(repo)]), False
@@ -82,7 +88,7 @@ def list_updated(ctx: Context, bound: datetime) -> tuple[list[int], datetime | N
             ctx.storage.write(rows)
             if older:
                 break
-        return sorted(numbers), newest
+        return sorted(numbers), newest, None
     after = None
     while True:
         repo, nodes, info = index_page(ctx.gh, job.repository, after, "UPDATED_AT", "DESC")
@@ -95,11 +101,12 @@ def list_updated(ctx: Context, bound: datetime) -> tuple[list[int], datetime | N
                 break
             collect(rows, node, repo["databaseId"], pending, failed)
             numbers.append(node["number"])
+            shown[node["number"]] = node["id"]
             newest = max(newest, updated) if newest else updated
         fetch_pages(ctx.gh, rows, pending, failed, ctx.settings.max_nodes)
-        ctx.storage.write(rows)
+        listing.extend(rows)
         if older or not info["hasNextPage"]:
-            return sorted(numbers), newest
+            return sorted(numbers), newest, Listed(repo["databaseId"], shown, listing)
         after = info["endCursor"]
 
 

@@ -11,7 +11,9 @@ from devtools.bench.budget import budget
 from devtools.bench.capture import capture
 from devtools.bench.freshness import freshness
 from devtools.bench.latency import latency
+from devtools.bench.planner import planner
 from devtools.bench.store import projections, store
+from devtools.bench.worker import worker
 
 __all__ = ["bench"]
 
@@ -23,5 +25,5 @@ def bench() -> None:
     """Benchmarks: each prints a table and, with --json, a JSON line last."""
 
 
-for command in (store, projections, capture, latency, freshness, budget, api):
+for command in (store, projections, capture, latency, freshness, budget, api, worker, planner):
     bench.add_command(command)

@@ -76,6 +76,50 @@ def our_worker(url: str, worker: str, batch: int, barrier: Any) -> dict[str, flo
     return {"jobs": jobs, "claim_s": claim, "complete_s": complete, "finished": finished}
 
 
+def our_worker_path(url: str, worker: str, barrier: Any) -> dict[str, float]:
+    """As `bin/run-job --lane local --watch` works: before each claim the lane-stop check,
+    then one claim, the job, one completion; until nothing is left."""
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
+    barrier.wait()
+    jobs = misses = 0
+    while misses < 3:  # others may still be committing their last jobs
+        store.rollout().stopped.get(LOCAL)  # what the worker asks before each claim
+        claimed = store.claim_next(LOCAL, worker)
+        for job in claimed:
+            store.complete(job.id, 1, attempt=job.attempt, held=job)
+        jobs += len(claimed)
+        misses = 0 if claimed else misses + 1
+    finished = time.monotonic()
+    store.close()
+    return {"jobs": jobs, "finished": finished}
+
+
+def enqueue_noop(url: str, n: int) -> float:
+    store = jobstore.open_store(Settings(pool_size=2), url=url)
+    now = datetime.now(UTC)
+
+    def route(spec: JobSpec) -> Route:
+        return decide(spec, now, capable=[LOCAL])
+
+    start = time.perf_counter()
+    for first in range(0, n, BATCH):
+        specs = [
+            JobSpec.create("bench-noop", f"bench/repo{i}", days=1, trigger="scheduled")
+            for i in range(first, min(first + BATCH, n))
+        ]
+        store.enqueue_many(specs, now, route)
+    store.close()
+    return time.perf_counter() - start
+
+
+def run_worker_path(url: str, n: int, workers: int) -> float:
+    """Seconds for `workers` worker processes to work `n` queued jobs one at a time."""
+    enqueue_noop(url, n)
+    process_s, results = parallel(our_worker_path, [(url, f"w{i}") for i in range(workers)])
+    assert sum(r["jobs"] for r in results) == n, results
+    return process_s
+
+
 def run_ours(url: str, n: int, workers: int, batch: int) -> dict[str, float]:
     store = jobstore.open_store(Settings(pool_size=2), url=url)
     now = datetime.now(UTC)
@@ -127,6 +171,7 @@ def procrastinate_worker(url: str, barrier: Any) -> dict[str, float]:
 
 
 def run_procrastinate(url: str, n: int, workers: int) -> dict[str, float]:
+    """Their enqueue (batch_defer) and their worker (one job at a time, a no-op task)."""
     app = procrastinate_app(url)
     with app.open():
         app.schema_manager.apply_schema()
@@ -134,11 +179,18 @@ def run_procrastinate(url: str, n: int, workers: int) -> dict[str, float]:
         for first in range(0, n, BATCH):
             app.tasks["noop"].batch_defer(*[{} for _ in range(min(BATCH, n - first))])
         enqueue_s = time.perf_counter() - start
-    process_s, _ = parallel(procrastinate_worker, [(url,)] * workers)
+    parallel(procrastinate_worker, [(url,)] * workers)
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
         finished = row.fetchone()
+        # From their first job started to their last finished: their worker's start-up
+        # (an event loop, a connection pool) is not counted against them.
+        span = conn.execute(
+            "SELECT extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded') "
+            "- min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
+        ).fetchone()
     assert finished == (n,), finished
+    process_s = float(span[0])
     return {"enqueue_s": enqueue_s, "process_s": process_s, "total_s": enqueue_s + process_s}
 
 
@@ -162,10 +214,23 @@ def checkpoint_cost(url: str, checkpoints: int) -> dict[str, float]:
 @click.option("--checkpoints", default=500, show_default=True, type=click.IntRange(10, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
 def store(n: int, batch: int, checkpoints: int, as_json: bool) -> None:
-    """Jobs/s through enqueue (with routing), claim and complete, against procrastinate."""
+    """Jobs/s of a worker's path (one claim, one completion at a time) and of batches of
+    `--batch`, against procrastinate's worker on the same PostgreSQL; about a minute."""
     server = db.database_url(load())
     rows = []
+    paths = []
     result: dict[str, Any] = {"jobs": n, "claim_batch": batch}
+    for workers in (1, 4):
+        with scratch_database(server, "theirs") as url:
+            theirs = run_procrastinate(url, n, workers)
+        with scratch_database(server, "ours") as url:
+            jobstore.migrate(url)
+            path_s = run_worker_path(url, n, workers)
+        ratio = theirs["process_s"] / path_s
+        paths.append((workers, n / path_s, n / theirs["process_s"], ratio))
+        result[f"worker_path_{workers}w_jobs_per_s"] = round(n / path_s, 1)
+        result[f"procrastinate_worker_{workers}w_jobs_per_s"] = round(n / theirs["process_s"], 1)
+        result[f"worker_path_ratio_{workers}w"] = round(ratio, 2)
     for workers in (1, 4):
         with scratch_database(server, "ours") as url:
             jobstore.migrate(url)
@@ -181,6 +246,11 @@ def store(n: int, batch: int, checkpoints: int, as_json: bool) -> None:
     with scratch_database(server, "checkpoint") as url:
         jobstore.migrate(url)
         result.update({k: round(v, 3) for k, v in checkpoint_cost(url, checkpoints).items()})
+    click.echo("the worker's path: one claim, one completion at a time (procrastinate's worker)")
+    click.echo(f"{'workers':>7}  {'ours jobs/s':>11}  {'procrastinate':>13}  {'ratio':>5}")
+    for workers, ours_rate, their_rate, ratio in paths:
+        click.echo(f"{workers:>7}  {ours_rate:>11.0f}  {their_rate:>13.0f}  {ratio:>5.2f}")
+    click.echo(f"\nbatches of {batch} (enqueue, claim and complete; procrastinate as above)")
     click.echo(
         f"{'workers':>7}  {'ours jobs/s':>11}  {'procrastinate':>13}  {'ratio':>5}  "
         "ours: enqueue / claim / complete (s, summed over workers)"

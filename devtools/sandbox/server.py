@@ -486,6 +486,9 @@ class Sandbox:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the second
+            # waits for the client's delayed ACK, 40 ms an answer that GitHub never adds.
+            disable_nagle_algorithm = True
 
             def _answer(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -506,7 +509,7 @@ class Sandbox:
             def log_message(self, *args: Any) -> None:
                 pass  # the ledger records every request
 
-        server = ThreadingHTTPServer((host, port), Handler)
+        server = CountingServer((host, port), Handler)
         server.daemon_threads = True
         self.base_url = f"http://{host}:{server.server_address[1]}"
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -514,11 +517,26 @@ class Sandbox:
         return Served(server, thread, self.base_url)
 
 
+class CountingServer(ThreadingHTTPServer):
+    """Counts the connections clients open (how many HTTP clients a worker really made)."""
+
+    connections = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1  # the accepting thread only: no lock needed
+        super().process_request(request, client_address)
+
+
 @dataclass
 class Served:
-    server: ThreadingHTTPServer
+    server: CountingServer
     thread: threading.Thread
     url: str
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far."""
+        return self.server.connections
 
     @property
     def urls(self) -> dict[str, str]:

@@ -18,9 +18,11 @@ def test_bench_store_prints_a_table_and_a_json_line(server_url, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert lines[0].split()[:2] == ["workers", "ours"]
+    assert lines[1].split()[:2] == ["workers", "ours"]
     numbers = json.loads(lines[-1])
-    assert {"ratio_1w", "ratio_4w", "checkpoint_ms"} <= numbers.keys()
+    keys = {"worker_path_ratio_1w", "worker_path_ratio_4w", "ratio_1w", "ratio_4w"}
+    assert keys | {"checkpoint_ms"} <= numbers.keys()
+    assert numbers["worker_path_1w_jobs_per_s"] > 0
     assert numbers["ours_1w_jobs_per_s"] > 0
     assert numbers["procrastinate_4w_jobs_per_s"] > 0
 

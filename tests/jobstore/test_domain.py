@@ -162,3 +162,20 @@ def test_event_fields_match_the_design_contract():
         "parent_id",
         "params",
     } <= fields["Queued"]
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_a_fork_takes_every_command_without_touching_the_job_it_came_from(status):
+    """`fork` is a shallow copy: it holds only if every command replaces attributes."""
+    original = job_in(status)
+    original.collect_events()  # as saved
+    before = {k: (v.copy() if isinstance(v, list | dict) else v) for k, v in vars(original).items()}
+    for action in ALLOWED:
+        fork = original.fork()
+        try:
+            act(fork, action)
+        except InvalidTransition:
+            continue
+        assert fork.pending_events
+        assert not original.pending_events
+        assert vars(original) == before, action

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -240,8 +239,9 @@ def test_a_lost_version_race_leaves_heads_untouched(store, database_url):
     assert heads(database_url, job_id)[0] == "running"
 
 
-def test_dropped_database_connections_are_retried(store, database_url, caplog):
-    caplog.set_level(logging.INFO, logger="psycopg.pool")
+def test_dropped_database_connections_are_retried(store, database_url):
+    """No check before each use: a dead pooled connection fails its statement, is dropped
+    by the pool, and the statement runs again on a new one."""
     job_id = store.enqueue(spec(1), T0, route=LOCAL).job_id
     with psycopg.connect(database_url, autocommit=True) as admin:
         killed = admin.execute(
@@ -250,10 +250,6 @@ def test_dropped_database_connections_are_retried(store, database_url, caplog):
         ).fetchone()
     assert killed[0] >= 1  # the store's pooled connections are gone
     assert store.claim(job_id, "w1", T0).won
-    # The first dead connection made the pool sweep all of them at once, rather than
-    # trying them one at a time with growing pauses between (1, 2, 4 s).
-    failed_checks = [r for r in caplog.records if "connection failed check" in r.getMessage()]
-    assert len(failed_checks) == 1
     assert store.enqueue(spec(2), T0).created
     assert [type(e).__name__ for e in store.history(job_id)] == ["Queued", "Routed", "Started"]
 
