@@ -157,10 +157,10 @@ def freshness(ctx: click.Context, breached: bool, as_json: bool) -> None:
     """Tracked repositories: how old their data is against their tier's target."""
 
     with errors():
+        if as_json:  # built by PostgreSQL: a fleet's worth in a fraction of a second
+            click.echo(resources(ctx).registry().freshness_json(breached_only=breached))
+            return
         rows = resources(ctx).registry().freshness(breached_only=breached)
-    if as_json:
-        echo_json(rows)
-        return
     columns = ["repository", "effective_tier", "age", "target", "breached", "last_success"]
     columns += ["next_due", "bootstrap"]
     empty = "no repository is past its target" if breached else "no repositories tracked"
