@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint format bench chaos clean
+.PHONY: install tools demo test lint format bench chaos clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,18 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 
 install: $(BIN)/.installed
 
+# Chromium and promtool for the tests, from the system's packages (one line if it cannot).
+tools:
+	@devtools/system-tools
+
 # Both lanes end to end on this machine: embedded PostgreSQL, the sandbox playing GitHub,
 # the Actions runner and Inngest; a realistic mix of jobs run to completion.
 demo: install
 	$(BIN)/python bin/demo
 
-# One pytest worker per CPU, each with its own embedded PostgreSQL (.jobstore/test-gwN).
-test: install
+# One pytest worker per CPU, each with its own embedded PostgreSQL (.jobstore/test-gwN),
+# stopped when the suite ends.
+test: install tools
 	$(BIN)/pytest -n auto
 
 lint: install
@@ -36,7 +41,11 @@ bench: install
 	$(BIN)/python bin/bench latency --json
 	$(BIN)/python bin/bench api --json
 
+# Stops the embedded servers (the scripts' and the tests') and removes what was built.
 clean:
+	-@for home in .jobstore .jobstore/test .jobstore/test-gw*; do \
+		[ -d "$$home/data" ] && JOBSTORE_HOME=$$home $(BIN)/python bin/db stop >/dev/null 2>&1; \
+	done; true
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
 # Faults a user meets (PostgreSQL restarted, read-only, connections cut; GitHub refusing;

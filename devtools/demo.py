@@ -88,7 +88,8 @@ def show_progress(url: str, deadline: float, interval: float = 1.0) -> list[dict
         with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
             rows = conn.execute(
                 "SELECT h.job_id, h.job_type, h.repository, h.lane, h.status, h.attempt, "
-                "h.parent_id, coalesce(c.items_done, 0) AS done, c.items_total AS total "
+                "h.parent_id, coalesce(c.items_done, 0) AS done, c.items_total AS total, "
+                "coalesce(c.items, 0) AS items "
                 "FROM job_heads h LEFT JOIN capture_jobs c USING (job_id) "
                 "ORDER BY h.created_at"
             ).fetchall()
@@ -96,7 +97,9 @@ def show_progress(url: str, deadline: float, interval: float = 1.0) -> list[dict
         children = [r for r in rows if r["parent_id"] is not None]
         for row in top:
             row["job"] = str(row["job_id"])[:8]
-            row["progress"] = progress_bar(row["done"], row["total"])
+            row["progress"] = progress_bar(
+                row["done"], row["total"], status=row["status"], items=row["items"]
+            )
         screen = table(top, ["job", "job_type", "repository", "lane", "status", "progress"])
         if children:
             finished = sum(c["status"] in FINAL for c in children)

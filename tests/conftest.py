@@ -38,19 +38,24 @@ def server_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server_url() -> str:
-    """TEST_DATABASE_URL, else an embedded server kept under .jobstore/test between runs
-    (one per pytest-xdist worker: .jobstore/test-gw0, ...)."""
+def server_url() -> Iterator[str]:
+    """TEST_DATABASE_URL, else an embedded server under .jobstore/test (one per
+    pytest-xdist worker: .jobstore/test-gw0, ...), stopped when the session ends if the
+    session started it (its cluster stays, so the next run starts it in a second)."""
     if os.environ.get("TEST_DATABASE_URL"):
-        return os.environ["TEST_DATABASE_URL"]
+        yield os.environ["TEST_DATABASE_URL"]
+        return
     server = Server(server_home())
+    ours = not server.is_running()
     url = server.start()
     with psycopg.connect(url, autocommit=True) as conn:  # a server from before it was added
         row = conn.execute("SHOW shared_preload_libraries").fetchone()
     if row is None or "pg_stat_statements" not in row[0]:
         server.stop()
         url = server.start()
-    return url
+    yield url
+    if ours:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ def health() -> Any:
 
 @routes.post("/v1/captures")
 def capture() -> Any:
-    body = flask.request.get_json(silent=True)
+    body = flask.request.get_json(force=True, silent=True)  # whatever content-type curl sent
     if not isinstance(body, dict):
         return fail(400, "the body must be a JSON object describing the capture")
     unknown = sorted(set(body) - SPEC_FIELDS)
@@ -160,6 +160,8 @@ def dashboard_data() -> Any:
             "stuck": health.stuck,
             "lag": health.lag,
             "rollout": rollout_state(ctx.store),
+            "fleet": {**ctx.registry.fleet(), "breached": len(health.breached_names)},
+            "fleet_series": ctx.registry.samples(now - timedelta(hours=hours)),
         }
     )
 

@@ -27,6 +27,8 @@ from jobstore import ConfigError, DatabaseUnavailable
 
 
 def lines(report: PassReport) -> list[str]:
+    if report.skipped:
+        return ["another planner is running a pass: this one skipped"]
     out = [
         f"bootstrapped: {len(report.bootstrapped)}",
         f"probed: {report.probed} ({report.probe_points} points)",

@@ -33,11 +33,24 @@ def table(rows: Sequence[dict], columns: Sequence[str], render: Callable = fmt) 
     return "\n".join(lines)
 
 
-def progress_bar(done: int, total: int | None, width: int = 20) -> str:
+def progress_bar(
+    done: int, total: int | None, width: int = 20, status: str | None = None, items: int = 0
+) -> str:
+    """A job's progress: done of total; a finished job's items; with no total yet, what
+    is done so far; and "nothing to do" for a job that found none."""
+    if status == "completed":
+        done, total = max(done, items), max(total or 0, done, items)
+        if not total:
+            return "nothing to do"
+    if total == 0:
+        return "nothing to do"
     if not total:
-        return f"[{'?' * width}] {done}"
+        return f"{done} so far" if status not in FINAL else f"{done}"
     filled = min(width, round(width * done / total))
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+FINAL = ("completed", "failed", "cancelled")
 
 
 def render_history(doc: dict[str, Any]) -> str:
@@ -95,7 +108,9 @@ def render_active(rows: list[dict]) -> str:
     if not rows:
         return "no active jobs"
     for row in rows:
-        row["progress"] = progress_bar(row["items_done"], row["items_total"])
+        row["progress"] = progress_bar(
+            row["items_done"], row["items_total"], status=row["status"], items=row["items"]
+        )
         row["job"] = str(row["job_id"])[:8]
     columns = ["job", "job_type", "repository", "lane", "status", "attempt", "progress"]
     return table(rows, columns)

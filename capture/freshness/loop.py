@@ -42,6 +42,7 @@ class PassReport:
     deferred: int = 0  # due, but left for a later pass (budget)
     refreshes: dict[str, str] = field(default_factory=dict)  # repository -> job id
     errors: list[str] = field(default_factory=list)
+    skipped: bool = False  # another planner was running a pass
 
     def as_json(self) -> dict:
         return {**self.__dict__}
@@ -63,6 +64,19 @@ def plan_once(
     """One pass over what is due: bootstraps, refreshes of changes found earlier, probes
     (in flight together, 100 repositories a query); each repository passed over gets the
     time it is next due, so the next pass reads only what is due then."""
+    with registry.planning() as mine:
+        if not mine:  # another planner's pass is running: its work, not ours
+            return PassReport(skipped=True)
+        return _pass(registry, dispatcher, gh, now, settings)
+
+
+def _pass(
+    registry: Registry,
+    dispatcher: Dispatcher,
+    gh: GitHub,
+    now: datetime,
+    settings: FreshnessSettings,
+) -> PassReport:
     report = PassReport()
     registry.sync_tiers(settings.tiers)
     tracked = registry.load(dispatcher.store.active, now, limit=settings.load_limit)

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ LOAD_ALL = COLUMNS + " ORDER BY t.repository"
 AFTER = "freshness_after(t.tier, t.promoted_until, %(at)s, '{kind}')"
 
 
+PLANNER_LOCK = 0x706C616E  # one planner pass at a time, across every process
 FRESHNESS_COLUMNS = (
     "repository",
     "tier",
@@ -211,6 +213,40 @@ class Registry:
         found = self.db.run(work)
         return found if isinstance(found, str) else json.dumps(found)
 
+    def fleet(self) -> dict[str, Any]:
+        """The tracked repositories counted: per tier, bootstrapping (not yet started)."""
+        rows = self._run(
+            "SELECT tier, count(*) AS n, count(*) FILTER (WHERE bootstrap = 'pending') AS b "
+            "FROM tracked_repositories GROUP BY tier"
+        )
+        tiers = {tier: 0 for tier in TIERS} | {r["tier"]: r["n"] for r in rows}
+        return {
+            "tiers": tiers,
+            "tracked": sum(tiers.values()),
+            "bootstrapping": sum(r["b"] for r in rows),
+        }
+
+    def sample(self, breached: int, now: datetime, every: float = 300.0) -> bool:
+        """Records the fleet's counts now, unless a sample was taken in the last `every`
+        seconds (several sweepers write about one); True if it did."""
+        fleet = self.fleet()
+        return bool(
+            self._run(
+                "INSERT INTO fleet_samples (at, tracked, bootstrapping, breached) "
+                "SELECT %(at)s, %(tracked)s, %(bootstrapping)s, %(breached)s WHERE NOT EXISTS "
+                "(SELECT 1 FROM fleet_samples WHERE at > %(at)s - make_interval(secs => "
+                "%(every)s)) ON CONFLICT (at) DO NOTHING RETURNING at",
+                {**fleet, "breached": breached, "at": now, "every": every},
+            )
+        )
+
+    def samples(self, since: datetime) -> list[dict]:
+        return self._run(
+            "SELECT at, tracked, bootstrapping, breached FROM fleet_samples WHERE at >= %s "
+            "ORDER BY at",
+            (since,),
+        )
+
     def breached(self) -> list[dict]:
         """The tracked repositories past their target: (repository, effective_tier)."""
         return self._run(
@@ -219,6 +255,20 @@ class Registry:
         )
 
     # What the planner reads and writes.
+
+    @contextmanager
+    def planning(self) -> Iterator[bool]:
+        """True if this process may run a planner pass now: a lock held for the pass
+        (released if the process dies), so any number of planners, a host's and the
+        scheduled workflow's, run one pass at a time and do the work of one."""
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s) AS mine", (PLANNER_LOCK,))
+            mine = bool(row.fetchone()["mine"])
+            try:
+                yield mine
+            finally:
+                if mine:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (PLANNER_LOCK,))
 
     def sync_tiers(self, tiers: Mapping[str, Tier]) -> None:
         """The configured targets into freshness_tiers, so repo_freshness agrees."""

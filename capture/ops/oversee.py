@@ -68,6 +68,7 @@ def oversee(
         store.change_rollout(stop)
         for lane, why in result.stopped:
             health.down[lane] = f"{STOPPED}{why}"
+    registry.sample(len(health.breached_names), now)  # the dashboard's fleet over time
     state = alerts.AlertState(dispatcher.store.database("alerts"))
     result.changes = state.update(alerts.firing(health), now)
     if webhook is not None:

@@ -1,4 +1,7 @@
-"""`bin/bench freshness`: many tracked repositories kept fresh for a simulated day.
+"""`bin/bench freshness`: many tracked repositories kept fresh over simulated hours.
+
+By default 300 repositories for 8 simulated hours (a few minutes of wall time);
+`--repos 2000 --hours 24` is the fleet's day the loop was first built to hold.
 
 A sandbox world changes over simulated time (heavy-tailed: a few repositories busy, most
 quiet, 2% large; reviews and comments land on pull requests of any age). The planner runs
@@ -291,8 +294,8 @@ def simulate(
 
 
 @click.command()
-@click.option("--repos", default=2000, show_default=True, type=click.IntRange(10, 100_000))
-@click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 24 * 14))
+@click.option("--repos", default=300, show_default=True, type=click.IntRange(10, 100_000))
+@click.option("--hours", default=8, show_default=True, type=click.IntRange(1, 24 * 14))
 @click.option("--step-minutes", default=2.0, show_default=True, type=click.FloatRange(0.5, 60))
 @click.option("--changes-per-day", default=4000.0, show_default=True, type=click.FloatRange(1))
 @click.option("--seed", default=3, show_default=True, type=int)

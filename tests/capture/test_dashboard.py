@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from playwright.sync_api import sync_playwright
 
 from capture.api.app import ApiSettings, Context, create_app
 from capture.cli.run_job import run_job_command
+from capture.freshness.registry import Registry
 from capture.freshness.settings import load_freshness
 from capture.wsgi import Server
 from jobstore.settings import load
@@ -51,8 +53,20 @@ def load_token():
 
 
 def sandbox_run(base: str, served, database_url: str) -> None:
-    """Captures through the API on the local lane, one of a repository GitHub does not
-    have (it fails), run by a real worker against the sandbox."""
+    """Tracked repositories (one bootstrapping), a sweeper's sample of the fleet, and
+    captures through the API on the local lane, one of a repository GitHub does not have
+    (it fails), run by a real worker against the sandbox."""
+    from capture.cli.track import track
+    from jobstore import Database
+
+    env = {**served.env, "DATABASE_URL": database_url}
+    for repository, tier in (("acme/widgets", "hot"), ("acme/gadgets", "cold")):
+        done = CliRunner().invoke(track, ["add", repository, "--tier", tier], env=env)
+        assert done.exit_code == 0, done.output
+    registry = Registry(Database(database_url, "test"))
+    registry.sample(1, datetime.now(UTC) - timedelta(hours=1))
+    registry.sample(0, datetime.now(UTC))
+    registry.db.close()
     with httpx.Client(base_url=base, headers={"authorization": f"Bearer {TOKEN}"}) as api:
         for repository, days in (("acme/widgets", 1), ("acme/widgets", 2), ("acme/missing", 1)):
             body = {"job_type": "pr-reviews", "repository": repository, "days": days}
@@ -89,12 +103,35 @@ def test_the_dashboard_shows_a_sandbox_run(dashboard, served, database_url):
             trail = page.inner_text("#audit")
             assert "Queued" in trail
             assert "Failed" in trail
+            assert "repository=acme/missing" in trail  # key=value, as bin/jobs show
+            assert '":' not in page.inner_text("#audit td.wrap >> nth=0")  # not raw JSON
+            fleet = page.inner_text("#fleet")
+            assert "tracked" in fleet
+            assert "1 · 0 · 1" in fleet  # hot · warm · cold
+            assert page.locator("#breached path.line").count() == 1
             assert page.inner_text("#error") == ""
+            assert not overflowing(page, "#budgets"), "the budget table overflows its card"
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            page.wait_for_timeout(300)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+            chart_width = float(page.get_attribute("#breached", "viewBox").split()[2])
+            assert chart_width <= 390, "the charts were not redrawn for the phone's width"
+            page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+            page.locator("#audit").screenshot(path=str(ARTIFACTS / "dashboard-phone-audit.png"))
         finally:
             browser.close()
     assert problems == []
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def overflowing(page, selector: str) -> bool:
+    """Whether the element is wider than the card that holds it."""
+    return page.evaluate(
+        "(s) => { const t = document.querySelector(s); "
+        "return t.scrollWidth > t.parentElement.clientWidth + 1; }",
+        selector,
+    )
 
 
 def test_the_page_without_a_token_is_refused(dashboard):

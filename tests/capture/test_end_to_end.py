@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from capture.cli.enqueue import enqueue
 from capture.cli.jobs import jobs
 from devtools.playground import Playground
-from tests.conftest import ROOT
+from tests.conftest import ROOT, server_home
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_make_demo_runs_everything_to_completion(server_url):
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(ROOT),
-        "JOBSTORE_HOME": str(ROOT / ".jobstore" / "test"),
+        "JOBSTORE_HOME": str(server_home()),  # this worker's own server
     }
     done = subprocess.run(
         [sys.executable, str(ROOT / "bin" / "demo")],

@@ -196,3 +196,18 @@ def test_probes_stop_at_the_real_time_reserve(loop):
     reserved = replace(LOCAL, reserve=2_000_000)  # more than the sandbox token's budget
     report = loop.plan(reserved)
     assert (report.probed, report.deferred) == (0, 3)
+
+
+def test_two_planners_at_once_do_the_work_of_one(loop):
+    """A pass holds the planner lock: another planner's pass meanwhile skips, so a new
+    repository is bootstrapped once however many planners run."""
+    loop.registry.track([Entry("acme/widgets", "hot")], loop.rig.clock())
+    other = Registry(loop.rig.store.database("other-planner"))
+    with other.planning() as mine:
+        assert mine
+        report = loop.plan()
+    assert report.skipped
+    assert report.bootstrapped == []
+    assert loop.rig.store.heads.count() == 0
+    assert loop.plan().bootstrapped == ["acme/widgets"]
+    assert loop.plan().bootstrapped == []  # bootstrapped once

@@ -273,3 +273,20 @@ def test_bulk_cancel_by_filters(run, history, store):
     assert_refused(refused, "give JOB_ID, or at least one filter")
     both = run("cancel", str(history[0]), "--lane", "local")
     assert_refused(both, "give JOB_ID or filters, not both")
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "status", "items", "shown"),
+    [
+        (0, None, "completed", 0, "nothing to do"),
+        (0, 0, "running", 0, "nothing to do"),
+        (0, None, "completed", 7, "[####################] 7/7"),
+        (3, None, "running", 0, "3 so far"),
+        (5, 10, "running", 0, "[##########..........] 5/10"),
+        (2, None, "failed", 0, "2"),
+    ],
+)
+def test_progress_never_shows_question_marks(done, total, status, items, shown):
+    from capture.cli.render import progress_bar
+
+    assert progress_bar(done, total, status=status, items=items) == shown
