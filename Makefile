@@ -34,12 +34,18 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every scenario at its defaults, each ending with how long it took (about 25 minutes in all
+# on a 2-CPU machine; see `bin/bench SCENARIO --help`).
 bench: install
 	$(BIN)/python bin/bench store --json
 	$(BIN)/python bin/bench projections --json
+	$(BIN)/python bin/bench worker --json
+	$(BIN)/python bin/bench planner --json
 	$(BIN)/python bin/bench capture --json
 	$(BIN)/python bin/bench latency --json
 	$(BIN)/python bin/bench api --json
+	$(BIN)/python bin/bench budget --json
+	$(BIN)/python bin/bench freshness --json
 
 # Stops the embedded servers (the scripts' and the tests') and removes what was built.
 clean:

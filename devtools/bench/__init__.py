@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from capture.cli.common import Group, version_option
@@ -21,8 +23,18 @@ __all__ = ["bench"]
 @click.group(cls=Group)
 @version_option
 @log_options
-def bench() -> None:
-    """Benchmarks: each prints a table and, with --json, a JSON line last."""
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Benchmarks: each prints a table and, with --json, a JSON line last; how long it took
+    goes to stderr when it ends."""
+    ctx.meta["bench.started"] = time.monotonic()
+
+
+@bench.result_callback()
+@click.pass_context
+def took(ctx: click.Context, *_: object, **__: object) -> None:
+    seconds = time.monotonic() - ctx.meta["bench.started"]
+    click.echo(f"bin/bench {ctx.invoked_subcommand} took {seconds:.0f} s", err=True)
 
 
 for command in (store, projections, capture, latency, freshness, budget, api, worker, planner):

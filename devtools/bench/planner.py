@@ -189,7 +189,7 @@ def run(repos: int, heads: int, due: int) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
 def planner(repos: int, heads: int, due: int, as_json: bool) -> None:
     """The freshness planner and `bin/jobs freshness` at fleet size; about 3 minutes."""
-    result = run(repos, min(due, repos) and heads, min(due, repos))
+    result = run(repos, heads, min(due, repos))
     width = max(len(key) for key in result)
     for key, value in result.items():
         click.echo(f"{key:{width}}  {value}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from freezegun import freeze_time
 from psycopg.types.json import Jsonb
 
 import jobstore
@@ -216,20 +217,23 @@ def test_a_worker_spends_few_statements_and_connections_per_refresh(database_url
 
 def test_submit_is_one_transaction(database_url, statement_log, monkeypatch):
     """Dispatcher.submit of a job for the local lane: its enqueue, route and wake-up in
-    one statement, once lane health and the rollout are fresh in the process."""
+    one statement, once lane health and the rollout are fresh in the process (both
+    submits within their caches' second: the clock stands still, so a loaded machine's
+    pause between them cannot expire a cache)."""
     monkeypatch.setenv("PGAPPNAME", "prcapture-costs")
     store = jobstore.open_store(Settings(), url=database_url)
     try:
         dispatcher = Dispatcher.open(store, httpx.Client(), lambda _type: ("local",))
         local = Route("local", "explicit", "test")
         spec = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1])
-        start = statement_log.stat().st_size
-        first = dispatcher.submit(spec, datetime.now(UTC), "local")
-        cold = counted(statement_log, start, "prcapture-costs")
-        again = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[2])
-        start = statement_log.stat().st_size
-        second = dispatcher.submit(again, datetime.now(UTC), "local")
-        warm = counted(statement_log, start, "prcapture-costs")
+        with freeze_time(datetime.now(UTC).replace(microsecond=0), tick=False):
+            start = statement_log.stat().st_size
+            first = dispatcher.submit(spec, datetime.now(UTC), "local")
+            cold = counted(statement_log, start, "prcapture-costs")
+            again = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[2])
+            start = statement_log.stat().st_size
+            second = dispatcher.submit(again, datetime.now(UTC), "local")
+            warm = counted(statement_log, start, "prcapture-costs")
     finally:
         store.close()
     assert (first.job.lane, second.job.lane) == (local.lane, local.lane)

@@ -17,7 +17,7 @@ def test_bench_api_prints_a_table_and_a_json_line(server_url, monkeypatch):
     args = ["api", "--requests", "50", "--cli-jobs", "5", "--progress-events", "10", "--json"]
     result = CliRunner().invoke(bench, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()
     assert lines[1].startswith("POST /v1/captures")
     numbers = json.loads(lines[-1])
     assert numbers["sse_events"] == 10  # every Progressed event reached the client

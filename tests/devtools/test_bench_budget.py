@@ -22,7 +22,7 @@ def test_bench_budget_shares_one_budget_and_survives_token_renewals(server_url, 
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    numbers = json.loads(result.output.strip().splitlines()[-1])
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["primary_exhaustions"] == 0
     assert numbers["failed_attempts"] == 0
     assert numbers["long_job"] == "completed"

@@ -19,7 +19,7 @@ def test_bench_capture_reports_points_ratio_wall_and_memory(server_url, monkeypa
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    numbers = json.loads(result.output.strip().splitlines()[-1])
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
     for key in (
         "graphql_points_per_1000_prs_strict",
         "graphql_points_per_1000_prs_lenient",
@@ -44,7 +44,7 @@ def test_bench_latency_reports_both_sides(server_url, monkeypatch):
         full_bench, ["latency", "--jobs", "20", "--gap-ms", "5", "--json"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    numbers = json.loads(result.output.strip().splitlines()[-1])
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["jobs"] == 20
     for key in ("p50_ms", "p95_ms", "procrastinate_p95_ms"):
         assert 0 < numbers[key] < 1000, key

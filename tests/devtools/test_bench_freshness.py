@@ -19,7 +19,7 @@ def test_bench_freshness_keeps_a_small_fleet_fresh_and_says_what_it_cost(server_
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    numbers = json.loads(result.output.strip().splitlines()[-1])
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["changes"] > 50
     assert numbers["changes_judged"] > 10
     assert numbers["slo_attainment"] >= 0.95

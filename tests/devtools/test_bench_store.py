@@ -17,7 +17,7 @@ def test_bench_store_prints_a_table_and_a_json_line(server_url, monkeypatch):
         bench, ["store", "--jobs", "100", "--checkpoints", "10", "--json"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()
     assert lines[1].split()[:2] == ["workers", "ours"]
     numbers = json.loads(lines[-1])
     keys = {"worker_path_ratio_1w", "worker_path_ratio_4w", "ratio_1w", "ratio_4w"}
@@ -25,6 +25,8 @@ def test_bench_store_prints_a_table_and_a_json_line(server_url, monkeypatch):
     assert numbers["worker_path_1w_jobs_per_s"] > 0
     assert numbers["ours_1w_jobs_per_s"] > 0
     assert numbers["procrastinate_4w_jobs_per_s"] > 0
+    assert result.stderr.strip().endswith(" s")
+    assert "bin/bench store took " in result.stderr
 
 
 @pytest.mark.slow
@@ -36,7 +38,7 @@ def test_bench_projections_reports_rebuild_rate_and_lag(server_url, monkeypatch)
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    numbers = json.loads(result.output.strip().splitlines()[-1])
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["events"] >= 1000
     assert {"rebuild_events_per_s", "lag_p50_ms", "lag_p95_ms", "ratio"} <= numbers.keys()
     assert 0 < numbers["lag_p50_ms"] <= numbers["lag_p95_ms"]

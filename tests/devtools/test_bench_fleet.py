@@ -1,0 +1,45 @@
+"""`bin/bench worker` and `bin/bench planner` end to end on a small fleet, each on a
+PostgreSQL of its own (the numbers come from real runs, in the closing notes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from devtools.bench import bench
+
+
+@pytest.mark.slow
+def test_bench_worker_counts_what_a_job_costs():
+    result = CliRunner().invoke(
+        bench, ["worker", "--jobs", "10", "--repos", "20", "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert numbers["stored"]["repositories"] == 20
+    assert 0 < numbers["statements_per_refresh0"] <= 12
+    assert numbers["statements_per_refresh0"] < numbers["statements_per_refresh1"] <= 40
+    assert numbers["connections_per_process"] <= 4
+    assert numbers["http_connections_per_process"] <= 2
+    assert numbers["refresh0_jobs_per_s"] > 0
+    assert numbers["bare_store_jobs_per_s"] > 0
+    assert "bin/bench worker took " in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_planner_reads_only_what_is_due():
+    result = CliRunner().invoke(
+        bench,
+        ["planner", "--repos", "1000", "--heads", "2000", "--due", "100", "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert numbers["repos"] == 1000
+    assert numbers["job_heads"] == 2000
+    assert numbers["planner_pass_nothing_due_statements"] <= 8
+    assert numbers["probed"] == 100
+    assert numbers["probe_queries"] == 1
+    assert numbers["jobs_freshness_json_ms"] > 0
