@@ -21,8 +21,8 @@ def test_bench_worker_counts_what_a_job_costs():
     assert numbers["stored"]["repositories"] == 20
     assert 0 < numbers["statements_per_refresh0"] <= 12
     assert numbers["statements_per_refresh0"] < numbers["statements_per_refresh1"] <= 40
-    assert numbers["connections_per_process"] <= 4
-    assert numbers["http_connections_per_process"] <= 2
+    assert numbers["connections_per_200_jobs"] <= 3
+    assert numbers["http_connections_per_200_jobs"] <= 2
     assert numbers["refresh0_jobs_per_s"] > 0
     assert numbers["bare_store_jobs_per_s"] > 0
     assert "bin/bench worker took " in result.stderr
