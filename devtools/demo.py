@@ -135,7 +135,9 @@ def demo(timeout: float) -> None:
     """Run both lanes end to end against the local sandbox and print what happened."""
     started = time.monotonic()
     click.echo("== starting: embedded PostgreSQL, sandbox GitHub + Actions + Inngest")
-    database_url = fresh_database(load())
+    settings = load()
+    embedded = not settings.database_url  # before the playground puts the demo's in the environment
+    database_url = fresh_database(settings)
     world = World(seed=2026, now=datetime.now(UTC))
     for name, pulls in REPOS.items():
         world.add_repository(name, pulls, 730)
@@ -186,14 +188,16 @@ def demo(timeout: float) -> None:
         )
         if failed:
             raise click.ClickException(f"{len(failed)} jobs did not complete")
-        click.echo(explore(database_url, str(backfill["job_id"])))
+        click.echo(explore(database_url, str(backfill["job_id"]), embedded=embedded))
     finally:
         playground.close()
 
 
-def explore(database_url: str, job_id: str) -> str:
-    """The commands that show what the demo did: its jobs live in their own database."""
+def explore(database_url: str, job_id: str, embedded: bool = True) -> str:
+    """The commands that show what the demo did: its jobs live in their own database (on
+    the embedded server, which stays up for them: how to stop it is the last line)."""
     url = shlex.quote(database_url)
+    stop = ["bin/db stop          # the embedded server stays up for these (make clean too)"]
     return "\n".join(
         [
             f"\n== explore what the demo did (its jobs are in the {DEMO_DB} database):",
@@ -203,5 +207,6 @@ def explore(database_url: str, job_id: str) -> str:
             "bin/jobs stats",
             "bin/db psql -c 'select lane, status, count(*) from capture_jobs group by 1, 2'",
             "unset DATABASE_URL   # back to the embedded server's default database",
+            *(stop if embedded else []),
         ]
     )

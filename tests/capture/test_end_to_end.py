@@ -179,8 +179,9 @@ def test_make_demo_runs_everything_to_completion(server_url):
         ["bin/jobs", "show"],
         ["bin/jobs", "stats"],
         ["bin/db", "psql"],
+        ["bin/db", "stop"],  # the embedded server stays up: the last line says how to stop it
     ]
-    for command in commands:
+    for command in commands[:-1]:  # not the stop: the server is this test worker's
         shown = subprocess.run(
             [sys.executable, str(ROOT / command[0]), *command[1:]],
             env=env,
