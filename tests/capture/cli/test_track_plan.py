@@ -4,6 +4,7 @@ line, exit 2, nothing written."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ from capture.cli.enqueue import enqueue
 from capture.cli.jobs import jobs
 from capture.cli.plan import plan
 from capture.cli.track import track
+from capture.freshness.registry import FRESHNESS_COLUMNS, Registry
 from tests.conftest import assert_refused, count_events
 
 LOCAL = {
@@ -110,6 +112,19 @@ def test_plan_bootstraps_what_is_tracked_and_freshness_shows_it(database_url, st
     )
     assert row["breached"]  # nothing captured yet
     assert "acme/widgets" in run(jobs, ["freshness", "--breached"], database_url).output
+
+
+def test_freshness_json_has_the_columns_in_the_tables_order(database_url, store):
+    for name, tier in (("acme/b", "cold"), ("acme/a", "hot"), ("acme/c", "warm")):
+        run(track, ["add", name, "--tier", tier], database_url)
+    registry = Registry(store.database("registry"))
+    now = datetime.now(UTC)
+    registry.probed([("acme/c", None, None)], now)
+    registry.fresh(["acme/c"], now - timedelta(days=9))
+    rows = json.loads(run(jobs, ["freshness", "--json"], database_url).output)
+    assert [list(r) for r in rows] == [sorted(FRESHNESS_COLUMNS)] * 3  # nothing more
+    assert [r["repository"] for r in rows] == [r["repository"] for r in registry.freshness()]
+    assert rows[-1]["repository"] == "acme/c"  # seen, if long ago: after the never-seen
 
 
 def test_a_manual_enqueue_promotes_a_tracked_repository(database_url, store, served):
