@@ -122,13 +122,21 @@ def run_claimed(
         log.warning("job %s: attempt %s ended elsewhere (%s)", job.id, job.attempt, exc)
         return Result(job.id, "lost", f"attempt ended elsewhere: {exc}")
     except Interrupted as exc:  # released at once: the next attempt resumes from the cursor
-        message = f"interrupted by {exc}; retried from its last checkpoint"
-        with contextlib.suppress(InvalidTransition):  # it had ended just before the signal
-            ended = store.fail(
-                job.id, "interrupted", message, retryable=True, attempt=job.attempt, now=now()
-            )
-            store.wake_parent(ended, now())
-        return Result(job.id, "interrupted", message)
+        return release(store, job, exc.signum, now)
+
+
+def release(
+    store: JobStore, job: Job, signum: int, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> Result:
+    """The attempt in hand recorded as interrupted, to be retried from its last checkpoint
+    (nothing, if it had ended just before the signal)."""
+    message = f"interrupted by {signal.Signals(signum).name}; retried from its last checkpoint"
+    with contextlib.suppress(InvalidTransition):
+        ended = store.fail(
+            job.id, "interrupted", message, retryable=True, attempt=job.attempt, now=now()
+        )
+        store.wake_parent(ended, now())
+    return Result(job.id, "interrupted", message)
 
 
 def _run_claimed(

@@ -112,13 +112,14 @@ def refuse_without_credentials(settings: CaptureSettings, job_id: str) -> None:
 
 
 class Bar:
-    """A progress bar on a terminal (click's), nothing elsewhere; one per job."""
+    """A progress bar on a terminal (click's), nothing elsewhere (nor while several jobs
+    run at once: their lines say how each ended); one per job."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, shown: bool = True) -> None:
         self.label = label
         self.bar = None
         self.shown = 0
-        self.enabled = sys.stderr.isatty()
+        self.enabled = shown and sys.stderr.isatty()
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self.enabled:
@@ -177,6 +178,15 @@ def report(result: Result, job: Job | None, started: datetime, actions: ActionsR
     type=click.FloatRange(0.05, 300),
     help="With --watch: look for work at least this often (seconds), even without a NOTIFY.",
 )
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    envvar="CAPTURE_WORKER_CONCURRENCY",
+    type=click.IntRange(1, 64),
+    help="With --lane: jobs run at once, on threads sharing the process's connections "
+    "(GitHub requests in flight stay within CAPTURE_CONCURRENCY per credential).",
+)
 @click.option("--worker-id", default=default_worker, show_default="host:pid")
 def run_job_command(
     job_id: str | None,
@@ -185,20 +195,23 @@ def run_job_command(
     max_jobs: int | None,
     watch: bool,
     poll: float,
+    concurrency: int,
     worker_id: str,
 ) -> None:
     """Claim and run jobs; exit 0 done or rescheduled, 1 a job failed, 2 bad input.
 
     \b
     bin/run-job --job-id ID [--attempt N] [--lane LANE]   one job (Actions, Inngest)
-    bin/run-job --lane local [--max-jobs N] [--watch]     a worker on a lane's queue
+    bin/run-job --lane local [--max-jobs N] [--watch] [--concurrency N]
+                                                          a worker on a lane's queue
     """
     ctx = click.get_current_context()
     if job_id is None and lane is None:
         raise click.UsageError("give --job-id ID, or --lane LANE to work a lane's queue")
-    if job_id is not None and (max_jobs is not None or watch):
+    given = ctx.get_parameter_source("concurrency") is click.core.ParameterSource.COMMANDLINE
+    if job_id is not None and (max_jobs is not None or watch or given):
         raise click.UsageError(
-            "--max-jobs and --watch work a lane's queue: use them without --job-id"
+            "--max-jobs, --watch and --concurrency work a lane's queue: use them without --job-id"
         )
     actions = ActionsReport()
     if job_id is not None:
@@ -227,9 +240,13 @@ def run_job_command(
         raise SystemExit(exit_code(result))
     assert lane is not None
     try:
-        results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions)
-    except Interrupted as exc:  # between jobs: nothing in hand to release
+        results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions, concurrency)
+    except Interrupted as exc:  # the jobs in hand (if any) were released
         closing()
+        if concurrency > 1:  # their threads may still be busy: they are not waited for
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + exc.signum)
         raise SystemExit(128 + exc.signum) from None
     closing()
     failed = sum(r.outcome == "failed" for r in results)
@@ -254,6 +271,7 @@ def work_lane(
     watch: bool,
     poll: float,
     actions: ActionsReport,
+    concurrency: int = 1,
 ) -> list[Result]:
     s = resources(ctx)
     settings = capture_settings()
@@ -278,14 +296,17 @@ def work_lane(
         runner = s.runner()
         credentials = CredentialCheck(settings, runner.github.client)
 
+        said = threading.Lock()  # one job's report at a time
+
         def run(job: Job) -> Result:
             started = now()
-            bar = Bar(f"{job.job_type} {job.repository}")
+            bar = Bar(f"{job.job_type} {job.repository}", shown=concurrency == 1)
             try:
                 result = runner.run_claimed(job, progress=bar)
             finally:
                 bar.close()
-            report(result, job, started, actions)
+            with said:
+                report(result, job, started, actions)
             if "HTTP 401" in result.detail:
                 credentials.forget()  # check again before the next claim
             return result
@@ -305,6 +326,7 @@ def work_lane(
                 stop=stop,
                 ready=lambda: lane_stopped(store, lane) or credentials(),
                 say=lambda line: click.echo(f"worker {worker}: {line}", err=True),
+                concurrency=concurrency,
             )
         finally:
             wakeup.close()

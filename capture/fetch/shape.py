@@ -11,7 +11,8 @@ from what this repository has shown so far (a histogram per connection kind).
 from __future__ import annotations
 
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -139,6 +140,11 @@ def _cached_cost(document: int, counting: str, batch: int, key: tuple) -> tuple[
     return cost.points, cost.nodes
 
 
+PLANS_KEPT = 4096
+_PLANS: OrderedDict[tuple, Plan] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+
+
 def plan(
     document: DocumentNode,
     parts: Iterable[str],
@@ -149,13 +155,38 @@ def plan(
     max_nodes: int = NODE_LIMIT,
 ) -> Plan:
     """The cheapest shape (expected points per pull request) whose batch query stays
-    under `max_nodes` possible nodes, counted by `counting`, for `todo` pull requests."""
+    under `max_nodes` possible nodes, counted by `counting`, for `todo` pull requests.
+    Remembered per document, histogram and limits (the last PLANS_KEPT asked): the
+    search tries a few hundred shapes, and repositories that look alike ask alike."""
     parts = tuple(sorted(set(parts)))
+    batches = tuple(sorted({min(todo, BATCHES[0])} | {b for b in BATCHES if b < todo}))
+    histogram = tuple(tuple(sorted(observed.counts[kind].items())) for kind in KINDS)
+    key = (id(document), parts, counting, batches, max_nodes, histogram)
+    with _PLANS_LOCK:
+        found = _PLANS.get(key)
+        if found is not None:
+            _PLANS.move_to_end(key)
+            return found
+    chosen = _search(document, parts, observed, counting, batches, max_nodes)
+    _DOCUMENTS.setdefault(id(document), document)  # kept alive: its id stays its own
+    with _PLANS_LOCK:
+        _PLANS[key] = chosen
+        while len(_PLANS) > PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return chosen
+
+
+def _search(
+    document: DocumentNode,
+    parts: tuple[str, ...],
+    observed: Observed,
+    counting: str,
+    batches: tuple[int, ...],
+    max_nodes: int,
+) -> Plan:
     kinds = [kind for part in parts for kind in PART_KINDS[part]]
     threaded = "threads" in kinds
     best: Plan | None = None
-    # the pull requests left, if fewer than a full batch, in one query; else the usual sizes
-    batches = sorted({min(todo, BATCHES[0])} | {b for b in BATCHES if b < todo}, reverse=True)
     later_cache: dict[tuple[str, int], float] = {}
 
     def later(kind: str, page: int) -> float:
@@ -164,7 +195,8 @@ def plan(
             later_cache[kind, page] = followup_requests(kind, page, observed) + extra
         return later_cache[kind, page]
 
-    for batch in batches:
+    # the pull requests left, if fewer than a full batch, in one query; else the usual sizes
+    for batch in reversed(batches):
         for leaf in LEAF_PAGES:
             for threads in THREAD_PAGES if threaded else (1,):
                 for thread_comments in LEAF_PAGES if threaded else (1,):

@@ -97,3 +97,20 @@ def test_the_planned_shape_stays_under_the_node_limit_and_is_cheap(counting):
     assert cost.nodes <= 100_000
     assert chosen.shape.batch == 100
     assert chosen.batch_points <= (7 if counting == "strict" else 1)
+
+
+def test_a_plan_is_remembered_for_a_histogram_and_searched_again_for_another():
+    from capture.fetch import shape
+
+    doc = by_ids_document()
+    observed = Observed()
+    observed.add("comments", [3, 40, 250])
+    first = plan(doc, ALL, observed, counting="strict", todo=7)
+    assert plan(doc, ALL, observed, counting="strict", todo=7) is first  # not searched again
+    batches = tuple(sorted({7} | {b for b in shape.BATCHES if b < 7}))
+    searched = shape._search(doc, tuple(sorted(ALL)), observed, "strict", batches, 100_000)
+    assert searched == first  # remembering changes nothing
+    observed.add("comments", [900] * 50)  # a long tail shows: another search, another plan
+    again = plan(doc, ALL, observed, counting="strict", todo=7)
+    assert again is not first
+    assert again.shape.pages["comments"] >= first.shape.pages["comments"]

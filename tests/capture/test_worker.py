@@ -201,3 +201,66 @@ def test_a_watching_worker_acknowledges_the_first_signal_and_stops(database_url,
     assert worker.returncode == 0, err
     assert "SIGINT: finishing the job in hand, then stopping" in err
     assert "0 jobs, 0 failed" in out
+
+
+def test_a_worker_runs_jobs_at_once_up_to_its_concurrency(store):
+    jobs = [local_job(store, prs=(n,)) for n in range(1, 8)]
+    together = threading.Barrier(3, timeout=20)  # passes only with three jobs running at once
+    running, most, begun = set(), [0], [0]
+    lock = threading.Lock()
+
+    def run(job):
+        with lock:
+            running.add(job.id)
+            most[0] = max(most[0], len(running))
+            begun[0] += 1
+            first = begun[0] <= 3
+        if first:  # the first three meet; the rest run as threads come free
+            together.wait()
+        with lock:
+            running.discard(job.id)
+        return completing(store)(job)
+
+    results = work(store, "local", "w1", run, now=now, concurrency=3, max_jobs=6)
+    assert not together.broken  # three ran together
+    assert most[0] == 3  # and never more than three
+    assert len(results) == 6  # --max-jobs counts what it claimed
+    assert {r.outcome for r in results} == {"completed"}
+    left = [j for j in jobs if store.get(j).status.value != "completed"]
+    assert len(left) == 1 and store.get(left[0]).status.value == "routed"  # noqa: PT018
+
+
+def test_interrupted_the_jobs_running_on_other_threads_are_released(store):
+    from capture.attempt import Interrupted
+
+    jobs = [local_job(store, prs=(n,)) for n in (1, 2)]
+    started, finish = threading.Barrier(3, timeout=20), threading.Event()
+
+    def run(job):
+        started.wait()
+        finish.wait(20)
+        try:
+            return completing(store)(job)
+        except Exception as exc:  # the release ended the attempt: this write is refused
+            return Result(job.id, "lost", type(exc).__name__)
+
+    asked = [0]
+
+    def ready():
+        asked[0] += 1
+        if asked[0] == 3:  # both claimed and running: a second signal lands
+            started.wait()
+            raise Interrupted(signal.SIGTERM)
+        return None
+
+    with pytest.raises(Interrupted):
+        work(store, "local", "w1", run, now=now, concurrency=3, ready=ready)
+    for job_id in jobs:
+        failed = store.history(job_id)[-2]
+        assert (type(failed).__name__, failed.error_type, failed.retryable) == (
+            "Failed",
+            "interrupted",
+            True,
+        )
+        assert store.get(job_id).status.value == "retry_scheduled"
+    finish.set()  # the threads carry on, and their ending writes are refused

@@ -24,6 +24,11 @@ def test_bench_worker_counts_what_a_job_costs():
     assert numbers["connections_per_200_jobs"] <= 3
     assert numbers["http_connections_per_200_jobs"] <= 2
     assert numbers["refresh0_jobs_per_s"] > 0
+    assert numbers["refresh0_jobs_per_s_one_at_a_time"] > 0
+    assert numbers["concurrency"] == 4
+    # four threads share the process's pool and HTTP client: no connection per job
+    assert numbers["connections_at_concurrency"] <= 5
+    assert numbers["http_connections_at_concurrency"] <= 4
     assert numbers["bare_store_jobs_per_s"] > 0
     assert "bin/bench worker took " in result.stderr
 

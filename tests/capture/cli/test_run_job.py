@@ -23,7 +23,11 @@ from tests.jobstore.test_views import wait_for
         (["--job-id", "nope"], {}, "'nope' is neither a job id nor the start of one"),
         (["--job-id", "fffffff"], {}, "no job with id fffffff"),
         ([], {}, "give --job-id ID, or --lane LANE"),
-        (["--job-id", "x", "--watch"], {}, "--max-jobs and --watch work a lane's queue"),
+        (
+            ["--job-id", "x", "--watch"],
+            {},
+            "--max-jobs, --watch and --concurrency work a lane's queue",
+        ),
         (["--lane", "local", "--max-jobs", "0"], {}, "Invalid value for '--max-jobs'"),
         (["--lane", "local", "--max-jobs", "two"], {}, "Invalid value for '--max-jobs'"),
         (["--lane", "local", "--poll", "0"], {}, "Invalid value for '--poll'"),
@@ -148,3 +152,57 @@ def test_a_signal_releases_the_attempt_at_once(database_url, store, slow_github,
     )
     assert type(retry).__name__ == "RetryScheduled"
     assert store.get(job_id).status.value == "retry_scheduled"  # not left "running"
+
+
+@pytest.mark.slow
+def test_a_worker_at_concurrency_releases_every_job_in_hand_on_a_second_signal(
+    database_url, store, slow_github
+):
+    from jobstore.spec import JobSpec
+
+    ids = [
+        store.enqueue(
+            JobSpec.create("historical-sync", "acme/widgets", days=days, trigger="backfill"),
+            route=Route("local", "explicit", "test"),
+        ).job_id
+        for days in (3650, 3000, 2500)
+    ]
+    process = subprocess.Popen(
+        [sys.executable, ROOT / "bin" / "run-job", "--lane", "local", "--concurrency", "3"],
+        env={**os.environ, **slow_github, "DATABASE_URL": database_url},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    running = lambda: all(store.get(j).status.value == "running" for j in ids)  # noqa: E731
+    wait_for(running, timeout=60)  # three at once, on one process
+    process.send_signal(signal.SIGTERM)  # finish what is in hand ...
+    while "finishing the job in hand" not in (line := process.stderr.readline()):
+        assert line, "the worker ended without acknowledging the signal"
+    assert all(store.get(j).status.value == "running" for j in ids)
+    process.send_signal(signal.SIGTERM)  # ... no: release it
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 143, err
+    assert "releasing the attempt at its last checkpoint" in err
+    assert "Traceback" not in err
+    for job_id in ids:
+        failed = [e for e in store.history(job_id) if type(e).__name__ == "Failed"]
+        assert [(e.error_type, e.retryable) for e in failed] == [("interrupted", True)]
+        assert store.get(job_id).status.value == "retry_scheduled"  # none left "running"
+
+
+def test_concurrency_is_for_a_lanes_queue(database_url, store):
+    done = CliRunner().invoke(
+        run_job_command,
+        ["--job-id", "abc", "--concurrency", "2"],
+        env={"DATABASE_URL": database_url},
+    )
+    assert done.exit_code == 2
+    assert "--concurrency work a lane's queue" in done.output
+    done = CliRunner().invoke(
+        run_job_command,
+        ["--lane", "local", "--concurrency", "0"],
+        env={"DATABASE_URL": database_url},
+    )
+    assert done.exit_code == 2
+    assert "--concurrency" in done.output
