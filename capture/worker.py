@@ -16,7 +16,7 @@ from datetime import datetime
 from uuid import UUID
 
 from capture.attempt import Interrupted, Result, release
-from jobstore import DatabaseUnavailable, Hint, Job, JobStore, Status, Wakeup
+from jobstore import DatabaseUnavailable, Hint, Job, JobStore, JobUnreadable, Status, Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,11 @@ def route_due_retries(store: JobStore, lane: str, now: datetime) -> int:
     dispatcher; a worker watching it does this between jobs)."""
     routed = 0
     for job_id in store.due_retries(now):
-        job = store.get(job_id)
+        try:
+            job = store.get(job_id)
+        except JobUnreadable as exc:  # set aside: the other retries go on
+            store.quarantine(job_id, "worker", exc.error, now)
+            continue
         waiting = job.lane == lane and job.status is Status.RETRY_SCHEDULED
         if waiting and store.wake(job.id, f"retry: attempt {job.attempt}", now):
             routed += 1

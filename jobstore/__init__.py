@@ -20,6 +20,7 @@ from jobstore.errors import (
     InvalidTransition,
     JobNotFound,
     JobStoreError,
+    JobUnreadable,
 )
 from jobstore.lanes.github_actions import plan_matrix
 from jobstore.lanes.inngest import EVENT as INNGEST_EVENT
@@ -64,6 +65,7 @@ __all__ = [
     "JobSpec",
     "JobStore",
     "JobStoreError",
+    "JobUnreadable",
     "JobViews",
     "LanePrice",
     "LaneSettings",

@@ -33,6 +33,23 @@ class JobNotFound(JobStoreError, LookupError):
         super().__init__(f"no job with id {job_id}")
 
 
+class JobUnreadable(JobStoreError):
+    """A job whose events cannot be made into a job (a record a hostile input or a bug
+    left): quarantined, so that no worker, sweeper or view stops on it."""
+
+    def __init__(self, job_id: object, error: BaseException | str) -> None:
+        self.job_id = job_id
+        self.error = error if isinstance(error, str) else describe(error)
+        super().__init__(f"job {job_id} cannot be read ({self.error}); see bin/jobs quarantined")
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as its type and the first words of its first line."""
+    cause = exc.__cause__ or exc.__context__
+    because = f" ({type(cause).__name__})" if cause is not None else ""
+    return f"{type(exc).__name__}{because}: {first_line(exc)[:160]}"
+
+
 class AmbiguousJobId(JobStoreError, LookupError):
     """A job id prefix matches more than one job."""
 

@@ -17,7 +17,16 @@ from jobstore.boundary import boundary, renew_connections
 from jobstore.recorder import INSERT_DISPATCH, DispatchOutcome
 from jobstore.settings import Settings
 
-ACTIVE = "status NOT IN ('completed', 'failed', 'cancelled')"
+ACTIVE = "status NOT IN ('completed', 'failed', 'cancelled', 'quarantined')"
+# A job set aside: its row in quarantined_jobs (seen once more if it was), its head out of
+# every queue.
+QUARANTINE = (
+    "WITH q AS (INSERT INTO quarantined_jobs AS q (job_id, found_by, error, first_at, "
+    "last_at) VALUES (%(id)s, %(by)s, %(error)s, %(now)s, %(now)s) ON CONFLICT (job_id) "
+    "DO UPDATE SET last_at = EXCLUDED.last_at, seen = q.seen + 1 RETURNING seen), "
+    "h AS (UPDATE job_heads SET status = 'quarantined' WHERE job_id = %(id)s) "
+    "SELECT seen FROM q"
+)
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
 
 
@@ -38,6 +47,23 @@ class Heads:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(query, params)
             return list(curs.fetchall())
+
+    def quarantine(self, job_id: UUID, found_by: str, error: str, now: datetime) -> bool:
+        """Sets the job aside: its head leaves every queue, the row says who found it and
+        why. True the first time."""
+        rows = self._rows(
+            QUARANTINE, {"id": job_id, "by": found_by, "error": error[:500], "now": now}
+        )
+        return bool(rows) and rows[0]["seen"] == 1
+
+    def quarantined(self, limit: int = 100) -> list[dict]:
+        """The jobs set aside, most recently seen first."""
+        return self._rows(
+            "SELECT q.job_id, h.job_type, h.repository, q.found_by, q.error, q.first_at, "
+            "q.last_at, q.seen FROM quarantined_jobs q LEFT JOIN job_heads h USING (job_id) "
+            "ORDER BY q.last_at DESC LIMIT %s",
+            (limit,),
+        )
 
     def active(self, job_ids: Sequence[UUID]) -> set[UUID]:
         """Those of `job_ids` that are not final."""

@@ -19,6 +19,7 @@ MAX_DAYS = 3650
 MAX_PRS = 1000
 MAX_ITEMS = 1_000_000
 MAX_PARAMS_BYTES = 16_384
+MAX_PARAMS_DEPTH = 8  # objects and arrays within params, params itself the first
 MAX_DEDUPE_KEY = 200
 
 JOB_TYPE = re.compile(r"[a-z][a-z0-9-]{0,62}")
@@ -191,16 +192,41 @@ class JobSpec:
         return self.max_items
 
 
+def _depth(value: object) -> int:
+    """How deep objects and arrays nest in `value` (walked without recursion: a hostile
+    value may nest thousands deep)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            items: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_PARAMS_DEPTH:
+            return deepest
+        todo.extend((child, depth + 1) for child in items)
+    return deepest
+
+
 def _params(value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, str):
+        if len(value) > MAX_PARAMS_BYTES:  # before parsing it
+            raise InvalidSpec("params", f"is larger than {MAX_PARAMS_BYTES:,} bytes")
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise InvalidSpec("params", f"is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InvalidSpec("params", f"nests deeper than {MAX_PARAMS_DEPTH} levels") from None
     if not isinstance(value, dict):
         raise InvalidSpec("params", "must be a JSON object")
+    if _depth(value) > MAX_PARAMS_DEPTH:  # every later load of the job would recurse as deep
+        raise InvalidSpec("params", f"nests deeper than {MAX_PARAMS_DEPTH} levels")
     try:
         encoded = json.dumps(value, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import random
 import sys
 import time
@@ -20,6 +21,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     JSONTranscoder,
     OperationalError,
+    PersistenceError,
     StoredEvent,
 )
 from eventsourcing.utils import Environment, EnvType
@@ -33,6 +35,9 @@ from jobstore.errors import (
     InvalidSpec,
     InvalidTransition,
     JobNotFound,
+    JobStoreError,
+    JobUnreadable,
+    describe,
 )
 from jobstore.heads import Heads
 from jobstore.migrations import is_current, migrate
@@ -41,6 +46,8 @@ from jobstore.rollout import ROLLOUT_ID, Rollout
 from jobstore.routing import Route
 from jobstore.settings import Settings, load
 from jobstore.spec import JobSpec
+
+log = logging.getLogger(__name__)
 
 # Where enqueued jobs go: one route for all, or one per spec (the router makes them).
 Routes = Route | Callable[[JobSpec], Route]
@@ -138,14 +145,37 @@ class JobStore(Application):
             raise DatabaseUnavailable(f"could not save: {exc}") from None
 
     def get(self, job_id: UUID | str) -> Job:
+        """The job, made from its events. JobUnreadable if they cannot make one (the
+        callers that move jobs on quarantine it and go on)."""
         try:
             job_id = job_id if isinstance(job_id, UUID) else UUID(str(job_id))
-            job = self.repository.get(job_id)
-        except (ValueError, AggregateNotFoundError):
+        except ValueError:
             raise JobNotFound(job_id) from None
+        try:
+            job = self.repository.get(job_id)
+        except AggregateNotFoundError:
+            raise JobNotFound(job_id) from None
+        except (JobStoreError, PersistenceError):
+            raise
+        except Exception as exc:  # a record no load survives: said, never a crash
+            raise JobUnreadable(job_id, exc) from None
         if not isinstance(job, Job):
             raise JobNotFound(job_id)
         return job
+
+    def quarantine(
+        self, job_id: UUID, found_by: str, error: str, now: datetime | None = None
+    ) -> bool:
+        """Sets an unreadable job aside (out of every queue, listed by `quarantined`),
+        logged once; True the first time."""
+        first = self.heads.quarantine(job_id, found_by, error, now or utcnow())
+        if first:
+            log.error("job %s quarantined by the %s: %s", job_id, found_by, error)
+        return first
+
+    def quarantined(self, limit: int = 100) -> list[dict]:
+        """The jobs set aside, most recently seen first. This is a read-only operation."""
+        return self.heads.quarantined(limit)
 
     def resolve(self, ref: UUID | str) -> UUID:
         """The id of the one job `ref` names: a full id, or a unique prefix of one (as
@@ -426,12 +456,19 @@ class JobStore(Application):
         self, lane: str, worker: str, now: datetime, limit: int, job_id: UUID | None
     ) -> list[Job]:
         started: list[Job] = []
+        unreadable: dict[UUID, str] = {}
 
         def start(read: list[StoredEvent]) -> tuple[list[StoredEvent], list[Head]]:
             jobs: dict[UUID, Any] = {}
             for stored in read:
-                event = self.mapper.to_domain_event(stored)
-                jobs[stored.originator_id] = event.mutate(jobs.get(stored.originator_id))
+                if stored.originator_id in unreadable:
+                    continue
+                try:
+                    event = self.mapper.to_domain_event(stored)
+                    jobs[stored.originator_id] = event.mutate(jobs.get(stored.originator_id))
+                except Exception as exc:  # a record no load survives: not claimed, set aside
+                    unreadable[stored.originator_id] = describe(exc)
+                    jobs.pop(stored.originator_id, None)
             pending: list[StoredEvent] = []
             heads: list[Head] = []
             for job in jobs.values():
@@ -449,6 +486,10 @@ class JobStore(Application):
             return [c.job for c in won if c.won and c.job is not None]
         except (OperationalError, InterfaceError) as exc:
             raise DatabaseUnavailable(f"could not claim: {exc}") from None
+        for bad, error in unreadable.items():
+            self.quarantine(bad, f"worker {worker}", error, now)
+        if unreadable and not started and job_id is None:  # the next in the queue instead
+            return self._claim(lane, worker, now, limit, None)
         return started
 
     def progress(
@@ -614,7 +655,11 @@ class JobStore(Application):
         now = now or utcnow()
         swept = []
         for job_id in self.heads.stale_running(now, self.settings):
-            job = self.get(job_id)
+            try:
+                job = self.get(job_id)
+            except JobUnreadable as exc:
+                self.quarantine(job_id, "sweeper", exc.error, now)
+                continue
             lease = self.settings.lease(job.lane)
             if job.status.value != "running" or (now - job.last_event_at).total_seconds() <= lease:
                 continue  # it moved on since the query

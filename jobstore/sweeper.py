@@ -9,14 +9,18 @@ re-dispatching and falling back as the router says.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from jobstore.dispatcher import Dispatcher, Sent
 from jobstore.domain import Job, Status
-from jobstore.errors import InvalidTransition
+from jobstore.errors import InvalidTransition, JobUnreadable
 from jobstore.routing import ACTIONS, INNGEST, LOCAL, Route
+from jobstore.store import JobStore
 
 # Rules that pin a job to its lane: the operator chose it, or its parent's run plans it.
 PINNED = ("explicit", "parent")
@@ -29,6 +33,7 @@ class SweepReport:
     retried: list[UUID] = field(default_factory=list)
     undelivered: list[UUID] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
+    quarantined: list[UUID] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {
@@ -38,6 +43,7 @@ class SweepReport:
             "dispatched": [str(s.job_id) for s in self.sent if s.ok],
             "not_dispatched": {str(s.job_id): s.detail for s in self.sent if not s.ok},
             "fallbacks": {str(s.job_id): s.lane for s in self.sent if s.fallback_from},
+            "quarantined": [str(j) for j in self.quarantined],
         }
 
 
@@ -50,38 +56,65 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
     store.heads.prune_dispatches(now - timedelta(seconds=keep))
     down = dispatcher.down(now)
     for job_id in store.due_retries(now)[:limit]:
-        job = store.get(job_id)
-        if job.status is not Status.RETRY_SCHEDULED:
-            continue
-        try:
-            if job.rule in PINNED:
-                store.route(
-                    job.id,
-                    Route(job.lane or LOCAL, job.rule or "retry", job.reason or "retry"),
-                    now,
-                )
-            else:
-                dispatcher.reroute(job, now, down, always=True)
-        except InvalidTransition:
-            continue  # someone else routed or cancelled it meanwhile
-        report.retried.append(job_id)
+        with set_aside(store, job_id, now, report):
+            retry(dispatcher, job_id, now, down, report)
     deadlines = dict(store.settings.start_deadlines)
     for job_id in store.heads.dispatched_before(deadlines, now)[:limit]:
-        job = store.get(job_id)
-        waited = (now - job.last_event_at).total_seconds()
-        if job.status is not Status.DISPATCHED or waited <= store.settings.start_deadline(job.lane):
-            continue
-        message = f"accepted by {job.lane} ({job.ref}) but not started within {waited:.0f}s"
-        try:
-            store.dispatch_failed(job.id, message, now)
-        except InvalidTransition:
-            continue  # it started just now
-        report.undelivered.append(job_id)
+        with set_aside(store, job_id, now, report):
+            undelivered(store, job_id, now, report)
     for job_id in store.heads.routed([INNGEST, ACTIONS])[:limit]:
-        if planned_by_parent(store.get(job_id), now, store.settings.start_deadline(ACTIONS)):
-            continue
-        report.sent.append(dispatcher.send(job_id, now, down))
+        with set_aside(store, job_id, now, report):
+            if planned_by_parent(store.get(job_id), now, store.settings.start_deadline(ACTIONS)):
+                continue
+            report.sent.append(dispatcher.send(job_id, now, down))
     return report
+
+
+@contextmanager
+def set_aside(store: JobStore, job_id: UUID, now: datetime, report: SweepReport) -> Iterator[None]:
+    """One job's step of the pass: a job that cannot be read is quarantined and the pass
+    goes on (one bad record must not stop every sweep)."""
+    try:
+        yield
+    except JobUnreadable as exc:
+        store.quarantine(job_id, "sweeper", exc.error, now)
+        report.quarantined.append(job_id)
+
+
+def retry(
+    dispatcher: Dispatcher, job_id: UUID, now: datetime, down: Any, report: SweepReport
+) -> None:
+    """A retry whose time has come, routed again (to its pinned lane, or as the router says)."""
+    store = dispatcher.store
+    job = store.get(job_id)
+    if job.status is not Status.RETRY_SCHEDULED:
+        return
+    try:
+        if job.rule in PINNED:
+            store.route(
+                job.id,
+                Route(job.lane or LOCAL, job.rule or "retry", job.reason or "retry"),
+                now,
+            )
+        else:
+            dispatcher.reroute(job, now, down, always=True)
+    except InvalidTransition:
+        return  # someone else routed or cancelled it meanwhile
+    report.retried.append(job_id)
+
+
+def undelivered(store: JobStore, job_id: UUID, now: datetime, report: SweepReport) -> None:
+    """A dispatch its lane accepted and never started within the start deadline: failed."""
+    job = store.get(job_id)
+    waited = (now - job.last_event_at).total_seconds()
+    if job.status is not Status.DISPATCHED or waited <= store.settings.start_deadline(job.lane):
+        return
+    message = f"accepted by {job.lane} ({job.ref}) but not started within {waited:.0f}s"
+    try:
+        store.dispatch_failed(job.id, message, now)
+    except InvalidTransition:
+        return  # it started just now
+    report.undelivered.append(job_id)
 
 
 def planned_by_parent(job: Job, now: datetime, deadline: float) -> bool:

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -27,6 +27,8 @@ from jobstore import projection
 from jobstore.boundary import translated
 from jobstore.db import eventsourcing_env
 from jobstore.domain import Job
+from jobstore.errors import describe
+from jobstore.heads import QUARANTINE
 from jobstore.prices import LanePrice
 from jobstore.routing import LANES
 from jobstore.store import JobStore
@@ -108,7 +110,19 @@ class JobViews(PostgresTrackingRecorder):
         )
         if not notifications:
             return 0
-        self._fold(curs, [store.mapper.to_domain_event(n) for n in notifications])
+        ids = list({n.originator_id for n in notifications})
+        curs.execute("SELECT job_id FROM quarantined_jobs WHERE job_id = ANY(%s)", (ids,))
+        aside: dict[UUID, str] = {row["job_id"]: "" for row in curs.fetchall()}
+        events = []
+        for notification in notifications:
+            if notification.originator_id in aside:
+                continue  # a job set aside: none of its events
+            try:
+                events.append(store.mapper.to_domain_event(notification))
+            except Exception as exc:  # a record no load survives: set aside, the views go on
+                aside[notification.originator_id] = describe(exc)
+        self._set_aside(curs, aside)
+        self._fold(curs, events)
         self._insert_tracking(curs, Tracking(JobStore.name, notifications[-1].id))
         return len(notifications)
 
@@ -146,14 +160,34 @@ class JobViews(PostgresTrackingRecorder):
             (JobStore.name,),
         )
 
+    def _set_aside(self, curs: Cursor, aside: dict[UUID, str]) -> None:
+        """Quarantines the jobs newly found unreadable (those with an error)."""
+        for job_id, error in aside.items():
+            if error:
+                log.error("views: job %s set aside, its events cannot be read: %s", job_id, error)
+                curs.execute(
+                    QUARANTINE,
+                    {"id": job_id, "by": "views", "error": error, "now": datetime.now(UTC)},
+                )
+
     def _fold(self, curs: Cursor, events: Sequence[Any]) -> None:
         ids = list({e.originator_id for e in events if not isinstance(e, Job.Queued)})
         rows: dict[Any, dict] = {}
         if ids:
             curs.execute("SELECT * FROM capture_jobs WHERE job_id = ANY(%s)", (ids,))
             rows = {row["job_id"]: row for row in curs.fetchall()}
+        aside: dict[UUID, str] = {}
         for event in events:
-            rows[event.originator_id] = projection.apply(rows.get(event.originator_id), event)
+            if event.originator_id in aside:
+                continue
+            try:
+                rows[event.originator_id] = projection.apply(rows.get(event.originator_id), event)
+            except Exception as exc:  # events that make no job: that job aside, the rest go on
+                aside[event.originator_id] = describe(exc)
+                rows.pop(event.originator_id, None)
+        self._set_aside(curs, aside)
+        if not rows:
+            return
         if len(rows) <= 50:  # a few rows: one statement beats staging
             curs.execute(UPSERT_JSON, (Jsonb(list(rows.values()), dumps=_dumps),))
             return

@@ -12,7 +12,14 @@ from capture.api import auth
 from capture.api.context import Context
 from capture.api.routes import fail, routes
 from capture.settings import ApiSettings
-from jobstore import AmbiguousJobId, DatabaseUnavailable, InvalidSpec, JobNotFound, JobStoreError
+from jobstore import (
+    AmbiguousJobId,
+    DatabaseUnavailable,
+    InvalidSpec,
+    JobNotFound,
+    JobStoreError,
+    JobUnreadable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
     app.register_error_handler(JobNotFound, lambda exc: fail(404, str(exc)))
     app.register_error_handler(InvalidSpec, lambda exc: fail(400, str(exc)))
     app.register_error_handler(AmbiguousJobId, lambda exc: fail(400, str(exc)))
+    app.register_error_handler(JobUnreadable, lambda exc: fail(500, str(exc)))
     app.register_error_handler(DatabaseUnavailable, lambda exc: fail(503, str(exc)))
     app.register_error_handler(JobStoreError, lambda exc: fail(409, str(exc)))
     app.register_error_handler(Exception, unexpected)

@@ -44,7 +44,10 @@ def health() -> Any:
 
 @routes.post("/v1/captures")
 def capture() -> Any:
-    body = flask.request.get_json(force=True, silent=True)  # whatever content-type curl sent
+    try:
+        body = flask.request.get_json(force=True, silent=True)  # whatever content-type curl sent
+    except RecursionError:  # nested past what a parser can follow: not a capture
+        return fail(400, "the body nests too deep to be a capture")
     if not isinstance(body, dict):
         return fail(400, "the body must be a JSON object describing the capture")
     unknown = sorted(set(body) - SPEC_FIELDS)

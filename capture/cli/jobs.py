@@ -168,6 +168,21 @@ def freshness(ctx: click.Context, breached: bool, as_json: bool) -> None:
 
 
 @jobs.command()
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def quarantined(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Jobs set aside because their events cannot be read (who found them, the error)."""
+    with errors():
+        rows = resources(ctx).store.quarantined(limit)
+    if as_json:
+        echo_json(rows)
+        return
+    columns = ["job_id", "job_type", "repository", "found_by", "error", "first_at", "seen"]
+    click.echo(render.table(rows, columns) if rows else "no job is quarantined")
+
+
+@jobs.command()
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60))
 @click.option("--once", is_flag=True, help="Print the view once and exit.")
 @click.pass_context
@@ -355,6 +370,8 @@ def _lines(report: SweepReport) -> list[str]:
         f"dispatched but never started (re-dispatched): {len(report.undelivered)}",
         f"dispatched: {sum(s.ok for s in report.sent)}",
     ]
+    if report.quarantined:
+        lines.append(f"set aside, unreadable (bin/jobs quarantined): {len(report.quarantined)}")
     for sent in report.sent:
         if sent.fallback_from:
             lines.append(f"  {sent.job_id}: {sent.fallback_from} -> {sent.lane}")

@@ -42,6 +42,13 @@ def _stuck(h: Health) -> list[tuple[str, str]]:
     return [("jobs", f"{len(h.stuck)} jobs silent past their lane's limit: {shown}")]
 
 
+def _quarantined(h: Health) -> list[tuple[str, str]]:
+    if not h.quarantined:
+        return []
+    shown = ", ".join(h.quarantined[:5])
+    return [("jobs", f"{len(h.quarantined)} jobs set aside, unreadable: {shown}")]
+
+
 def _budget_low(h: Health) -> list[tuple[str, str]]:
     low = []
     for row in h.budgets:
@@ -73,6 +80,12 @@ RULES = (
     Rule("LaneDown", "a lane is down or stopped", _lanes_down, 5 * _MIN),
     Rule(
         "JobsStuck", "jobs are silent past their lane's lease or start deadline", _stuck, 10 * _MIN
+    ),
+    Rule(
+        "JobsQuarantined",
+        "jobs are set aside because their events cannot be read (bin/jobs quarantined)",
+        _quarantined,
+        timedelta(0),
     ),
     Rule("BudgetLow", "a credential's API budget is nearly spent", _budget_low, 5 * _MIN),
     Rule(

@@ -16,6 +16,9 @@ from jobstore import LANES, STOPPED, Database, Dispatcher, reads
 ERROR_WINDOW = timedelta(hours=1)
 
 
+QUARANTINE_SHOWN = 1000  # quarantined jobs counted (a fleet's worth is a bigger problem)
+
+
 @dataclass
 class Health:
     at: datetime
@@ -23,6 +26,7 @@ class Health:
     errors: dict[str, tuple[int, int]] = field(default_factory=dict)  # (failed, ended)
     down: dict[str, str] = field(default_factory=dict)  # lane -> why
     stuck: list[str] = field(default_factory=list)  # job ids silent past their limit
+    quarantined: list[str] = field(default_factory=list)  # job ids set aside, unreadable
     budgets: list[dict[str, Any]] = field(default_factory=list)
     breached: Counter = field(default_factory=Counter)  # tier -> repositories past target
     breached_names: list[str] = field(default_factory=list)
@@ -53,6 +57,7 @@ def snapshot(
         if lane not in dispatcher.problems or why.startswith(STOPPED)
     }
     health.stuck = [str(job_id) for job_id in store.stuck(now)]
+    health.quarantined = [str(row["job_id"]) for row in store.quarantined(QUARANTINE_SHOWN)]
     health.budgets = budgets.snapshot(now)
     rows = registry.breached()
     health.breached = Counter(row["effective_tier"] for row in rows)

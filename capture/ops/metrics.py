@@ -64,6 +64,11 @@ class HealthCollector(Collector):
         yield GaugeMetricFamily(
             "prcapture_jobs_stuck", "Jobs silent past their lane's limit", value=len(h.stuck)
         )
+        yield GaugeMetricFamily(
+            "prcapture_jobs_quarantined",
+            "Jobs set aside because their events cannot be read",
+            value=len(h.quarantined),
+        )
         remaining = GaugeMetricFamily(
             "prcapture_budget_remaining", "API points left", labels=["credential", "resource"]
         )

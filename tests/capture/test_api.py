@@ -88,6 +88,13 @@ def test_a_capture_is_enqueued_routed_and_dispatched_once(api, served, store):
     assert api.get(f"/v1/jobs/{doc['job_id'][:8]}").json()["job_id"] == doc["job_id"]
 
 
+def nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"x": value}
+    return value
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -101,6 +108,8 @@ def test_a_capture_is_enqueued_routed_and_dispatched_once(api, served, store):
         ({**recent(), "days": -3}, "days"),
         ({**recent(), "pr_numbers": "12"}, "pr_numbers must be a list"),
         ({**recent(), "since": "yesterday"}, "since"),
+        ({**recent(), "params": nested(900)}, "params: nests deeper than 8 levels"),
+        ('{"params":' * 100_000 + "1" + "}" * 100_000, "the body nests too deep"),
     ],
 )
 def test_a_bad_spec_is_400_in_one_line_and_nothing_is_written(api, database_url, body, message):

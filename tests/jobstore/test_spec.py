@@ -11,6 +11,15 @@ from jobstore.spec import JobSpec
 
 GOOD = {"job_type": "pr-reviews", "repository": "acme/widgets"}
 
+
+def nested(depth: int) -> dict:
+    """params nesting `depth` levels deep, params itself the first."""
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"x": value}
+    return value
+
+
 BAD = [
     ({"job_type": "PR Reviews"}, "job_type", "lowercase words"),
     ({"job_type": ""}, "job_type", "lowercase words"),
@@ -53,6 +62,10 @@ BAD = [
     ({"params": {"x": float("nan")}}, "params", "not JSON-serialisable"),
     ({"params": {"x": object()}}, "params", "not JSON-serialisable"),
     ({"params": {"x": "y" * 20_000}}, "params", "larger than 16,384 bytes"),
+    ({"params": "[" * 100_000}, "params", "larger than 16,384 bytes"),  # refused unparsed
+    ({"params": '{"a":' * 900 + "1" + "}" * 900}, "params", "nests deeper than 8 levels"),
+    ({"params": nested(9)}, "params", "nests deeper than 8 levels"),
+    ({"params": {"a": [[[[[[[[1]]]]]]]]}}, "params", "nests deeper than 8 levels"),
 ]
 
 
@@ -63,6 +76,10 @@ def test_bad_spec_names_the_field_and_the_problem(change, field, problem):
     assert err.value.field == field
     assert problem in str(err.value)
     assert str(err.value).startswith(f"{field}: ")
+
+
+def test_params_may_nest_eight_levels():
+    assert JobSpec.create(**{**GOOD, "params": nested(8)}).params == nested(8)
 
 
 def test_good_spec_is_normalised():

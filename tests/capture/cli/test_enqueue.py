@@ -113,6 +113,10 @@ def test_the_same_request_twice_is_one_job(run):
         (["pr-reviews", "--repo", "acme/w", "--dedupe-key", ""], "dedupe_key: must be 1-200"),
         (["pr-reviews", "--repo", "acme/w", "--params", "{oops"], "params: is not valid JSON"),
         (["pr-reviews", "--repo", "acme/w", "--params", "[1]"], "params: must be a JSON object"),
+        (
+            ["pr-reviews", "--repo", "acme/w", "--params", '{"a":' * 900 + "1" + "}" * 900],
+            "params: nests deeper than 8 levels",
+        ),
         (["pr-reviews", "--days", "1"], "Missing option '--repo'"),
         (
             ["pr-reviews", "--repo", "acme/w", "--since", "2098-01-01", "--until", "2099-01-02"],
