@@ -23,7 +23,7 @@ import inngest.flask
 
 from capture.attempt import Runner
 from capture.settings import InngestSettings
-from capture.wsgi import Server
+from capture.wsgi import BodyLimit, Server
 from jobstore import INNGEST_EVENT as EVENT
 from jobstore import JobNotFound
 
@@ -123,4 +123,4 @@ def create_app(
 def serve(app: flask.Flask, host: str, port: int) -> Server:
     """A production WSGI server (waitress; threads: Inngest calls steps concurrently),
     not yet started."""
-    return Server(app, host, port, threads=8)
+    return Server(BodyLimit(app), host, port, threads=8)

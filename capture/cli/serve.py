@@ -17,7 +17,7 @@ from capture.cli.common import Command, errors, resources, version_option
 from capture.cli.logs import log_options
 from capture.freshness.settings import load_freshness
 from capture.settings import InngestSettings
-from capture.wsgi import Server
+from capture.wsgi import BodyLimit, Server
 
 
 @click.command(cls=Command)
@@ -54,7 +54,7 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
             inngest_function.create_app(function, run, app)
             inngest_url = inngest_function.SERVE_PATH
     try:
-        server = Server(app, host, port, threads).start()
+        server = Server(BodyLimit(app), host, port, threads).start()
     except OSError as exc:
         raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     urls = {"url": server.url, "dashboard": f"{server.url}/", "metrics": f"{server.url}/metrics"}
