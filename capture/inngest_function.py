@@ -12,7 +12,10 @@ job attempt with the same code as every other lane (capture.attempt).
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -29,7 +32,9 @@ from jobstore import JobNotFound
 
 APP_ID = "prcapture"
 FUNCTION_ID = "capture-job"
+log = logging.getLogger(__name__)
 SERVE_PATH = "/api/inngest"
+SIGNATURE_AGE = 300  # seconds a signature is good for, either way (clocks drift)
 
 # Runs one attempt; returns a JSON-able result with at least "outcome" and "detail".
 RunAttempt = Callable[[str, int], dict[str, Any]]
@@ -116,8 +121,40 @@ def create_app(
     sdk = client(settings)
     fn = function(sdk, run_attempt, settings.concurrency)
     app = app or flask.Flask("prcapture-inngest")
-    inngest.flask.serve(app, sdk, [fn], serve_path=SERVE_PATH)
+    inngest.flask.serve(
+        app,
+        sdk,
+        [fn],
+        serve_path=SERVE_PATH,
+        serve_origin=settings.serve_origin,
+        enable_unauthed_sync=False,  # a sync must be signed by Inngest (dev mode aside)
+    )
+    if not settings.dev:
+        app.before_request(fresh_signatures)
     return app, fn
+
+
+def fresh_signatures() -> flask.Response | None:
+    """A call to the function (POST) or a sync (PUT) must carry Inngest's signature made
+    within SIGNATURE_AGE seconds of now: a signed call recorded and replayed later is
+    refused, unread. The SDK then checks the signature itself."""
+    request = flask.request
+    if request.path != SERVE_PATH or request.method not in ("POST", "PUT"):
+        return None
+    header = request.headers.get("X-Inngest-Signature") or ""
+    stamps = urllib.parse.parse_qs(header).get("t") or [""]
+    try:
+        age = abs(time.time() - int(stamps[0]))
+    except ValueError:
+        return _unsigned("the request is not signed by Inngest (X-Inngest-Signature with t=)")
+    if age > SIGNATURE_AGE:
+        return _unsigned(f"the signature is {age:.0f}s from now; at most {SIGNATURE_AGE}s")
+    return None
+
+
+def _unsigned(message: str) -> flask.Response:
+    log.warning("inngest: refused a %s: %s", flask.request.method, message)
+    return flask.Response(json.dumps({"error": message}), 401, mimetype="application/json")
 
 
 def serve(app: flask.Flask, host: str, port: int) -> Server:

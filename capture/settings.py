@@ -4,7 +4,9 @@ loop's are in capture.freshness.settings."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +142,9 @@ class InngestSettings:
     base_url: str | None = None
     event_api: str = "https://inn.gs"
     concurrency: int = 1
+    # The public origin Inngest calls (https://host[:port]), registered on a sync: taken
+    # from here, never from the Host of the request that asked for the sync.
+    serve_origin: str | None = None
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> InngestSettings:
@@ -151,14 +156,44 @@ class InngestSettings:
             base_url=env.get("INNGEST_BASE_URL") or None,
             event_api=(env.get("INNGEST_EVENT_API_BASE_URL") or "https://inn.gs").rstrip("/"),
             concurrency=whole_number(env, "CAPTURE_INNGEST_CONCURRENCY", 1),
+            serve_origin=origin(env, "INNGEST_SERVE_ORIGIN"),
         )
 
-    def check(self) -> None:
-        """Production mode needs the signing key; raises ConfigError naming it."""
+    def check(self, host: str | None = None) -> None:
+        """Production mode needs the signing key; the dev server's mode (nothing signed)
+        is for a loopback `host` only. Raises ConfigError naming the setting."""
         if not self.dev and not self.signing_key:
             raise ConfigError(
                 "INNGEST_SIGNING_KEY is not set (production mode); set it, or INNGEST_DEV=1"
             )
+        if self.dev and host is not None and not loopback(host):
+            raise ConfigError(
+                f"INNGEST_DEV=1 runs unsigned calls from anyone: serve it on 127.0.0.1, not "
+                f"{host} (or set INNGEST_SIGNING_KEY for production)"
+            )
+
+
+def loopback(host: str) -> bool:
+    """True for an address only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def origin(env: Mapping[str, str], name: str) -> str | None:
+    """An http(s) origin (scheme, host, optional port; no path), or None when unset."""
+    value = (env.get(name) or "").strip().rstrip("/")
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+        raise ConfigError(
+            f"{name} must be an origin like https://capture.example.com, got {value!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
         function = InngestSettings.load()
         inngest_url = None
         if function.signing_key or function.dev:
-            function.check()
+            function.check(host)
             run = inngest_function.attempt_runner(s.runner(), worker_id)
             inngest_function.create_app(function, run, app)
             inngest_url = inngest_function.SERVE_PATH

@@ -32,7 +32,7 @@ def serve_inngest(host: str, port: int, worker_id: str) -> None:
     s = resources(click.get_current_context())
     with errors():
         function_settings = InngestSettings.load()
-        function_settings.check()
+        function_settings.check(host)
         run_attempt = inngest_function.attempt_runner(s.runner(), worker_id)
         app, fn = inngest_function.create_app(function_settings, run_attempt)
     try:

@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import inngest
 import pytest
+from inngest._internal.net import sign_request
 from inngest.experimental import mocked
 
 from capture import inngest_function
@@ -161,3 +167,116 @@ def test_the_serve_endpoint_does_not_describe_itself_to_strangers(endpoint):
     answer = httpx.get(url)
     assert answer.status_code == 401
     assert "Unauthorized" in answer.text
+
+
+@pytest.fixture
+def inngest_api():
+    """A stand-in for Inngest's API: records what a sync registers, and where."""
+    seen: list[tuple[str, dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            seen.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+            body = b'{"ok": true, "modified": true}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def synced(store, github_env, inngest_api):
+    api_url, seen = inngest_api
+    settings = InngestSettings(
+        signing_key=Secret(SIGNING_KEY),
+        event_key=Secret("k"),
+        base_url=api_url,
+        serve_origin="https://capture.example.com",
+    )
+    runner = Runner(store, capture_settings.load())
+    app, _ = create_app(settings, attempt_runner(runner, "inngest-http"))
+    server = serve(app, "127.0.0.1", 0).start()
+    yield f"{server.url}{inngest_function.SERVE_PATH}", seen
+    server.stop()
+    runner.close()
+
+
+def test_an_unsigned_sync_is_refused_and_registers_nothing(synced):
+    url, seen = synced
+    answer = httpx.put(url, headers={"host": "evil.example"})
+    assert answer.status_code == 401
+    assert "not signed by Inngest" in answer.json()["error"]
+    assert seen == []
+
+
+def test_a_signed_sync_registers_the_configured_url_never_the_requests_host(synced):
+    url, seen = synced
+    signature = sign_request(b"", SIGNING_KEY)
+    answer = httpx.put(url, headers={"host": "evil.example", "x-inngest-signature": signature})
+    assert answer.status_code < 300, answer.text
+    ((path, registered),) = seen
+    assert path.endswith("/fn/register")
+    assert registered["url"].startswith("https://capture.example.com/api/inngest")
+    assert "evil.example" not in json.dumps(registered)
+
+
+def test_a_signed_call_replayed_later_is_refused_unread(store, database_url, endpoint):
+    url, function_id = endpoint
+    job_id = inngest_job(store)
+    before = count_events(database_url)
+    body = json.dumps({"event": {"name": EVENT, "data": event(job_id).data}}).encode()
+    for t in (time.time() - 3600, time.time() + 3600):  # an hour old, an hour ahead
+        answer = httpx.post(
+            url,
+            params={"fnId": function_id, "stepId": "step"},
+            content=body,
+            headers={"x-inngest-signature": sign_request(body, SIGNING_KEY, round(t))},
+        )
+        assert answer.status_code == 401
+        assert "the signature is 3600s from now" in answer.json()["error"]
+    assert count_events(database_url) == before
+
+
+@pytest.mark.parametrize(
+    ("env", "host", "message"),
+    [
+        ({"INNGEST_DEV": "1"}, "0.0.0.0", "INNGEST_DEV=1 runs unsigned calls from anyone"),
+        ({"INNGEST_DEV": "1"}, "192.0.2.7", "serve it on 127.0.0.1, not 192.0.2.7"),
+        (
+            {"INNGEST_SIGNING_KEY": SIGNING_KEY, "INNGEST_SERVE_ORIGIN": "capture.example.com"},
+            "127.0.0.1",
+            "INNGEST_SERVE_ORIGIN must be an origin like https://",
+        ),
+    ],
+)
+def test_bin_serve_refuses_an_inngest_set_up_open_to_anyone(
+    database_url, store, env, host, message
+):
+    from click.testing import CliRunner
+
+    from capture.cli.serve import serve as serve_command
+    from tests.conftest import assert_refused
+
+    result = CliRunner().invoke(
+        serve_command,
+        ["--host", host, "--port", "0"],
+        env={"DATABASE_URL": database_url, "CAPTURE_API_TOKENS": "t" * 24, **env},
+    )
+    assert_refused(result, message)
+
+
+def test_dev_mode_on_loopback_is_fine():
+    InngestSettings(dev=True).check("127.0.0.1")
+    InngestSettings(dev=True).check("::1")
+    InngestSettings(dev=True).check("localhost")
