@@ -23,6 +23,7 @@ from capture.attempt import Runner
 from capture.settings import CaptureSettings
 from devtools.bench.store import BENCH_ROUTE, scratch_database
 from devtools.sandbox import Options, Sandbox, World
+from devtools.sandbox.limits import PER_MINUTE
 from jobstore import db
 from jobstore.secret import Secret
 from jobstore.settings import Settings, load
@@ -90,18 +91,14 @@ def settings_for(base_url: str, force_rest: bool = False) -> CaptureSettings:
 def in_process(
     world: World, url: str, force_rest: bool, node_count: str = "strict"
 ) -> dict[str, Any]:
-    sandbox = Sandbox(world, Options(tokens={TOKEN: 10**9}, node_count=node_count))
     # A secondary limit would make the REST run wait (sleeping 60 s at a time): the
-    # benchmark counts requests, so the per-minute limit is lifted for it.
-    from devtools.sandbox import limits
-
-    saved, limits.PER_MINUTE["core"] = limits.PER_MINUTE["core"], 10**9
-    try:
-        outcome = capture_once(
-            url, settings_for("http://sandbox.invalid", force_rest), sandbox.transport()
-        )
-    finally:
-        limits.PER_MINUTE["core"] = saved
+    # benchmark counts requests, so the sandbox's per-minute limits are lifted for it.
+    unlimited = dict.fromkeys(PER_MINUTE, 10**9)
+    options = Options(tokens={TOKEN: 10**9}, node_count=node_count, per_minute=unlimited)
+    sandbox = Sandbox(world, options)
+    outcome = capture_once(
+        url, settings_for("http://sandbox.invalid", force_rest), sandbox.transport()
+    )
     return {
         **outcome,
         "graphql": sandbox.ledger.summary("graphql"),
