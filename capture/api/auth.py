@@ -62,4 +62,7 @@ def install(
             response.headers["access-control-expose-headers"] = "content-type"
             response.headers["access-control-max-age"] = "600"
         response.headers.add("vary", "origin")
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        response.headers.setdefault("referrer-policy", "no-referrer")
+        response.headers.setdefault("x-frame-options", "DENY")
         return response

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -16,7 +17,7 @@ from capture.intake import take
 from capture.jobtypes import JOB_TYPES
 from capture.ops.health import snapshot
 from capture.ops.metrics import CONTENT_TYPE, render
-from jobstore import LANES, JobSpec, JobStore, Status, reads
+from jobstore import LANES, DatabaseUnavailable, InvalidSpec, JobSpec, JobStore, Status, reads
 
 routes = flask.Blueprint("prcapture", __name__)
 # What a request may say: the job spec's own fields (not parent_id: only a splitting job
@@ -36,9 +37,25 @@ def fail(status: int, message: str) -> flask.Response:
     return response
 
 
+EARLIEST_YEAR = 2008  # GitHub's first: nothing is older
+
+
+def whole(text: str, low: int, high: int) -> int | None:
+    """`text` as a whole number in low..high (ASCII digits only: "²" is a digit to
+    str.isdigit, not to int), or None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
 @routes.get("/healthz")
 def health() -> Any:
-    context().ping()
+    """Up or not, and nothing more (no token is needed: no address, no error text)."""
+    try:
+        context().ping()
+    except DatabaseUnavailable:
+        return {"ok": False}, 503
     return {"ok": True}
 
 
@@ -53,16 +70,22 @@ def capture() -> Any:
     unknown = sorted(set(body) - SPEC_FIELDS)
     if unknown:
         return fail(400, f"unknown fields: {', '.join(unknown)}")
-    if body.get("job_type") not in JOB_TYPES:
+    if not isinstance(body.get("job_type"), str) or body["job_type"] not in JOB_TYPES:
         return fail(400, f"job_type must be one of {', '.join(sorted(JOB_TYPES))}")
     lane = body.get("lane", "auto")
-    if lane not in ("auto", *LANES):
+    if not isinstance(lane, str) or lane not in ("auto", *LANES):
         return fail(400, f"lane must be auto or one of {', '.join(LANES)}")
     fields = {k: v for k, v in body.items() if k not in ("job_type", "repository", "lane")}
     fields["pr_numbers"] = fields.get("pr_numbers") or ()
     if not isinstance(fields["pr_numbers"], list | tuple):
         return fail(400, "pr_numbers must be a list of numbers")
-    spec = JobSpec.create(body["job_type"], body.get("repository"), **fields)
+    try:
+        spec = JobSpec.create(body["job_type"], body.get("repository"), **fields)
+    except InvalidSpec:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:  # a value of the wrong kind
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return fail(400, f"the spec could not be read: {text[:200]}")
     ctx = context()
     intake = take(
         ctx.dispatcher(),
@@ -89,8 +112,8 @@ def job_list() -> Any:
         return fail(400, f"status must be one of {', '.join(s.value for s in Status)}")
     if lane and lane not in LANES:
         return fail(400, f"lane must be one of {', '.join(LANES)}")
-    limit = args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+    limit = whole(args.get("limit", "50"), 1, 500)
+    if limit is None:
         return fail(400, "limit must be a whole number from 1 to 500")
     since = None
     if args.get("since"):
@@ -99,8 +122,10 @@ def job_list() -> Any:
         except ValueError:
             return fail(400, f"since: {args['since']!r} is not an ISO 8601 time")
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        if since.year < EARLIEST_YEAR:
+            return fail(400, f"since: {args['since']!r} is before {EARLIEST_YEAR}")
     where = reads.JobFilter(
-        status, lane, args.get("job_type"), args.get("repository"), since, int(limit)
+        status, lane, args.get("job_type"), args.get("repository"), since, limit
     )
     return {"jobs": jsonable(reads.current_jobs(context().db, where))}
 
@@ -116,7 +141,10 @@ def events(ref: str) -> flask.Response:
     ctx = context()
     job_id = ctx.store.resolve(ref)
     ctx.store.get(job_id)  # 404 before the stream starts
-    since = flask.request.headers.get("last-event-id") or flask.request.args.get("after")
+    since = flask.request.headers.get("last-event-id") or flask.request.args.get("after") or "0"
+    after = whole(since, 0, 10**9)
+    if after is None:  # checked before a stream slot is taken: nothing to give back
+        return fail(400, "after (or Last-Event-ID) must be a whole number, an event's version")
     if not ctx.stream_slot():
         response = fail(
             503,
@@ -124,7 +152,7 @@ def events(ref: str) -> flask.Response:
         )
         response.headers["retry-after"] = "5"
         return response
-    stream = job_events(ctx.store, job_id, int(since) if since and since.isdigit() else 0)
+    stream = job_events(ctx.store, job_id, after)
     response = flask.Response(
         stream,
         mimetype="text/event-stream",
@@ -147,7 +175,9 @@ def freshness(owner: str, name: str) -> Any:
 def dashboard_data() -> Any:
     ctx = context()
     now = ctx.now()
-    hours = min(48, max(1, int(flask.request.args.get("hours", 6))))
+    hours = whole(flask.request.args.get("hours", "6"), 1, 48)
+    if hours is None:
+        return fail(400, "hours must be a whole number from 1 to 48")
     health = snapshot(ctx.db, ctx.dispatcher(), ctx.budgets, ctx.registry, now)
     return jsonable(
         {
@@ -178,8 +208,19 @@ def metrics() -> flask.Response:
 
 @routes.get("/")
 def page() -> flask.Response:
+    """The dashboard: its one script runs by a nonce of this answer's own, nothing else
+    runs, it loads nothing from elsewhere and no other site may frame it."""
+    nonce = secrets.token_urlsafe(18)
     html = resources.files("capture.api").joinpath("dashboard.html").read_text()
-    return flask.Response(html, mimetype="text/html")
+    html = html.replace("<script>", f'<script nonce="{nonce}">', 1)
+    response = flask.Response(html, mimetype="text/html")
+    response.headers["content-security-policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
 
 
 def rollout_state(store: JobStore) -> dict[str, Any]:

@@ -278,7 +278,8 @@ def test_a_database_gone_is_503_in_one_line_and_the_server_stays_up(api, databas
     with psycopg.connect(server_url, autocommit=True) as conn:  # its backends terminated too
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
     base = str(api.base_url).rstrip("/")
-    assert httpx.get(f"{base}/healthz").status_code == 503
+    health = httpx.get(f"{base}/healthz")
+    assert (health.status_code, health.json()) == (503, {"ok": False})  # no address, no text
     for method, path, body in [
         ("POST", "/v1/captures", recent(repository="acme/other")),
         ("GET", "/v1/jobs", None),
@@ -315,3 +316,79 @@ def test_the_first_request_after_connections_were_cut_is_answered(api, database_
     # The store's pool replaces its cut connections (psycopg_pool checks each, backing
     # off between them: a few seconds), and the request is answered, not refused.
     assert api.post("/v1/captures", json=recent(), timeout=60).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"job_type": ["pr-reviews"], "repository": "acme/widgets", "days": 1},
+        {"job_type": "pr-reviews", "repository": ["acme/widgets"], "days": 1},
+        {"job_type": "pr-reviews", "repository": "acme/widgets", "days": 10**30},
+        {**recent(), "since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59Z"},
+        {
+            "job_type": "pr-reviews",
+            "repository": "acme/w",
+            "since": "9999-12-31",
+            "until": "0001-01-01",
+        },
+        {"job_type": "pr-reviews", "repository": "acme/w", "since": 1e308, "until": -1},
+        {**recent(), "pr_numbers": [[[[[[1]]]]]]},
+        {**recent(), "pr_numbers": [1e308]},
+        {**recent(), "priority": {"a": 1}},
+        {**recent(), "dedupe_key": ["x"]},
+        {**recent(), "trigger": None, "lane": ["inngest"]},
+    ],
+)
+def test_odd_values_are_400_in_one_line_never_500(api, database_url, body):
+    before = count_events(database_url)
+    answer = api.post("/v1/captures", json=body)
+    assert answer.status_code == 400, answer.text
+    assert "\n" not in answer.json()["error"]
+    assert count_events(database_url) == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/jobs?limit=²",
+        "/v1/jobs?limit=1e9",
+        "/v1/jobs?since=0001-01-01",
+        "/v1/jobs?since=²",
+        "/v1/jobs?status=nope",
+        "/v1/dashboard?hours=abc",
+        "/v1/dashboard?hours=²",
+        "/v1/dashboard?hours=99999999999999999999",
+        "/v1/dashboard?hours=0",
+    ],
+)
+def test_odd_query_values_are_400_in_one_line_never_500(api, path):
+    answer = api.get(path)
+    assert answer.status_code == 400, answer.text
+    assert "\n" not in answer.json()["error"]
+
+
+def test_a_bad_after_is_400_and_takes_no_stream_slot(api):
+    job_id = api.post("/v1/captures", json=recent()).json()["job_id"]
+    for _ in range(12):  # more than the server's stream slots
+        answer = api.get(f"/v1/jobs/{job_id}/events", params={"after": "²"})
+        assert answer.status_code == 400
+        assert "after (or Last-Event-ID) must be a whole number" in answer.json()["error"]
+    with api.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        assert stream.status_code == 200  # every slot is still free
+
+
+def test_the_dashboard_and_the_api_send_security_headers(api):
+    page = api.get("/")
+    policy = page.headers["content-security-policy"]
+    nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
+    assert f'<script nonce="{nonce}">' in page.text  # its own script, by this answer's nonce
+    assert "frame-ancestors 'none'" in policy
+    assert "default-src 'none'" in policy
+    assert api.get("/").headers["content-security-policy"] != policy  # a nonce per answer
+    for answer in (
+        page,
+        api.get("/v1/jobs"),
+        httpx.get(f"{str(api.base_url).rstrip('/')}/healthz"),
+    ):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
