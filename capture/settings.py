@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -198,22 +199,38 @@ def origin(env: Mapping[str, str], name: str) -> str | None:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    tokens: tuple[Secret, ...] = ()  # bearer tokens the API accepts (CAPTURE_API_TOKENS)
+    """CAPTURE_API_TOKENS: comma-separated `NAME:SCOPE:TOKEN` entries (scope read, submit
+    or admin; each wider than the one before), or bare tokens (admin, named by their
+    fingerprint, as before names existed); CAPTURE_API_SUBMIT_PER_MINUTE captures a token
+    may ask for a minute; CAPTURE_API_CORS_ORIGINS."""
+
+    tokens: tuple[Secret | ApiToken, ...] = ()  # what the API accepts
     # Web origins whose pages may call the API from a browser (CAPTURE_API_CORS_ORIGINS).
     origins: frozenset[str] = frozenset()
+    submit_per_minute: int = 120
+
+    def named(self) -> list[ApiToken]:
+        """Every token with its name and scope (a bare one: admin, named by fingerprint)."""
+        return [
+            t if isinstance(t, ApiToken) else ApiToken(t.fingerprint(), "admin", t)
+            for t in self.tokens
+        ]
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
         env = os.environ if env is None else env
         tokens = tuple(
-            Secret(t.strip()) for t in (env.get("CAPTURE_API_TOKENS") or "").split(",") if t.strip()
+            api_token(entry.strip())
+            for entry in (env.get("CAPTURE_API_TOKENS") or "").split(",")
+            if entry.strip()
         )
         if not tokens:
             raise ConfigError(
                 "CAPTURE_API_TOKENS is not set: the API needs at least one token to accept"
             )
-        if any(len(t.reveal()) < 16 for t in tokens):
-            raise ConfigError("CAPTURE_API_TOKENS: each token must be at least 16 characters")
+        names = [t.name for t in tokens if isinstance(t, ApiToken)]
+        if len(names) != len(set(names)):
+            raise ConfigError("CAPTURE_API_TOKENS: two tokens have the same name")
         origins = frozenset(
             o.strip().rstrip("/")
             for o in (env.get("CAPTURE_API_CORS_ORIGINS") or "").split(",")
@@ -225,7 +242,42 @@ class ApiSettings:
                     f"CAPTURE_API_CORS_ORIGINS: {origin!r} is not an origin like "
                     "https://app.example.com"
                 )
-        return cls(tokens, origins)
+        per_minute = whole_number(env, "CAPTURE_API_SUBMIT_PER_MINUTE", 120)
+        return cls(tokens, origins, per_minute)
+
+
+SCOPES = ("read", "submit", "admin")  # each allows what the ones before it do
+TOKEN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    name: str
+    scope: str
+    secret: Secret
+
+    def allows(self, scope: str) -> bool:
+        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+
+def api_token(entry: str) -> Secret | ApiToken:
+    """One CAPTURE_API_TOKENS entry: NAME:SCOPE:TOKEN, or a bare token. The error never
+    shows the token."""
+    name, scope, token = entry.split(":", 2) if entry.count(":") >= 2 else ("", "", entry)
+    if len(token) < 16:
+        raise ConfigError("CAPTURE_API_TOKENS: each token must be at least 16 characters")
+    if not name and not scope:
+        return Secret(token)
+    if not TOKEN_NAME.fullmatch(name):
+        raise ConfigError(
+            f"CAPTURE_API_TOKENS: the name {name[:40]!r} is not 1-40 lowercase letters, "
+            "digits, - or _"
+        )
+    if scope not in SCOPES:
+        raise ConfigError(
+            f"CAPTURE_API_TOKENS: token {name}'s scope must be one of {', '.join(SCOPES)}"
+        )
+    return ApiToken(name, scope, Secret(token))
 
 
 def alert_webhook(env: Mapping[str, str] | None = None) -> Secret | None:

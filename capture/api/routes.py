@@ -37,6 +37,7 @@ def fail(status: int, message: str) -> flask.Response:
     return response
 
 
+REQUESTED_BY = "requested_by"  # the name of the token that asked, in the job's params
 EARLIEST_YEAR = 2008  # GitHub's first: nothing is older
 
 
@@ -79,6 +80,12 @@ def capture() -> Any:
     fields["pr_numbers"] = fields.get("pr_numbers") or ()
     if not isinstance(fields["pr_numbers"], list | tuple):
         return fail(400, "pr_numbers must be a list of numbers")
+    params = fields.get("params") or {}
+    if not isinstance(params, dict):
+        return fail(400, "params must be a JSON object")
+    if REQUESTED_BY in params:
+        return fail(400, f"params.{REQUESTED_BY} is the server's to set (the token's name)")
+    fields["params"] = {**params, REQUESTED_BY: flask.g.get("token", "-")}  # on Queued
     try:
         spec = JobSpec.create(body["job_type"], body.get("repository"), **fields)
     except InvalidSpec:

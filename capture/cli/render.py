@@ -53,6 +53,17 @@ def progress_bar(
 FINAL = ("completed", "failed", "cancelled")
 
 
+def flat(fields: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """An event's fields with the objects inside spelled out: params.requested_by=ci."""
+    out: list[tuple[str, Any]] = []
+    for key, value in fields.items():
+        if isinstance(value, dict) and value:
+            out += flat(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
 def render_history(doc: dict[str, Any]) -> str:
     when = f" at {fmt(doc['at'])}" if doc["at"] else ""
     lines = [f"job {doc['job_id']}  {doc['job_type']}  {doc['repository']}{when}"]
@@ -64,7 +75,7 @@ def render_history(doc: dict[str, Any]) -> str:
             "time": e["time"],
             "event": e["event"],
             "fields": " ".join(
-                f"{k}={fmt(v)}" for k, v in e["fields"].items() if v not in (None, "", [], {})
+                f"{k}={fmt(v)}" for k, v in flat(e["fields"]) if v not in (None, "", [], {})
             ),
         }
         for e in doc["events"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -53,6 +54,7 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
             run = inngest_function.attempt_runner(s.runner(), worker_id)
             inngest_function.create_app(function, run, app)
             inngest_url = inngest_function.SERVE_PATH
+    logging.getLogger("capture.access").setLevel(logging.INFO)  # a line per request
     try:
         server = Server(BodyLimit(app), host, port, threads).start()
     except OSError as exc:

@@ -6,6 +6,7 @@ job's progress (resumable with Last-Event-ID)."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -392,3 +393,99 @@ def test_the_dashboard_and_the_api_send_security_headers(api):
     ):
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+READER, SUBMITTER = "reader-token-0123456789", "submit-token-0123456789"
+
+
+@pytest.fixture
+def scoped(database_url, served):
+    """The API with named, scoped tokens and a quota of 3 captures a minute."""
+    settings = replace(Settings(), lanes=load(served.env).lanes, pool_wait=2.0)
+    store = jobstore.open_store(settings, url=database_url)
+    ctx = Context(store, load_freshness({}))
+    tokens = f"dashboard:read:{READER},ci:submit:{SUBMITTER}"
+    api_settings = ApiSettings.load(
+        {"CAPTURE_API_TOKENS": tokens, "CAPTURE_API_SUBMIT_PER_MINUTE": "3"}
+    )
+    server = Server(create_app(ctx, api_settings), "127.0.0.1", 0, threads=4).start()
+
+    made: list[httpx.Client] = []
+
+    def client(token: str) -> httpx.Client:
+        made.append(
+            httpx.Client(
+                base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=10
+            )
+        )
+        return made[-1]
+
+    yield client
+    for one in made:
+        one.close()
+    server.stop()
+    ctx.close()
+    store.close()
+
+
+def test_a_read_token_reads_and_may_not_submit(scoped, database_url):
+    reader = scoped(READER)
+    assert reader.get("/v1/jobs").status_code == 200
+    before = count_events(database_url)
+    refused = reader.post("/v1/captures", json=recent())
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "token dashboard may read, not submit"
+    assert count_events(database_url) == before
+
+
+def test_a_token_over_its_quota_is_429_with_retry_after(scoped, database_url):
+    ci = scoped(SUBMITTER)
+    for n in range(3):
+        assert ci.post("/v1/captures", json=recent(repository=f"acme/r{n}")).status_code == 201
+    before = count_events(database_url)
+    over = ci.post("/v1/captures", json=recent(repository="acme/r9"))
+    assert over.status_code == 429
+    assert 1 <= int(over.headers["retry-after"]) <= 60
+    assert "has asked for 3 captures in a minute" in over.json()["error"]
+    assert count_events(database_url) == before
+    assert ci.get("/v1/jobs").status_code == 200  # reading is not counted
+
+
+def test_the_queued_event_names_the_token_that_asked(scoped, store):
+    ci = scoped(SUBMITTER)
+    job_id = ci.post("/v1/captures", json=recent()).json()["job_id"]
+    queued = store.history(job_id)[0]
+    assert queued.params == {"requested_by": "ci"}
+    forged = ci.post("/v1/captures", json={**recent(), "params": {"requested_by": "admin"}})
+    assert forged.status_code == 400
+    assert "params.requested_by is the server's to set" in forged.json()["error"]
+
+
+def test_each_request_is_logged_without_its_token_or_query(scoped, caplog):
+    reader = scoped(READER)
+    with caplog.at_level(logging.INFO, logger="capture.access"):
+        reader.get("/v1/jobs", params={"limit": "5", "access_token": READER})
+        httpx.get(str(reader.base_url).rstrip("/") + "/v1/jobs")  # no token: 401, as "-"
+    lines = [r.getMessage() for r in caplog.records if r.name == "capture.access"]
+    assert any(
+        line.startswith("GET /v1/jobs 200 ") and line.endswith(" dashboard") for line in lines
+    )
+    assert any(line.startswith("GET /v1/jobs 401 ") and line.endswith(" -") for line in lines)
+    assert READER not in "\n".join(lines)
+    assert "limit=" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ("ci:write:" + "x" * 20, "token ci's scope must be one of read, submit, admin"),
+        ("CI:read:" + "x" * 20, "is not 1-40 lowercase letters"),
+        ("ci:read:short", "at least 16 characters"),
+        (f"ci:read:{'x' * 20},ci:submit:{'y' * 20}", "two tokens have the same name"),
+    ],
+)
+def test_bad_token_entries_are_refused_without_showing_the_token(tokens, message):
+    with pytest.raises(ConfigError) as refused:
+        ApiSettings.load({"CAPTURE_API_TOKENS": tokens})
+    assert message in str(refused.value)
+    assert "x" * 20 not in str(refused.value)
