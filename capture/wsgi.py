@@ -19,7 +19,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 CHANNEL_TIMEOUT = 60  # seconds a connection may stay silent
-CONNECTION_LIMIT = 1000  # open connections (idle ones included) before new ones wait
+CONNECTION_LIMIT = 4096  # open connections (idle ones included) before new ones wait
 
 
 KB = 1024

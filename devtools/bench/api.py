@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 import httpx
@@ -34,22 +36,32 @@ def spec_body(i: int) -> dict[str, Any]:
     return {"job_type": "pr-reviews", "repository": f"bench/repo-{i}", "days": 1, "lane": "local"}
 
 
-def serve(url: str, threads: int) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "DATABASE_URL": url, "CAPTURE_API_TOKENS": TOKEN}
+def serve(url: str, threads: int) -> tuple[subprocess.Popen, str, IO[str]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CAPTURE_API_TOKENS": TOKEN,
+        "CAPTURE_API_SUBMIT_PER_MINUTE": str(10**6),  # throughput, not the quota, measured
+    }
     for name in ("INNGEST_SIGNING_KEY", "INNGEST_DEV"):
         env.pop(name, None)
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - the server's access log, as long as it runs
     process = subprocess.Popen(
         [sys.executable, ROOT / "bin" / "serve", "--port", "0", "--threads", str(threads)],
         env=env,
         stdout=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
         process.wait(timeout=30)
-        raise click.ClickException("bin/serve did not start")
-    return process, json.loads(line)["url"]
+        log.seek(0)
+        tail = " | ".join(log.read().strip().splitlines()[-3:])
+        log.close()
+        raise click.ClickException(f"bin/serve did not start: {tail}")
+    return process, json.loads(line)["url"], log
 
 
 def hammer(
@@ -156,6 +168,43 @@ def sse_delays(base: str, url: str, job_id: str, events: int, gap: float) -> lis
     return [(got[v] - t) * 1000 for v, t in committed.items() if v in got]
 
 
+IDLE_FLOOD = 1000  # connections opened and left idle (half of them half-sent)
+
+
+def healthz_ms(base: str, n: int) -> list[float]:
+    """`n` GET /healthz one after another, each on a connection of its own: milliseconds."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+        if not answer.startswith(b"HTTP/1.1 200"):
+            raise click.ClickException(f"GET /healthz answered {answer[:40]!r}")
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def under_idle_flood(base: str, connections: int, n: int) -> list[float]:
+    """healthz_ms while `connections` sockets sit open doing nothing, half of them with a
+    request begun and never finished (what a slowloris does)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    idle: list[socket.socket] = []
+    try:
+        for i in range(connections):
+            conn = socket.create_connection((host, int(port)), timeout=30)
+            if i % 2:
+                conn.sendall(b"POST /v1/captures HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n")
+            idle.append(conn)
+        return healthz_ms(base, n)
+    finally:
+        for conn in idle:
+            conn.close()
+
+
 @click.command()
 @click.option("--requests", "n", default=1000, show_default=True, type=click.IntRange(50, 100_000))
 @click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 256))
@@ -171,7 +220,7 @@ def api(
     server_url = db.database_url(load())
     with scratch_database(server_url, "api") as url:
         jobstore.migrate(url)
-        process, base = serve(url, threads)
+        process, base, log = serve(url, threads)
         try:
             posts = [("POST", "/v1/captures", spec_body(i)) for i in range(n)]
             post_s, post_ms, docs = hammer(base, clients, posts)
@@ -187,9 +236,12 @@ def api(
             lib_rate = library_submit(url, max(100, n // 5), n + cli_jobs)
             sse_job = hammer(base, 1, [("POST", "/v1/captures", spec_body(10**6))])[2][0]
             delays = sse_delays(base, url, sse_job["job_id"], progress_events, 0.02)
+            quiet_ms = healthz_ms(base, 50)
+            flooded_ms = under_idle_flood(base, IDLE_FLOOD, 50)
         finally:
             process.terminate()
             process.communicate(timeout=30)
+            log.close()
     result = {
         "requests": n,
         "clients": clients,
@@ -209,6 +261,10 @@ def api(
         "sse_p50_ms": round(percentile(delays, 0.5), 1),
         "sse_p95_ms": round(percentile(delays, 0.95), 1),
         "sse_max_ms": round(max(delays), 1),
+        "idle_connections": IDLE_FLOOD,
+        "healthz_p95_ms": round(percentile(quiet_ms, 0.95), 1),
+        # the peer: the same requests with IDLE_FLOOD idle or half-sent connections open
+        "healthz_p95_ms_under_idle_flood": round(percentile(flooded_ms, 0.95), 1),
     }
     click.echo(f"{'':<28}{'per s':>9}  {'p50 ms':>7}  {'p95 ms':>7}")
     click.echo(
@@ -226,6 +282,10 @@ def api(
         f"POST is {result['post_vs_cli']}x the CLI's enqueue and {result['post_vs_library']}x "
         f"the library call; SSE delay p50 {result['sse_p50_ms']} ms, p95 "
         f"{result['sse_p95_ms']} ms, max {result['sse_max_ms']} ms over {len(delays)} events"
+    )
+    click.echo(
+        f"GET /healthz p95 {result['healthz_p95_ms']} ms; with {IDLE_FLOOD} idle or "
+        f"half-sent connections open {result['healthz_p95_ms_under_idle_flood']} ms"
     )
     if as_json:
         click.echo(json.dumps(result))

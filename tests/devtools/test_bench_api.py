@@ -27,3 +27,6 @@ def test_bench_api_prints_a_table_and_a_json_line(server_url, monkeypatch):
     assert numbers["post_vs_cli"] == pytest.approx(
         numbers["post_rps"] / numbers["cli_enqueue_per_s"], rel=0.05
     )
+    assert numbers["idle_connections"] == 1000
+    # a real client is answered while a thousand idle or half-sent connections sit open
+    assert 0 < numbers["healthz_p95_ms_under_idle_flood"] < 1000
