@@ -9,3 +9,5 @@ CREATE TABLE IF NOT EXISTS quarantined_jobs (
     last_at    timestamptz NOT NULL,
     seen       integer NOT NULL DEFAULT 1
 );
+-- bin/jobs quarantined and every /metrics scrape read the most recently seen first.
+CREATE INDEX IF NOT EXISTS quarantined_jobs_last_at ON quarantined_jobs (last_at DESC);

@@ -21,7 +21,7 @@ def test_bench_api_prints_a_table_and_a_json_line(server_url, monkeypatch):
     assert lines[1].startswith("POST /v1/captures")
     numbers = json.loads(lines[-1])
     assert numbers["sse_events"] == 10  # every Progressed event reached the client
-    for key in ("post_rps", "get_rps", "cli_enqueue_per_s", "library_submit_per_s"):
+    for key in ("post_per_s", "get_per_s", "cli_enqueue_per_s", "library_submit_per_s"):
         assert numbers[key] > 0, key
     assert numbers["post_p50_ms"] <= numbers["post_p95_ms"]
     assert numbers["post_vs_cli"] == pytest.approx(
@@ -30,3 +30,4 @@ def test_bench_api_prints_a_table_and_a_json_line(server_url, monkeypatch):
     assert numbers["idle_connections"] == 1000
     # a real client is answered while a thousand idle or half-sent connections sit open
     assert 0 < numbers["healthz_p95_ms_under_idle_flood"] < 1000
+    assert numbers["post_per_s"] == numbers["post_rps"]

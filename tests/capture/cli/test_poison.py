@@ -135,3 +135,22 @@ def test_a_quarantined_job_fires_an_alert_and_shows_in_the_metrics(store, databa
     assert str(bad) in change.detail
     metrics = {f.name: f for f in text_string_to_metric_families(render(health).decode())}
     assert metrics["prcapture_jobs_quarantined"].samples[0].value == 1
+
+
+def test_listing_the_quarantined_reads_an_index_not_every_row(store, database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(  # a year of a bad habit: twenty thousand set aside
+            "INSERT INTO quarantined_jobs (job_id, found_by, error, first_at, last_at) "
+            "SELECT gen_random_uuid(), 'sweeper', 'x', now(), now() - make_interval(secs => g) "
+            "FROM generate_series(1, 20000) g"
+        )
+        conn.execute("ANALYZE quarantined_jobs")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN SELECT q.job_id FROM quarantined_jobs q LEFT JOIN job_heads h "
+                "USING (job_id) ORDER BY q.last_at DESC LIMIT 100"
+            )
+        )
+    assert "quarantined_jobs_last_at" in plan, plan
+    assert len(store.quarantined(100)) == 100

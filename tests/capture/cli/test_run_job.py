@@ -31,6 +31,17 @@ from tests.jobstore.test_views import wait_for
         (["--lane", "local", "--max-jobs", "0"], {}, "Invalid value for '--max-jobs'"),
         (["--lane", "local", "--max-jobs", "two"], {}, "Invalid value for '--max-jobs'"),
         (["--lane", "local", "--poll", "0"], {}, "Invalid value for '--poll'"),
+        (
+            ["--job-id", "abc", "--concurrency", "2"],
+            {},
+            "--max-jobs, --watch and --concurrency work a lane's queue",
+        ),
+        (["--lane", "local", "--concurrency", "0"], {}, "Invalid value for '--concurrency'"),
+        (
+            ["--lane", "local"],
+            {"CAPTURE_WORKER_CONCURRENCY": "many"},
+            "Invalid value for '--concurrency'",
+        ),
         (["--lane", "local"], {"CAPTURE_MAX_ITEMS": "-3"}, "CAPTURE_MAX_ITEMS must be"),
         (["--job-id", "x", "--attempt", "0"], {}, "Invalid value for '--attempt'"),
         (["--job-id", "x", "--lane", "cloud"], {}, "Invalid value for '--lane'"),
@@ -189,20 +200,3 @@ def test_a_worker_at_concurrency_releases_every_job_in_hand_on_a_second_signal(
         failed = [e for e in store.history(job_id) if type(e).__name__ == "Failed"]
         assert [(e.error_type, e.retryable) for e in failed] == [("interrupted", True)]
         assert store.get(job_id).status.value == "retry_scheduled"  # none left "running"
-
-
-def test_concurrency_is_for_a_lanes_queue(database_url, store):
-    done = CliRunner().invoke(
-        run_job_command,
-        ["--job-id", "abc", "--concurrency", "2"],
-        env={"DATABASE_URL": database_url},
-    )
-    assert done.exit_code == 2
-    assert "--concurrency work a lane's queue" in done.output
-    done = CliRunner().invoke(
-        run_job_command,
-        ["--lane", "local", "--concurrency", "0"],
-        env={"DATABASE_URL": database_url},
-    )
-    assert done.exit_code == 2
-    assert "--concurrency" in done.output
