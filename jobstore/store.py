@@ -202,14 +202,22 @@ class JobStore(Application):
         """The rollout controls as decided so far (none yet: the environment's). Read at
         most every `settings.rollout_ttl` seconds per process (a worker asks before each
         claim, the dispatcher on every request), unless `fresh`; a change made here is
-        seen at once."""
+        seen at once. The caller's copy: changing it changes nothing stored."""
+        return copy.deepcopy(self._current_rollout(fresh))
+
+    def lane_stop(self, lane: str) -> str | None:
+        """Why `lane` is stopped (bin/jobs rollout stop), or None; read as `rollout()`
+        reads, without a copy (a worker asks before every claim)."""
+        return self._current_rollout(False).stopped.get(lane)
+
+    def _current_rollout(self, fresh: bool) -> Rollout:
         cached = self._rollout
         if (
             not fresh
             and cached is not None
             and time.monotonic() - cached[0] < self.settings.rollout_ttl
         ):
-            return copy.deepcopy(cached[1])
+            return cached[1]
         try:
             found = self.repository.get(ROLLOUT_ID)
         except AggregateNotFoundError:
@@ -217,7 +225,7 @@ class JobStore(Application):
         except (OperationalError, InterfaceError) as exc:
             raise DatabaseUnavailable(f"could not read the rollout: {exc}") from None
         assert isinstance(found, Rollout)
-        self._rollout = (time.monotonic(), copy.deepcopy(found))
+        self._rollout = (time.monotonic(), found)
         return found
 
     def change_rollout(self, change: Callable[[Rollout], Any]) -> Rollout:

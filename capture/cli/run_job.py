@@ -335,7 +335,7 @@ def work_lane(
 def lane_stopped(store: JobStore, lane: str) -> str | None:
     """An emergency stop on this worker's lane (bin/jobs rollout stop), as a problem."""
     try:
-        why = store.rollout().stopped.get(lane)
+        why = store.lane_stop(lane)
     except DatabaseUnavailable:  # the claim meets the outage and waits it out
         return None
     return (
