@@ -4,7 +4,7 @@ The front door: what other packages use is named here (the layout test holds cap
 it); modules not named (recorder, heads, boundary, ...) are the store's internals.
 """
 
-from jobstore import reads
+from jobstore import reads, watch
 from jobstore.boundary import Patient
 from jobstore.db import Database, database_url
 from jobstore.dispatcher import STOPPED, Dispatcher, Sent, Submitted
@@ -99,4 +99,5 @@ __all__ = [
     "reads",
     "rollbacks",
     "sweep",
+    "watch",
 ]
