@@ -26,7 +26,6 @@ import inngest.flask
 
 from capture.attempt import Runner
 from capture.settings import InngestSettings
-from capture.wsgi import BodyLimit, Server
 from jobstore import INNGEST_EVENT as EVENT
 from jobstore import JobNotFound
 
@@ -155,9 +154,3 @@ def fresh_signatures() -> flask.Response | None:
 def _unsigned(message: str) -> flask.Response:
     log.warning("inngest: refused a %s: %s", flask.request.method, message)
     return flask.Response(json.dumps({"error": message}), 401, mimetype="application/json")
-
-
-def serve(app: flask.Flask, host: str, port: int) -> Server:
-    """A production WSGI server (waitress; threads: Inngest calls steps concurrently),
-    not yet started."""
-    return Server(BodyLimit(app), host, port, threads=8)

@@ -29,8 +29,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("capture.fetch", "capture.storage"),
     ("capture.handlers",),
     ("capture.attempt", "capture.worker", "capture.freshness", "capture.intake"),
-    ("capture.ops", "capture.inngest_function", "capture.wsgi"),
+    ("capture.ops", "capture.inngest_function"),
     ("capture.api",),
+    ("capture.serving",),
     ("capture.cli",),
     ("capture",),  # the package's front door
 )

@@ -20,8 +20,9 @@ import httpx
 import jobstore
 from capture import settings as capture
 from capture.attempt import Runner
-from capture.inngest_function import attempt_runner, create_app, serve
+from capture.inngest_function import attempt_runner, create_app
 from capture.jobtypes import capable
+from capture.serving import Server
 from capture.settings import InngestSettings
 from capture.worker import work
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox, World
@@ -121,7 +122,7 @@ class Playground:
         self._closers.append(runner.close)
         run_attempt = attempt_runner(runner, "inngest-sandbox")
         app, fn = create_app(InngestSettings.load(self.env), run_attempt)
-        server = serve(app, "127.0.0.1", 0).start()
+        server = Server(app, "127.0.0.1", 0).start()
         self._closers.append(server.stop)
         self.serve_url = f"{server.url}/api/inngest"
         self.executor = Executor(self.serve_url, fn.get_id(), self.signing_key)

@@ -12,7 +12,7 @@ from typing import Any
 import flask
 
 from capture.api.context import Context
-from capture.api.stream import job_events
+from capture.api.stream import stream_headers
 from capture.intake import take
 from capture.jobtypes import JOB_TYPES
 from capture.ops.health import snapshot
@@ -145,28 +145,24 @@ def job(ref: str) -> Any:
 
 @routes.get("/v1/jobs/<ref>/events")
 def events(ref: str) -> flask.Response:
+    """The job's events from `after` (or Last-Event-ID) on, as server-sent events; the
+    server carries the stream on (capture.api.stream)."""
     ctx = context()
     job_id = ctx.store.resolve(ref)
     ctx.store.get(job_id)  # 404 before the stream starts
     since = flask.request.headers.get("last-event-id") or flask.request.args.get("after") or "0"
     after = whole(since, 0, 10**9)
-    if after is None:  # checked before a stream slot is taken: nothing to give back
+    if after is None:  # checked before a stream is opened: nothing to give back
         return fail(400, "after (or Last-Event-ID) must be a whole number, an event's version")
-    if not ctx.stream_slot():
+    ticket = ctx.hub.open(job_id, after)
+    if ticket is None:
         response = fail(
             503,
-            f"{ctx.max_streams} event streams are open; try again, or poll /v1/jobs/{job_id}",
+            f"{ctx.hub.limit} event streams are open; try again, or poll /v1/jobs/{job_id}",
         )
         response.headers["retry-after"] = "5"
         return response
-    stream = job_events(ctx.store, job_id, after)
-    response = flask.Response(
-        stream,
-        mimetype="text/event-stream",
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-    )
-    response.call_on_close(ctx.release_stream)  # the server closes every response
-    return response
+    return flask.Response(b"", mimetype="text/event-stream", headers=stream_headers(ticket))
 
 
 @routes.get("/v1/repos/<owner>/<name>/freshness")

@@ -14,7 +14,7 @@ import click
 from pythonjsonlogger.json import JsonFormatter
 
 TEXT = "%(levelname)s %(name)s: %(message)s"
-QUIET = ("httpx", "httpcore", "waitress.queue", "urllib3")
+QUIET = ("httpx", "httpcore", "hypercorn.error", "urllib3")
 # The connection pool says "discarding broken connection" once per connection after a
 # failover; the store's own line says it better. Shown with -v.
 POOL = "psycopg.pool"

@@ -1,5 +1,6 @@
-"""`bin/serve`: the HTTP API, the dashboard and /metrics on a production WSGI server
-(waitress), with the Inngest capture function at /api/inngest when Inngest is configured."""
+"""`bin/serve`: the HTTP API, the dashboard and /metrics on a production server (hypercorn
+in front, the app on a pool of threads, event streams on the event loop), with the Inngest
+capture function at /api/inngest when Inngest is configured."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from capture.api import ApiSettings, Context, create_app
 from capture.cli.common import Command, errors, resources, version_option
 from capture.cli.logs import log_options
 from capture.freshness.settings import load_freshness
+from capture.serving import IDLE_TIMEOUT, Server
 from capture.settings import InngestSettings
-from capture.wsgi import BodyLimit, Server
 
 
 @click.command(cls=Command)
@@ -26,9 +27,31 @@ from capture.wsgi import BodyLimit, Server
 @log_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--threads",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Threads running requests (event streams and idle connections take none).",
+)
+@click.option(
+    "--max-streams",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Event streams open at once; more are 503 with retry-after.",
+)
+@click.option(
+    "--idle-timeout",
+    default=IDLE_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds a connection may wait for its request (or send half of it) before it is closed.",
+)
 @click.option("--worker-id", default=lambda: f"inngest:{socket.gethostname()}:{os.getpid()}")
-def serve(host: str, port: int, threads: int, worker_id: str) -> None:
+def serve(
+    host: str, port: int, threads: int, max_streams: int, idle_timeout: float, worker_id: str
+) -> None:
     """Serve the API (POST /v1/captures, GET /v1/jobs/ID and its /events stream,
     GET /v1/repos/OWNER/NAME/freshness), the dashboard (/) and /metrics until stopped.
 
@@ -44,7 +67,7 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
         freshness = load_freshness()
         store = s.store
         assert s.url is not None
-        ctx = Context(store, freshness, max_streams=max(1, threads // 2))
+        ctx = Context(store, freshness, max_streams=max_streams)
         s.on_close(ctx.close)
         app = create_app(ctx, api)
         function = InngestSettings.load()
@@ -56,7 +79,7 @@ def serve(host: str, port: int, threads: int, worker_id: str) -> None:
             inngest_url = inngest_function.SERVE_PATH
     logging.getLogger("capture.access").setLevel(logging.INFO)  # a line per request
     try:
-        server = Server(BodyLimit(app), host, port, threads).start()
+        server = Server(app, host, port, threads, idle_timeout=idle_timeout).start()
     except OSError as exc:
         raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     urls = {"url": server.url, "dashboard": f"{server.url}/", "metrics": f"{server.url}/metrics"}

@@ -14,6 +14,7 @@ import click
 from capture import inngest_function
 from capture.cli.common import Command, errors, resources, version_option
 from capture.cli.logs import log_options
+from capture.serving import Server
 from capture.settings import InngestSettings
 
 
@@ -36,7 +37,7 @@ def serve_inngest(host: str, port: int, worker_id: str) -> None:
         run_attempt = inngest_function.attempt_runner(s.runner(), worker_id)
         app, fn = inngest_function.create_app(function_settings, run_attempt)
     try:
-        server = inngest_function.serve(app, host, port).start()
+        server = Server(app, host, port, threads=8).start()  # Inngest calls steps at once
     except OSError as exc:
         raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     url = f"{server.url}{inngest_function.SERVE_PATH}"

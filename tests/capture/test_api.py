@@ -1,4 +1,4 @@
-"""The HTTP API on its production server (waitress, a real local port): token auth with
+"""The HTTP API on its production server (hypercorn, a real local port): token auth with
 nothing written for a refused request, idempotent POST /v1/captures with the router's
 reason, a job's state and history, freshness, and the server-sent events stream of a
 job's progress (resumable with Last-Event-ID)."""
@@ -21,7 +21,7 @@ import jobstore
 from capture.api.app import ApiSettings, Context, create_app
 from capture.freshness.registry import Entry, Registry
 from capture.freshness.settings import load_freshness
-from capture.wsgi import Server
+from capture.serving import Server
 from jobstore.db import Database
 from jobstore.errors import ConfigError
 from jobstore.settings import Settings, load

@@ -19,7 +19,7 @@ from capture.api.app import ApiSettings, Context, create_app
 from capture.cli.run_job import run_job_command
 from capture.freshness.registry import Registry
 from capture.freshness.settings import load_freshness
-from capture.wsgi import Server
+from capture.serving import Server
 from jobstore.settings import load
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,8 @@ from inngest.experimental import mocked
 from capture import inngest_function
 from capture import settings as capture_settings
 from capture.attempt import Runner
-from capture.inngest_function import attempt_runner, create_app, serve
+from capture.inngest_function import attempt_runner, create_app
+from capture.serving import Server
 from capture.settings import InngestSettings
 from devtools.sandbox.inngest_executor import Executor
 from jobstore.errors import ConfigError
@@ -129,7 +130,7 @@ def endpoint(store, database_url, github_env):
     settings = InngestSettings(signing_key=Secret(SIGNING_KEY), event_key=Secret("k"))
     runner = Runner(store, capture_settings.load())
     app, fn = create_app(settings, attempt_runner(runner, "inngest-http"))
-    server = serve(app, "127.0.0.1", 0).start()
+    server = Server(app, "127.0.0.1", 0).start()
     yield f"{server.url}{inngest_function.SERVE_PATH}", fn.get_id()
     server.stop()
     runner.close()
@@ -206,7 +207,7 @@ def synced(store, github_env, inngest_api):
     )
     runner = Runner(store, capture_settings.load())
     app, _ = create_app(settings, attempt_runner(runner, "inngest-http"))
-    server = serve(app, "127.0.0.1", 0).start()
+    server = Server(app, "127.0.0.1", 0).start()
     yield f"{server.url}{inngest_function.SERVE_PATH}", seen
     server.stop()
     runner.close()
