@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import selectors
 import socket
 import subprocess
 import sys
@@ -17,9 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from uuid import UUID
 
 import click
 import httpx
+import psycopg
 
 import jobstore
 from devtools.bench.store import percentile, scratch_database
@@ -169,6 +173,110 @@ def sse_delays(base: str, url: str, job_id: str, events: int, gap: float) -> lis
 
 
 IDLE_FLOOD = 1000  # connections opened and left idle (half of them half-sent)
+FRAME = re.compile(rb"id: (\d+)\nevent: (\w+)")
+
+
+def stream_connections(url: str) -> int:
+    """The server's connections feeding event streams (application_name .../streams)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%%/streams'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def many_streams(
+    base: str, url: str, job_ids: list[str], streams: int, rounds: int, gap: float
+) -> dict[str, Any]:
+    """`streams` event streams open at once over `job_ids` (raw sockets, one reader
+    thread): each job makes `rounds` Progressed events; milliseconds from each commit to
+    its frame at every stream of the job, and the connections feeding the streams."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    watching: dict[socket.socket, str] = {}
+    buffers: dict[socket.socket, bytes] = {}
+    arrived: dict[tuple[str, int], list[float]] = {}
+    begun: set[socket.socket] = set()
+    ended: set[socket.socket] = set()
+    selector = selectors.DefaultSelector()
+    for i in range(streams):
+        conn = socket.create_connection((host, int(port)), timeout=30)
+        job_id = job_ids[i % len(job_ids)]
+        conn.sendall(
+            f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
+        conn.setblocking(False)
+        watching[conn], buffers[conn] = job_id, b""
+        selector.register(conn, selectors.EVENT_READ)
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set() and len(ended) < streams:
+            for key, _ in selector.select(timeout=0.2):
+                conn = key.fileobj
+                assert isinstance(conn, socket.socket)
+                data = conn.recv(65536)
+                now = time.monotonic()
+                if not data:
+                    selector.unregister(conn)
+                    ended.add(conn)
+                    continue
+                buffers[conn] += data
+                *frames, buffers[conn] = buffers[conn].split(b"\n\n")
+                for frame in frames:
+                    found = FRAME.search(frame)
+                    if found and found.group(2) == b"Queued":
+                        begun.add(conn)
+                    if found and found.group(2) == b"Progressed":
+                        key_ = (watching[conn], int(found.group(1)))
+                        arrived.setdefault(key_, []).append(now)
+                    if b"event: end" in frame:
+                        selector.unregister(conn)
+                        ended.add(conn)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    store = jobstore.open_store(Settings(), url=url)
+    committed: dict[tuple[str, int], float] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(begun) < streams and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if len(begun) < streams:
+            raise click.ClickException(f"only {len(begun)} of {streams} event streams began")
+        opened = len(begun)
+        for job_id in job_ids:
+            assert store.claim(UUID(job_id), "bench").won
+        connections = stream_connections(url)
+        for i in range(rounds):
+            for job_id in job_ids:
+                job = store.progress(UUID(job_id), i + 1, total=rounds, cursor=str(i))
+                committed[(job_id, job.version)] = time.monotonic()
+                time.sleep(gap)
+            connections = max(connections, stream_connections(url))
+        for job_id in job_ids:
+            store.complete(UUID(job_id), rounds)
+        reader.join(60)
+    finally:
+        stop.set()
+        store.close()
+        for conn in watching:
+            conn.close()
+    delays = [
+        max(0.0, (at - committed[key]) * 1000)
+        for key, times in arrived.items()
+        if key in committed
+        for at in times
+    ]
+    expected = len(committed) * streams // len(job_ids)
+    return {
+        "streams_open": opened,
+        "frames": len(delays),
+        "frames_missed": expected - len(delays),
+        "ended": len(ended),
+        "delays": delays,
+        "db_connections_for_streams": connections,
+    }
 
 
 def healthz_ms(base: str, n: int) -> list[float]:
@@ -211,9 +319,22 @@ def under_idle_flood(base: str, connections: int, n: int) -> list[float]:
 @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256))
 @click.option("--cli-jobs", default=20, show_default=True, type=click.IntRange(5, 1000))
 @click.option("--progress-events", default=200, show_default=True, type=click.IntRange(10, 10_000))
+@click.option(
+    "--streams",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(10, 20_000),
+    help="Event streams open at once (over 50 jobs) while their jobs progress.",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
 def api(
-    n: int, clients: int, threads: int, cli_jobs: int, progress_events: int, as_json: bool
+    n: int,
+    clients: int,
+    threads: int,
+    cli_jobs: int,
+    progress_events: int,
+    streams: int,
+    as_json: bool,
 ) -> None:
     """POST /v1/captures and GET /v1/jobs/ID per second against the CLI's enqueue and the
     library call, p95 latency, and the server-sent events delay."""
@@ -236,6 +357,10 @@ def api(
             lib_rate = library_submit(url, max(100, n // 5), n + cli_jobs)
             sse_job = hammer(base, 1, [("POST", "/v1/captures", spec_body(10**6))])[2][0]
             delays = sse_delays(base, url, sse_job["job_id"], progress_events, 0.02)
+            watched = hammer(
+                base, 1, [("POST", "/v1/captures", spec_body(2 * 10**6 + i)) for i in range(50)]
+            )[2]
+            scale = many_streams(base, url, [d["job_id"] for d in watched], streams, 10, 0.01)
             quiet_ms = healthz_ms(base, 50)
             flooded_ms = under_idle_flood(base, IDLE_FLOOD, 50)
         finally:
@@ -259,10 +384,20 @@ def api(
         "library_submit_per_s": round(lib_rate, 1),
         "post_vs_cli": round((n / post_s) / cli_rate, 1),
         "post_vs_library": round((n / post_s) / lib_rate, 2),
+        # one stream open: each Progressed event's commit to its frame at the client
         "sse_events": len(delays),
-        "sse_p50_ms": round(percentile(delays, 0.5), 1),
-        "sse_p95_ms": round(percentile(delays, 0.95), 1),
-        "sse_max_ms": round(max(delays), 1),
+        "sse_p50_ms_one_stream": round(percentile(delays, 0.5), 1),
+        "sse_p95_ms_one_stream": round(percentile(delays, 0.95), 1),
+        "sse_max_ms_one_stream": round(max(delays), 1),
+        # `streams` open at once over 50 jobs, every frame at every stream
+        "streams_open": scale["streams_open"],
+        "stream_frames": scale["frames"],
+        "stream_frames_missed": scale["frames_missed"],
+        "streams_ended": scale["ended"],
+        "sse_p50_ms": round(percentile(scale["delays"], 0.5), 1),
+        "sse_p95_ms": round(percentile(scale["delays"], 0.95), 1),
+        "sse_max_ms": round(max(scale["delays"]), 1),
+        "db_connections_for_streams": scale["db_connections_for_streams"],
         "idle_connections": IDLE_FLOOD,
         "healthz_p95_ms": round(percentile(quiet_ms, 0.95), 1),
         # the peer: the same requests with IDLE_FLOOD idle or half-sent connections open
@@ -282,8 +417,14 @@ def api(
     click.echo(f"{'Dispatcher.submit (library)':<28}{result['library_submit_per_s']:>9}")
     click.echo(
         f"POST is {result['post_vs_cli']}x the CLI's enqueue and {result['post_vs_library']}x "
-        f"the library call; SSE delay p50 {result['sse_p50_ms']} ms, p95 "
-        f"{result['sse_p95_ms']} ms, max {result['sse_max_ms']} ms over {len(delays)} events"
+        f"the library call; SSE delay with one stream p50 {result['sse_p50_ms_one_stream']} "
+        f"ms, p95 {result['sse_p95_ms_one_stream']} ms over {len(delays)} events"
+    )
+    click.echo(
+        f"{result['streams_open']} streams open: {result['stream_frames']} frames "
+        f"({result['stream_frames_missed']} missed), delay p50 {result['sse_p50_ms']} ms, p95 "
+        f"{result['sse_p95_ms']} ms, max {result['sse_max_ms']} ms; "
+        f"{result['db_connections_for_streams']} database connection(s) feeding them"
     )
     click.echo(
         f"GET /healthz p95 {result['healthz_p95_ms']} ms; with {IDLE_FLOOD} idle or "
