@@ -1,7 +1,8 @@
 """`bin/bench worker`: what one job costs a worker, end to end through `bin/run-job` against
 the sandbox, with a fleet's captured data already stored.
 
-On a PostgreSQL of its own (pg_stat_statements loaded, every statement logged): 10,000
+On a PostgreSQL of its own (pg_stat_statements loaded; every statement logged while jobs
+run one at a time, none at --concurrency, whose runs are timed as deployed): 10,000
 repositories' data stored in bulk (devtools.fleetdata), then `--jobs` repository-refresh
 jobs that find nothing new (0 items) and as many that find one changed pull request (1
 item), each batch worked by one `bin/run-job --lane local --max-jobs N` process, one job
@@ -103,6 +104,15 @@ def logged(log: Path, start: int, app: str = "prcapture-run-job") -> dict[str, i
                 statements += 1
                 transactions += pid not in open_
     return {"statements": statements, "transactions": transactions}
+
+
+def logging_statements(url: str, on: bool) -> None:
+    """Every statement of the worker's sessions logged (to count them) or none (to time
+    them: a server logging every statement spends a write on each)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE bench_worker SET log_statement = '{'all' if on else 'none'}'")
+        conn.execute("ALTER SYSTEM SET log_line_prefix = '%m [%p] %a|'")
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def run_worker(env: dict[str, str], jobs: int) -> float:
@@ -235,16 +245,15 @@ def run(jobs: int, repos: int, concurrency: int = 4) -> dict[str, Any]:
                 "GITHUB_GRAPHQL_URL": f"{served.url}/graphql",
             }
             log = server.log
-            with psycopg.connect(url, autocommit=True) as conn:  # every statement, logged
-                conn.execute("ALTER DATABASE bench_worker SET log_statement = 'all'")
-                conn.execute("ALTER SYSTEM SET log_line_prefix = '%m [%p] %a|'")
-                conn.execute("SELECT pg_reload_conf()")
+            logging_statements(url, True)
             start = log.stat().st_size
             run_worker(env, 0)  # start-up and shutdown alone, to subtract
             seen = logged(log, start)
             idle = {"statements": seen["statements"], "commits": seen["transactions"]}
             phases = {}
             for phase, (changed, threaded) in PHASES.items():
+                if threaded:  # throughput as deployed: statements are counted one at a time
+                    logging_statements(url, False)
                 store = jobstore.open_store(Settings(pool_size=1), url=url)
                 try:
                     ids = refresh_jobs(store, world, names, phase, changed=changed)
