@@ -215,10 +215,15 @@ def by_ids(
             start += 1
             continue
         rows, pending, failed = Rows(), [], []
-        for node in data["nodes"]:
-            if node is not None:
-                planner.learn(node)
-                collect(rows, node, repo_id, pending, failed)
+        nodes = data["nodes"]
+        for i, (number, _) in enumerate(chunk):
+            node = nodes[i] if i < len(nodes) else None
+            if node is None:  # an error under a non-null field nulls the whole pull request
+                log.warning("GraphQL answered nothing for #%d; leaving it for REST", number)
+                failed.extend((number, part) for part in sorted(parts - {"labels"}))
+                continue
+            planner.learn(node)
+            collect(rows, node, repo_id, pending, failed)
         del data  # the rows hold what is needed; the response tree can go before the next call
         fetch_pages(gh, rows, pending, failed, planner.ceiling)
         start += len(chunk)

@@ -12,7 +12,7 @@ from typing import Any
 TARGETS = ("graphql", "rest", "dispatch", "inngest")
 SPEC = re.compile(
     r"(?P<target>[a-z]+):(?P<kind>\d{3}|secondary|partial|down)"
-    r"(?::(?:(?P<count>\d+)|(?P<seconds>\d+)s|pr=(?P<pr>\d+)))?"
+    r"(?::(?:(?P<count>\d+)|(?P<seconds>\d+)s|pr=(?P<pr>\d+)(?:,(?P<field>files|comments))?))?"
 )
 
 
@@ -25,6 +25,7 @@ class Fault:
     count: int | None = None
     until: datetime | None = None
     pr: int | None = None
+    field: str = "files"  # the PR's field a "partial" fault fails
 
     def is_spent(self, now: datetime) -> bool:
         if self.until is not None:
@@ -34,20 +35,20 @@ class Fault:
 
 def parse_fault(text: str, now: datetime) -> Fault:
     """`graphql:502:3` (next 3 calls), `graphql:secondary:30s` (for 30 seconds),
-    `graphql:partial:pr=17`, `inngest:down`, `dispatch:422:1`."""
+    `graphql:partial:pr=17` (its files fail; `pr=17,comments`: its comments), `inngest:down`,
+    `dispatch:422:1`."""
     match = SPEC.fullmatch(text.strip())
     if not match or match["target"] not in TARGETS:
         targets = ", ".join(TARGETS)
         raise ValueError(
-            f"fault {text!r} is not TARGET:KIND[:N|:Ns|:pr=N], TARGET one of {targets}"
+            f"fault {text!r} is not TARGET:KIND[:N|:Ns|:pr=N[,FIELD]], TARGET one of {targets}"
         )
     count = int(match["count"]) if match["count"] else None
     until = now + timedelta(seconds=int(match["seconds"])) if match["seconds"] else None
     if count is None and until is None and match["kind"] not in ("partial", "down"):
         count = 1
-    return Fault(
-        match["target"], match["kind"], count, until, int(match["pr"]) if match["pr"] else None
-    )
+    pr = int(match["pr"]) if match["pr"] else None
+    return Fault(match["target"], match["kind"], count, until, pr, match["field"] or "files")
 
 
 class FaultPlan:
@@ -79,11 +80,14 @@ class FaultPlan:
                     return fault
         return None
 
-    def partial_prs(self) -> set[int]:
+    def partial_prs(self) -> set[tuple[int, str]]:
+        """(PR number, field) of every live "partial" fault."""
         now = self.clock()
         with self._lock:
             return {
-                f.pr for f in self.faults if f.kind == "partial" and f.pr and not f.is_spent(now)
+                (f.pr, f.field)
+                for f in self.faults
+                if f.kind == "partial" and f.pr and not f.is_spent(now)
             }
 
 

@@ -170,7 +170,7 @@ def _locations(node: Any) -> list[dict[str, int]]:
 
 
 class GraphQLApi:
-    """Builds GraphQL nodes from the world; `partial` PR numbers fail their `files` field."""
+    """Builds GraphQL nodes from the world; a `partial` fault's PR fails its field."""
 
     def __init__(self, world: data.World, base_url: str) -> None:
         self.world = world
@@ -322,10 +322,17 @@ class GraphQLApi:
         }
 
     def pull(self, repo: data.Repository, pr: data.PullRequest, _: Any) -> dict:
-        def files(info: Any, **kwargs: Any) -> dict:
-            if pr.number in info.context["partial"]:
-                raise error("Something went wrong while executing your query.", "INTERNAL")
-            return connection(lambda: pr.files, "files", self.file)(info, **kwargs)
+        def failing(name: str, resolve: Callable) -> Callable:
+            """The field, failing while a "partial" fault names it for this PR."""
+
+            def field(info: Any, **kwargs: Any) -> dict:
+                if (pr.number, name) in info.context["partial"]:
+                    raise error("Something went wrong while executing your query.", "INTERNAL")
+                return resolve(info, **kwargs)
+
+            return field
+
+        files = failing("files", connection(lambda: pr.files, "files", self.file))
 
         def reviews(states: list[str] | None = None) -> list:
             return [r for r in pr.reviews if not states or r.state in states]
@@ -362,7 +369,9 @@ class GraphQLApi:
             "mergeCommit": {"oid": pr.merge_commit_oid} if pr.merge_commit_oid else None,
             "labels": connection(lambda: pr.labels, "labels", self.label),
             "reviews": connection(reviews, "reviews", lambda r: self.review(repo, pr, r)),
-            "comments": connection(lambda: pr.comments, "comments", self.comment),
+            "comments": failing(
+                "comments", connection(lambda: pr.comments, "comments", self.comment)
+            ),
             "reviewThreads": connection(lambda: pr.threads, "reviewThreads", self.thread),
             "files": files,
             "commits": connection(lambda: pr.commits, "commits", self.commit),

@@ -77,6 +77,19 @@ def test_a_partial_error_on_one_pull_request_is_fetched_through_rest(rigs, world
     assert rig.store.history(job_id)[-1].summary["fallbacks"] == 1
 
 
+def test_a_pull_request_github_nulls_whole_is_fetched_through_rest(rigs, world, database_url):
+    """An error under a non-null field (comments) nulls the whole pull request node: it is
+    not skipped as if captured, it goes to REST."""
+    rig = rigs(world)
+    rig.sandbox.faults.add("graphql:partial:pr=7,comments")
+    job_id = rig.enqueue("historical-sync", days=200)
+    assert rig.run(job_id).outcome == "completed"
+    assert_complete(world, database_url)
+    rest = [e.path for e in rig.sandbox.ledger.entries if e.kind == "rest"]
+    assert "/repos/acme/widgets/issues/7/comments" in rest
+    assert "/repos/acme/widgets/pulls/7/files" in rest  # every part of it: the node was null
+
+
 def test_budget_exhausted_midway_reschedules_at_the_reset_then_finishes(rigs, world, database_url):
     rig = rigs(world, batch_size=20)
     job_id = rig.enqueue("historical-sync", days=200)
