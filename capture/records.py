@@ -36,6 +36,9 @@ class Rows:
     commits: list[dict] = field(default_factory=list)
     complete_files: set[int] = field(default_factory=set)  # PRs whose whole file list is here
     complete_commits: set[int] = field(default_factory=set)
+    # (PR, kind) whose whole list of that kind is here: what is stored and not in it was
+    # deleted on GitHub (kinds: "reviews", and the comments' kinds "issue" and "review")
+    complete_children: set[tuple[int, str]] = field(default_factory=set)
 
     def actor(self, row: dict | None) -> int | None:
         if row is None:
@@ -57,6 +60,7 @@ class Rows:
         self.contributors.update(other.contributors)
         self.complete_files |= other.complete_files
         self.complete_commits |= other.complete_commits
+        self.complete_children |= other.complete_children
 
     def __len__(self) -> int:
         return len(self.pull_requests) + len(self.details)
@@ -65,7 +69,8 @@ class Rows:
         """Nothing to write at all."""
         lists = (self.repositories, self.pull_requests, self.details, self.reviews)
         more = (self.comments, self.files, self.commits, self.complete_files)
-        return not any((*lists, *more, self.contributors, self.complete_commits))
+        complete = (self.complete_commits, self.complete_children)
+        return not any((*lists, *more, self.contributors, *complete))
 
 
 def when(value: str | None) -> datetime | None:

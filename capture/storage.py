@@ -103,6 +103,8 @@ def upsert(table: str, skip: tuple[str, ...] = ()) -> str:
     changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in others)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in others)
     touch = ", updated_at = now()" if table == "contributors" else ""
+    if table in MARKED:  # seen again: live again (a capture that raced the deletion's)
+        touch, changed = ", deleted_at = NULL", f"{changed} OR {table}.deleted_at IS NOT NULL"
     return (
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM "
         f"jsonb_populate_recordset(NULL::{table}, %s) ON CONFLICT ({', '.join(key)}) "
@@ -134,6 +136,18 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+# A pull request's reviews, or comments of one kind, whose whole list was fetched: those
+# stored and not in it were deleted on GitHub (seen gone now; kept, marked).
+MARKED = ("reviews", "comments")
+MARK_GONE = {
+    "reviews": "UPDATE reviews SET deleted_at = now() FROM unnest(%s::bigint[]) AS whole(pr) "
+    "WHERE reviews.pull_request_id = whole.pr AND reviews.deleted_at IS NULL "
+    "AND NOT (reviews.id = ANY(%s::bigint[]))",
+    "comments": "UPDATE comments SET deleted_at = now() "
+    "FROM unnest(%s::bigint[], %s::text[]) AS whole(pr, kind) "
+    "WHERE comments.pull_request_id = whole.pr AND comments.kind = whole.kind "
+    "AND comments.deleted_at IS NULL AND NOT (comments.id = ANY(%s::bigint[]))",
+}
 DELETE_ALL = {
     table: f"DELETE FROM {table} WHERE pull_request_id = ANY(%s)"
     for table in ("pr_files", "commits")
@@ -221,6 +235,7 @@ class Storage:
         ):
             if items:
                 cur.execute(upsert(table), (as_json(in_key_order(table, items)),))
+        self._mark_gone(cur, rows)
         if watermark is not None:
             cur.execute(
                 "INSERT INTO sync_watermarks (repository, updated_at) VALUES (%s, %s) "
@@ -228,6 +243,20 @@ class Storage:
                 "sync_watermarks.updated_at, EXCLUDED.updated_at), advanced_at = now()",
                 watermark,
             )
+
+    @staticmethod
+    def _mark_gone(cur: Any, rows: Rows) -> None:
+        """Marks what the whole lists in `rows` no longer show (in PR order, as written)."""
+        whole = sorted(rows.complete_children)
+        reviewed = [pr for pr, kind in whole if kind == "reviews"]
+        if reviewed:
+            kept = [r["id"] for r in rows.reviews]
+            cur.execute(MARK_GONE["reviews"], (reviewed, kept))
+        commented = [(pr, kind) for pr, kind in whole if kind != "reviews"]
+        if commented:
+            kept = [c["id"] for c in rows.comments]
+            prs, kinds = [pr for pr, _ in commented], [kind for _, kind in commented]
+            cur.execute(MARK_GONE["comments"], (prs, kinds, kept))
 
     def _rows(self, query: str, params: Any = ()) -> list[dict]:
         return self.db.rows(query, params)
@@ -365,9 +394,9 @@ f AS (SELECT pull_request_id AS id, count(*) AS n FROM pr_files
 c AS (SELECT pull_request_id AS id, count(*) AS n FROM commits
       WHERE pull_request_id IN (SELECT id FROM p) GROUP BY 1),
 v AS (SELECT pull_request_id AS id, count(*) AS n FROM reviews
-      WHERE pull_request_id IN (SELECT id FROM p) GROUP BY 1),
+      WHERE pull_request_id IN (SELECT id FROM p) AND deleted_at IS NULL GROUP BY 1),
 k AS (SELECT pull_request_id AS id, kind, in_reply_to_id, coalesce(in_reply_to_id, id) AS thread
-      FROM comments WHERE pull_request_id IN (SELECT id FROM p)),
+      FROM comments WHERE pull_request_id IN (SELECT id FROM p) AND deleted_at IS NULL),
 t AS (SELECT id, count(*) FILTER (WHERE kind = 'issue') AS comments,
              count(*) FILTER (WHERE kind = 'review' AND in_reply_to_id IS NULL) AS threads
       FROM k GROUP BY id),

@@ -13,7 +13,7 @@ from graphql import DocumentNode, parse
 
 from capture import records
 from capture.errors import QueryFailed, ServerError, TooHeavy
-from capture.fetch.pages import Page, fetch_pages, next_page, page_nodes
+from capture.fetch.pages import CHILD_OF, Page, fetch_pages, next_page, page_nodes
 from capture.fetch.shape import NODE_LIMIT, Observed, Plan, plan
 from capture.github.client import GitHub
 from capture.github.graphql import document
@@ -179,6 +179,8 @@ def collect(rows: Rows, node: dict, repo_id: int, pending: list[Page], failed: l
             rows.complete_files.add(pr_id)
         if kind == "commits":
             rows.complete_commits.add(pr_id)
+        if kind in CHILD_OF:  # whole unless one of its pages fails (pages.incomplete)
+            rows.complete_children.add((pr_id, CHILD_OF[kind]))
         page_nodes(rows, kind, connection, node["id"], pr_id, number, pending)
 
 

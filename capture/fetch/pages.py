@@ -24,6 +24,13 @@ PAGES = {
     "labels": ("PullRequest", "labels", "LabelName", ""),
     "thread_comments": ("PullRequestReviewThread", "comments", "ReviewCommentFields", ""),
 }
+# A connection's kind -> the kind of child whose whole list it is part of (Rows.complete_children)
+CHILD_OF = {
+    "reviews": "reviews",
+    "comments": "issue",
+    "threads": "review",
+    "thread_comments": "review",
+}
 log = logging.getLogger(__name__)
 MAX_ALIASES = 100
 THREAD_COMMENTS = 100  # comments fetched with each review thread of a follow-up page
@@ -155,6 +162,7 @@ def fetch_pages(
                 smaller = batch[0].smaller()
                 if smaller is None:
                     failed.append((batch[0].number, batch[0].kind))
+                    incomplete(rows, batch[0])
                 else:
                     pending.insert(0, smaller)
                 continue
@@ -168,6 +176,7 @@ def fetch_pages(
             field = PAGES[page.kind][1]
             if not node or node.get(field) is None:
                 failed.append((page.number, page.kind))
+                incomplete(rows, page)
                 continue
             connection = node[field]
             if page.kind == "labels":
@@ -178,3 +187,10 @@ def fetch_pages(
                     pending.append(following)
                 continue
             page_nodes(rows, page.kind, connection, page.node_id, page.pr_id, page.number, pending)
+
+
+def incomplete(rows: Rows, page: Page) -> None:
+    """A page that could not be read: its pull request's list of that kind is not whole."""
+    kind = CHILD_OF.get(page.kind)
+    if kind is not None:
+        rows.complete_children.discard((page.pr_id, kind))

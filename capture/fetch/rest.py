@@ -51,13 +51,16 @@ def fetch_rest_pull(
         for page in gh.rest.pages(f"{base}/pulls/{number}/reviews"):
             for item in page:
                 records.rest_review(rows, item, pr_id)
+        rows.complete_children.add((pr_id, "reviews"))
     if "comments" in parts:
         for page in gh.rest.pages(f"{base}/issues/{number}/comments"):
             for item in page:
                 records.rest_comment(rows, item, pr_id, "issue")
+        rows.complete_children.add((pr_id, "issue"))
         for page in gh.rest.pages(f"{base}/pulls/{number}/comments"):
             for item in page:
                 records.rest_comment(rows, item, pr_id, "review")
+        rows.complete_children.add((pr_id, "review"))
 
 
 def rest_fallback(

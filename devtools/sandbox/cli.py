@@ -155,6 +155,14 @@ def build(
     type=FaultSpec(),
     help="A scripted failure, e.g. graphql:502:3 or graphql:secondary:30s.",
 )
+@click.option(
+    "--edit-bumps-pr",
+    default="yes",
+    show_default=True,
+    type=click.Choice(["yes", "no"]),
+    help="Whether editing or deleting a comment or review moves its pull request's updatedAt "
+    "(GitHub's docs do not say).",
+)
 @click.option("--enterprise", is_flag=True, help="Answer 400 to return_run_details (older GHES).")
 @click.option(
     "--workflow",
@@ -191,6 +199,7 @@ def fake_github(
     timeout_nodes: int,
     node_count: str,
     faults: tuple[str, ...],
+    edit_bumps_pr: str,
     enterprise: bool,
     workflows: tuple[str, ...],
     actions_repo: str,
@@ -210,6 +219,7 @@ def fake_github(
         node_count=node_count,
     )
     sandbox = build(list(repos), days, seed, options, list(faults), enterprise, list(workflows))
+    sandbox.world.edit_bumps_pr = edit_bumps_pr == "yes"
     try:
         if execute:
             served = playground(sandbox, host, port, actions_repo, tokens[0], event_keys[0])

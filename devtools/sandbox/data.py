@@ -183,6 +183,9 @@ class World:
     def __init__(self, seed: int = 7, now: datetime | None = None) -> None:
         self.seed = seed
         self.now = (now or datetime.now(UTC)).replace(microsecond=0)
+        # Whether editing or deleting a comment or review moves its PR's updatedAt: GitHub's
+        # docs do not say, so the sandbox plays either reading (--edit-bumps-pr).
+        self.edit_bumps_pr = True
         self.repositories: dict[str, Repository] = {}
         self._index: dict[str, tuple[Repository, PullRequest] | Thread] | None = None
         self._ids = count(1000)
@@ -379,6 +382,45 @@ class World:
         pr.comments.append(comment)
         pr.updated_at = max(pr.updated_at, at)
         return comment
+
+    def edit_comment(
+        self, full_name: str, number: int, comment_id: int, at: datetime, body: str
+    ) -> Comment:
+        """An issue or review comment's body edited `at` (its PR moves if edits bump it)."""
+        pr = self.repositories[full_name.lower()].pulls[number]
+        every = [*pr.comments, *pr.review_comments]
+        comment = next(c for c in every if c.database_id == comment_id)
+        comment.body, comment.updated_at = body, max(comment.updated_at, at)
+        self._touched(pr, at)
+        return comment
+
+    def delete_comment(self, full_name: str, number: int, comment_id: int, at: datetime) -> None:
+        """An issue or review comment deleted (a thread left empty goes with it)."""
+        pr = self.repositories[full_name.lower()].pulls[number]
+        found = [c for c in pr.comments if c.database_id == comment_id]
+        pr.comments = [c for c in pr.comments if c.database_id != comment_id]
+        for thread in pr.threads:
+            found += [c for c in thread.comments if c.database_id == comment_id]
+            thread.comments = [c for c in thread.comments if c.database_id != comment_id]
+        if not found:
+            raise KeyError(f"no comment {comment_id} on {full_name}#{number}")
+        if any(not t.comments for t in pr.threads):
+            pr.threads = [t for t in pr.threads if t.comments]
+            self._index = None
+        self._touched(pr, at)
+
+    def delete_review(self, full_name: str, number: int, review_id: int, at: datetime) -> None:
+        """A review gone (GitHub deletes pending ones; its comments stay as GitHub shows)."""
+        pr = self.repositories[full_name.lower()].pulls[number]
+        if not any(r.database_id == review_id for r in pr.reviews):
+            raise KeyError(f"no review {review_id} on {full_name}#{number}")
+        pr.reviews = [r for r in pr.reviews if r.database_id != review_id]
+        self._touched(pr, at)
+
+    def _touched(self, pr: PullRequest, at: datetime) -> None:
+        self.now = max(self.now, at)
+        if self.edit_bumps_pr:
+            pr.updated_at = max(pr.updated_at, at)
 
     def rename_user(self, database_id: int, login: str) -> None:
         for account in self.users + self.bots:

@@ -119,9 +119,10 @@ QUERIES = {
     "pull_requests": "SELECT id, number, title, body, state, is_draft, author_id, created_at, "
     "updated_at, closed_at, merged_at, labels, merged_by_id, merge_commit_sha, additions, "
     "deletions, changed_files, commits_count FROM pull_requests",
-    "reviews": "SELECT id, pull_request_id, author_id, state, body, submitted_at FROM reviews",
+    "reviews": "SELECT id, pull_request_id, author_id, state, body, submitted_at FROM reviews "
+    "WHERE deleted_at IS NULL",
     "comments": "SELECT id, pull_request_id, kind, author_id, body, path, line, original_line, "
-    "in_reply_to_id, review_id FROM comments",
+    "in_reply_to_id, review_id FROM comments WHERE deleted_at IS NULL",
     "pr_files": "SELECT pull_request_id, path, additions, deletions, change_type FROM pr_files",
     "commits": "SELECT pull_request_id, sha, message, author_name, author_email, author_id, "
     "authored_at, committed_at FROM commits",

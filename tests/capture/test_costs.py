@@ -20,7 +20,7 @@ from freezegun import freeze_time
 from psycopg.types.json import Jsonb
 
 import jobstore
-from capture.storage import OBSERVED, PULLS_OF, REFRESHED, TABLES, upsert
+from capture.storage import MARK_GONE, OBSERVED, PULLS_OF, REFRESHED, TABLES, upsert
 from devtools import fleetdata
 from devtools.bench.worker import logged, refresh_jobs
 from devtools.sandbox import DEFAULT_TOKEN, Options, Sandbox, World
@@ -114,6 +114,14 @@ def test_every_per_job_query_uses_an_index(fleet):
             ([fleetdata.BASE * 2 + 1],),
         ),
         "a repository row": (upsert("repositories"), (Jsonb([row]),)),
+        "reviews GitHub no longer lists, marked gone": (
+            MARK_GONE["reviews"],
+            ([fleetdata.BASE * 2 + 1], [1, 2]),
+        ),
+        "comments GitHub no longer lists, marked gone": (
+            MARK_GONE["comments"],
+            ([fleetdata.BASE * 2 + 1] * 2, ["issue", "review"], [1, 2]),
+        ),
         "an ETag": (
             "SELECT etag, body, link FROM rest_etags WHERE credential = %s AND url = %s",
             ("c", "u"),
