@@ -98,3 +98,30 @@ def test_streams_wait_out_a_database_that_refuses_connections(store, database_ur
         )
         admin.close()
         hub.stop()
+
+
+def test_watching_reads_heads_and_events_by_index_with_a_years_rows(store, database_url):
+    """Both statements of a hub's check, with 50,000 jobs and 200,000 events stored."""
+    from jobstore.watch import AFTER, HEADS
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # raw rows, no guards
+        conn.execute(
+            "INSERT INTO job_heads (job_id, job_type, repository, status, priority, attempt, "
+            "version, dedupe_key, created_at, last_event_at) SELECT gen_random_uuid(), "
+            "'pr-reviews', 'acme/r' || g, 'completed', 'normal', 1, 4, 'k' || g, now(), now() "
+            "FROM generate_series(1, 50000) g"
+        )
+        conn.execute(
+            "INSERT INTO jobs_events (originator_id, originator_version, topic, state) "
+            "SELECT h.job_id, v, 't', '\\x00' FROM job_heads h, generate_series(1, 4) v"
+        )
+        conn.execute("ANALYZE job_heads")
+        conn.execute("ANALYZE jobs_events")
+        ids = [r[0] for r in conn.execute("SELECT job_id FROM job_heads LIMIT 20")]
+        heads = sql.SQL(HEADS)
+        events = sql.SQL(AFTER).format(events=sql.Identifier("jobs_events"))
+        for query, params in ((heads, (ids,)), (events, (ids, [1] * len(ids)))):
+            plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params))
+            assert "Seq Scan on job_heads" not in plan, plan
+            assert "Seq Scan on jobs_events" not in plan, plan
