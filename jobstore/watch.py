@@ -18,10 +18,13 @@ if TYPE_CHECKING:
     from jobstore.store import JobStore
 
 HEADS = "SELECT job_id, version, status FROM job_heads WHERE job_id = ANY(%s)"
-# The events of each job after the version given for it (the primary key's order).
+# The events of each job after the version given for it (the primary key's order), with
+# its head as of the same snapshot (events and head commit together): a head read before
+# events written since would leave a stream past its head, never told the job ended.
 AFTER = """
-SELECT e.originator_id, e.originator_version, e.topic, e.state
+SELECT e.originator_id, e.originator_version, e.topic, e.state, h.version, h.status
 FROM unnest(%s::uuid[], %s::int[]) AS seen(job_id, version)
+JOIN job_heads h ON h.job_id = seen.job_id
 JOIN {events} e ON e.originator_id = seen.job_id AND e.originator_version > seen.version
 ORDER BY e.originator_id, e.originator_version
 """
@@ -54,6 +57,7 @@ def changes(store: JobStore, db: Database, seen: Mapping[UUID, int]) -> dict[UUI
     unreadable: dict[UUID, str] = {}
     for row in rows:
         job_id = row["originator_id"]
+        moved[job_id] = (row["version"], row["status"])
         if job_id in unreadable:
             continue
         stored = StoredEvent(job_id, row["originator_version"], row["topic"], bytes(row["state"]))
