@@ -80,13 +80,23 @@ def when(value: str | None) -> datetime | None:
 def gql_actor(actor: dict | None) -> dict | None:
     if not actor or actor.get("databaseId") is None:
         return None
-    return {"id": actor["databaseId"], "login": actor["login"], "kind": actor["__typename"]}
+    return {
+        "id": actor["databaseId"],
+        "login": actor["login"],
+        "kind": actor["__typename"],
+        "node_id": actor.get("id"),
+    }
 
 
 def rest_actor(user: dict | None) -> dict | None:
     if not user or user.get("id") == GHOST_ID:
         return None
-    return {"id": user["id"], "login": user["login"], "kind": user.get("type", "User")}
+    return {
+        "id": user["id"],
+        "login": user["login"],
+        "kind": user.get("type", "User"),
+        "node_id": user.get("node_id"),
+    }
 
 
 def repository(node: dict) -> dict:

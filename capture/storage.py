@@ -50,8 +50,9 @@ DETAILS = (
     "commits_count",
 )
 TABLES = {
-    "repositories": (("id", "node_id", "full_name", "created_at"), ("id",)),
-    "contributors": (("id", "login", "kind"), ("id",)),
+    # name_stale_at is never given: a repository stored is live under its name again
+    "repositories": (("id", "node_id", "full_name", "created_at", "name_stale_at"), ("id",)),
+    "contributors": (("id", "login", "kind", "node_id"), ("id",)),
     "pull_requests": (PR_CORE, ("id",)),
     "reviews": (("id", "pull_request_id", "author_id", "state", "body", "submitted_at"), ("id",)),
     "comments": (
@@ -103,6 +104,14 @@ def upsert(table: str, skip: tuple[str, ...] = ()) -> str:
     changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in others)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in others)
     touch = ", updated_at = now()" if table == "contributors" else ""
+    if table == "contributors":  # a commit's author comes without its node id: kept
+        kept = "node_id = COALESCE(EXCLUDED.node_id, contributors.node_id)"
+        sets = sets.replace("node_id = EXCLUDED.node_id", kept)
+        changed = changed.replace(
+            "contributors.node_id IS DISTINCT FROM EXCLUDED.node_id",
+            "(EXCLUDED.node_id IS NOT NULL AND contributors.node_id IS DISTINCT FROM "
+            "EXCLUDED.node_id)",
+        )
     if table in MARKED:  # seen again: live again (a capture that raced the deletion's)
         touch, changed = ", deleted_at = NULL", f"{changed} OR {table}.deleted_at IS NOT NULL"
     return (
@@ -112,6 +121,14 @@ def upsert(table: str, skip: tuple[str, ...] = ()) -> str:
     )
 
 
+# GitHub gives a renamed repository's old name to a new one that takes it: the row that
+# held the name keeps it, marked stale, until its own new name is seen (the planner's
+# probe by node id, or a capture of it).
+STALE_NAMES = (
+    "UPDATE repositories r SET name_stale_at = now() "
+    "FROM jsonb_to_recordset(%s) AS x(id bigint, full_name text) "
+    "WHERE lower(r.full_name) = lower(x.full_name) AND r.id <> x.id AND r.name_stale_at IS NULL"
+)
 UPDATE_DETAILS = (
     "UPDATE pull_requests p SET "
     + ", ".join(f"{c} = d.{c}" for c in DETAILS)
@@ -154,7 +171,8 @@ DELETE_ALL = {
 }
 PULLS_OF = (
     "SELECT p.number, p.node_id FROM pull_requests p "
-    "JOIN repositories r ON r.id = p.repository_id WHERE lower(r.full_name) = lower(%s)"
+    "JOIN repositories r ON r.id = p.repository_id WHERE lower(r.full_name) = lower(%s) "
+    "AND r.name_stale_at IS NULL"
 )
 
 
@@ -212,6 +230,8 @@ class Storage:
             ("repositories", rows.repositories),
             ("contributors", list(rows.contributors.values())),
         ]
+        if rows.repositories:  # a name another repository held: that one's is stale now
+            cur.execute(STALE_NAMES, (as_json(in_key_order("repositories", rows.repositories)),))
         for table, items in batches:
             if items:
                 cur.execute(upsert(table), (as_json(in_key_order(table, items)),))
@@ -263,7 +283,9 @@ class Storage:
 
     def repository_id(self, repository: str) -> int | None:
         rows = self._rows(
-            "SELECT id FROM repositories WHERE lower(full_name) = lower(%s)", (repository,)
+            "SELECT id FROM repositories WHERE lower(full_name) = lower(%s) "
+            "AND name_stale_at IS NULL",
+            (repository,),
         )
         return rows[0]["id"] if rows else None
 
@@ -370,9 +392,15 @@ WITH watermark AS (
     INSERT INTO refresh_watermarks (repository, updated_at) VALUES (%(name)s, %(newest)s)
     ON CONFLICT (repository) DO UPDATE SET advanced_at = now(),
         updated_at = GREATEST(refresh_watermarks.updated_at, EXCLUDED.updated_at)
+), known AS (  -- GitHub's ids, from the row the refresh stored under this name
+    SELECT r.id, r.node_id FROM repositories r
+    WHERE lower(r.full_name) = %(name)s AND r.name_stale_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM tracked_repositories o WHERE o.repo_id = r.id)
 ), due AS (
     UPDATE tracked_repositories t SET next_due = %(listed_at)s
-        + freshness_after(t.tier, t.promoted_until, %(listed_at)s, 'probe')
+        + freshness_after(t.tier, t.promoted_until, %(listed_at)s, 'probe'),
+        repo_id = COALESCE(t.repo_id, (SELECT id FROM known)),
+        node_id = COALESCE(t.node_id, (SELECT node_id FROM known))
     WHERE t.repository = %(name)s
 )
 INSERT INTO repo_probes (repository, fresh_as_of, last_success)
@@ -386,7 +414,8 @@ OBSERVED_KINDS = ("files", "commits", "reviews", "comments", "threads", "thread_
 OBSERVED = """
 WITH p AS (
     SELECT p.id FROM pull_requests p
-    WHERE p.repository_id = (SELECT id FROM repositories WHERE lower(full_name) = lower(%s))
+    WHERE p.repository_id = (SELECT id FROM repositories
+                             WHERE lower(full_name) = lower(%s) AND name_stale_at IS NULL)
       AND p.details_at IS NOT NULL
     ORDER BY p.updated_at DESC LIMIT %s),
 f AS (SELECT pull_request_id AS id, count(*) AS n FROM pr_files

@@ -172,6 +172,20 @@ class Heads:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(INSERT_DISPATCH, outcome)
 
+    def rename_repository(self, old: str, new: str, at: datetime) -> int:
+        """Jobs created before `at` on repository `old` (any case) show `new` in job_heads
+        and capture_jobs; their events keep the name they were made with. Returns how many
+        jobs moved."""
+        rows = self._rows(
+            "WITH h AS (UPDATE job_heads SET repository = %(new)s "
+            "WHERE lower(repository) = %(old)s AND created_at <= %(at)s RETURNING 1), "
+            "c AS (UPDATE capture_jobs SET repository = %(new)s "
+            "WHERE lower(repository) = %(old)s AND created_at <= %(at)s RETURNING 1) "
+            "SELECT (SELECT count(*) FROM h) AS n",
+            {"old": old.lower(), "new": new, "at": at},
+        )
+        return int(rows[0]["n"])
+
     def prune_dispatches(self, before: datetime) -> int:
         """Forgets dispatch outcomes older than `before` (only lane health reads them; the
         jobs' own events keep every dispatch)."""

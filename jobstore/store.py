@@ -732,6 +732,13 @@ class JobStore(Application):
         self._dispatches = {key: (time.monotonic(), found)}
         return found
 
+    def repository_moved(self, old: str, new: str, at: datetime) -> int:
+        """A repository renamed or transferred on GitHub: the jobs made before `at` under
+        its old name read under the new one in job_heads and capture_jobs (their events
+        keep the name they were made with; a rebuild of the views applies the moves
+        recorded in repository_events again). Returns how many jobs moved."""
+        return self.heads.rename_repository(old, new, at)
+
     def database(self, component: str) -> Database:
         """The store's connections lent to another component (its own tables, one unit of
         work per transaction): one pool per process, not one per holder."""

@@ -85,6 +85,22 @@ MERGE = sql.SQL(
 ).format(_cols, _updates)
 
 
+# Renames and transfers of repositories, in order: the jobs made before each read under
+# the new name (as JobStore.repository_moved did when it happened).
+REPLAY_MOVES = """
+DO $$
+DECLARE m record;
+BEGIN
+    FOR m IN SELECT at, old_name, new_name FROM repository_events
+             WHERE kind IN ('renamed', 'transferred') ORDER BY id
+    LOOP
+        UPDATE capture_jobs SET repository = m.new_name
+        WHERE lower(repository) = m.old_name AND created_at <= m.at;
+    END LOOP;
+END $$
+"""
+
+
 class JobViews(PostgresTrackingRecorder):
     """The view tables and their tracking position in the job store's event log."""
 
@@ -143,6 +159,7 @@ class JobViews(PostgresTrackingRecorder):
             self._reset(curs)
             while count := self._advance(curs, store, batch):
                 total += count
+            curs.execute(REPLAY_MOVES)
         return total
 
     def reset(self) -> None:

@@ -162,7 +162,7 @@ def freshness(ctx: click.Context, breached: bool, as_json: bool) -> None:
             return
         rows = resources(ctx).registry().freshness(breached_only=breached)
     columns = ["repository", "effective_tier", "age", "target", "breached", "last_success"]
-    columns += ["next_due", "bootstrap"]
+    columns += ["next_due", "bootstrap", "gone_at"]
     empty = "no repository is past its target" if breached else "no repositories tracked"
     click.echo(render.table(rows, columns) if rows else empty)
 

@@ -66,7 +66,24 @@ def list_tracked(ctx: click.Context, as_json: bool) -> None:
         echo_json(rows)
         return
     columns = ["repository", "tier", "workspace", "bootstrap", "promoted_until", "added_at"]
+    columns += ["gone_at"]  # GitHub no longer shows it (deleted, private, uninstalled)
     click.echo(render.table(rows, columns) if rows else "no repositories tracked")
+
+
+@track.command()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def events(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """What GitHub did to tracked repositories, newest first: renamed and transferred
+    (old and new name), gone (why) and back."""
+    with errors():
+        rows = resources(ctx).registry().repository_events(limit)
+    if as_json:
+        echo_json(rows)
+        return
+    columns = ["at", "kind", "old_name", "new_name", "repo_id", "reason"]
+    click.echo(render.table(rows, columns) if rows else "no repository was moved or gone")
 
 
 @track.command("import")

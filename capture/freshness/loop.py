@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from capture.errors import CaptureError, RateLimited
-from capture.freshness.probe import Probed, probe
+from capture.freshness.probe import Asked, Probed, probe
 from capture.freshness.registry import Registry
 from capture.freshness.rules import (
     FreshnessSettings,
@@ -27,6 +27,7 @@ from capture.github.client import GitHub
 from jobstore import MAX_DAYS, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
+GONE_REASON = "not found: deleted, made private, or no longer visible to our credentials"
 
 
 @dataclass
@@ -39,6 +40,9 @@ class PassReport:
     changed: list[str] = field(default_factory=list)
     fresh: int = 0
     missing: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # newly marked gone
+    back: list[str] = field(default_factory=list)  # gone, and shown again
+    moved: dict[str, str] = field(default_factory=dict)  # old name -> new name
     deferred: int = 0  # due, but left for a later pass (budget)
     refreshes: dict[str, str] = field(default_factory=dict)  # repository -> job id
     errors: list[str] = field(default_factory=list)
@@ -90,9 +94,10 @@ def _pass(
         bootstrap(dispatcher, registry, repository, now, settings)
         report.bootstrapped.append(repository)
     _refresh_all(dispatcher, registry, [by_name[r] for r in decided.refresh], now, settings, report)
+    asked = [Asked(name, by_name[name].node_id) for name in decided.probe]
     chunks = [
-        decided.probe[start : start + settings.probe_batch]
-        for start in range(0, len(decided.probe), settings.probe_batch)
+        asked[start : start + settings.probe_batch]
+        for start in range(0, len(asked), settings.probe_batch)
     ]
     spent = gh.meter.graphql_points
     for chunk, answer in _probed(gh, chunks, settings.probes_in_flight):
@@ -103,11 +108,12 @@ def _pass(
             continue
         if isinstance(answer, CaptureError):
             report.errors.append(f"probe of {len(chunk)} repositories failed: {answer}")
-            registry.probed([(repo, None, str(answer)[:200]) for repo in chunk], now)
+            registry.probed([(a.repository, None, str(answer)[:200]) for a in chunk], now)
             continue
         _answered(registry, dispatcher, gh, by_name, answer, now, settings, report)
     report.probe_points = gh.meter.graphql_points - spent
     acted = set(report.bootstrapped) | set(report.refreshes) | set(decided.probe)
+    acted |= set(report.moved.values())
     waiting = set(decided.waiting_names)
     registry.reschedule(
         (t.repository, next_look(t, now, settings.tiers))
@@ -123,8 +129,8 @@ def is_spare(t: Tracked, now: datetime) -> bool:
 
 
 def _probed(
-    gh: GitHub, chunks: list[list[str]], in_flight: int
-) -> Iterator[tuple[list[str], list[Probed] | CaptureError]]:
+    gh: GitHub, chunks: list[list[Asked]], in_flight: int
+) -> Iterator[tuple[list[Asked], list[Probed] | CaptureError]]:
     """Each chunk's probe answer (or the error it met), in order, up to `in_flight` probe
     queries at once (the session's concurrency caps requests per credential)."""
     if not chunks:
@@ -148,11 +154,14 @@ def _answered(
     settings: FreshnessSettings,
     report: PassReport,
 ) -> None:
-    """One probe query's answers: fresh ones marked so, changes refreshed when due."""
+    """One probe query's answers: fresh ones marked so, changes refreshed when due;
+    repositories GitHub moved followed, those it no longer shows marked gone."""
+    answers = _followed(registry, dispatcher, by_name, answers, now, report)
     report.probed += len(answers)
     errors = [(a.repository, a.newest_updated_at, a.missing and "not found") for a in answers]
     registry.probed([(r, n, e or None) for r, n, e in errors], now)
     report.missing += [a.repository for a in answers if a.missing]
+    answers = [a for a in answers if not by_name[a.repository].gone or a.missing]
     moved = [
         by_name[a.repository]
         for a in answers
@@ -166,6 +175,48 @@ def _answered(
     now_due = [t for t in moved if refresh_due(t, now, settings.tiers)]
     registry.pending([t.repository for t in moved if t not in now_due], now)
     _refresh_all(dispatcher, registry, now_due, now, settings, report, gh)
+
+
+def _followed(
+    registry: Registry,
+    dispatcher: Dispatcher,
+    by_name: dict[str, Tracked],
+    answers: list[Probed],
+    now: datetime,
+    report: PassReport,
+) -> list[Probed]:
+    """Renames and transfers followed (registry, stored rows, job views), gone ones marked
+    and those back unmarked; the answers under each repository's current name."""
+    found = []
+    for a in answers:
+        if a.missing or not a.moved or a.name is None or a.repo_id is None or a.node_id is None:
+            found.append(a)
+            continue
+        kind = registry.moved(a.repository, a.name, a.repo_id, a.node_id, now)
+        dispatcher.store.repository_moved(a.repository, a.name, now)
+        log.warning("%s was %s to %s on GitHub: followed", a.repository, kind, a.name)
+        report.moved[a.repository] = a.name
+        by_name[a.name] = replace(by_name.pop(a.repository), repository=a.name, node_id=a.node_id)
+        found.append(replace(a, repository=a.name))
+    registry.identified(
+        (a.repository, a.repo_id, a.node_id)
+        for a in found
+        if a.node_id is not None
+        and a.repo_id is not None
+        and by_name[a.repository].node_id != a.node_id
+    )
+    missing = [a.repository for a in found if a.missing]
+    newly = registry.gone(missing, GONE_REASON, now)
+    for name in newly:
+        log.warning("%s is gone on GitHub (%s): no longer probed or refreshed", name, GONE_REASON)
+    report.gone += newly
+    back = registry.back(
+        [a.repository for a in found if not a.missing and by_name[a.repository].gone], now
+    )
+    for name in back:
+        by_name[name] = replace(by_name[name], gone=False)
+    report.back += back
+    return found
 
 
 def _refresh_all(

@@ -14,13 +14,14 @@ from uuid import UUID
 
 import psycopg
 
-from capture.freshness.rules import TIERS, Tier, Tracked
+from capture.freshness.rules import GONE_RECHECK, TIERS, Tier, Tracked
 from jobstore import ConfigError, Database, parse_repository
 
 COLUMNS = """
 SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added_at,
        t.next_due, p.fresh_as_of, p.probed_at, p.changed_at,
-       p.pending_since IS NOT NULL AS pending, w.updated_at AS watermark, p.refresh_job
+       p.pending_since IS NOT NULL AS pending, w.updated_at AS watermark, p.refresh_job,
+       t.node_id, t.gone_at
 FROM tracked_repositories t
 LEFT JOIN repo_probes p ON p.repository = t.repository
 LEFT JOIN refresh_watermarks w ON w.repository = t.repository
@@ -54,7 +55,11 @@ FRESHNESS_COLUMNS = (
     "watermark",
     "refresh_job",
     "last_error",
+    "gone_at",
+    "gone_reason",
 )
+# Stored under a repository's name, moved with it when it is renamed or transferred.
+BY_NAME = ("repo_probes", "refresh_watermarks", "sync_watermarks")
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,124 @@ class Registry:
     def tracked(self) -> list[dict]:
         return self._run(
             "SELECT repository, tier, workspace, added_at, promoted_until, bootstrap, "
-            "bootstrap_jobs FROM tracked_repositories ORDER BY repository"
+            "bootstrap_jobs, repo_id, gone_at, gone_reason FROM tracked_repositories "
+            "ORDER BY repository"
+        )
+
+    # What GitHub moved or took away.
+
+    def identified(self, ids: Iterable[tuple[str, int, str]]) -> None:
+        """GitHub's ids of tracked repositories (name, database id, node id), as a probe
+        learned them: from then on they are probed by node id."""
+        rows = list(ids)
+        if rows:
+            self._run(
+                "UPDATE tracked_repositories t SET repo_id = x.i, node_id = x.n FROM "
+                "unnest(%s::text[], %s::bigint[], %s::text[]) AS x(r, i, n) "
+                "WHERE t.repository = x.r AND t.node_id IS DISTINCT FROM x.n",
+                tuple(map(list, zip(*rows, strict=True))),
+            )
+
+    def moved(self, old: str, new: str, repo_id: int, node_id: str, at: datetime) -> str:
+        """A tracked repository renamed or transferred (`new` as GitHub spells it): its
+        entry, probe state, watermarks and stored repository row move to the new name in
+        one transaction, with a repository_events row; returns the kind of move. Tracked
+        under both names (someone tracked the new one too): the two become one."""
+        old, name = old.lower(), new.lower()
+        kind = "transferred" if old.split("/")[0] != name.split("/")[0] else "renamed"
+
+        def work(conn: psycopg.Connection) -> None:
+            both = conn.execute(
+                "SELECT 1 FROM tracked_repositories WHERE repository = %s", (name,)
+            ).fetchone()
+            if both:
+                conn.execute("DELETE FROM tracked_repositories WHERE repository = %s", (old,))
+                conn.execute(
+                    "UPDATE tracked_repositories SET repo_id = %s, node_id = %s "
+                    "WHERE repository = %s",
+                    (repo_id, node_id, name),
+                )
+            else:
+                conn.execute(
+                    "UPDATE tracked_repositories SET repository = %s, repo_id = %s, "
+                    "node_id = %s WHERE repository = %s",
+                    (name, repo_id, node_id, old),
+                )
+            for table in BY_NAME:
+                keep = "repo_probes" if both else None
+                if table != keep:  # the older name's row wins: it is the tracked one's
+                    conn.execute(f"DELETE FROM {table} WHERE repository = %s", (name,))
+                    conn.execute(
+                        f"UPDATE {table} SET repository = %s WHERE repository = %s", (name, old)
+                    )
+                else:
+                    conn.execute(f"DELETE FROM {table} WHERE repository = %s", (old,))
+            conn.execute(
+                "UPDATE repositories SET name_stale_at = %s WHERE lower(full_name) = %s "
+                "AND id <> %s AND name_stale_at IS NULL",
+                (at, name, repo_id),
+            )
+            conn.execute(
+                "UPDATE repositories SET full_name = %s, name_stale_at = NULL WHERE id = %s",
+                (new, repo_id),
+            )
+            conn.execute(
+                "INSERT INTO repository_events (at, kind, repo_id, old_name, new_name) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (at, kind, repo_id, old, name),
+            )
+
+        self.db.run(work)
+        return kind
+
+    def gone(self, names: Iterable[str], reason: str, at: datetime) -> list[str]:
+        """Repositories GitHub does not show: marked gone (not probed or refreshed, not
+        breached; looked at again after GONE_RECHECK); returns the newly gone ones, each
+        with a repository_events row."""
+        names = list(names)
+        if not names:
+            return []
+        rows = self._run(
+            "WITH m AS (UPDATE tracked_repositories t SET "
+            "gone_at = COALESCE(t.gone_at, %(at)s), "
+            "gone_reason = COALESCE(t.gone_reason, %(reason)s), next_due = %(again)s "
+            "FROM (SELECT repository, gone_at IS NULL AS fresh FROM tracked_repositories "
+            "WHERE repository = ANY(%(names)s)) o WHERE t.repository = o.repository "
+            "RETURNING t.repository, t.repo_id, o.fresh), "
+            "e AS (INSERT INTO repository_events (at, kind, repo_id, old_name, reason) "
+            "SELECT %(at)s, 'gone', repo_id, repository, %(reason)s FROM m WHERE fresh) "
+            "SELECT repository FROM m WHERE fresh ORDER BY repository",
+            {"at": at, "reason": reason[:200], "names": names, "again": at + GONE_RECHECK},
+        )
+        return [r["repository"] for r in rows]
+
+    def back(self, names: Iterable[str], at: datetime) -> list[str]:
+        """Gone repositories GitHub shows again: live again, with a repository_events row."""
+        names = list(names)
+        if not names:
+            return []
+        rows = self._run(
+            "WITH m AS (UPDATE tracked_repositories SET gone_at = NULL, gone_reason = NULL "
+            "WHERE repository = ANY(%(names)s) AND gone_at IS NOT NULL "
+            "RETURNING repository, repo_id), "
+            "e AS (INSERT INTO repository_events (at, kind, repo_id, old_name) "
+            "SELECT %(at)s, 'back', repo_id, repository FROM m) "
+            "SELECT repository FROM m ORDER BY repository",
+            {"at": at, "names": names},
+        )
+        return [r["repository"] for r in rows]
+
+    def repository_events(self, limit: int = 100) -> list[dict]:
+        return self._run(
+            "SELECT at, kind, repo_id, old_name, new_name, reason FROM repository_events "
+            "ORDER BY id DESC LIMIT %s",
+            (limit,),
+        )
+
+    def gone_list(self) -> list[dict]:
+        return self._run(
+            "SELECT repository, gone_at, gone_reason FROM tracked_repositories "
+            "WHERE gone_at IS NOT NULL ORDER BY repository"
         )
 
     def promote(self, repository: str, until: datetime, reason: str) -> bool:
@@ -303,6 +425,8 @@ class Registry:
                 watermark=r["watermark"],
                 refreshing=r["refresh_job"] in running,
                 next_due=r["next_due"],
+                node_id=r["node_id"],
+                gone=r["gone_at"] is not None,
             )
             for r in rows
         ]

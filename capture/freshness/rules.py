@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 TIERS = ("hot", "warm", "cold")
 LOOK_AGAIN = timedelta(minutes=1)  # the soonest a repository passed over is looked at again
+GONE_RECHECK = timedelta(days=1)  # a gone repository is probed this rarely, to see it back
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class Tracked:
     watermark: datetime | None = None
     refreshing: bool = False  # a refresh job for it is active
     next_due: datetime | None = None  # when the planner was to look at it next
+    node_id: str | None = None  # GitHub's, once a probe learned it: probed by it
+    gone: bool = False  # GitHub did not show it: probed only every GONE_RECHECK
 
     def effective_tier(self, now: datetime) -> str:
         if self.promoted_until is not None and self.promoted_until > now:
@@ -86,14 +89,20 @@ class Decisions:
 
 
 def urgency(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> float:
-    """How far into its target the repository's data is (1.0: at the target)."""
+    """How far into its target the repository's data is (1.0: at the target); a gone
+    repository has no target."""
+    if t.gone:
+        return 0.0
     tier = tiers[t.effective_tier(now)]
     age = t.age(now)
     return float("inf") if age is None else age / tier.target
 
 
 def is_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
-    """Due for a probe: probeable, and its data past `probe_after`."""
+    """Due for a probe: probeable, and its data past `probe_after`; gone, and not probed
+    for GONE_RECHECK."""
+    if t.gone:
+        return t.probed_at is None or now - t.probed_at >= GONE_RECHECK
     if not is_probeable(t):
         return False
     age = t.age(now)
@@ -103,7 +112,7 @@ def is_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
 def refresh_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
     """A change is known (a probe found it, or one just did) and the data is old enough
     to refresh: past `refresh_after`, so later changes are coalesced into this refresh."""
-    if t.refreshing or t.bootstrap == "pending" or t.watermark is None:
+    if t.gone or t.refreshing or t.bootstrap == "pending" or t.watermark is None:
         return False
     age = t.age(now)
     return age is None or age >= tiers[t.effective_tier(now)].refresh_after
@@ -115,7 +124,7 @@ def decide(
     """What this pass does, within `budget` points (what the hour has left above the
     real-time reserve): bootstraps first, then probes, most overdue first."""
     tracked = list(tracked)
-    bootstrap = sorted(t.repository for t in tracked if t.bootstrap == "pending")
+    bootstrap = sorted(t.repository for t in tracked if t.bootstrap == "pending" and not t.gone)
     again = sorted(t.repository for t in tracked if needs_first_refresh(t, now, settings.tiers))
     pending_refresh = [t for t in tracked if t.pending and refresh_due(t, now, settings.tiers)]
     pending_refresh.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
@@ -146,14 +155,18 @@ def is_probeable(t: Tracked) -> bool:
     """Bootstrapped, with a watermark to compare with, no refresh under way, and no change
     known already (a known change waits for its refresh; probing it again tells nothing)."""
     return (
-        t.bootstrap != "pending" and not t.refreshing and not t.pending and t.watermark is not None
+        t.bootstrap != "pending"
+        and not t.refreshing
+        and not t.pending
+        and t.watermark is not None
+        and not t.gone
     )
 
 
 def needs_first_refresh(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
     """Bootstrapped, but its first refresh ended without a watermark (it failed): tried
     again, at most once per target period."""
-    if t.bootstrap == "pending" or t.watermark is not None or t.refreshing:
+    if t.gone or t.bootstrap == "pending" or t.watermark is not None or t.refreshing:
         return False
     return t.changed_at is None or now - t.changed_at >= tiers[t.effective_tier(now)].target
 
@@ -163,7 +176,9 @@ def next_look(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> datetime:
     the first moment a rule above could act on it (never before `now` plus a minute, so
     one the rules leave alone does not come back every pass)."""
     tier = tiers[t.effective_tier(now)]
-    if t.bootstrap == "pending":
+    if t.gone:
+        at = (t.probed_at or now) + GONE_RECHECK
+    elif t.bootstrap == "pending":
         at = now
     elif t.refreshing:
         at = now + tier.target

@@ -33,7 +33,10 @@ def connect(
     if token:
         headers["authorization"] = f"Bearer {token}"
     return httpx.Client(
-        headers=headers, timeout=httpx.Timeout(30.0, connect=10.0), transport=transport
+        headers=headers,
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        transport=transport,
+        max_redirects=3,  # a renamed repository's 301 is one hop
     )
 
 

@@ -128,12 +128,20 @@ class Session:
             drawn = self.draw(resource, cost)
             try:
                 with self._slots:
+                    # GitHub answers a renamed or transferred repository's old name with
+                    # 301 to its new place: followed for reads, never for writes.
                     response = self.client.request(
                         method,
                         url,
                         headers={**headers, "authorization": drawn.credential.authorization()},
+                        follow_redirects=method == "GET",
                         **kwargs,
                     )
+            except httpx.TooManyRedirects:
+                self.pool.observe(drawn, httpx.Headers(), self.now())
+                raise RequestRefused(
+                    f"GitHub redirected {method} {httpx.URL(url).path} too many times"
+                ) from None
             except httpx.TransportError as exc:
                 self.pool.observe(drawn, httpx.Headers(), self.now())  # the points come back
                 server += 1
@@ -188,6 +196,8 @@ class Session:
             raise RequestRefused(
                 f"GitHub refused {method} {path}: HTTP {status} ({error_message(response)})"
             )
+        if 300 <= status < 400 and status != 304:  # a write redirected: never data
+            raise RequestRefused(f"GitHub redirected {method} {path}: HTTP {status}")
         if status >= 500:
             if resource == "graphql" and status in (502, 504):
                 raise ServerError(status)  # the GraphQL client shrinks the page instead

@@ -67,6 +67,11 @@ def _breached(h: Health) -> list[tuple[str, str]]:
     return [("repositories", f"{len(h.breached_names)} repositories past target: {shown}")]
 
 
+def _gone(h: Health) -> list[tuple[str, str]]:
+    """One alert per repository: notified once when it goes, once if it comes back."""
+    return [(name, f"{name} is gone on GitHub: no longer probed or refreshed") for name in h.gone]
+
+
 def _error_rate(h: Health) -> list[tuple[str, str]]:
     high = []
     for lane, (failed, ended) in sorted(h.errors.items()):
@@ -95,6 +100,12 @@ RULES = (
         15 * _MIN,
     ),
     Rule("ErrorRateHigh", "a lane's attempts fail too often", _error_rate, 10 * _MIN),
+    Rule(
+        "RepositoryGone",
+        "a tracked repository is deleted, private or no longer visible on GitHub",
+        _gone,
+        timedelta(0),
+    ),
 )
 HOLD = {rule.name: rule.hold for rule in RULES}
 

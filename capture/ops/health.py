@@ -30,6 +30,7 @@ class Health:
     budgets: list[dict[str, Any]] = field(default_factory=list)
     breached: Counter = field(default_factory=Counter)  # tier -> repositories past target
     breached_names: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # tracked repositories GitHub no longer shows
     lag: int = 0
     cost: dict[str, Any] = field(default_factory=dict)
 
@@ -62,5 +63,6 @@ def snapshot(
     rows = registry.breached()
     health.breached = Counter(row["effective_tier"] for row in rows)
     health.breached_names = [row["repository"] for row in rows]
+    health.gone = [row["repository"] for row in registry.gone_list()]
     health.lag = reads.projection_lag(db)
     return health

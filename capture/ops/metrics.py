@@ -87,6 +87,11 @@ class HealthCollector(Collector):
             breached.add_metric([tier], h.breached.get(tier, 0))
         yield breached
         yield GaugeMetricFamily(
+            "prcapture_repositories_gone",
+            "Tracked repositories GitHub no longer shows (deleted, private, uninstalled)",
+            value=len(h.gone),
+        )
+        yield GaugeMetricFamily(
             "prcapture_projection_lag_events", "Events not yet in the views", value=h.lag
         )
         cost = GaugeMetricFamily(

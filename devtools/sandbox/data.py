@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from typing import Any
 
 REVIEW_STATES = ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING")
 CHANGE_TYPES = ("ADDED", "DELETED", "MODIFIED", "RENAMED", "COPIED", "CHANGED")
@@ -187,7 +188,12 @@ class World:
         # docs do not say, so the sandbox plays either reading (--edit-bumps-pr).
         self.edit_bumps_pr = True
         self.repositories: dict[str, Repository] = {}
-        self._index: dict[str, tuple[Repository, PullRequest] | Thread] | None = None
+        # Old names of renamed or transferred repositories, to their ids: GitHub redirects
+        # them (REST 301, GraphQL resolves them) until a repository takes the name.
+        self.moved: dict[str, int] = {}
+        # Repositories deleted or made private: unknown to every query, until restored.
+        self.hidden: dict[str, Repository] = {}
+        self._index: dict[str, Any] | None = None
         self._ids = count(1000)
         rng = random.Random(seed)
         self.users = [
@@ -199,11 +205,29 @@ class World:
     def repository(self, full_name: str) -> Repository | None:
         return self.repositories.get(full_name.lower())
 
-    def find(self, node_id: str) -> tuple[Repository, PullRequest] | Thread | None:
-        """A pull request (with its repository) or a review thread, by node id."""
+    def resolve(self, full_name: str) -> tuple[Repository | None, bool]:
+        """The repository a name leads to, and whether it was moved there (an old name)."""
+        found = self.repositories.get(full_name.lower())
+        if found is not None:
+            return found, False
+        moved = self.moved.get(full_name.lower())
+        return (self.by_id(moved), True) if moved is not None else (None, False)
+
+    def by_id(self, database_id: int) -> Repository | None:
+        return next((r for r in self.repositories.values() if r.database_id == database_id), None)
+
+    def account(self, database_id: int) -> Account | None:
+        return next((a for a in self.users + self.bots if a.database_id == database_id), None)
+
+    def find(
+        self, node_id: str
+    ) -> tuple[Repository, PullRequest] | Thread | Repository | Account | None:
+        """A pull request (with its repository), a review thread, a repository or an
+        account, by node id."""
         if self._index is None:
-            index: dict[str, tuple[Repository, PullRequest] | Thread] = {}
+            index: dict[str, Any] = {a.node_id: a for a in self.users + self.bots}
             for repo in self.repositories.values():
+                index[repo.node_id] = repo
                 for pr in repo.pulls.values():
                     index[pr.node_id] = (repo, pr)
                     index.update((f"PRRT_{t.database_id}", t) for t in pr.threads)
@@ -213,6 +237,7 @@ class World:
     def add_repository(self, full_name: str, pulls: int, days: int) -> Repository:
         """A repository with `pulls` pull requests created over the last `days` days."""
         owner, name = full_name.split("/")
+        self.moved.pop(full_name.lower(), None)  # a new repository takes an old name
         rng = random.Random(f"{self.seed}:{full_name}")
         start = self.now - timedelta(days=days)
         repo = Repository(next(self._ids), owner, name, start - timedelta(days=30))
@@ -426,3 +451,37 @@ class World:
         for account in self.users + self.bots:
             if account.database_id == database_id:
                 account.login = login
+
+    # What GitHub moves or takes away: repositories renamed, transferred, deleted, private.
+
+    def rename_repository(self, full_name: str, new_name: str) -> Repository:
+        """Renamed (a new name, or `owner/name` for a transfer to another owner): the old
+        name redirects until another repository takes it."""
+        repo = self.repositories.pop(full_name.lower())
+        if new_name.lower() in self.repositories:
+            self.repositories[full_name.lower()] = repo
+            raise ValueError(f"{new_name} exists")
+        owner, _, name = new_name.rpartition("/")
+        repo.owner, repo.name = owner or repo.owner, name
+        self.repositories[repo.full_name.lower()] = repo
+        self.moved = {old: i for old, i in self.moved.items() if old != repo.full_name.lower()}
+        self.moved[full_name.lower()] = repo.database_id
+        self._index = None
+        return repo
+
+    def transfer_repository(self, full_name: str, new_owner: str) -> Repository:
+        return self.rename_repository(full_name, f"{new_owner}/{full_name.split('/')[1]}")
+
+    def hide_repository(self, full_name: str) -> None:
+        """Deleted, or made private (for the sandbox's tokens, the same): not found."""
+        repo = self.repositories.pop(full_name.lower())
+        self.hidden[full_name.lower()] = repo
+        self.moved = {old: i for old, i in self.moved.items() if i != repo.database_id}
+        self._index = None
+
+    def restore_repository(self, full_name: str) -> Repository:
+        """Public again (a privatised repository made public)."""
+        repo = self.hidden.pop(full_name.lower())
+        self.repositories[full_name.lower()] = repo
+        self._index = None
+        return repo

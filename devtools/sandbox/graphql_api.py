@@ -228,27 +228,37 @@ class GraphQLApi:
             "id": "Q",
             "rateLimit": lambda info, dryRun=False: context["rate_limit"],
             "repository": lambda info, owner, name, followRenames=True: self.repository(
-                owner, name
+                owner, name, followRenames
             ),
             "node": lambda info, id: self.node(id),
             "nodes": lambda info, ids: [self.node(i) for i in ids],
         }
 
     def node(self, node_id: str) -> dict | None:
-        """A pull request or review thread by its node id (None if unknown, as on GitHub)."""
+        """A pull request, review thread, repository or account by its node id (None if
+        unknown, as on GitHub)."""
         found = self.world.find(node_id)
         if isinstance(found, tuple):
             return {**self.pull(*found, None), "__typename": "PullRequest"}
         if isinstance(found, data.Thread):
             return {**self.thread(found), "__typename": "PullRequestReviewThread"}
+        if isinstance(found, data.Repository):
+            return {**self.repository_node(found), "__typename": "Repository"}
+        if isinstance(found, data.Account):
+            return self.actor(found)
         return None
 
-    def repository(self, owner: str, name: str) -> dict:
-        repo = self.world.repository(f"{owner}/{name}")
-        if repo is None:
+    def repository(self, owner: str, name: str, follow: bool = True) -> dict:
+        """A repository by name; an old name of a renamed or transferred one resolves to
+        it (as GitHub's followRenames, true by default)."""
+        repo, moved = self.world.resolve(f"{owner}/{name}")
+        if repo is None or (moved and not follow):
             raise error(
                 f"Could not resolve to a Repository with the name '{owner}/{name}'.", "NOT_FOUND"
             )
+        return self.repository_node(repo)
+
+    def repository_node(self, repo: data.Repository) -> dict:
 
         def pulls(
             states: list[str] | None = None,

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from devtools.sandbox import data
 from devtools.sandbox.rest_shapes import Shapes
 
+SUFFIXES = [
+    ("", "repository"),
+    ("/pulls", "pulls"),
+    ("/pulls/comments", "repo_review_comments"),
+    ("/issues/comments", "repo_issue_comments"),
+    (r"/pulls/(?P<n>\d+)", "pull"),
+    (r"/pulls/(?P<n>\d+)/files", "files"),
+    (r"/pulls/(?P<n>\d+)/reviews", "reviews"),
+    (r"/pulls/(?P<n>\d+)/comments", "review_comments"),
+    (r"/pulls/(?P<n>\d+)/commits", "commits"),
+    (r"/issues/(?P<n>\d+)/comments", "issue_comments"),
+]
+# By name, and by id (where GitHub's redirects for renamed repositories point).
 ROUTES: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)"), "repository"),
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls"), "pulls"),
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls/(?P<n>\d+)"), "pull"),
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls/(?P<n>\d+)/files"), "files"),
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls/(?P<n>\d+)/reviews"), "reviews"),
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls/(?P<n>\d+)/comments"), "review_comments"),
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls/(?P<n>\d+)/commits"), "commits"),
-    (re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/issues/(?P<n>\d+)/comments"), "issue_comments"),
+    (re.compile(prefix + suffix), name)
+    for prefix in (r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)", r"/repositories/(?P<id>\d+)")
+    for suffix, name in SUFFIXES
 ]
 
 
@@ -28,6 +37,14 @@ class NotFound(Exception):
 
 class BadRequest(Exception):
     pass
+
+
+class Moved(Exception):
+    """An old name of a renamed or transferred repository: 301 to where it is now."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
 
 
 class RestApi:
@@ -53,8 +70,17 @@ class RestApi:
     def get(
         self, name: str, args: dict[str, str], query: dict[str, str], path: str
     ) -> tuple[Any, dict]:
-        """The body and extra headers (link) for a GET; raises NotFound or BadRequest."""
-        repo = self.world.repository(f"{args['o']}/{args['r']}")
+        """The body and extra headers (link) for a GET; raises NotFound, BadRequest, or
+        Moved for an old name."""
+        if "id" in args:
+            repo = self.world.by_id(int(args["id"]))
+        else:
+            repo, moved = self.world.resolve(f"{args['o']}/{args['r']}")
+            if repo is not None and moved:
+                rest = path.split("/", 4)[4] if path.count("/") > 3 else ""
+                where = f"{self.base_url}/repositories/{repo.database_id}"
+                where += f"/{rest}" if rest else ""
+                raise Moved(where + (f"?{urlencode(query)}" if query else ""))
         if repo is None:
             raise NotFound
         shapes = self.shapes
@@ -63,6 +89,8 @@ class RestApi:
         if name == "pulls":
             pulls = self.pull_list(repo, query)
             return self.page(pulls, query, path, lambda p: shapes.pull(repo, p))
+        if name in ("repo_issue_comments", "repo_review_comments"):
+            return self.repo_comments(repo, name, query, path)
         pr = repo.pulls.get(int(args["n"]))
         if pr is None:
             raise NotFound
@@ -99,6 +127,37 @@ class RestApi:
         if number < last:
             links += [link(number + 1, "next"), link(last, "last")]
         return [render(item) for item in chunk], ({"link": ", ".join(links)} if links else {})
+
+    def repo_comments(
+        self, repo: data.Repository, name: str, query: dict[str, str], path: str
+    ) -> tuple[list, dict]:
+        """Every issue or review comment of the repository's pull requests (GitHub's lists
+        also hold issues' comments; the sandbox has no issues), `since` an update time,
+        sorted by created (default) or updated."""
+        since = query.get("since")
+        try:
+            bound = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+        except ValueError:
+            raise BadRequest from None
+        sort = query.get("sort", "created")
+        if sort not in ("created", "updated") or query.get("direction", "asc") not in (
+            "asc",
+            "desc",
+        ):
+            raise BadRequest
+        shapes, found = self.shapes, []
+        for pr in repo.pulls.values():
+            kind = pr.comments if name == "repo_issue_comments" else pr.review_comments
+            found += [(pr, c) for c in kind if bound is None or c.updated_at >= bound]
+        key = (
+            (lambda x: (x[1].created_at, x[1].database_id))
+            if sort == "created"
+            else (lambda x: (x[1].updated_at, x[1].database_id))
+        )
+        found.sort(key=key, reverse=query.get("direction", "asc") == "desc")
+        if name == "repo_issue_comments":
+            return self.page(found, query, path, lambda x: shapes.issue_comment(repo, *x))
+        return self.page(found, query, path, lambda x: shapes.review_comment(repo, *x))
 
     def pull_list(self, repo: data.Repository, query: dict[str, str]) -> list:
         state = query.get("state", "open")

@@ -26,7 +26,7 @@ from devtools.sandbox.faults import Entry, FaultPlan, Ledger
 from devtools.sandbox.graphql_api import GraphQLApi
 from devtools.sandbox.lanes import Actions, Inngest, Rejected, Workflow
 from devtools.sandbox.limits import PER_MINUTE, Budgets
-from devtools.sandbox.rest_api import BadRequest, NotFound, RestApi
+from devtools.sandbox.rest_api import BadRequest, Moved, NotFound, RestApi
 
 DEFAULT_TOKEN = "sandbox-token"
 DEFAULT_EVENT_KEY = "sandbox-event-key"
@@ -404,6 +404,16 @@ class Sandbox:
             result = Response(exc.status, {"message": str(exc)})
         except NotFound:
             result = Response(404, {"message": "Not Found"})
+        except Moved as exc:
+            result = Response(
+                301,
+                {
+                    "message": "Moved Permanently",
+                    "url": exc.location,
+                    "documentation_url": "https://docs.github.com/v3/#http-redirects",
+                },
+                {"location": exc.location},
+            )
         except BadRequest:
             result = Response(422, {"message": "Validation Failed"})
         if result.status == 200 and method == "GET":

@@ -10,17 +10,15 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from capture.freshness.loop import on_request, plan_once
+from capture.freshness.loop import on_request
 from capture.freshness.registry import Entry, Registry
-from capture.freshness.rules import FreshnessSettings
 from devtools.sandbox import World
 from jobstore import views
-from jobstore.dispatcher import Dispatcher
 from jobstore.domain import Status
 from jobstore.spec import JobSpec
+from tests.capture.conftest import LOCAL
 from tests.sandbox_fixtures import NOW
 
-LOCAL = FreshnessSettings(fast_lane="local", bulk_lane="local", refresh_lane="local", reserve=0)
 REPOS = ("acme/widgets", "acme/gadgets", "acme/sprockets")
 
 
@@ -30,40 +28,6 @@ def world() -> World:
     for name, pulls in zip(REPOS, (60, 25, 5), strict=True):
         world.add_repository(name, pulls, 540)
     return world
-
-
-@pytest.fixture
-def loop(rigs, world, database_url):
-    """A planner pass and a local worker that runs whatever is queued, on one clock."""
-    rig = rigs(world)
-    registry = Registry(rig.store.database("registry"))
-    dispatcher = Dispatcher(rig.store, {}, {})
-
-    class Loop:
-        def __init__(self) -> None:
-            self.rig, self.registry, self.gh = rig, registry, rig.gh(False)
-
-        def plan(self, settings: FreshnessSettings = LOCAL):
-            return plan_once(registry, dispatcher, self.gh, rig.clock(), settings)
-
-        def work(self) -> list:
-            """Runs queued jobs (and the child jobs and parents they wake) until none is left."""
-            results = []
-            while True:
-                waiting = rig.store.heads.routed(["local"])
-                if not waiting:
-                    return results
-                results += [rig.run(job_id) for job_id in waiting]
-
-        def probe_points(self) -> int:
-            """What the sandbox charged for probe queries."""
-            return sum(
-                e.points
-                for e in rig.sandbox.ledger.entries
-                if e.kind == "graphql" and e.extra.get("operation") == "Probe"
-            )
-
-    return Loop()
 
 
 def rows(url: str, query: str, *args) -> list[tuple]:

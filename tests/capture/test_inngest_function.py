@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -245,7 +246,8 @@ def test_a_signed_call_replayed_later_is_refused_unread(store, database_url, end
             headers={"x-inngest-signature": sign_request(body, SIGNING_KEY, round(t))},
         )
         assert answer.status_code == 401
-        assert "the signature is 3600s from now" in answer.json()["error"]
+        # the second may turn between signing and checking
+        assert re.search(r"the signature is 3(599|600|601)s from now", answer.json()["error"])
     assert count_events(database_url) == before
 
 

@@ -1,0 +1,224 @@
+"""Repositories as GitHub moves them, on the real PostgreSQL and the sandbox: renames and
+transfers followed by the planner's probe (registry, stored rows, job views, an event with
+both names), REST's 301 for an old name followed for reads, a name taken again by a new
+repository, repositories gone (marked once, alerted once, not breached, back when shown)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from capture.cli.track import track
+from capture.errors import RequestRefused
+from capture.freshness.registry import Entry
+from capture.github.session import Session
+from capture.ops.alerts import RULES
+from devtools.sandbox import World
+from jobstore import views
+from jobstore.domain import Status
+from tests.sandbox_fixtures import NOW
+
+REPOS = ("acme/widgets", "acme/gadgets")
+
+
+@pytest.fixture
+def world() -> World:
+    world = World(seed=11, now=NOW)
+    for name, pulls in zip(REPOS, (30, 12), strict=True):
+        world.add_repository(name, pulls, 200)
+    return world
+
+
+def rows(url: str, query: str, *args) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def bootstrapped(loop, tier: str = "hot") -> None:
+    loop.registry.track([Entry(name, tier) for name in REPOS], loop.rig.clock())
+    loop.plan()
+    loop.work()
+
+
+@pytest.mark.parametrize(
+    ("new_name", "kind"), [("acme/widgets-v2", "renamed"), ("umbrella/widgets", "transferred")]
+)
+def test_a_renamed_or_transferred_repository_is_followed_everywhere(
+    loop, world, database_url, new_name, kind
+):
+    bootstrapped(loop)
+    job_views = views.open_views(database_url)
+    views.catch_up(loop.rig.store, job_views)
+    jobs_before = rows(
+        database_url, "SELECT count(*) FROM job_heads WHERE repository = %s", REPOS[0]
+    )
+    assert jobs_before[0][0] >= 1
+    assert (
+        rows(database_url, "SELECT count(*) FROM capture_jobs WHERE repository = %s", REPOS[0])
+        == jobs_before
+    )
+    repo_id = world.repository(REPOS[0]).database_id
+    world.rename_repository(REPOS[0], new_name)
+    loop.rig.clock.advance(minutes=6)
+    report = loop.plan()
+    assert report.moved == {REPOS[0]: new_name}
+    assert report.missing == []
+    assert report.gone == []
+    tracked = {r["repository"]: r for r in loop.registry.tracked()}
+    assert set(tracked) == {new_name, REPOS[1]}
+    assert tracked[new_name]["repo_id"] == repo_id
+    assert rows(database_url, "SELECT full_name FROM repositories WHERE id = %s", repo_id) == [
+        (new_name,)
+    ]
+    # the watermark and probe state moved with it: no second bootstrap, fresh now
+    (state,) = loop.registry.freshness(repository=new_name)
+    assert state["watermark"] is not None
+    assert state["fresh_as_of"] == loop.rig.clock()
+    assert state["bootstrap"] == "started"
+    # the job views read under the new name; the event has both names
+    moved = rows(database_url, "SELECT count(*) FROM job_heads WHERE repository = %s", new_name)
+    assert moved == jobs_before
+    in_views = "SELECT count(*) FROM capture_jobs WHERE repository = %s"
+    assert rows(database_url, in_views, new_name) == jobs_before
+    (event,) = loop.registry.repository_events()
+    assert (event["kind"], event["old_name"], event["new_name"]) == (kind, REPOS[0], new_name)
+    assert event["repo_id"] == repo_id
+    # a rebuild of the views from the log applies the move again
+    job_views.rebuild(loop.rig.store)
+    assert rows(database_url, in_views, new_name) == jobs_before
+    assert rows(database_url, in_views, REPOS[0]) == [(0,)]
+    job_views.close()
+    # new activity under the new name lands, by a refresh of the new name
+    pr = world.add_pull_request(new_name, loop.rig.clock())
+    loop.rig.clock.advance(minutes=11)
+    loop.plan()
+    loop.work()
+    loop.rig.clock.advance(minutes=11)
+    loop.plan()
+    loop.work()
+    stored = rows(
+        database_url,
+        "SELECT r.full_name FROM pull_requests p JOIN repositories r ON r.id = p.repository_id "
+        "WHERE p.id = %s",
+        pr.database_id,
+    )
+    assert stored == [(new_name,)]
+
+
+def test_a_rest_read_of_an_old_name_follows_the_301_and_stores_under_the_new_name(
+    rigs, world, database_url
+):
+    rig = rigs(world, force_rest=True)
+    world.rename_repository(REPOS[1], "acme/gadgets-next")
+    result = rig.run(rig.enqueue("repository-sync", REPOS[1], days=365))
+    assert result.outcome == "completed", result.detail
+    names = rows(database_url, "SELECT full_name FROM repositories")
+    assert names == [("acme/gadgets-next",)]
+    stored = rows(database_url, "SELECT count(*) FROM pull_requests")[0][0]
+    assert stored == len(world.repository("acme/gadgets-next").pulls)
+    statuses = [e.status for e in rig.sandbox.ledger.entries if e.kind == "rest"]
+    assert 301 in statuses  # GitHub's answer for the old name, followed
+
+
+def test_a_redirect_is_never_followed_for_a_write_nor_taken_as_data():
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            301,
+            json={"message": "Moved Permanently"},
+            headers={"location": "https://api.github.test/repositories/1/dispatches"},
+        )
+
+    client = httpx.Client(transport=httpx.MockTransport(answer), max_redirects=3)
+    session = Session(client)
+    with pytest.raises(RequestRefused, match="redirected POST /repos/a/b/dispatches: HTTP 301"):
+        session.request("POST", "https://api.github.test/repos/a/b/dispatches", "core", json={})
+    with pytest.raises(RequestRefused, match="redirected GET /repos/a/b too many times"):
+        session.request("GET", "https://api.github.test/repos/a/b", "core")
+
+
+def test_a_new_repository_taking_a_renamed_ones_old_name_does_not_collide(
+    loop, world, database_url
+):
+    bootstrapped(loop)
+    old = world.repository(REPOS[0])
+    world.rename_repository(REPOS[0], "acme/widgets-archive")
+    newcomer = world.add_repository(REPOS[0], 3, 10)  # GitHub drops the redirect
+    # someone captures the new one before the planner saw the rename: both rows kept
+    result = loop.rig.run(loop.rig.enqueue("repository-sync", REPOS[0], days=30))
+    assert result.outcome == "completed", result.detail
+    by_id = dict(rows(database_url, "SELECT id, name_stale_at IS NOT NULL FROM repositories"))
+    assert by_id[newcomer.database_id] is False
+    assert by_id[old.database_id] is True
+    # the planner probes the tracked one by its node id: it follows it to its new name
+    loop.rig.clock.advance(minutes=6)
+    report = loop.plan()
+    assert report.moved == {REPOS[0]: "acme/widgets-archive"}
+    names = dict(
+        rows(database_url, "SELECT id, full_name FROM repositories WHERE name_stale_at IS NULL")
+    )
+    assert names[old.database_id] == "acme/widgets-archive"
+    assert names[newcomer.database_id] == REPOS[0]
+
+
+def test_a_repository_gone_is_marked_once_alerted_once_not_breached_and_back_when_shown(
+    loop, world, database_url
+):
+    bootstrapped(loop)
+    world.hide_repository(REPOS[1])
+    loop.rig.clock.advance(minutes=6)
+    report = loop.plan()
+    assert report.gone == [REPOS[1]]
+    gone = {r["repository"]: r for r in loop.registry.tracked()}[REPOS[1]]
+    assert gone["gone_at"] == loop.rig.clock()
+    assert "not found" in gone["gone_reason"]
+    stored = rows(
+        database_url,
+        "SELECT count(*) FROM pull_requests p JOIN repositories r "
+        "ON r.id = p.repository_id WHERE r.full_name = %s",
+        REPOS[1],
+    )[0][0]
+    assert stored == 12  # its data stays readable
+    # an hour on: never probed, never refreshed, never breached
+    for _ in range(6):
+        loop.rig.clock.advance(minutes=10)
+        report = loop.plan()
+        assert REPOS[1] not in report.changed
+        assert REPOS[1] not in report.refreshes
+        loop.work()
+    probes = [r["repository"] for r in loop.registry.freshness(breached_only=True)]
+    assert REPOS[1] not in probes
+    (state,) = loop.registry.freshness(repository=REPOS[1])
+    assert state["gone_at"] is not None
+    assert [e["kind"] for e in loop.registry.repository_events()] == ["gone"]
+    env = {"DATABASE_URL": database_url}
+    listed = CliRunner().invoke(track, ["list"], env=env)
+    assert listed.exit_code == 0
+    assert REPOS[1] in listed.output
+    gone_line = next(line for line in listed.output.splitlines() if REPOS[1] in line)
+    assert "2026-11-29" in gone_line.split()[-2]  # its gone_at column
+    shown = json.loads(CliRunner().invoke(track, ["events", "--json"], env=env).output)
+    assert [(e["kind"], e["old_name"]) for e in shown] == [("gone", REPOS[1])]
+    assert "not found" in CliRunner().invoke(track, ["events"], env=env).output
+    rule = next(r for r in RULES if r.name == "RepositoryGone")
+    from capture.ops.health import Health
+
+    assert rule.check(Health(at=NOW, gone=[REPOS[1]]))[0][0] == REPOS[1]
+    # made public again: a day on, the rare probe finds it, and it is live again
+    world.restore_repository(REPOS[1])
+    loop.rig.clock.advance(days=1)
+    report = loop.plan()
+    assert report.back == [REPOS[1]]
+    assert [e["kind"] for e in loop.registry.repository_events()] == ["back", "gone"]
+    (state,) = loop.registry.freshness(repository=REPOS[1])
+    assert state["gone_at"] is None
+    jobs = rows(
+        database_url,
+        "SELECT status FROM job_heads WHERE repository = %s AND status <> %s",
+        REPOS[1],
+        Status.COMPLETED.value,
+    )
+    assert jobs == []
