@@ -37,6 +37,14 @@ def lines(report: PassReport) -> list[str]:
         f"left for a later pass (budget): {report.deferred}",
     ]
     out += [f"  not found on GitHub: {name}" for name in report.missing]
+    out += [f"  gone on GitHub, marked: {name}" for name in report.gone]
+    out += [f"  back on GitHub: {name}" for name in report.back]
+    out += [f"  moved on GitHub: {old} -> {new}" for old, new in report.moved.items()]
+    if report.contributors_checked:
+        out.append(
+            f"contributor logins re-read: {report.contributors_checked} "
+            f"({report.contributors_renamed} renamed)"
+        )
     out += [f"  error: {error}" for error in report.errors]
     return out
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from capture.errors import CaptureError, RateLimited
+from capture.freshness.contributors import recheck
 from capture.freshness.probe import Asked, Probed, probe
 from capture.freshness.registry import Registry
 from capture.freshness.rules import (
@@ -46,6 +47,8 @@ class PassReport:
     deferred: int = 0  # due, but left for a later pass (budget)
     refreshes: dict[str, str] = field(default_factory=dict)  # repository -> job id
     errors: list[str] = field(default_factory=list)
+    contributors_checked: int = 0
+    contributors_renamed: int = 0
     skipped: bool = False  # another planner was running a pass
 
     def as_json(self) -> dict:
@@ -112,6 +115,7 @@ def _pass(
             continue
         _answered(registry, dispatcher, gh, by_name, answer, now, settings, report)
     report.probe_points = gh.meter.graphql_points - spent
+    _contributors(registry, gh, now, settings, report)
     acted = set(report.bootstrapped) | set(report.refreshes) | set(decided.probe)
     acted |= set(report.moved.values())
     waiting = set(decided.waiting_names)
@@ -121,6 +125,22 @@ def _pass(
         if t.repository not in acted and t.repository not in waiting and not is_spare(t, now)
     )
     return report
+
+
+def _contributors(
+    registry: Registry, gh: GitHub, now: datetime, settings: FreshnessSettings, report: PassReport
+) -> None:
+    """Known contributors' logins re-read on their slow cadence, within what the budget
+    leaves (a failure is reported; the pass goes on)."""
+    queries = min(settings.contributor_queries, int(budget_left(gh, settings)))
+    if queries <= 0:
+        return
+    try:
+        checked, renamed = recheck(registry, gh, now, settings.contributors_every, queries)
+    except CaptureError as exc:
+        report.errors.append(f"contributor logins not re-read: {exc}")
+        return
+    report.contributors_checked, report.contributors_renamed = checked, renamed
 
 
 def is_spare(t: Tracked, now: datetime) -> bool:

@@ -270,6 +270,41 @@ class Registry:
         )
         return [r["repository"] for r in rows]
 
+    # Contributors, by GitHub's node id: logins renamed without new activity.
+
+    def contributors_due(self, before: datetime, limit: int) -> list[dict]:
+        """Up to `limit` contributors not checked since `before`, never checked first (by
+        the index on checked_at)."""
+        return self._run(
+            "SELECT id, node_id, login FROM contributors WHERE node_id IS NOT NULL "
+            "AND (checked_at IS NULL OR checked_at < %s) "
+            "ORDER BY checked_at NULLS FIRST LIMIT %s",
+            (before, limit),
+        )
+
+    def contributors_checked(
+        self, checked: list[int], logins: Mapping[int, str], now: datetime
+    ) -> int:
+        """Marks `checked` as read at `now`, and stores the `logins` GitHub showed (by id);
+        returns how many logins changed."""
+        if not checked:
+            return 0
+        pairs = sorted(logins.items())
+        rows = self._run(
+            "WITH c AS (UPDATE contributors SET checked_at = %(now)s WHERE id = ANY(%(ids)s)), "
+            "r AS (UPDATE contributors t SET login = x.login, updated_at = now() "
+            "FROM unnest(%(lid)s::bigint[], %(login)s::text[]) AS x(id, login) "
+            "WHERE t.id = x.id AND t.login IS DISTINCT FROM x.login RETURNING 1) "
+            "SELECT count(*) AS n FROM r",
+            {
+                "now": now,
+                "ids": sorted(checked),
+                "lid": [i for i, _ in pairs],
+                "login": [login for _, login in pairs],
+            },
+        )
+        return int(rows[0]["n"])
+
     def repository_events(self, limit: int = 100) -> list[dict]:
         return self._run(
             "SELECT at, kind, repo_id, old_name, new_name, reason FROM repository_events "

@@ -49,6 +49,10 @@ class FreshnessSettings:
     load_limit: int = 5000  # due repositories a pass reads (the rest wait a pass)
     refresh_points: float = 2.0  # the points a refresh is expected to spend
     reserve: int = 500  # points of the hour's budget kept for real-time work
+    # Known contributors' logins re-read (renamed users), each this often, at most
+    # `contributor_queries` queries of 100 a pass (about a point each).
+    contributors_every: timedelta = timedelta(days=7)
+    contributor_queries: int = 2
 
 
 @dataclass(frozen=True)

@@ -46,4 +46,6 @@ def load_freshness(env: Mapping[str, str] | None = None) -> FreshnessSettings:
         bulk_lane=choice(env, "CAPTURE_BULK_LANE", "github_actions", lanes),
         refresh_lane=None if refresh_lane == "auto" else refresh_lane,
         reserve=whole_number(env, "CAPTURE_RESERVE_POINTS", 500),
+        contributors_every=duration(env, "CAPTURE_CONTRIBUTORS_EVERY", timedelta(days=7)),
+        contributor_queries=whole_number(env, "CAPTURE_CONTRIBUTOR_QUERIES", 2),
     )

@@ -452,6 +452,11 @@ class World:
             if account.database_id == database_id:
                 account.login = login
 
+    def delete_user(self, database_id: int) -> None:
+        """An account deleted: its node is gone (GitHub shows its content as the ghost)."""
+        self.users = [a for a in self.users if a.database_id != database_id]
+        self._index = None
+
     # What GitHub moves or takes away: repositories renamed, transferred, deleted, private.
 
     def rename_repository(self, full_name: str, new_name: str) -> Repository:

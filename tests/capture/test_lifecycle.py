@@ -222,3 +222,34 @@ def test_a_repository_gone_is_marked_once_alerted_once_not_breached_and_back_whe
         Status.COMPLETED.value,
     )
     assert jobs == []
+
+
+def test_a_renamed_user_is_followed_by_the_slow_re_read_and_a_deleted_one_is_left(
+    loop, world, database_url
+):
+    bootstrapped(loop)
+    loop.rig.clock.advance(minutes=6)
+    first = loop.plan()  # every contributor is read once: none renamed
+    known = dict(rows(database_url, "SELECT id, login FROM contributors WHERE node_id IS NOT NULL"))
+    assert first.contributors_checked == min(200, len(known))
+    assert first.contributors_renamed == 0
+    users = [u for u in world.users if u.database_id in known]
+    renamed, deleted = users[0], users[1]
+    world.rename_user(renamed.database_id, "renamed-login")
+    world.delete_user(deleted.database_id)
+    loop.rig.clock.advance(days=2)
+    assert loop.plan().contributors_checked == max(0, len(known) - 200)  # not due yet
+    loop.rig.clock.advance(days=6)  # past the weekly cadence
+    report = loop.plan()
+    assert report.contributors_renamed == 1
+    assert report.errors == []
+    now = dict(rows(database_url, "SELECT id, login FROM contributors"))
+    assert now[renamed.database_id] == "renamed-login"
+    assert now[deleted.database_id] == known[deleted.database_id]  # left as stored
+    points = [
+        e.points
+        for e in loop.rig.sandbox.ledger.entries
+        if e.extra.get("operation") == "ContributorLogins"
+    ]
+    assert points
+    assert max(points) == 1

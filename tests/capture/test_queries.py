@@ -11,6 +11,7 @@ from graphql import build_schema, parse, validate
 from capture.fetch.collect import by_ids_document, numbers_query
 from capture.fetch.pages import PAGES, Page, compose
 from capture.fetch.shape import Observed, Shape, plan
+from capture.freshness.probe import Asked, probe_query
 from capture.github.cost import query_cost
 from capture.github.graphql import document
 from tests.devtools.test_sandbox_schema import REAL
@@ -114,3 +115,11 @@ def test_a_plan_is_remembered_for_a_histogram_and_searched_again_for_another():
     again = plan(doc, ALL, observed, counting="strict", todo=7)
     assert again is not first
     assert again.shape.pages["comments"] >= first.shape.pages["comments"]
+
+
+def test_the_probe_query_by_node_id_and_by_name_is_valid_and_costs_one_point(github):
+    asked = [Asked(f"acme/r{i}", f"R_{i}" if i % 2 else None) for i in range(100)]
+    text, variables = probe_query(asked)
+    assert validate(github, parse(text)) == []
+    for counting in ("strict", "lenient"):
+        assert query_cost(parse(text), variables, counting=counting).points == 1
