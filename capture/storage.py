@@ -121,13 +121,21 @@ def upsert(table: str, skip: tuple[str, ...] = ()) -> str:
     )
 
 
+# Pull requests updated, or open (their comments may be edited without moving them), by
+# the latest update of the pull request or its comments.
+RECENTLY_ACTIVE = (
+    "SELECT p.number, greatest(p.updated_at, (SELECT max(c.updated_at) FROM comments c "
+    "WHERE c.pull_request_id = p.id)) AS active FROM pull_requests p "
+    "WHERE p.repository_id = (SELECT id FROM repositories WHERE lower(full_name) = "
+    "lower(%s) AND name_stale_at IS NULL) "
+    "AND (p.updated_at >= %s OR p.state = 'OPEN') ORDER BY active DESC LIMIT %s"
+)
 # GitHub gives a renamed repository's old name to a new one that takes it: the row that
 # held the name keeps it, marked stale, until its own new name is seen (the planner's
 # probe by node id, or a capture of it).
 STALE_NAMES = (
-    "UPDATE repositories r SET name_stale_at = now() "
-    "FROM jsonb_to_recordset(%s) AS x(id bigint, full_name text) "
-    "WHERE lower(r.full_name) = lower(x.full_name) AND r.id <> x.id AND r.name_stale_at IS NULL"
+    "UPDATE repositories r SET name_stale_at = now() WHERE lower(r.full_name) = ANY(%(names)s) "
+    "AND r.name_stale_at IS NULL AND r.id <> ALL(%(ids)s)"
 )
 UPDATE_DETAILS = (
     "UPDATE pull_requests p SET "
@@ -231,7 +239,13 @@ class Storage:
             ("contributors", list(rows.contributors.values())),
         ]
         if rows.repositories:  # a name another repository held: that one's is stale now
-            cur.execute(STALE_NAMES, (as_json(in_key_order("repositories", rows.repositories)),))
+            cur.execute(
+                STALE_NAMES,
+                {
+                    "names": sorted({r["full_name"].lower() for r in rows.repositories}),
+                    "ids": sorted({r["id"] for r in rows.repositories}),
+                },
+            )
         for table, items in batches:
             if items:
                 cur.execute(upsert(table), (as_json(in_key_order(table, items)),))
@@ -313,12 +327,20 @@ class Storage:
         )
         return {r["number"]: r["node_id"] for r in rows}
 
-    def refresh_watermark(self, repository: str) -> datetime | None:
+    def refresh_watermarks(self, repository: str) -> tuple[datetime | None, datetime | None]:
+        """The refresh watermark, and the comment listings' (None: not yet)."""
         rows = self._rows(
-            "SELECT updated_at FROM refresh_watermarks WHERE repository = lower(%s)",
+            "SELECT updated_at, comments_at FROM refresh_watermarks WHERE repository = lower(%s)",
             (repository,),
         )
-        return rows[0]["updated_at"] if rows else None
+        return (rows[0]["updated_at"], rows[0]["comments_at"]) if rows else (None, None)
+
+    def recently_active(self, repository: str, since: datetime, limit: int) -> list[int]:
+        """The numbers of the repository's pull requests updated, or with comments
+        created or edited, at or after `since`: the most recent `limit` (by the indexes
+        on repository_id and pull_request_id)."""
+        rows = self._rows(RECENTLY_ACTIVE, (repository, since, limit))
+        return sorted(r["number"] for r in rows if r["active"] >= since)
 
     def refreshed(
         self,
@@ -326,14 +348,16 @@ class Storage:
         newest: datetime | None,
         listed_at: datetime,
         rows: Rows | None = None,
+        comments_at: datetime | None = None,
     ) -> None:
         """A whole refresh is stored: its watermark (the newest updatedAt it captured)
         advances, and the repository is fresh as of when its listing began. Written after
-        the last pull request, so never ahead of stored data."""
+        the last pull request, so never ahead of stored data. `comments_at`: every comment
+        created or edited before it is stored (the repository-level listings said)."""
         name = repository.lower()
         newest = newest or EPOCH  # no pull requests yet: any first one is a change
 
-        params = {"name": name, "newest": newest, "listed_at": listed_at}
+        params = {"name": name, "newest": newest, "listed_at": listed_at, "comments": comments_at}
         rows = self._unknown(rows) if rows is not None else None
 
         def work(conn: psycopg.Connection) -> None:
@@ -389,9 +413,11 @@ class StoredEtags:
 # last success, and (if it is tracked) when the planner next needs to probe it.
 REFRESHED = """
 WITH watermark AS (
-    INSERT INTO refresh_watermarks (repository, updated_at) VALUES (%(name)s, %(newest)s)
+    INSERT INTO refresh_watermarks (repository, updated_at, comments_at)
+    VALUES (%(name)s, %(newest)s, %(comments)s)
     ON CONFLICT (repository) DO UPDATE SET advanced_at = now(),
-        updated_at = GREATEST(refresh_watermarks.updated_at, EXCLUDED.updated_at)
+        updated_at = GREATEST(refresh_watermarks.updated_at, EXCLUDED.updated_at),
+        comments_at = GREATEST(refresh_watermarks.comments_at, EXCLUDED.comments_at)
 ), known AS (  -- GitHub's ids, from the row the refresh stored under this name
     SELECT r.id, r.node_id FROM repositories r
     WHERE lower(r.full_name) = %(name)s AND r.name_stale_at IS NULL

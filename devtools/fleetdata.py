@@ -14,8 +14,9 @@ BIG = "fleet/big"
 BIG_PULLS = 256
 
 STATEMENTS = (
-    "INSERT INTO contributors (id, login, kind) SELECT %(base)s + g, 'fleet-user-' || g, "
-    "'User' FROM generate_series(1, 20000) g ON CONFLICT DO NOTHING",
+    "INSERT INTO contributors (id, login, kind, node_id, checked_at) SELECT %(base)s + g, "
+    "'fleet-user-' || g, 'User', 'U_' || (%(base)s + g), now() - make_interval(mins => g) "
+    "FROM generate_series(1, 20000) g ON CONFLICT DO NOTHING",
     # Repositories; the last one is the big one.
     "INSERT INTO repositories (id, node_id, full_name, created_at) "
     "SELECT %(base)s + g, 'R_fleet_' || g, "

@@ -40,6 +40,16 @@ ALTER TABLE contributors ADD COLUMN IF NOT EXISTS checked_at timestamptz;
 CREATE INDEX IF NOT EXISTS contributors_next_check
     ON contributors (checked_at NULLS FIRST) WHERE node_id IS NOT NULL;
 
+-- Edits and deletions that may not move a pull request's updatedAt (GitHub's docs do not
+-- say): the newest comment update a refresh has seen through the repository-level comment
+-- listings, and when the recently active pull requests were last reconciled whole.
+ALTER TABLE refresh_watermarks ADD COLUMN IF NOT EXISTS comments_at timestamptz;
+-- (a repository tracked now is first reconciled a day on)
+ALTER TABLE tracked_repositories ADD COLUMN IF NOT EXISTS reconciled_at timestamptz
+    NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS tracked_repositories_reconcile
+    ON tracked_repositories (reconciled_at) WHERE gone_at IS NULL;
+
 -- Gone repositories are shown, and are not breached.
 CREATE OR REPLACE VIEW repo_freshness AS
 SELECT

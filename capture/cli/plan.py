@@ -36,6 +36,12 @@ def lines(report: PassReport) -> list[str]:
         f"changed, refresh enqueued: {len(report.refreshes)}",
         f"left for a later pass (budget): {report.deferred}",
     ]
+    if report.comment_changes:
+        out.append(
+            f"comments edited without moving their pull request: {len(report.comment_changes)}"
+        )
+    if report.reconciles:
+        out.append(f"reconciliations enqueued: {len(report.reconciles)}")
     out += [f"  not found on GitHub: {name}" for name in report.missing]
     out += [f"  gone on GitHub, marked: {name}" for name in report.gone]
     out += [f"  back on GitHub: {name}" for name in report.back]

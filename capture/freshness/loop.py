@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from capture.errors import CaptureError, RateLimited
+from capture.fetch.comments import newest_comment
 from capture.freshness.contributors import recheck
 from capture.freshness.probe import Asked, Probed, probe
 from capture.freshness.registry import Registry
@@ -19,6 +20,7 @@ from capture.freshness.rules import (
     FreshnessSettings,
     Tracked,
     changed,
+    comments_changed,
     decide,
     next_look,
     refresh_due,
@@ -47,6 +49,8 @@ class PassReport:
     deferred: int = 0  # due, but left for a later pass (budget)
     refreshes: dict[str, str] = field(default_factory=dict)  # repository -> job id
     errors: list[str] = field(default_factory=list)
+    reconciles: dict[str, str] = field(default_factory=dict)  # repository -> job id
+    comment_changes: list[str] = field(default_factory=list)  # found by the comment probe
     contributors_checked: int = 0
     contributors_renamed: int = 0
     skipped: bool = False  # another planner was running a pass
@@ -115,6 +119,7 @@ def _pass(
             continue
         _answered(registry, dispatcher, gh, by_name, answer, now, settings, report)
     report.probe_points = gh.meter.graphql_points - spent
+    _reconcile_all(registry, dispatcher, gh, now, settings, report)
     _contributors(registry, gh, now, settings, report)
     acted = set(report.bootstrapped) | set(report.refreshes) | set(decided.probe)
     acted |= set(report.moved.values())
@@ -189,12 +194,74 @@ def _answered(
     ]
     moved_names = {t.repository for t in moved}
     fresh = [a.repository for a in answers if not a.missing and a.repository not in moved_names]
+    if settings.comment_probes:
+        commented, failed = _comment_probes(gh, [by_name[r] for r in fresh], settings)
+        report.comment_changes += [t.repository for t in commented]
+        report.errors += [f"comment probe of {r} failed: {e}" for r, e in failed.items()]
+        registry.probed([(r, None, e[:200]) for r, e in failed.items()], now)
+        moved += commented
+        skip = {t.repository for t in commented} | set(failed)
+        fresh = [r for r in fresh if r not in skip]
     registry.fresh(fresh, now)
     report.fresh += len(fresh)
     report.changed += [t.repository for t in moved]
     now_due = [t for t in moved if refresh_due(t, now, settings.tiers)]
     registry.pending([t.repository for t in moved if t not in now_due], now)
     _refresh_all(dispatcher, registry, now_due, now, settings, report, gh)
+
+
+def _comment_probes(
+    gh: GitHub, unchanged: list[Tracked], settings: FreshnessSettings
+) -> tuple[list[Tracked], dict[str, str]]:
+    """Of repositories whose pull requests did not move, those with a comment created or
+    edited since the last refresh (edits that did not bump their pull request), and the
+    ones whose comment probe failed (repository -> error)."""
+    if not unchanged:
+        return [], {}
+    found, failed = [], {}
+    workers = max(1, min(settings.probes_in_flight, len(unchanged)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(newest_comment, gh, t.repository) for t in unchanged]
+        for tracked, future in zip(unchanged, futures, strict=True):
+            try:
+                if comments_changed(future.result(), tracked):
+                    found.append(tracked)
+            except CaptureError as exc:
+                failed[tracked.repository] = str(exc)
+    return found, failed
+
+
+def _reconcile_all(
+    registry: Registry,
+    dispatcher: Dispatcher,
+    gh: GitHub,
+    now: datetime,
+    settings: FreshnessSettings,
+    report: PassReport,
+) -> None:
+    """Repositories due for reconciliation (their recently active pull requests whole,
+    so deletions that moved nothing are seen), as far as the budget goes."""
+    affordable = refreshes_affordable(budget_left(gh, settings), settings)
+    limit = min(settings.reconciles_per_pass, affordable)
+    if limit <= 0:
+        return
+    for repository in registry.reconcile_due(now, settings.reconcile_every, limit):
+        spec = JobSpec.create(
+            "repository-refresh",
+            repository,
+            trigger="scheduled",
+            priority="low",
+            dedupe_key=f"repository-reconcile:{repository}",
+            params={"reconcile": settings.reconcile_days},
+        )
+        submitted = dispatcher.submit(
+            spec,
+            now,
+            settings.refresh_lane,
+            reason=f"reconcile: pull requests active in the last {settings.reconcile_days} "
+            "days, whole (deletions that moved nothing)",
+        )
+        report.reconciles[repository] = str(submitted.job.id)
 
 
 def _followed(
@@ -281,6 +348,7 @@ def refresh(
     Its window (watermark to now) lets the router choose: recent changes go real-time."""
     since = min(tracked.watermark or now, now - timedelta(seconds=1))
     since = max(since, now - timedelta(days=MAX_DAYS))
+    comments = tracked.comments_watermark or tracked.watermark
     spec = JobSpec.create(
         "repository-refresh",
         tracked.repository,
@@ -289,7 +357,9 @@ def refresh(
         trigger="scheduled",
         priority="high" if tracked.effective_tier(now) == "hot" else "normal",
         dedupe_key=f"repository-refresh:{tracked.repository}",
-        params={"tier": tracked.effective_tier(now)},
+        # where the comment listings start (the refresh need not read it)
+        params={"tier": tracked.effective_tier(now)}
+        | ({"comments_since": comments.isoformat()} if comments else {}),
     )
     submitted = dispatcher.submit(spec, now, settings.refresh_lane)
     return submitted.job.id

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,7 +21,7 @@ COLUMNS = """
 SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added_at,
        t.next_due, p.fresh_as_of, p.probed_at, p.changed_at,
        p.pending_since IS NOT NULL AS pending, w.updated_at AS watermark, p.refresh_job,
-       t.node_id, t.gone_at
+       t.node_id, t.gone_at, w.comments_at AS comments_watermark
 FROM tracked_repositories t
 LEFT JOIN repo_probes p ON p.repository = t.repository
 LEFT JOIN refresh_watermarks w ON w.repository = t.repository
@@ -38,6 +38,20 @@ LOAD_ALL = COLUMNS + " ORDER BY t.repository"
 AFTER = "freshness_after(t.tier, t.promoted_until, %(at)s, '{kind}')"
 
 
+# The next repositories due a reconciliation, taken (marked) in the same statement.
+RECONCILE_DUE = (
+    "UPDATE tracked_repositories SET reconciled_at = %(now)s WHERE repository IN ("
+    "SELECT repository FROM tracked_repositories WHERE gone_at IS NULL "
+    "AND bootstrap <> 'pending' AND reconciled_at < %(before)s "
+    "ORDER BY reconciled_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+    "RETURNING repository"
+)
+# Known contributors whose login was not read for a while, never read first.
+CONTRIBUTORS_DUE = (
+    "SELECT id, node_id, login FROM contributors WHERE node_id IS NOT NULL "
+    "AND (checked_at IS NULL OR checked_at < %s) "
+    "ORDER BY checked_at NULLS FIRST LIMIT %s"
+)
 PLANNER_LOCK = 0x706C616E  # one planner pass at a time, across every process
 FRESHNESS_COLUMNS = (
     "repository",
@@ -134,8 +148,9 @@ class Registry:
         ]
         before = {r["repository"]: r for r in self.tracked()}
         self._run(
-            "INSERT INTO tracked_repositories (repository, tier, workspace, added_at, next_due) "
-            "VALUES (%(repository)s, %(tier)s, %(workspace)s, %(now)s, %(now)s) "
+            "INSERT INTO tracked_repositories (repository, tier, workspace, added_at, next_due, "
+            "reconciled_at) VALUES (%(repository)s, %(tier)s, %(workspace)s, %(now)s, %(now)s, "
+            "%(now)s) "
             "ON CONFLICT (repository) DO UPDATE SET tier = EXCLUDED.tier, "
             "workspace = COALESCE(EXCLUDED.workspace, tracked_repositories.workspace), "
             "next_due = LEAST(tracked_repositories.next_due, EXCLUDED.next_due)",
@@ -270,17 +285,21 @@ class Registry:
         )
         return [r["repository"] for r in rows]
 
+    # Reconciliation: recently active pull requests captured whole, now and then.
+
+    def reconcile_due(self, now: datetime, every: timedelta, limit: int) -> list[str]:
+        """Up to `limit` bootstrapped, live repositories not reconciled for `every` (by
+        the index on reconciled_at); marked reconciled at `now`, so a planner running
+        alongside does not take them too."""
+        rows = self._run(RECONCILE_DUE, {"now": now, "before": now - every, "limit": limit})
+        return sorted(r["repository"] for r in rows)
+
     # Contributors, by GitHub's node id: logins renamed without new activity.
 
     def contributors_due(self, before: datetime, limit: int) -> list[dict]:
         """Up to `limit` contributors not checked since `before`, never checked first (by
         the index on checked_at)."""
-        return self._run(
-            "SELECT id, node_id, login FROM contributors WHERE node_id IS NOT NULL "
-            "AND (checked_at IS NULL OR checked_at < %s) "
-            "ORDER BY checked_at NULLS FIRST LIMIT %s",
-            (before, limit),
-        )
+        return self._run(CONTRIBUTORS_DUE, (before, limit))
 
     def contributors_checked(
         self, checked: list[int], logins: Mapping[int, str], now: datetime
@@ -462,6 +481,7 @@ class Registry:
                 next_due=r["next_due"],
                 node_id=r["node_id"],
                 gone=r["gone_at"] is not None,
+                comments_watermark=r["comments_watermark"],
             )
             for r in rows
         ]
@@ -481,6 +501,7 @@ class Registry:
         """Its bootstrap is enqueued: looked at again after its target at the latest."""
         self._run(
             "UPDATE tracked_repositories t SET bootstrap = 'started', bootstrap_jobs = %(jobs)s, "
+            "reconciled_at = %(at)s, "
             f"next_due = %(at)s + {AFTER.format(kind='target')} WHERE repository = %(name)s",
             {"jobs": jobs, "name": repository, "at": now},
         )

@@ -53,6 +53,15 @@ class FreshnessSettings:
     # `contributor_queries` queries of 100 a pass (about a point each).
     contributors_every: timedelta = timedelta(days=7)
     contributor_queries: int = 2
+    # Comments edited or deleted where that does not move their pull request (GitHub's
+    # docs do not say whether it does): the repository-level comment listings probed
+    # with each probe (conditional reads, free while unchanged), and the pull requests
+    # active in the last `reconcile_days` captured whole every `reconcile_every`
+    # (deletions), at most `reconciles_per_pass` repositories a pass.
+    comment_probes: bool = True
+    reconcile_every: timedelta = timedelta(days=1)
+    reconcile_days: int = 7
+    reconciles_per_pass: int = 50
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Tracked:
     next_due: datetime | None = None  # when the planner was to look at it next
     node_id: str | None = None  # GitHub's, once a probe learned it: probed by it
     gone: bool = False  # GitHub did not show it: probed only every GONE_RECHECK
+    comments_watermark: datetime | None = None  # every comment updated before it is stored
 
     def effective_tier(self, now: datetime) -> str:
         if self.promoted_until is not None and self.promoted_until > now:
@@ -193,6 +203,15 @@ def next_look(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> datetime:
     else:
         at = (t.fresh_as_of or now) + tier.probe_after
     return max(at, now + LOOK_AGAIN)
+
+
+def comments_changed(newest_comment: datetime | None, t: Tracked) -> bool:
+    """Whether the repository's newest comment update is newer than what refreshes have
+    stored of comments (before the first such refresh: than the pull request watermark)."""
+    if newest_comment is None:
+        return False
+    bound = t.comments_watermark or t.watermark
+    return bound is None or newest_comment > bound
 
 
 def changed(newest_updated_at: datetime | None, watermark: datetime | None) -> bool:

@@ -48,4 +48,7 @@ def load_freshness(env: Mapping[str, str] | None = None) -> FreshnessSettings:
         reserve=whole_number(env, "CAPTURE_RESERVE_POINTS", 500),
         contributors_every=duration(env, "CAPTURE_CONTRIBUTORS_EVERY", timedelta(days=7)),
         contributor_queries=whole_number(env, "CAPTURE_CONTRIBUTOR_QUERIES", 2),
+        comment_probes=choice(env, "CAPTURE_COMMENT_PROBES", "yes", ("yes", "no")) == "yes",
+        reconcile_every=duration(env, "CAPTURE_RECONCILE_EVERY", timedelta(days=1)),
+        reconcile_days=min(whole_number(env, "CAPTURE_RECONCILE_DAYS", 7), 90),
     )

@@ -49,19 +49,24 @@ class RestClient:
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self._get(self._url(path), params)[0]
 
-    def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[list]:
-        """Every page of a list endpoint, following `link: rel="next"` to the end."""
+    def pages(
+        self, path: str, params: dict[str, Any] | None = None, conditional: bool = True
+    ) -> Iterator[list]:
+        """Every page of a list endpoint, following `link: rel="next"` to the end; not
+        `conditional`: no ETag kept (a URL never asked again, e.g. with a since= time)."""
         url: str | None = self._url(path)
         query = {"per_page": 100, **(params or {})}
         while url is not None:
-            body, link = self._get(url, query)
+            body, link = self._get(url, query, conditional)
             yield body
             url, query = parse_link(link).get("next"), None
 
     def _url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base_url}{path}"
 
-    def _get(self, url: str, params: dict[str, Any] | None) -> tuple[Any, str | None]:
+    def _get(
+        self, url: str, params: dict[str, Any] | None, conditional: bool = True
+    ) -> tuple[Any, str | None]:
         meter = self.session.meter
         if self.cap is not None and meter.rest_points >= self.cap:
             raise FallbackCapped(
@@ -70,7 +75,7 @@ class RestClient:
             )
         key = f"{url}?{sorted((params or {}).items())}"
         credential = fingerprint(self.session.client.headers.get("authorization", ""))
-        cached = self.etags.get(credential, key)
+        cached = self.etags.get(credential, key) if conditional else None
         headers = {"accept": "application/vnd.github+json"}
         if cached is not None:
             headers["if-none-match"] = cached[0]
@@ -81,7 +86,7 @@ class RestClient:
         meter.rest_points += 1
         body = response.json()
         link = response.headers.get("link")
-        if "etag" in response.headers:
+        if conditional and "etag" in response.headers:
             self.etags.put(credential, key, response.headers["etag"], body, link)
         return body, link
 

@@ -9,19 +9,23 @@ CAPTURE_MAX_ITEMS splits into child jobs and advances them when all have complet
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from capture import records
-from capture.errors import Incomplete
+from capture.errors import CaptureError, Incomplete, RequestRefused
 from capture.fetch.collect import collect, index_page
+from capture.fetch.comments import commented_since
 from capture.fetch.pages import fetch_pages
 from capture.fetch.rest import rest_index
 from capture.handlers.base import Context, Outcome, with_rest_fallback
 from capture.handlers.pulls import Listed, await_children, capture_pulls, split_into_children
 from capture.records import Rows, when
 
+log = logging.getLogger(__name__)
 ALL = {"details", "reviews", "comments"}
 BOOTSTRAP = timedelta(days=30)  # without a watermark or a window: the last 30 days
+RECONCILE_MAX = 100  # pull requests a reconciliation captures whole, most recently active
 
 
 def run(ctx: Context) -> Outcome:
@@ -38,10 +42,35 @@ def _refresh(ctx: Context) -> Outcome:
     job = ctx.job
     if job.pr_numbers:  # a child of a large refresh: its pull requests, whole
         return capture_pulls(ctx, sorted(job.pr_numbers), ALL)
+    if "reconcile" in job.params:
+        days = job.params["reconcile"]
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
+            raise RequestRefused(f"params.reconcile must be 1 to 90 days, got {days!r}")
+        return _reconcile(ctx, days)
     listed_at = ctx.now()
-    bound = job.since or ctx.storage.refresh_watermark(job.repository)
+    given = job.params.get("comments_since")
+    if job.since and isinstance(given, str):  # the planner read both watermarks
+        watermark, comments_since = None, _parsed(given)
+    else:
+        watermark, comments_since = ctx.storage.refresh_watermarks(job.repository)
+    bound = job.since or watermark
     bound = bound or listed_at - BOOTSTRAP
     numbers, newest, listed = list_updated(ctx, bound)
+    # Comments edited (or added) where that did not move their pull request: those
+    # pull requests too, whole. Listed after the pull requests, so every comment updated
+    # before `listed_at` is in one listing or the other.
+    # If the listings cannot be read (REST down, its budget spent), the refresh goes on
+    # without them and the comment watermark stays: the next refresh lists from it.
+    since = comments_since or bound
+    comments_at: datetime | None = listed_at
+    try:
+        commented, _ = commented_since(ctx.gh, job.repository, since)
+    except CaptureError as exc:
+        log.warning(
+            "%s: comment listings not read (%s); their watermark stays", job.repository, exc
+        )
+        commented, comments_at = set(), None
+    numbers = sorted(set(numbers) | commented)
     # Everything updated since `bound` was listed: the watermark is at least the bound (a
     # bootstrap's history before it is the backfill's), so a probe compares against it.
     newest = max(newest, bound) if newest else bound
@@ -63,8 +92,24 @@ def _refresh(ctx: Context) -> Outcome:
         )
     # Nothing to capture: the listing's rows (the repository's) go with the watermark.
     unwritten = listed.rows if listed is not None and not numbers else None
-    ctx.storage.refreshed(job.repository, newest, listed_at, unwritten)
+    ctx.storage.refreshed(job.repository, newest, listed_at, unwritten, comments_at=comments_at)
     outcome.summary |= {"since": bound.isoformat(), "watermark": _iso(newest)}
+    if commented:
+        outcome.summary["commented"] = len(commented)
+    return outcome
+
+
+def _reconcile(ctx: Context, days: int) -> Outcome:
+    """The pull requests active in the last `days` days, captured whole: what GitHub
+    deleted without moving anything (a comment or review deleted where that does not
+    bump its pull request) is marked deleted. Watermarks stay as they are."""
+    numbers = ctx.storage.recently_active(
+        ctx.job.repository, ctx.now() - timedelta(days=days), RECONCILE_MAX
+    )
+    if not numbers:
+        return Outcome(items=0, summary={"note": "no pull request active", "reconciled": 0})
+    outcome = capture_pulls(ctx, numbers, ALL)
+    outcome.summary["reconciled"] = len(numbers)
     return outcome
 
 
@@ -108,6 +153,14 @@ def list_updated(ctx: Context, bound: datetime) -> tuple[list[int], datetime | N
         if older or not info["hasNextPage"]:
             return sorted(numbers), newest, Listed(repo["databaseId"], shown, listing)
         after = info["endCursor"]
+
+
+def _parsed(value: str) -> datetime | None:
+    try:
+        found = datetime.fromisoformat(value)
+    except ValueError:
+        return None  # not a time: the listings start at the job's window
+    return found if found.tzinfo is not None else None
 
 
 def _iso(value: datetime | None) -> str | None:

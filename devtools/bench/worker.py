@@ -164,7 +164,7 @@ def measured(
 
 def refresh_jobs(store: Any, world: World, names: list[str], phase: str, changed: int) -> list:
     """A repository-refresh per repository as the planner makes it: since the watermark,
-    which leaves `changed` pull requests (0 or 1) updated at or after it."""
+    which leaves `changed` pull requests (0 or 1) updated at or after it (comments too)."""
     now = datetime.now(UTC)
     specs = []
     for name in names:
@@ -178,6 +178,7 @@ def refresh_jobs(store: Any, world: World, names: list[str], phase: str, changed
                 until=now,
                 trigger="scheduled",
                 dedupe_key=f"repository-refresh:{name}:{phase}",
+                params={"comments_since": since.isoformat()},
             )
         )
     return [e.job_id for e in store.enqueue_many(specs, now, LOCAL)]

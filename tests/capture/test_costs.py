@@ -20,7 +20,17 @@ from freezegun import freeze_time
 from psycopg.types.json import Jsonb
 
 import jobstore
-from capture.storage import MARK_GONE, OBSERVED, PULLS_OF, REFRESHED, TABLES, upsert
+from capture.freshness.registry import CONTRIBUTORS_DUE, RECONCILE_DUE
+from capture.storage import (
+    MARK_GONE,
+    OBSERVED,
+    PULLS_OF,
+    RECENTLY_ACTIVE,
+    REFRESHED,
+    STALE_NAMES,
+    TABLES,
+    upsert,
+)
 from devtools import fleetdata
 from devtools.bench.worker import logged, refresh_jobs
 from devtools.sandbox import DEFAULT_TOKEN, Options, Sandbox, World
@@ -106,8 +116,21 @@ def test_every_per_job_query_uses_an_index(fleet):
         ),
         "the refresh watermark and fresh-as-of": (
             REFRESHED,
-            {"name": big, "newest": NOW, "listed_at": NOW},
+            {"name": big, "newest": NOW, "listed_at": NOW, "comments": NOW},
         ),
+        "a name another repository held, marked stale": (
+            STALE_NAMES,
+            {"names": [big.lower()], "ids": [1]},
+        ),
+        "the pull requests a reconciliation captures": (
+            RECENTLY_ACTIVE,
+            (big, NOW - timedelta(days=7), 100),
+        ),
+        "the repositories due a reconciliation": (
+            RECONCILE_DUE,
+            {"now": NOW, "before": NOW - timedelta(days=1), "limit": 50},
+        ),
+        "the contributors due a login re-read": (CONTRIBUTORS_DUE, (NOW, 200)),
         "a page of comments": (upsert("comments"), (Jsonb([]),)),
         "a changed file list replaced": (
             "DELETE FROM pr_files WHERE pull_request_id = ANY(%s)",

@@ -6,6 +6,7 @@ repository, repositories gone (marked once, alerted once, not breached, back whe
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import httpx
 import psycopg
@@ -207,6 +208,13 @@ def test_a_repository_gone_is_marked_once_alerted_once_not_breached_and_back_whe
     from capture.ops.health import Health
 
     assert rule.check(Health(at=NOW, gone=[REPOS[1]]))[0][0] == REPOS[1]
+    jobs = rows(
+        database_url,
+        "SELECT status FROM job_heads WHERE repository = %s AND status <> %s",
+        REPOS[1],
+        Status.COMPLETED.value,
+    )
+    assert jobs == []  # nothing enqueued for it while it was gone
     # made public again: a day on, the rare probe finds it, and it is live again
     world.restore_repository(REPOS[1])
     loop.rig.clock.advance(days=1)
@@ -215,13 +223,6 @@ def test_a_repository_gone_is_marked_once_alerted_once_not_breached_and_back_whe
     assert [e["kind"] for e in loop.registry.repository_events()] == ["back", "gone"]
     (state,) = loop.registry.freshness(repository=REPOS[1])
     assert state["gone_at"] is None
-    jobs = rows(
-        database_url,
-        "SELECT status FROM job_heads WHERE repository = %s AND status <> %s",
-        REPOS[1],
-        Status.COMPLETED.value,
-    )
-    assert jobs == []
 
 
 def test_a_renamed_user_is_followed_by_the_slow_re_read_and_a_deleted_one_is_left(
@@ -253,3 +254,85 @@ def test_a_renamed_user_is_followed_by_the_slow_re_read_and_a_deleted_one_is_lef
     ]
     assert points
     assert max(points) == 1
+
+
+def stored_body(url: str, comment_id: int) -> tuple[str, object]:
+    return rows(url, "SELECT body, deleted_at FROM comments WHERE id = %s", comment_id)[0]
+
+
+def old_commented(world: World, before) -> tuple[int, int]:
+    """A pull request last updated before `before`, with an issue comment: (number, id)."""
+    pulls = world.repository(REPOS[0]).pulls.values()
+    pr = next(p for p in pulls if p.comments and p.updated_at < before)
+    return pr.number, pr.comments[0].database_id
+
+
+@pytest.mark.parametrize("bumps", [True, False], ids=["edit-bumps-pr", "edit-moves-nothing"])
+def test_a_comment_edited_on_an_old_pr_lands_within_target_under_either_reading(
+    loop, world, database_url, bumps
+):
+    world.edit_bumps_pr = bumps
+    bootstrapped(loop)
+    number, comment = old_commented(world, loop.rig.clock() - timedelta(days=60))
+    edited_at = loop.rig.clock() + timedelta(minutes=1)
+    world.edit_comment(REPOS[0], number, comment, edited_at, "Edited on GitHub.")
+    found_by_comment_probe = []
+    while stored_body(database_url, comment)[0] != "Edited on GitHub.":
+        loop.rig.clock.advance(minutes=2)
+        assert loop.rig.clock() - edited_at <= timedelta(minutes=15), "past the hot target"
+        report = loop.plan()
+        found_by_comment_probe += report.comment_changes
+        loop.work()
+    assert (REPOS[0] in found_by_comment_probe) is (not bumps)
+    # unchanged since: the comment probes are conditional reads GitHub answers 304, free
+    # (after a first read of each listing, which is charged)
+    loop.rig.clock.advance(minutes=6)
+    loop.plan()
+    loop.rig.clock.advance(minutes=6)
+    charged_before = sum(e.points for e in loop.rig.sandbox.ledger.entries if e.kind == "rest")
+    report = loop.plan()
+    assert report.comment_changes == []
+    assert report.fresh == 2
+    charged = sum(e.points for e in loop.rig.sandbox.ledger.entries if e.kind == "rest")
+    assert charged == charged_before
+
+
+def test_a_comment_deleted_without_moving_its_pr_is_caught_by_the_daily_reconciliation(
+    loop, world, database_url
+):
+    world.edit_bumps_pr = False
+    bootstrapped(loop)
+    # a pull request with recent activity, then a deletion on it that moves nothing
+    loop.rig.clock.advance(minutes=1)
+    pr = world.add_pull_request(REPOS[0], loop.rig.clock())
+    first = world.add_comment(REPOS[0], pr.number, loop.rig.clock(), "First.")
+    world.add_comment(REPOS[0], pr.number, loop.rig.clock(), "Second.")
+    for _ in range(2):
+        loop.rig.clock.advance(minutes=11)
+        loop.plan()
+        loop.work()
+    assert stored_body(database_url, first.database_id) == ("First.", None)
+    world.delete_comment(REPOS[0], pr.number, first.database_id, loop.rig.clock())
+    loop.rig.clock.advance(minutes=6)
+    report = loop.plan()  # nothing moved: neither probe sees it
+    assert report.changed == []
+    assert report.comment_changes == []
+    loop.work()
+    assert stored_body(database_url, first.database_id)[1] is None
+    loop.rig.clock.advance(days=1, minutes=1)
+    report = loop.plan()
+    assert set(report.reconciles) == set(REPOS)
+    loop.work()
+    _body, deleted_at = stored_body(database_url, first.database_id)
+    assert deleted_at is not None
+    # the next pass does not reconcile again: once a day
+    loop.rig.clock.advance(minutes=6)
+    assert loop.plan().reconciles == {}
+
+
+def test_a_reconcile_param_that_is_not_a_day_count_fails_the_job_with_a_clear_error(rigs, world):
+    rig = rigs(world)
+    job = rig.enqueue("repository-refresh", REPOS[0], days=1, params={"reconcile": "lots"})
+    result = rig.run(job)
+    assert result.outcome == "failed"
+    assert "params.reconcile must be 1 to 90 days, got 'lots'" in result.detail
