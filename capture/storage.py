@@ -121,14 +121,13 @@ def upsert(table: str, skip: tuple[str, ...] = ()) -> str:
     )
 
 
-# Pull requests updated, or open (their comments may be edited without moving them), by
-# the latest update of the pull request or its comments.
+# Pull requests updated since a time, most recently updated first (by the index on
+# repository_id, updated_at).
 RECENTLY_ACTIVE = (
-    "SELECT p.number, greatest(p.updated_at, (SELECT max(c.updated_at) FROM comments c "
-    "WHERE c.pull_request_id = p.id)) AS active FROM pull_requests p "
+    "SELECT p.number FROM pull_requests p "
     "WHERE p.repository_id = (SELECT id FROM repositories WHERE lower(full_name) = "
     "lower(%s) AND name_stale_at IS NULL) "
-    "AND (p.updated_at >= %s OR p.state = 'OPEN') ORDER BY active DESC LIMIT %s"
+    "AND p.updated_at >= %s AND p.details_at IS NOT NULL ORDER BY p.updated_at DESC LIMIT %s"
 )
 # GitHub gives a renamed repository's old name to a new one that takes it: the row that
 # held the name keeps it, marked stale, until its own new name is seen (the planner's
@@ -201,6 +200,7 @@ class Storage:
         # writes its repository's row only when it changed (a refresh finding nothing new
         # then writes nothing but its watermark).
         self._repositories: dict[int, dict] = {}
+        self._seen: set[str] = set()  # behaviours this process recorded
 
     def write(self, rows: Rows, watermark: tuple[str, datetime] | None = None) -> None:
         """Everything in `rows` (and the watermark) in one transaction.
@@ -335,12 +335,23 @@ class Storage:
         )
         return (rows[0]["updated_at"], rows[0]["comments_at"]) if rows else (None, None)
 
+    def saw(self, behaviour: str, detail: str) -> None:
+        """GitHub behaved this way (see github_behaviour): recorded once, first seen kept."""
+        if behaviour in self._seen:
+            return
+        self._rows(
+            "INSERT INTO github_behaviour (name, seen_at, detail) VALUES (%s, now(), %s) "
+            "ON CONFLICT (name) DO NOTHING RETURNING name",
+            (behaviour, detail[:500]),
+        )
+        self._seen.add(behaviour)
+
     def recently_active(self, repository: str, since: datetime, limit: int) -> list[int]:
-        """The numbers of the repository's pull requests updated, or with comments
-        created or edited, at or after `since`: the most recent `limit` (by the indexes
-        on repository_id and pull_request_id)."""
+        """The numbers of the repository's pull requests updated at or after `since` (a
+        comment stored then counts: a refresh stores the pull request it is on): the most
+        recent `limit`."""
         rows = self._rows(RECENTLY_ACTIVE, (repository, since, limit))
-        return sorted(r["number"] for r in rows if r["active"] >= since)
+        return sorted(r["number"] for r in rows)
 
     def refreshed(
         self,

@@ -42,13 +42,22 @@ CREATE INDEX IF NOT EXISTS contributors_next_check
 
 -- Edits and deletions that may not move a pull request's updatedAt (GitHub's docs do not
 -- say): the newest comment update a refresh has seen through the repository-level comment
--- listings, and when the recently active pull requests were last reconciled whole.
+-- listings, and when the recently active pull requests are next reconciled whole (at the
+-- tier's refresh interval: within the target).
 ALTER TABLE refresh_watermarks ADD COLUMN IF NOT EXISTS comments_at timestamptz;
--- (a repository tracked now is first reconciled a day on)
-ALTER TABLE tracked_repositories ADD COLUMN IF NOT EXISTS reconciled_at timestamptz
-    NOT NULL DEFAULT now();
+ALTER TABLE tracked_repositories ADD COLUMN IF NOT EXISTS reconcile_at timestamptz
+    NOT NULL DEFAULT now() + interval '1 day';
 CREATE INDEX IF NOT EXISTS tracked_repositories_reconcile
-    ON tracked_repositories (reconciled_at) WHERE gone_at IS NULL;
+    ON tracked_repositories (reconcile_at) WHERE gone_at IS NULL;
+
+-- What the capture has seen of GitHub's behaviour where its docs are silent, once each:
+-- 'edits-move-nothing' (a refresh found comments created or edited on pull requests whose
+-- updatedAt did not move): from then on reconciliations run (CAPTURE_RECONCILE=auto).
+CREATE TABLE IF NOT EXISTS github_behaviour (
+    name    text PRIMARY KEY,
+    seen_at timestamptz NOT NULL,
+    detail  text NOT NULL
+);
 
 -- Gone repositories are shown, and are not breached.
 CREATE OR REPLACE VIEW repo_freshness AS

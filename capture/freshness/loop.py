@@ -243,9 +243,11 @@ def _reconcile_all(
     so deletions that moved nothing are seen), as far as the budget goes."""
     affordable = refreshes_affordable(budget_left(gh, settings), settings)
     limit = min(settings.reconciles_per_pass, affordable)
-    if limit <= 0:
+    if limit <= 0 or settings.reconcile == "never":
         return
-    for repository in registry.reconcile_due(now, settings.reconcile_every, limit):
+    active = now - timedelta(days=settings.reconcile_days)
+    always = settings.reconcile == "always"
+    for repository in registry.reconcile_due(now, active, limit, always):
         spec = JobSpec.create(
             "repository-refresh",
             repository,

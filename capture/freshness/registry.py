@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -40,11 +40,14 @@ AFTER = "freshness_after(t.tier, t.promoted_until, %(at)s, '{kind}')"
 
 # The next repositories due a reconciliation, taken (marked) in the same statement.
 RECONCILE_DUE = (
-    "UPDATE tracked_repositories SET reconciled_at = %(now)s WHERE repository IN ("
+    "UPDATE tracked_repositories t SET reconcile_at = %(now)s + "
+    "freshness_after(t.tier, t.promoted_until, %(now)s, 'refresh') WHERE repository IN ("
     "SELECT repository FROM tracked_repositories WHERE gone_at IS NULL "
-    "AND bootstrap <> 'pending' AND reconciled_at < %(before)s "
-    "ORDER BY reconciled_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-    "RETURNING repository"
+    "AND bootstrap <> 'pending' AND reconcile_at <= %(now)s AND (%(always)s OR EXISTS "
+    "(SELECT 1 FROM github_behaviour WHERE name = 'edits-move-nothing')) "
+    "ORDER BY reconcile_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+    "RETURNING repository, EXISTS (SELECT 1 FROM refresh_watermarks w "
+    "WHERE w.repository = t.repository AND w.updated_at >= %(active)s) AS active"
 )
 # Known contributors whose login was not read for a while, never read first.
 CONTRIBUTORS_DUE = (
@@ -149,8 +152,8 @@ class Registry:
         before = {r["repository"]: r for r in self.tracked()}
         self._run(
             "INSERT INTO tracked_repositories (repository, tier, workspace, added_at, next_due, "
-            "reconciled_at) VALUES (%(repository)s, %(tier)s, %(workspace)s, %(now)s, %(now)s, "
-            "%(now)s) "
+            "reconcile_at) VALUES (%(repository)s, %(tier)s, %(workspace)s, %(now)s, %(now)s, "
+            "%(now)s + freshness_after(%(tier)s, NULL, %(now)s, 'refresh')) "
             "ON CONFLICT (repository) DO UPDATE SET tier = EXCLUDED.tier, "
             "workspace = COALESCE(EXCLUDED.workspace, tracked_repositories.workspace), "
             "next_due = LEAST(tracked_repositories.next_due, EXCLUDED.next_due)",
@@ -287,12 +290,19 @@ class Registry:
 
     # Reconciliation: recently active pull requests captured whole, now and then.
 
-    def reconcile_due(self, now: datetime, every: timedelta, limit: int) -> list[str]:
-        """Up to `limit` bootstrapped, live repositories not reconciled for `every` (by
-        the index on reconciled_at); marked reconciled at `now`, so a planner running
-        alongside does not take them too."""
-        rows = self._run(RECONCILE_DUE, {"now": now, "before": now - every, "limit": limit})
-        return sorted(r["repository"] for r in rows)
+    def reconcile_due(
+        self, now: datetime, active_since: datetime, limit: int, always: bool = False
+    ) -> list[str]:
+        """Up to `limit` bootstrapped, live repositories due a reconciliation (by the
+        index on reconcile_at), most overdue first; each next due after its tier's refresh
+        interval, set in the same statement so a planner alongside does not take them.
+        Returns those with a pull request updated since `active_since` (the others have
+        nothing recent to reconcile). Unless `always`, only once GitHub was seen not to
+        move a pull request for a comment's edit (where it does, a deletion moves it too,
+        and the refresh it brings marks what is gone)."""
+        params = {"now": now, "limit": limit, "active": active_since, "always": always}
+        rows = self._run(RECONCILE_DUE, params)
+        return sorted(r["repository"] for r in rows if r["active"])
 
     # Contributors, by GitHub's node id: logins renamed without new activity.
 
@@ -501,7 +511,7 @@ class Registry:
         """Its bootstrap is enqueued: looked at again after its target at the latest."""
         self._run(
             "UPDATE tracked_repositories t SET bootstrap = 'started', bootstrap_jobs = %(jobs)s, "
-            "reconciled_at = %(at)s, "
+            f"reconcile_at = %(at)s + {AFTER.format(kind='refresh')}, "
             f"next_due = %(at)s + {AFTER.format(kind='target')} WHERE repository = %(name)s",
             {"jobs": jobs, "name": repository, "at": now},
         )

@@ -56,11 +56,12 @@ class FreshnessSettings:
     # Comments edited or deleted where that does not move their pull request (GitHub's
     # docs do not say whether it does): the repository-level comment listings probed
     # with each probe (conditional reads, free while unchanged), and the pull requests
-    # active in the last `reconcile_days` captured whole every `reconcile_every`
-    # (deletions), at most `reconciles_per_pass` repositories a pass.
+    # active in the last `reconcile_days` captured whole at the tier's refresh interval
+    # (deletions), at most `reconciles_per_pass` repositories a pass; `reconcile`: auto
+    # (once GitHub was seen not to move a pull request for an edit), always or never.
     comment_probes: bool = True
-    reconcile_every: timedelta = timedelta(days=1)
-    reconcile_days: int = 7
+    reconcile: str = "auto"
+    reconcile_days: int = 2
     reconciles_per_pass: int = 50
 
 

@@ -49,6 +49,6 @@ def load_freshness(env: Mapping[str, str] | None = None) -> FreshnessSettings:
         contributors_every=duration(env, "CAPTURE_CONTRIBUTORS_EVERY", timedelta(days=7)),
         contributor_queries=whole_number(env, "CAPTURE_CONTRIBUTOR_QUERIES", 2),
         comment_probes=choice(env, "CAPTURE_COMMENT_PROBES", "yes", ("yes", "no")) == "yes",
-        reconcile_every=duration(env, "CAPTURE_RECONCILE_EVERY", timedelta(days=1)),
-        reconcile_days=min(whole_number(env, "CAPTURE_RECONCILE_DAYS", 7), 90),
+        reconcile=choice(env, "CAPTURE_RECONCILE", "auto", ("auto", "always", "never")),
+        reconcile_days=min(whole_number(env, "CAPTURE_RECONCILE_DAYS", 2), 90),
     )

@@ -70,6 +70,10 @@ def _refresh(ctx: Context) -> Outcome:
             "%s: comment listings not read (%s); their watermark stays", job.repository, exc
         )
         commented, comments_at = set(), None
+    unmoved = commented - set(numbers)
+    if unmoved:  # comments changed where their pull request's updatedAt did not move
+        shown = ", ".join(f"#{n}" for n in sorted(unmoved)[:5])
+        ctx.storage.saw("edits-move-nothing", f"{job.repository}: comments on {shown}")
     numbers = sorted(set(numbers) | commented)
     # Everything updated since `bound` was listed: the watermark is at least the bound (a
     # bootstrap's history before it is the backfill's), so a probe compares against it.

@@ -282,8 +282,13 @@ def test_a_comment_edited_on_an_old_pr_lands_within_target_under_either_reading(
         assert loop.rig.clock() - edited_at <= timedelta(minutes=15), "past the hot target"
         report = loop.plan()
         found_by_comment_probe += report.comment_changes
-        loop.work()
+        assert all(r.outcome == "completed" for r in loop.work())
     assert (REPOS[0] in found_by_comment_probe) is (not bumps)
+    learned = rows(database_url, "SELECT name, detail FROM github_behaviour")
+    if bumps:
+        assert learned == []
+    else:  # seen once: from now on deletions that move nothing are reconciled
+        assert learned == [("edits-move-nothing", f"{REPOS[0]}: comments on #{number}")]
     # unchanged since: the comment probes are conditional reads GitHub answers 304, free
     # (after a first read of each listing, which is charged)
     loop.rig.clock.advance(minutes=6)
@@ -297,7 +302,7 @@ def test_a_comment_edited_on_an_old_pr_lands_within_target_under_either_reading(
     assert charged == charged_before
 
 
-def test_a_comment_deleted_without_moving_its_pr_is_caught_by_the_daily_reconciliation(
+def test_a_comment_deleted_without_moving_its_pr_is_caught_by_reconciliation_within_target(
     loop, world, database_url
 ):
     world.edit_bumps_pr = False
@@ -312,22 +317,33 @@ def test_a_comment_deleted_without_moving_its_pr_is_caught_by_the_daily_reconcil
         loop.plan()
         loop.work()
     assert stored_body(database_url, first.database_id) == ("First.", None)
-    world.delete_comment(REPOS[0], pr.number, first.database_id, loop.rig.clock())
-    loop.rig.clock.advance(minutes=6)
-    report = loop.plan()  # nothing moved: neither probe sees it
-    assert report.changed == []
-    assert report.comment_changes == []
-    loop.work()
-    assert stored_body(database_url, first.database_id)[1] is None
-    loop.rig.clock.advance(days=1, minutes=1)
-    report = loop.plan()
-    assert set(report.reconciles) == set(REPOS)
-    loop.work()
-    _body, deleted_at = stored_body(database_url, first.database_id)
-    assert deleted_at is not None
-    # the next pass does not reconcile again: once a day
-    loop.rig.clock.advance(minutes=6)
-    assert loop.plan().reconciles == {}
+    # until GitHub is seen not to move a pull request for an edit, nothing is reconciled
+    assert rows(
+        database_url,
+        "SELECT count(*) FROM job_heads WHERE dedupe_key LIKE %s",
+        "repository-reconcile:%",
+    ) == [(0,)]
+    number, comment = old_commented(world, loop.rig.clock() - timedelta(days=60))
+    world.edit_comment(REPOS[0], number, comment, loop.rig.clock(), "Edited.")
+    while stored_body(database_url, comment)[0] != "Edited.":
+        loop.rig.clock.advance(minutes=2)
+        loop.plan()
+        loop.work()
+    deleted_at = loop.rig.clock()
+    world.delete_comment(REPOS[0], pr.number, first.database_id, deleted_at)
+    reconciled: list[str] = []
+    while stored_body(database_url, first.database_id)[1] is None:
+        loop.rig.clock.advance(minutes=2)
+        assert loop.rig.clock() - deleted_at <= timedelta(minutes=15), "past the hot target"
+        report = loop.plan()
+        assert report.changed == []
+        assert report.comment_changes == []
+        reconciled += report.reconciles
+        loop.work()
+    assert REPOS[0] in reconciled
+    # reconciled at the tier's refresh interval (hot: 10 minutes), not every pass
+    loop.rig.clock.advance(minutes=2)
+    assert REPOS[0] not in loop.plan().reconciles
 
 
 def test_a_reconcile_param_that_is_not_a_day_count_fails_the_job_with_a_clear_error(rigs, world):

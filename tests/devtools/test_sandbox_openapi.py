@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from githubkit_schemas.latest import models
 from pydantic import TypeAdapter, ValidationError
 
-from tests.sandbox_fixtures import JOB_INPUTS, RUN_NAME
+from devtools.sandbox import DEFAULT_TOKEN, Options, Sandbox, World
+from tests.sandbox_fixtures import JOB_INPUTS, NOW, RUN_NAME
 
 PR = 1  # has files, commits, reviews, comments and review threads in the fixture world
 ENDPOINTS = [
@@ -21,6 +23,11 @@ ENDPOINTS = [
     (f"/repos/acme/widgets/pulls/{PR}/files", list[models.DiffEntry]),
     (f"/repos/acme/widgets/pulls/{PR}/commits", list[models.Commit]),
     (f"/repos/acme/widgets/issues/{PR}/comments", list[models.IssueComment]),
+    ("/repos/acme/widgets/issues/comments?sort=updated&direction=desc", list[models.IssueComment]),
+    (
+        "/repos/acme/widgets/pulls/comments?since=2000-01-01T00:00:00Z",
+        list[models.PullRequestReviewComment],
+    ),
     ("/rate_limit", models.RateLimitOverview),
 ]
 
@@ -67,3 +74,46 @@ def test_workflow_dispatch_and_runs_parse_too(sandbox, gh):
     assert parses(models.ReposOwnerRepoActionsRunsGetResponse200, runs) == []
     run_id = dispatched.json()["workflow_run_id"]
     assert parses(models.WorkflowRun, gh.get(f"/repos/acme/ops/actions/runs/{run_id}").json()) == []
+
+
+@pytest.fixture
+def own():
+    """A world of this test's own (the shared one is not changed) and a client of it."""
+    world = World(seed=3, now=NOW)
+    world.add_repository("acme/widgets", 5, 30)
+    client = httpx.Client(
+        transport=Sandbox(world, Options()).transport(),
+        base_url="http://sandbox.invalid",
+        headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
+    )
+    return world, client
+
+
+def test_a_renamed_repositorys_old_name_answers_301_and_its_new_place_parses(own):
+    world, gh = own
+    world.rename_repository("acme/widgets", "umbrella/widgets")
+    moved = gh.get("/repos/acme/widgets/pulls", params={"state": "all"})
+    assert moved.status_code == 301
+    assert parses(models.BasicError, moved.json()) == []
+    location = moved.headers["location"]
+    assert location.endswith(
+        f"/repositories/{world.repository('umbrella/widgets').database_id}/pulls?state=all"
+    )
+    assert moved.json()["url"] == location
+    followed = gh.get(location)
+    assert followed.status_code == 200
+    assert parses(list[models.PullRequestSimple], followed.json()) == []
+    assert followed.json()[0]["base"]["repo"]["full_name"] == "umbrella/widgets"
+    full = gh.get("/repos/acme/widgets", follow_redirects=True)
+    assert parses(models.FullRepository, full.json()) == []
+    assert full.json()["full_name"] == "umbrella/widgets"
+
+
+def test_a_deleted_or_private_repository_is_a_404_that_parses(own):
+    world, gh = own
+    world.hide_repository("acme/widgets")
+    gone = gh.get("/repos/acme/widgets")
+    assert gone.status_code == 404
+    assert parses(models.BasicError, gone.json()) == []
+    world.restore_repository("acme/widgets")
+    assert gh.get("/repos/acme/widgets").status_code == 200
