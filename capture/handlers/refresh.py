@@ -24,6 +24,7 @@ from capture.records import Rows, when
 
 log = logging.getLogger(__name__)
 ALL = {"details", "reviews", "comments"}
+CHILDREN = {"reviews", "comments"}  # what a reconciliation compares
 BOOTSTRAP = timedelta(days=30)  # without a watermark or a window: the last 30 days
 RECONCILE_MAX = 100  # pull requests a reconciliation captures whole, most recently active
 
@@ -112,7 +113,7 @@ def _reconcile(ctx: Context, days: int) -> Outcome:
     )
     if not numbers:
         return Outcome(items=0, summary={"note": "no pull request active", "reconciled": 0})
-    outcome = capture_pulls(ctx, numbers, ALL)
+    outcome = capture_pulls(ctx, numbers, CHILDREN)  # files and commits are not needed
     outcome.summary["reconciled"] = len(numbers)
     return outcome
 

@@ -13,6 +13,7 @@ from devtools.bench.budget import budget
 from devtools.bench.capture import capture
 from devtools.bench.freshness import freshness
 from devtools.bench.latency import latency
+from devtools.bench.lifecycle import lifecycle
 from devtools.bench.planner import planner
 from devtools.bench.store import projections, store
 from devtools.bench.worker import worker
@@ -37,5 +38,16 @@ def took(ctx: click.Context, *_: object, **__: object) -> None:
     click.echo(f"bin/bench {ctx.invoked_subcommand} took {seconds:.0f} s", err=True)
 
 
-for command in (store, projections, capture, latency, freshness, budget, api, worker, planner):
+for command in (
+    store,
+    projections,
+    capture,
+    latency,
+    freshness,
+    lifecycle,
+    budget,
+    api,
+    worker,
+    planner,
+):
     bench.add_command(command)

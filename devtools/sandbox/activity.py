@@ -59,15 +59,20 @@ class Activity:
                 )
                 t += self.rng.expovariate(rate)
         arrivals.sort()
-        done = [self._one(repository, at) for at, repository in arrivals]
+        found = [self._one(repository, at) for at, repository in arrivals]
+        done = [change for change in found if change is not None]
         self.now = max(self.now, until)
         self.world.now = max(self.world.now, until)
         self.changes += done
         return done
 
-    def _one(self, repository: str, at: datetime) -> Change:
-        repo = self.world.repository(repository)
-        assert repo is not None
+    def _one(self, repository: str, at: datetime) -> Change | None:
+        """One change on the repository (under its name now, if it was renamed or moved;
+        none if it is gone)."""
+        repo, _ = self.world.resolve(repository)
+        if repo is None:
+            return None
+        repository = repo.full_name
         kind = self.rng.choices([k for k, _ in KINDS], weights=[w for _, w in KINDS])[0]
         if kind == "pull_request" or not repo.pulls:
             pr = self.world.add_pull_request(repository, at, bare=True)
