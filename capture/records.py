@@ -8,7 +8,7 @@ author and no contributor row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 GHOST_ID = 10137
 REST_FILE_STATUS = {
@@ -39,6 +39,8 @@ class Rows:
     # (PR, kind) whose whole list of that kind is here: what is stored and not in it was
     # deleted on GitHub (kinds: "reviews", and the comments' kinds "issue" and "review")
     complete_children: set[tuple[int, str]] = field(default_factory=set)
+    # seen in what GitHub answered: a comment edited without its pull request moving
+    unmoved: str | None = None
 
     def actor(self, row: dict | None) -> int | None:
         if row is None:
@@ -61,6 +63,7 @@ class Rows:
         self.complete_files |= other.complete_files
         self.complete_commits |= other.complete_commits
         self.complete_children |= other.complete_children
+        self.unmoved = self.unmoved or other.unmoved
 
     def __len__(self) -> int:
         return len(self.pull_requests) + len(self.details)
@@ -164,6 +167,24 @@ def gql_review(rows: Rows, node: dict, pr_id: int) -> None:
             "body": node["body"] or None,
             "submitted_at": when(node.get("submittedAt")),
         }
+    )
+
+
+UNMOVED_SLACK = timedelta(minutes=1)
+
+
+def edited_after(node: dict) -> bool:
+    """Whether one answer shows a comment of the pull request updated well after the
+    pull request's own updatedAt: GitHub did not move it for that edit."""
+    pr_updated = when(node.get("updatedAt"))
+    if pr_updated is None:
+        return False
+    comments = list((node.get("comments") or {}).get("nodes") or [])
+    for thread in (node.get("reviewThreads") or {}).get("nodes") or []:
+        comments += (thread or {}).get("comments", {}).get("nodes") or []
+    return any(
+        c and c.get("updatedAt") and when(c["updatedAt"]) > pr_updated + UNMOVED_SLACK
+        for c in comments
     )
 
 

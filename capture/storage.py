@@ -210,6 +210,8 @@ class Storage:
         a deadlock or serialisation failure that still happens is retried.
         """
 
+        if rows.unmoved is not None:  # GitHub's behaviour, seen in what it answered
+            self.saw("edits-move-nothing", rows.unmoved)
         rows = self._unknown(rows)
         if rows.is_empty() and watermark is None:
             return

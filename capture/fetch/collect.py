@@ -182,6 +182,8 @@ def collect(rows: Rows, node: dict, repo_id: int, pending: list[Page], failed: l
         if kind in CHILD_OF:  # whole unless one of its pages fails (pages.incomplete)
             rows.complete_children.add((pr_id, CHILD_OF[kind]))
         page_nodes(rows, kind, connection, node["id"], pr_id, number, pending)
+    if rows.unmoved is None and records.edited_after(node):
+        rows.unmoved = f"repository {repo_id} #{number}: a comment updated after the PR"
 
 
 def by_ids(

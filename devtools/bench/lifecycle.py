@@ -190,6 +190,15 @@ def simulate(
     rig = Rig(url, world, clock)
     rig.freshness = replace(SETTINGS, reconcile=reconcile)
     rng = random.Random(seed)
+    # Histories hold edited comments, as real ones do (under either reading).
+    for _ in range(max(3, repos // 10)):
+        repo = world.repositories[rng.choice(sorted(world.repositories))]
+        commented = [p for p in repo.pulls.values() if p.comments]
+        if commented:
+            pr = rng.choice(commented)
+            at = T0 - timedelta(hours=rng.uniform(1, 48))
+            body = "Edited before tracking."
+            world.edit_comment(repo.full_name, pr.number, pr.comments[0].database_id, at, body)
     try:
         rig.registry.track([Entry(n, tiers[n]) for n in names], clock())
         rig.plan()  # bootstrap

@@ -352,3 +352,15 @@ def test_a_reconcile_param_that_is_not_a_day_count_fails_the_job_with_a_clear_er
     result = rig.run(job)
     assert result.outcome == "failed"
     assert "params.reconcile must be 1 to 90 days, got 'lots'" in result.detail
+
+
+@pytest.mark.parametrize("bumps", [True, False], ids=["edit-bumps-pr", "edit-moves-nothing"])
+def test_a_history_with_an_edited_comment_shows_at_bootstrap_whether_edits_move_prs(
+    loop, world, database_url, bumps
+):
+    world.edit_bumps_pr = bumps
+    number, comment = old_commented(world, NOW - timedelta(days=60))
+    world.edit_comment(REPOS[0], number, comment, NOW - timedelta(days=3), "Edited long ago.")
+    bootstrapped(loop)
+    learned = [r[0] for r in rows(database_url, "SELECT name FROM github_behaviour")]
+    assert learned == ([] if bumps else ["edits-move-nothing"])
