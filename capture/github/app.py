@@ -70,6 +70,7 @@ class GitHubApp:
                     "authorization": f"Bearer {self.jwt()}",
                     "accept": "application/vnd.github+json",
                 },
+                follow_redirects=method == "GET",  # a renamed repository's old name: 301
             )
         except httpx.HTTPError as exc:
             raise NetworkError(f"GitHub unreachable for the app: {type(exc).__name__}") from None

@@ -33,7 +33,9 @@ DEFAULT_EVENT_KEY = "sandbox-event-key"
 DISPATCH = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/workflows/(?P<file>[^/]+)/dispatches")
 RUNS = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/runs(?:/(?P<id>\d+))?")
 APP_PATH = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
-INSTALLATION = re.compile(r"/repos/(?P<owner>[^/]+)/[^/]+/installation")
+INSTALLATION = re.compile(
+    r"(?:/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)|/repositories/(?P<id>\d+))/installation"
+)
 SECONDARY = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 )
@@ -245,6 +247,23 @@ class Sandbox:
                 return Response(201, self.apps.mint(app_id, int(minting["id"])))
             found = INSTALLATION.fullmatch(path)
             if found and method == "GET":
+                if found["id"]:  # where a renamed repository's old name redirects
+                    repo = self.world.by_id(int(found["id"]))
+                    if repo is None:
+                        raise Rejected(404, "Not Found")
+                    return Response(200, self.apps.installation_for(app_id, repo.owner))
+                repo, moved = self.world.resolve(f"{found['owner']}/{found['name']}")
+                if repo is not None and moved:
+                    where = f"{self.base_url}/repositories/{repo.database_id}/installation"
+                    return Response(
+                        301,
+                        {
+                            "message": "Moved Permanently",
+                            "url": where,
+                            "documentation_url": "https://docs.github.com/v3/#http-redirects",
+                        },
+                        {"location": where},
+                    )
                 return Response(200, self.apps.installation_for(app_id, found["owner"]))
         except Rejected as exc:
             return Response(exc.status, {"message": str(exc)})

@@ -114,6 +114,17 @@ def test_the_app_mints_an_installation_token_found_by_owner(app_sandbox, clock, 
     assert app_sandbox.apps.minted == 2
 
 
+def test_the_installation_of_a_transferred_repository_is_found_through_githubs_301(
+    app_sandbox, world, clock, keys
+):
+    world.transfer_repository("acme/widgets", "octo")
+    app = GitHubApp(APP_ID, Secret(keys[0]), client_for(app_sandbox), BASE, clock)
+    assert app.installation_for("acme/widgets") == 12  # the old name: now octo's repository
+    world.transfer_repository("octo/tools", "solo")
+    fresh = GitHubApp(APP_ID, Secret(keys[0]), client_for(app_sandbox), BASE, clock)
+    assert fresh.installation_for("octo/tools") is None  # moved where the app is not installed
+
+
 def test_the_sandbox_checks_the_jwt_as_github_does(app_sandbox, clock, keys):
     client = client_for(app_sandbox)
     good = GitHubApp(APP_ID, Secret(keys[0]), client, BASE, clock).jwt()
