@@ -33,6 +33,18 @@ DEFAULT_EVENT_KEY = "sandbox-event-key"
 DISPATCH = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/workflows/(?P<file>[^/]+)/dispatches")
 RUNS = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/runs(?:/(?P<id>\d+))?")
 APP_PATH = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
+# POST /_sandbox/world actions: the World method and the arguments it takes.
+WORLD_ACTIONS = {
+    "rename_repository": ("rename_repository", ("full_name", "new_name")),
+    "transfer_repository": ("transfer_repository", ("full_name", "new_owner")),
+    "hide_repository": ("hide_repository", ("full_name",)),
+    "restore_repository": ("restore_repository", ("full_name",)),
+    "rename_user": ("rename_user", ("database_id", "login")),
+    "delete_user": ("delete_user", ("database_id",)),
+    "edit_comment": ("edit_comment", ("full_name", "number", "comment_id", "body", "at")),
+    "delete_comment": ("delete_comment", ("full_name", "number", "comment_id", "at")),
+    "delete_review": ("delete_review", ("full_name", "number", "review_id", "at")),
+}
 INSTALLATION = re.compile(
     r"(?:/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)|/repositories/(?P<id>\d+))/installation"
 )
@@ -494,7 +506,24 @@ class Sandbox:
         if path == "/_sandbox/faults" and method == "DELETE":
             self.faults.clear()
             return Response(204)
+        if path == "/_sandbox/world" and method == "POST":
+            return self._change_world(body)
         return Response(404, {"message": "Not Found"})
+
+    def _change_world(self, body: bytes) -> Response:
+        """What GitHub moves or takes away, by hand: {"action": ..., its arguments}, e.g.
+        {"action": "rename_repository", "full_name": "acme/widgets", "new_name":
+        "acme/gizmos"}; a change to a comment or review happens at the sandbox's now."""
+        try:
+            change = json.loads(body or b"{}")
+            action = WORLD_ACTIONS[change.pop("action")]
+            args = {k: v for k, v in change.items() if k in action[1]}
+            if "at" in action[1]:
+                args["at"] = self.clock()
+            getattr(self.world, action[0])(**args)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return Response(400, {"message": f"cannot change the world: {exc!r}"})
+        return Response(204)
 
     # Ways in.
 

@@ -117,3 +117,32 @@ def test_a_deleted_or_private_repository_is_a_404_that_parses(own):
     assert parses(models.BasicError, gone.json()) == []
     world.restore_repository("acme/widgets")
     assert gh.get("/repos/acme/widgets").status_code == 200
+
+
+def test_the_world_changes_by_hand_through_the_admin_endpoint(own):
+    world, gh = own
+    renamed = gh.post(
+        "/_sandbox/world",
+        json={
+            "action": "rename_repository",
+            "full_name": "acme/widgets",
+            "new_name": "acme/gizmos",
+        },
+    )
+    assert renamed.status_code == 204
+    assert gh.get("/repos/acme/widgets").status_code == 301
+    assert gh.get("/repos/acme/gizmos").json()["full_name"] == "acme/gizmos"
+    user = world.users[0]
+    assert (
+        gh.post(
+            "/_sandbox/world",
+            json={"action": "rename_user", "database_id": user.database_id, "login": "new-me"},
+        ).status_code
+        == 204
+    )
+    assert user.login == "new-me"
+    bad = gh.post("/_sandbox/world", json={"action": "explode"})
+    assert bad.status_code == 400
+    assert "cannot change the world" in bad.json()["message"]
+    missing = gh.post("/_sandbox/world", json={"action": "hide_repository", "full_name": "no/such"})
+    assert missing.status_code == 400
