@@ -287,6 +287,9 @@ def _followed(
         report.moved[a.repository] = a.name
         by_name[a.name] = replace(by_name.pop(a.repository), repository=a.name, node_id=a.node_id)
         found.append(replace(a, repository=a.name))
+    # Tracked under an old name and the new one, both in this query: one answer each.
+    unique = {a.repository: a for a in reversed(found)}
+    found = [a for a in found if unique[a.repository] is a]
     registry.identified(
         (a.repository, a.repo_id, a.node_id)
         for a in found

@@ -65,7 +65,9 @@ def _refresh(ctx: Context) -> Outcome:
     since = comments_since or bound
     comments_at: datetime | None = listed_at
     try:
-        commented, _ = commented_since(ctx.gh, job.repository, since)
+        # a bootstrap's first refresh: everything before it is the backfill's, whole
+        bootstrap = job.params.get("bootstrap") == "recent"
+        commented = set() if bootstrap else commented_since(ctx.gh, job.repository, since)[0]
     except CaptureError as exc:
         log.warning(
             "%s: comment listings not read (%s); their watermark stays", job.repository, exc

@@ -364,3 +364,22 @@ def test_a_history_with_an_edited_comment_shows_at_bootstrap_whether_edits_move_
     bootstrapped(loop)
     learned = [r[0] for r in rows(database_url, "SELECT name FROM github_behaviour")]
     assert learned == ([] if bumps else ["edits-move-nothing"])
+
+
+def test_a_repository_tracked_under_its_old_and_new_name_becomes_one_entry(
+    loop, world, database_url
+):
+    bootstrapped(loop)
+    world.rename_repository(REPOS[0], "acme/widgets-v2")
+    loop.registry.track([Entry("acme/widgets-v2", "hot")], loop.rig.clock())
+    loop.plan()  # the new name's bootstrap (the same repository)
+    loop.work()
+    loop.rig.clock.advance(minutes=6)
+    report = loop.plan()
+    assert report.errors == []
+    assert report.moved == {REPOS[0]: "acme/widgets-v2"}
+    assert sorted(r["repository"] for r in loop.registry.tracked()) == [
+        "acme/gadgets",
+        "acme/widgets-v2",
+    ]
+    assert [e["kind"] for e in loop.registry.repository_events()] == ["renamed"]
