@@ -322,7 +322,9 @@ class JobStore(Application):
             if slot is not None and slot.job_id in holders:
                 results.append(Enqueued(slot.job_id, created=False))
                 continue
-            if slot is not None and slot.job_id in recent:  # asked again just after it ended
+            # asked again just after it ended (a person's repeated click, a client's retry);
+            # never the planner's own refresh, which comes for new changes it found
+            if slot is not None and slot.job_id in recent and spec.trigger != "scheduled":
                 results.append(Enqueued(slot.job_id, created=False, coalesced=True))
                 continue
             job = Job.enqueue(uuid4(), spec, now)

@@ -17,6 +17,7 @@ from jobstore import views
 from jobstore.domain import Status
 from jobstore.spec import JobSpec
 from tests.capture.conftest import LOCAL
+from tests.capture.rig import LOCAL as LOCAL_ROUTE
 from tests.sandbox_fixtures import NOW
 
 REPOS = ("acme/widgets", "acme/gadgets", "acme/sprockets")
@@ -135,6 +136,26 @@ def test_a_request_repeated_just_after_it_completed_is_coalesced(loop):
     assert (again.job_id, again.created, again.coalesced) == (first, False, True)
     rig.clock.advance(seconds=31)  # past the 60 s cooldown
     assert rig.store.enqueue(spec, rig.clock()).created
+
+
+def test_the_planners_own_refresh_is_never_swallowed_by_the_cooldown(loop, world):
+    """A target under ~90 s: the planner's next refresh comes within the cooldown of the
+    last one's end, for a change it found; it is a new job, not the old one's answer."""
+    rig = loop.rig
+    scheduled = JobSpec.create(
+        "repository-refresh",
+        "acme/gadgets",
+        days=1,
+        trigger="scheduled",
+        dedupe_key="repository-refresh:acme/gadgets",
+    )
+    first = rig.store.enqueue(scheduled, rig.clock(), route=LOCAL_ROUTE).job_id
+    assert rig.run(first).outcome == "completed"
+    rig.clock.advance(seconds=20)
+    again = rig.store.enqueue(scheduled, rig.clock(), route=LOCAL_ROUTE)
+    assert again.created
+    assert again.job_id != first
+    assert not again.coalesced
 
 
 def test_a_repository_github_does_not_know_is_reported_not_retried_every_pass(loop, database_url):
