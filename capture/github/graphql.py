@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
+import httpx
 from graphql import (
     DocumentNode,
     FragmentDefinitionNode,
@@ -22,6 +24,8 @@ from graphql import (
 from capture.errors import NotFound, QueryFailed, RateLimited, ServerError, TooHeavy
 from capture.github.cost import COUNTINGS, query_cost
 from capture.github.session import SERVER_TRIES, Session
+
+log = logging.getLogger(__name__)
 
 HEAVY = ("exceeds the maximum", "timeout", "timed out", "too complex")
 
@@ -146,6 +150,28 @@ class GraphQLClient:
         """Runs a named document; returns its data and any partial errors."""
         return self.run(document(name), variables, retry=retry)
 
+    def _send(
+        self, text: str, variables: dict[str, Any], planned: int, retry: bool
+    ) -> httpx.Response:
+        """One POST; 502/504 retried a bounded number of times (not without `retry`)."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return self.session.request(
+                    "POST",
+                    self.url,
+                    "graphql",
+                    cost=planned,
+                    json={"query": text, "variables": variables},
+                )
+            except ServerError as exc:
+                if not retry:
+                    raise
+                if tries == SERVER_TRIES:
+                    raise QueryFailed(f"GraphQL answered HTTP {exc.status} {tries} times") from None
+                self.session.sleep(2**tries)
+
     def run(
         self,
         text: str,
@@ -160,25 +186,17 @@ class GraphQLClient:
         that is gone) is left null in the data instead of raising NotFound."""
         doc, operation = parsed(text)
         planned = points(text, doc, variables, self.counting.mode)
-        for tries in range(1, SERVER_TRIES + 1):
-            try:
-                response = self.session.request(
-                    "POST",
-                    self.url,
-                    "graphql",
-                    cost=planned,
-                    json={"query": text, "variables": variables},
-                )
+        # RATE_LIMITED spends that credential's hour (its headers say so, and the ledger
+        # keeps it): asked again, the session draws another with headroom, or raises
+        # RateLimited when every one is spent.
+        for _ in range(len(self.session.pool.credentials) + 1):
+            response = self._send(text, variables, planned, retry)
+            body = response.json()
+            response.close()
+            errors = body.get("errors") or []
+            if not any(e.get("type") == "RATE_LIMITED" for e in errors):
                 break
-            except ServerError as exc:
-                if not retry:
-                    raise
-                if tries == SERVER_TRIES:
-                    raise QueryFailed(f"GraphQL answered HTTP {exc.status} {tries} times") from None
-                self.session.sleep(2**tries)
-        body = response.json()
-        response.close()
-        errors = body.get("errors") or []
+            log.warning("a credential's GraphQL budget is spent; trying another")
         data = body.get("data") or {}
         cost = (data.get("rateLimit") or {}).get("cost")
         charged = int(cost if cost is not None else (0 if errors else 1))

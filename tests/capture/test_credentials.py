@@ -189,6 +189,28 @@ def test_a_job_over_three_hours_survives_token_expiries(
     assert "installation:11" in rows  # acme's own installation
 
 
+def test_rate_limited_on_one_credential_moves_to_another_with_headroom(app_sandbox, store, clock):
+    """GitHub answers RATE_LIMITED for one user's spent hour that the ledger did not know
+    of yet: the query is asked again through another user's token, not the job
+    rescheduled to the first one's reset."""
+    from capture.storage import Storage
+
+    settings = CaptureSettings(
+        api_url=BASE,
+        graphql_url=f"{BASE}/graphql",
+        tokens=(Secret("ghp_alice1"), Secret("ghp_bob")),
+    )
+    for token in ("ghp_alice1", "ghp_bob"):  # who each token is, before alice's hour goes
+        client_for(app_sandbox).get(f"{BASE}/user", headers={"authorization": f"Bearer {token}"})
+    app_sandbox.budgets.window("user:alice", "graphql").used = 5000  # spent elsewhere
+    rig = Rig(store, Storage(store.database("storage")), app_sandbox, clock, settings)
+    result = rig.run(rig.enqueue("pr-reviews", pr_numbers=[1, 2, 3]))
+    assert result.outcome == "completed", result.detail
+    limited = [e for e in app_sandbox.ledger.entries if e.error == "RATE_LIMITED"]
+    assert len(limited) == 1  # asked once through alice, then through bob
+    assert not rig.slept  # nothing waited for alice's reset
+
+
 def test_the_pool_draws_the_credential_with_most_headroom_and_keeps_the_reserve():
     budgets = MemoryBudgets()
     reset = NOW + timedelta(minutes=30)
