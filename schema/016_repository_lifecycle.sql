@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS contributors_next_check
 -- listings, and when the recently active pull requests are next reconciled whole (at the
 -- tier's refresh interval: within the target).
 ALTER TABLE refresh_watermarks ADD COLUMN IF NOT EXISTS comments_at timestamptz;
+-- when the planner last read the repository's newest comment (CAPTURE_COMMENT_PROBES)
+ALTER TABLE repo_probes ADD COLUMN IF NOT EXISTS comments_probed_at timestamptz;
 ALTER TABLE tracked_repositories ADD COLUMN IF NOT EXISTS reconcile_at timestamptz
     NOT NULL DEFAULT now() + interval '1 day';
 CREATE INDEX IF NOT EXISTS tracked_repositories_reconcile

@@ -30,6 +30,7 @@ from capture.github.client import GitHub
 from jobstore import MAX_DAYS, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
+EDITS_MOVE_NOTHING = "edits-move-nothing"  # see github_behaviour
 GONE_REASON = "not found: deleted, made private, or no longer visible to our credentials"
 
 
@@ -194,11 +195,13 @@ def _answered(
     ]
     moved_names = {t.repository for t in moved}
     fresh = [a.repository for a in answers if not a.missing and a.repository not in moved_names]
-    if settings.comment_probes:
-        commented, failed = _comment_probes(gh, [by_name[r] for r in fresh], settings)
+    if settings.comment_probes != "no" and fresh:
+        chosen = _comment_probe_due([by_name[r] for r in fresh], registry, now, settings)
+        commented, failed = _comment_probes(gh, chosen, settings)
         report.comment_changes += [t.repository for t in commented]
         report.errors += [f"comment probe of {r} failed: {e}" for r, e in failed.items()]
         registry.probed([(r, None, e[:200]) for r, e in failed.items()], now)
+        registry.comments_probed([t.repository for t in chosen if t.repository not in failed], now)
         moved += commented
         skip = {t.repository for t in commented} | set(failed)
         fresh = [r for r in fresh if r not in skip]
@@ -208,6 +211,20 @@ def _answered(
     now_due = [t for t in moved if refresh_due(t, now, settings.tiers)]
     registry.pending([t.repository for t in moved if t not in now_due], now)
     _refresh_all(dispatcher, registry, now_due, now, settings, report, gh)
+
+
+def _comment_probe_due(
+    unchanged: list[Tracked], registry: Registry, now: datetime, settings: FreshnessSettings
+) -> list[Tracked]:
+    """Those whose newest comment is read this pass: all of them once GitHub was seen not
+    to move a pull request for an edit (or with `yes`); before that, each at most every
+    `comment_probe_every` (where edits move pull requests, the probe sees them anyway)."""
+    if settings.comment_probes == "yes" or registry.seen(EDITS_MOVE_NOTHING):
+        return unchanged
+    every = settings.comment_probe_every
+    return [
+        t for t in unchanged if t.comments_probed_at is None or now - t.comments_probed_at >= every
+    ]
 
 
 def _comment_probes(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ COLUMNS = """
 SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added_at,
        t.next_due, p.fresh_as_of, p.probed_at, p.changed_at,
        p.pending_since IS NOT NULL AS pending, w.updated_at AS watermark, p.refresh_job,
-       t.node_id, t.gone_at, w.comments_at AS comments_watermark
+       t.node_id, t.gone_at, w.comments_at AS comments_watermark, p.comments_probed_at
 FROM tracked_repositories t
 LEFT JOIN repo_probes p ON p.repository = t.repository
 LEFT JOIN refresh_watermarks w ON w.repository = t.repository
@@ -55,6 +56,7 @@ CONTRIBUTORS_DUE = (
     "AND (checked_at IS NULL OR checked_at < %s) "
     "ORDER BY checked_at NULLS FIRST LIMIT %s"
 )
+SEEN_TTL = 60.0  # seconds a behaviour not yet seen is not asked about again
 PLANNER_LOCK = 0x706C616E  # one planner pass at a time, across every process
 FRESHNESS_COLUMNS = (
     "repository",
@@ -127,6 +129,8 @@ class Registry:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._seen: set[str] = set()
+        self._unseen: dict[str, float] = {}  # behaviour -> when it was asked (monotonic)
 
     def _run(self, query: str, params: Any = (), many: bool = False) -> list[dict]:
         if many:
@@ -287,6 +291,28 @@ class Registry:
             {"at": at, "names": names},
         )
         return [r["repository"] for r in rows]
+
+    def comments_probed(self, names: list[str], now: datetime) -> None:
+        if names:
+            self._run(
+                "UPDATE repo_probes SET comments_probed_at = %s WHERE repository = ANY(%s)",
+                (now, names),
+            )
+
+    def seen(self, behaviour: str) -> bool:
+        """Whether GitHub was seen to behave so (github_behaviour): once seen, for good;
+        not seen, asked again after a minute."""
+        if behaviour in self._seen:
+            return True
+        asked = self._unseen.get(behaviour)
+        if asked is not None and time.monotonic() - asked < SEEN_TTL:
+            return False
+        found = self._run("SELECT 1 AS x FROM github_behaviour WHERE name = %s", (behaviour,))
+        if found:
+            self._seen.add(behaviour)
+            return True
+        self._unseen[behaviour] = time.monotonic()
+        return False
 
     # Reconciliation: recently active pull requests captured whole, now and then.
 
@@ -492,6 +518,7 @@ class Registry:
                 node_id=r["node_id"],
                 gone=r["gone_at"] is not None,
                 comments_watermark=r["comments_watermark"],
+                comments_probed_at=r["comments_probed_at"],
             )
             for r in rows
         ]

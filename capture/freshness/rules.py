@@ -59,7 +59,10 @@ class FreshnessSettings:
     # active in the last `reconcile_days` captured whole at the tier's refresh interval
     # (deletions), at most `reconciles_per_pass` repositories a pass; `reconcile`: auto
     # (once GitHub was seen not to move a pull request for an edit), always or never.
-    comment_probes: bool = True
+    # `comment_probes`: yes (with every probe), no, or auto: with every probe once GitHub
+    # was seen not to move a pull request for an edit, else every `comment_probe_every`
+    comment_probes: str = "auto"
+    comment_probe_every: timedelta = timedelta(days=1)
     reconcile: str = "auto"
     reconcile_days: int = 2
     reconciles_per_pass: int = 50
@@ -83,6 +86,7 @@ class Tracked:
     node_id: str | None = None  # GitHub's, once a probe learned it: probed by it
     gone: bool = False  # GitHub did not show it: probed only every GONE_RECHECK
     comments_watermark: datetime | None = None  # every comment updated before it is stored
+    comments_probed_at: datetime | None = None  # its newest comment last read
 
     def effective_tier(self, now: datetime) -> str:
         if self.promoted_until is not None and self.promoted_until > now:

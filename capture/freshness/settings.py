@@ -48,7 +48,7 @@ def load_freshness(env: Mapping[str, str] | None = None) -> FreshnessSettings:
         reserve=whole_number(env, "CAPTURE_RESERVE_POINTS", 500),
         contributors_every=duration(env, "CAPTURE_CONTRIBUTORS_EVERY", timedelta(days=7)),
         contributor_queries=whole_number(env, "CAPTURE_CONTRIBUTOR_QUERIES", 2),
-        comment_probes=choice(env, "CAPTURE_COMMENT_PROBES", "yes", ("yes", "no")) == "yes",
+        comment_probes=choice(env, "CAPTURE_COMMENT_PROBES", "auto", ("auto", "yes", "no")),
         reconcile=choice(env, "CAPTURE_RECONCILE", "auto", ("auto", "always", "never")),
         reconcile_days=min(whole_number(env, "CAPTURE_RECONCILE_DAYS", 2), 90),
     )

@@ -383,3 +383,32 @@ def test_a_repository_tracked_under_its_old_and_new_name_becomes_one_entry(
         "acme/widgets-v2",
     ]
     assert [e["kind"] for e in loop.registry.repository_events()] == ["renamed"]
+
+
+def test_comment_probes_are_daily_until_github_is_seen_not_to_move_a_pr_for_an_edit(
+    loop, world, database_url
+):
+    def listings() -> int:
+        return sum(
+            1
+            for e in loop.rig.sandbox.ledger.entries
+            if e.kind == "rest" and e.path.endswith(("/issues/comments", "/pulls/comments"))
+        )
+
+    bootstrapped(loop)
+    loop.rig.clock.advance(minutes=6)
+    loop.plan()
+    first = listings()
+    assert first == 2 * len(REPOS)  # each repository's newest comment, read once
+    loop.rig.clock.advance(minutes=6)
+    loop.plan()
+    assert listings() == first  # not again within the day: edits move PRs, as far as seen
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO github_behaviour (name, seen_at, detail) VALUES "
+            "('edits-move-nothing', now(), 'seen')"
+        )
+    loop.rig.clock.advance(minutes=6)
+    loop.registry._unseen.clear()  # a planner asks again after a minute
+    loop.plan()
+    assert listings() == first + 2 * len(REPOS)  # now with every probe
