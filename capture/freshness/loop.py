@@ -27,7 +27,7 @@ from capture.freshness.rules import (
     refreshes_affordable,
 )
 from capture.github.client import GitHub
-from jobstore import MAX_DAYS, Dispatcher, JobSpec
+from jobstore import MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
 EDITS_MOVE_NOTHING = "edits-move-nothing"  # see github_behaviour
@@ -298,7 +298,13 @@ def _followed(
         if a.missing or not a.moved or a.name is None or a.repo_id is None or a.node_id is None:
             found.append(a)
             continue
-        kind = registry.moved(a.repository, a.name, a.repo_id, a.node_id, now)
+        try:
+            kind = registry.moved(a.repository, a.name, a.repo_id, a.node_id, now)
+        except DatabaseRefused as exc:  # one bad record: reported, the pass goes on
+            problem = f"{a.repository} moved to {a.name} on GitHub, not followed: {exc}"
+            log.error("%s", problem.splitlines()[0])
+            report.errors.append(problem.splitlines()[0][:300])
+            continue
         dispatcher.store.repository_moved(a.repository, a.name, now)
         log.warning("%s was %s to %s on GitHub: followed", a.repository, kind, a.name)
         report.moved[a.repository] = a.name

@@ -412,3 +412,25 @@ def test_comment_probes_are_daily_until_github_is_seen_not_to_move_a_pr_for_an_e
     loop.registry._unseen.clear()  # a planner asks again after a minute
     loop.plan()
     assert listings() == first + 2 * len(REPOS)  # now with every probe
+
+
+def test_a_move_that_cannot_be_written_is_reported_and_the_pass_goes_on(loop, world, database_url):
+    bootstrapped(loop)
+    repo_id = world.repository(REPOS[0]).database_id
+    with psycopg.connect(database_url) as conn:  # a record another writer left in the way
+        conn.execute(
+            "UPDATE tracked_repositories SET repo_id = NULL WHERE repository = %s", (REPOS[0],)
+        )
+        conn.execute(
+            "UPDATE tracked_repositories SET repo_id = %s WHERE repository = %s",
+            (repo_id, REPOS[1]),
+        )
+    world.rename_repository(REPOS[0], "acme/widgets-v2")
+    loop.rig.clock.advance(minutes=6)
+    report = loop.plan()
+    assert report.moved == {}
+    assert any(
+        "acme/widgets moved to acme/widgets-v2 on GitHub, not followed" in e for e in report.errors
+    )
+    assert report.probed == 1  # the other repository's answer went on
+    assert report.fresh == 1
