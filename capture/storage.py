@@ -129,6 +129,8 @@ RECENTLY_ACTIVE = (
     "lower(%s) AND name_stale_at IS NULL) "
     "AND p.updated_at >= %s AND p.details_at IS NOT NULL ORDER BY p.updated_at DESC LIMIT %s"
 )
+# github_behaviour: a comment edited (created, deleted) without its pull request moving
+EDITS_MOVE_NOTHING = "edits-move-nothing"
 # GitHub gives a renamed repository's old name to a new one that takes it: the row that
 # held the name keeps it, marked stale, until its own new name is seen (the planner's
 # probe by node id, or a capture of it).
@@ -211,7 +213,7 @@ class Storage:
         """
 
         if rows.unmoved is not None:  # GitHub's behaviour, seen in what it answered
-            self.saw("edits-move-nothing", rows.unmoved)
+            self.saw(EDITS_MOVE_NOTHING, rows.unmoved)
         rows = self._unknown(rows)
         if rows.is_empty() and watermark is None:
             return

@@ -6,10 +6,11 @@ budget, real-time work keeping its reserve."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from capture.errors import CaptureError, RateLimited
 from capture.fetch.comments import newest_comment
@@ -27,10 +28,12 @@ from capture.freshness.rules import (
     refreshes_affordable,
 )
 from capture.github.client import GitHub
+from capture.storage import EDITS_MOVE_NOTHING
 from jobstore import MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
-EDITS_MOVE_NOTHING = "edits-move-nothing"  # see github_behaviour
+T = TypeVar("T")
+R = TypeVar("R")
 GONE_REASON = "not found: deleted, made private, or no longer visible to our credentials"
 
 
@@ -108,7 +111,7 @@ def _pass(
         for start in range(0, len(asked), settings.probe_batch)
     ]
     spent = gh.meter.graphql_points
-    for chunk, answer in _probed(gh, chunks, settings.probes_in_flight):
+    for chunk, answer in _in_flight(probe, gh, chunks, settings.probes_in_flight):
         if isinstance(answer, RateLimited):  # the reserve is for real-time work: stop here
             report.deferred += len(chunk)
             if str(answer) not in report.errors:
@@ -154,20 +157,20 @@ def is_spare(t: Tracked, now: datetime) -> bool:
     return t.next_due is not None and t.next_due > now
 
 
-def _probed(
-    gh: GitHub, chunks: list[list[Asked]], in_flight: int
-) -> Iterator[tuple[list[Asked], list[Probed] | CaptureError]]:
-    """Each chunk's probe answer (or the error it met), in order, up to `in_flight` probe
-    queries at once (the session's concurrency caps requests per credential)."""
-    if not chunks:
+def _in_flight(
+    ask: Callable[[GitHub, T], R], gh: GitHub, items: list[T], in_flight: int
+) -> Iterator[tuple[T, R | CaptureError]]:
+    """`ask(gh, item)` for each item (its answer, or the error it met), in order, up to
+    `in_flight` at once (the session's concurrency caps requests per credential)."""
+    if not items:
         return
-    with ThreadPoolExecutor(max_workers=max(1, min(in_flight, len(chunks)))) as pool:
-        futures = [pool.submit(probe, gh, chunk) for chunk in chunks]
-        for chunk, future in zip(chunks, futures, strict=True):
+    with ThreadPoolExecutor(max_workers=max(1, min(in_flight, len(items)))) as pool:
+        futures = [pool.submit(ask, gh, item) for item in items]
+        for item, future in zip(items, futures, strict=True):
             try:
-                yield chunk, future.result()
+                yield item, future.result()
             except CaptureError as exc:
-                yield chunk, exc
+                yield item, exc
 
 
 def _answered(
@@ -233,18 +236,14 @@ def _comment_probes(
     """Of repositories whose pull requests did not move, those with a comment created or
     edited since the last refresh (edits that did not bump their pull request), and the
     ones whose comment probe failed (repository -> error)."""
-    if not unchanged:
-        return [], {}
     found, failed = [], {}
-    workers = max(1, min(settings.probes_in_flight, len(unchanged)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(newest_comment, gh, t.repository) for t in unchanged]
-        for tracked, future in zip(unchanged, futures, strict=True):
-            try:
-                if comments_changed(future.result(), tracked):
-                    found.append(tracked)
-            except CaptureError as exc:
-                failed[tracked.repository] = str(exc)
+    names = [t.repository for t in unchanged]
+    answers = _in_flight(newest_comment, gh, names, settings.probes_in_flight)
+    for tracked, (_, answer) in zip(unchanged, answers, strict=True):
+        if isinstance(answer, CaptureError):
+            failed[tracked.repository] = str(answer)
+        elif comments_changed(answer, tracked):
+            found.append(tracked)
     return found, failed
 
 

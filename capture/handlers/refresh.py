@@ -21,6 +21,7 @@ from capture.fetch.rest import rest_index
 from capture.handlers.base import Context, Outcome, with_rest_fallback
 from capture.handlers.pulls import Listed, await_children, capture_pulls, split_into_children
 from capture.records import Rows, when
+from capture.storage import EDITS_MOVE_NOTHING
 
 log = logging.getLogger(__name__)
 ALL = {"details", "reviews", "comments"}
@@ -76,7 +77,7 @@ def _refresh(ctx: Context) -> Outcome:
     unmoved = commented - set(numbers)
     if unmoved:  # comments changed where their pull request's updatedAt did not move
         shown = ", ".join(f"#{n}" for n in sorted(unmoved)[:5])
-        ctx.storage.saw("edits-move-nothing", f"{job.repository}: comments on {shown}")
+        ctx.storage.saw(EDITS_MOVE_NOTHING, f"{job.repository}: comments on {shown}")
     numbers = sorted(set(numbers) | commented)
     # Everything updated since `bound` was listed: the watermark is at least the bound (a
     # bootstrap's history before it is the backfill's), so a probe compares against it.

@@ -110,8 +110,12 @@ class Rig:
     def sleep(self, seconds: float) -> None:
         self.clock.now += timedelta(seconds=seconds)
 
+    freshness = SETTINGS  # the planner's settings
+
     def plan(self) -> Any:
-        return plan_once(self.registry, self.dispatcher, self.planner_gh, self.clock(), SETTINGS)
+        return plan_once(
+            self.registry, self.dispatcher, self.planner_gh, self.clock(), self.freshness
+        )
 
     def work(self) -> int:
         """Runs every routed local job (and the parents they wake) until none is left."""
@@ -128,8 +132,12 @@ class Rig:
                     now=self.clock,
                 )
                 ran += 1
-                self.failed += result.outcome == "failed"
+                self.ran(job_id, result)
         return ran
+
+    def ran(self, job_id: Any, result: Any) -> None:
+        """One job's attempt ended (a subclass counts more of it)."""
+        self.failed += result.outcome == "failed"
 
     def close(self) -> None:
         self.github.close()

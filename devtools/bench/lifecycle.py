@@ -26,8 +26,6 @@ import click
 import psycopg
 
 import jobstore
-from capture.attempt import run_job
-from capture.freshness.loop import plan_once
 from capture.freshness.registry import Entry
 from devtools.bench.freshness import SETTINGS as FRESHNESS
 from devtools.bench.freshness import T0, Clock, build_world
@@ -54,32 +52,12 @@ class Rig(FreshnessRig):
 
     freshness = SETTINGS
 
-    def plan(self) -> Any:
-        return plan_once(
-            self.registry, self.dispatcher, self.planner_gh, self.clock(), self.freshness
-        )
-
-    def work(self) -> int:
-        ran = 0
-        while waiting := self.store.heads.routed(["local"]):
-            for job_id in waiting:
-                kind = "reconcile" if "reconcile" in self.store.get(job_id).params else "jobs"
-                result = run_job(
-                    self.store,
-                    job_id,
-                    worker="bench",
-                    storage=self.storage,
-                    settings=self.settings,
-                    github=self.github,
-                    now=self.clock,
-                )
-                self.points[kind] += result.points
-                ran += 1
-                if result.outcome == "failed":
-                    self.failed += 1
-                    job = self.store.get(job_id)
-                    self.failures.append(f"{job.job_type} {job.repository}: {result.detail}")
-        return ran
+    def ran(self, job_id: Any, result: Any) -> None:
+        job = self.store.get(job_id)
+        self.points["reconcile" if "reconcile" in job.params else "jobs"] += result.points
+        super().ran(job_id, result)
+        if result.outcome == "failed":
+            self.failures.append(f"{job.job_type} {job.repository}: {result.detail}")
 
 
 def one(conn: psycopg.Connection, query: str, *args: Any) -> Any:
