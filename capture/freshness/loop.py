@@ -189,7 +189,13 @@ def _answered(
     report.probed += len(answers)
     errors = [(a.repository, a.newest_updated_at, a.missing and "not found") for a in answers]
     registry.probed([(r, n, e or None) for r, n, e in errors], now)
-    report.missing += [a.repository for a in answers if a.missing]
+    missing = [a.repository for a in answers if a.missing]
+    report.missing += missing
+    # after the probe's own bookkeeping: a gone one is next looked at in GONE_RECHECK
+    newly = registry.gone(missing, GONE_REASON, now)
+    for name in newly:
+        log.warning("%s is gone on GitHub (%s): no longer probed or refreshed", name, GONE_REASON)
+    report.gone += newly
     answers = [a for a in answers if not by_name[a.repository].gone or a.missing]
     moved = [
         by_name[a.repository]
@@ -290,8 +296,8 @@ def _followed(
     now: datetime,
     report: PassReport,
 ) -> list[Probed]:
-    """Renames and transfers followed (registry, stored rows, job views), gone ones marked
-    and those back unmarked; the answers under each repository's current name."""
+    """Renames and transfers followed (registry, stored rows, job views), gone ones shown
+    again unmarked; the answers under each repository's current name."""
     found = []
     for a in answers:
         if a.missing or not a.moved or a.name is None or a.repo_id is None or a.node_id is None:
@@ -319,11 +325,6 @@ def _followed(
         and a.repo_id is not None
         and by_name[a.repository].node_id != a.node_id
     )
-    missing = [a.repository for a in found if a.missing]
-    newly = registry.gone(missing, GONE_REASON, now)
-    for name in newly:
-        log.warning("%s is gone on GitHub (%s): no longer probed or refreshed", name, GONE_REASON)
-    report.gone += newly
     back = registry.back(
         [a.repository for a in found if not a.missing and by_name[a.repository].gone], now
     )

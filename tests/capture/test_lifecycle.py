@@ -176,6 +176,8 @@ def test_a_repository_gone_is_marked_once_alerted_once_not_breached_and_back_whe
     gone = {r["repository"]: r for r in loop.registry.tracked()}[REPOS[1]]
     assert gone["gone_at"] == loop.rig.clock()
     assert "not found" in gone["gone_reason"]
+    (state,) = loop.registry.freshness(repository=REPOS[1])
+    assert state["next_due"] == loop.rig.clock() + timedelta(days=1)  # looked at daily
     stored = rows(
         database_url,
         "SELECT count(*) FROM pull_requests p JOIN repositories r "
