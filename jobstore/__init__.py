@@ -28,6 +28,7 @@ from jobstore.migrations import migrate
 from jobstore.prices import LanePrice, load_prices
 from jobstore.projection import audit_fields
 from jobstore.rollout import Rollout, rollbacks
+from jobstore.rollups import BOUNDS as SECONDS_BOUNDS
 from jobstore.routing import LANES, HealthSettings, Route, RoutingSettings, decide
 from jobstore.secret import Secret, fingerprint
 from jobstore.settings import LaneSettings, Settings, application_name, number
@@ -44,6 +45,7 @@ __all__ = [
     "LANES",
     "MAX_DAYS",
     "PRIORITIES",
+    "SECONDS_BOUNDS",
     "STOPPED",
     "TRIGGERS",
     "AmbiguousJobId",

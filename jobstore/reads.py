@@ -6,7 +6,7 @@ This is a read-only module: it never writes, so it works against a read replica.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -96,9 +96,7 @@ DISPATCH_FIELDS = (
 )
 
 
-def stats(
-    lane_rows: list[dict], cost_rows: list[dict], dispatch_rows: list[dict] | None = None
-) -> dict[str, Any]:
+def stats(lane_rows: list[dict], dispatch_rows: list[dict] | None = None) -> dict[str, Any]:
     """Per lane and total (the original HybridQueueStats shape, extended), plus cost and
     how dispatching to each lane went."""
     by_lane = {row["lane"]: row for row in lane_rows}
@@ -108,7 +106,7 @@ def stats(
         for lane in (*LANES, "total")
     }
     actual = float(doc["total"]["estimated_cost"] or 0)
-    baseline = sum(float(row["inngest_cost"] or 0) for row in cost_rows)
+    baseline = float((by_lane.get("total") or {}).get("inngest_cost") or 0)
     doc["cost"] = {
         "actual": round(actual, 4),
         "all_inngest_baseline": round(baseline, 4),
@@ -207,55 +205,54 @@ def active_jobs(db: Database, limit: int = 40) -> list[dict]:
     )
 
 
-def lane_statistics(db: Database) -> dict[str, Any]:
-    """`stats` over the lane_stats, job_costs and lane_dispatch_stats views."""
-    return stats(
-        select(db, "SELECT * FROM lane_stats"),
-        select(db, "SELECT * FROM job_costs"),
+WINDOWS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7), "all": None}
+
+
+def lane_statistics(
+    db: Database, window: str = "all", now: datetime | None = None
+) -> dict[str, Any]:
+    """`stats` over a window (WINDOWS: the last hour, day, week, or all time), from the
+    rollups (lane_stats_window) and lane_dispatch_stats: a few rows, whatever the history."""
+    if window not in WINDOWS:
+        raise InvalidSpec("window", f"{window!r} is not one of {', '.join(WINDOWS)}")
+    span = WINDOWS[window]
+    since = None if span is None else (now or datetime.now(UTC)) - span
+    doc = stats(
+        select(db, "SELECT * FROM lane_stats_window(%s)", (since,)),
         select(db, "SELECT * FROM lane_dispatch_stats"),
     )
+    doc["window"] = window
+    return doc
+
+
+def totals(db: Database) -> list[dict]:
+    """All-time counters and histograms per lane and job type (job_totals)."""
+    return select(db, "SELECT * FROM job_totals ORDER BY lane, job_type")
 
 
 def lane_error_rates(db: Database, since: datetime) -> dict[str, tuple[int, int]]:
-    """Per lane, (failed attempts, attempts that ended) of the jobs active since `since`:
-    what an error-rate alert and an automatic rollback look at."""
+    """Per lane, (failed attempts, attempts that ended) since `since` (in whole five
+    minutes, from the rollups): what an error-rate alert and an automatic rollback look at."""
     rows = select(
         db,
-        "SELECT lane, sum(failures)::int AS failed, "
-        "sum(failures + CASE WHEN status = 'completed' THEN 1 ELSE 0 END)::int AS ended "
-        "FROM capture_jobs WHERE last_event_at >= %s AND lane IS NOT NULL GROUP BY lane",
+        "SELECT lane, sum(attempts_failed)::int AS failed, "
+        "sum(attempts_failed + completed)::int AS ended "
+        "FROM job_rollups WHERE bucket >= date_bin('5 minutes', %s::timestamptz, 'epoch') "
+        "AND lane <> 'unrouted' GROUP BY lane",
         (since,),
     )
     return {row["lane"]: (row["failed"] or 0, row["ended"] or 0) for row in rows}
 
 
-def series(db: Database, since: datetime, step_seconds: int = 300) -> list[dict]:
-    """Per lane and time bucket since `since`: jobs created, jobs finished, their mean
-    queue wait and run time, and the queue depth at the bucket's end (jobs waiting to
-    start): the dashboard's charts."""
+def series(db: Database, since: datetime) -> list[dict]:
+    """Per lane and five minutes since `since`: jobs enqueued and ended, their mean queue
+    wait and run time, and the queue depth at the bucket's end: the dashboard's charts
+    (lane_series, over the rollups)."""
     return select(
         db,
-        "WITH buckets AS (SELECT generate_series(date_bin(make_interval(secs => %(step)s), "
-        "%(since)s::timestamptz, 'epoch'), now(), make_interval(secs => %(step)s)) AS at) "
-        "SELECT b.at, l.lane, "
-        "(SELECT count(*) FROM capture_jobs j WHERE j.lane = l.lane AND j.created_at >= b.at "
-        " AND j.created_at < b.at + make_interval(secs => %(step)s))::int AS created, "
-        "(SELECT count(*) FROM capture_jobs j WHERE j.lane = l.lane AND j.finished_at >= b.at "
-        " AND j.finished_at < b.at + make_interval(secs => %(step)s))::int AS finished, "
-        "(SELECT avg(extract(epoch FROM j.started_at - j.created_at)) FROM capture_jobs j "
-        " WHERE j.lane = l.lane AND j.finished_at >= b.at "
-        " AND j.finished_at < b.at + make_interval(secs => %(step)s)) AS wait_s, "
-        "(SELECT avg(extract(epoch FROM j.finished_at - j.started_at)) FROM capture_jobs j "
-        " WHERE j.lane = l.lane AND j.finished_at >= b.at "
-        " AND j.finished_at < b.at + make_interval(secs => %(step)s)) AS run_s, "
-        "(SELECT count(*) FROM capture_jobs j WHERE j.lane = l.lane "
-        " AND j.created_at < b.at + make_interval(secs => %(step)s) "
-        " AND (j.started_at IS NULL OR j.started_at >= b.at + make_interval(secs => %(step)s)) "
-        " AND (j.finished_at IS NULL OR j.finished_at >= b.at + make_interval(secs => %(step)s))"
-        ")::int AS depth "
-        "FROM buckets b CROSS JOIN (SELECT unnest(%(lanes)s::text[]) AS lane) l "
-        "ORDER BY b.at, l.lane",
-        {"since": since, "step": step_seconds, "lanes": list(LANES)},
+        "SELECT at, lane, created::int, finished::int, wait_s, run_s, depth::int "
+        "FROM lane_series(%s)",
+        (since,),
     )
 
 

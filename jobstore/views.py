@@ -23,7 +23,7 @@ from eventsourcing.utils import Environment, get_topic
 from psycopg import Cursor, sql
 from psycopg.types.json import Jsonb
 
-from jobstore import projection
+from jobstore import projection, rollups
 from jobstore.boundary import translated
 from jobstore.db import eventsourcing_env
 from jobstore.domain import Job
@@ -79,6 +79,32 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _rollup_upsert(table: str, key: tuple[str, ...]) -> sql.Composed:
+    """Adds records (jsonb) to a rollup table's rows, created at zero when new."""
+    names = (*key, *rollups.COLUMNS)
+    added = [
+        sql.SQL("{0} = jobstore_add_counts({1}.{0}, EXCLUDED.{0})").format(
+            sql.Identifier(c), sql.Identifier(table)
+        )
+        if c in rollups.HISTOGRAMS
+        else sql.SQL("{0} = {1}.{0} + EXCLUDED.{0}").format(
+            sql.Identifier(c), sql.Identifier(table)
+        )
+        for c in rollups.COLUMNS
+    ]
+    return sql.SQL(
+        "INSERT INTO {0} ({1}) SELECT {1} FROM jsonb_populate_recordset(NULL::{0}, %s) "
+        "ON CONFLICT ({2}) DO UPDATE SET {3}"
+    ).format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, names)),
+        sql.SQL(", ").join(map(sql.Identifier, key)),
+        sql.SQL(", ").join(added),
+    )
+
+
+ADD_ROLLUPS = _rollup_upsert("job_rollups", ("bucket", "lane", "job_type"))
+ADD_TOTALS = _rollup_upsert("job_totals", ("lane", "job_type"))
 MERGE = sql.SQL(
     "INSERT INTO capture_jobs ({0}) SELECT {0} FROM capture_jobs_batch "
     "ON CONFLICT (job_id) DO UPDATE SET {1}"
@@ -169,7 +195,7 @@ class JobViews(PostgresTrackingRecorder):
 
     def _reset(self, curs: Cursor) -> None:
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
-        curs.execute("TRUNCATE capture_jobs")
+        curs.execute("TRUNCATE capture_jobs, job_rollups, job_totals")
         curs.execute(
             sql.SQL("DELETE FROM {} WHERE application_name = %s").format(
                 sql.Identifier(self.tracking_table_name)
@@ -194,17 +220,24 @@ class JobViews(PostgresTrackingRecorder):
             curs.execute("SELECT * FROM capture_jobs WHERE job_id = ANY(%s)", (ids,))
             rows = {row["job_id"]: row for row in curs.fetchall()}
         aside: dict[UUID, str] = {}
+        counted: dict[UUID, rollups.Deltas] = {}
         for event in events:
             if event.originator_id in aside:
                 continue
+            before = rows.get(event.originator_id)
             try:
-                rows[event.originator_id] = projection.apply(rows.get(event.originator_id), event)
+                after = projection.apply(before, event)
+                counted.setdefault(event.originator_id, rollups.Deltas()).add(before, after, event)
             except Exception as exc:  # events that make no job: that job aside, the rest go on
                 aside[event.originator_id] = describe(exc)
                 rows.pop(event.originator_id, None)
+                counted.pop(event.originator_id, None)
+                continue
+            rows[event.originator_id] = after
         self._set_aside(curs, aside)
         if not rows:
             return
+        self._count(curs, counted.values())
         if len(rows) <= 50:  # a few rows: one statement beats staging
             curs.execute(UPSERT_JSON, (Jsonb(list(rows.values()), dumps=_dumps),))
             return
@@ -215,6 +248,15 @@ class JobViews(PostgresTrackingRecorder):
                 copy.write_row(value)
         curs.execute(MERGE)
         curs.execute("DELETE FROM capture_jobs_batch")  # a rebuild stages many in one commit
+
+    @staticmethod
+    def _count(curs: Cursor, deltas: Any) -> None:
+        """Adds what the batch's events count to job_rollups and job_totals."""
+        batch = rollups.Deltas.merged(deltas)
+        if records := batch.records():
+            curs.execute(ADD_ROLLUPS, (Jsonb(records, dumps=_dumps),))
+        if totals := batch.totals():
+            curs.execute(ADD_TOTALS, (Jsonb(totals, dumps=_dumps),))
 
     @translated
     def set_prices(self, prices: dict[str, LanePrice]) -> None:

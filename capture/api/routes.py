@@ -181,13 +181,18 @@ def dashboard_data() -> Any:
     hours = whole(flask.request.args.get("hours", "6"), 1, 48)
     if hours is None:
         return fail(400, "hours must be a whole number from 1 to 48")
+    window = flask.request.args.get("window", "1d")
+    if window not in reads.WINDOWS:
+        return fail(400, f"window must be one of {', '.join(reads.WINDOWS)}")
     health = snapshot(ctx.db, ctx.dispatcher(), ctx.budgets, ctx.registry, now)
+    stats = reads.lane_statistics(ctx.db, window, now)
     return jsonable(
         {
             "at": now,
-            "lanes": health.lanes,
+            "window": window,
+            "lanes": {lane: stats[lane] for lane in LANES},
             "down": health.down,
-            "cost": health.cost,
+            "cost": stats["cost"],
             "series": reads.series(ctx.db, now - timedelta(hours=hours)),
             "budgets": health.budgets,
             "breaches": ctx.registry.freshness(breached_only=True)[:50],

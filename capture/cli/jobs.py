@@ -117,13 +117,22 @@ def show(ctx: click.Context, job_id: str, at: datetime | None, as_json: bool) ->
 
 
 @jobs.command()
+@click.option(
+    "--window",
+    type=click.Choice(list(reads.WINDOWS)),
+    default="all",
+    show_default=True,
+    help="The last hour, day or week, or all time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
-def stats(ctx: click.Context, as_json: bool) -> None:
-    """Per-lane and total counts, timings and cost, with the saving against all-Inngest."""
+def stats(ctx: click.Context, window: str, as_json: bool) -> None:
+    """Per-lane and total counts, timings and cost over a window, with the saving against
+    all-Inngest (from the rollups: as fast on day 365 as on day 1). Pending and
+    processing are the jobs waiting and running now."""
     url = current(ctx)
     with errors():
-        document = reads.lane_statistics(url)
+        document = reads.lane_statistics(url, window)
     if as_json:
         echo_json(document)
     else:

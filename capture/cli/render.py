@@ -104,8 +104,11 @@ def render_stats(doc: dict[str, Any]) -> str:
         else "no Inngest baseline yet"
     )
     dispatch = [{"lane": lane, **values} for lane, values in doc.get("dispatch", {}).items()]
+    window = {"1h": "the last hour", "1d": "the last day", "7d": "the last week"}
+    span = window.get(doc.get("window", "all"), "all time")
     return "\n\n".join(
         [
+            f"over {span} (pending and processing: now)",
             table(rows, first),
             table(rows, second),
             *([table(dispatch, ["lane", *reads.DISPATCH_FIELDS])] if dispatch else []),

@@ -23,6 +23,7 @@ QUARANTINE_SHOWN = 1000  # quarantined jobs counted (a fleet's worth is a bigger
 class Health:
     at: datetime
     lanes: dict[str, dict[str, Any]] = field(default_factory=dict)  # lane_stats rows
+    totals: list[dict[str, Any]] = field(default_factory=list)  # job_totals rows
     errors: dict[str, tuple[int, int]] = field(default_factory=dict)  # (failed, ended)
     down: dict[str, str] = field(default_factory=dict)  # lane -> why
     stuck: list[str] = field(default_factory=list)  # job ids silent past their limit
@@ -50,6 +51,7 @@ def snapshot(
     store = dispatcher.store
     stats = reads.lane_statistics(db)
     health = Health(at=now, lanes={lane: stats[lane] for lane in LANES}, cost=stats["cost"])
+    health.totals = reads.totals(db)
     health.errors = reads.lane_error_rates(db, now - ERROR_WINDOW)
     health.down = {
         lane: why

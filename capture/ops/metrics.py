@@ -1,6 +1,8 @@
-"""Prometheus metrics (the official client's text format) from the health snapshot: lane
-depth, wait and run quantiles, success and error ratios, lanes down, stuck jobs, budgets,
-freshness breaches, projection lag. The values are the views' own."""
+"""Prometheus metrics (the official client's text format) from the health snapshot: jobs
+enqueued, started, ended and failed per lane and job type as counters, queue wait and run
+time as histograms (from the rollups the views keep, so `rate()` and
+`histogram_quantile()` work and a scrape reads a few rows), and as gauges lane depth, lanes
+down, stuck jobs, budgets, freshness breaches and projection lag."""
 
 from __future__ import annotations
 
@@ -8,59 +10,95 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from capture.ops.health import Health
 from jobstore import LANES
+from jobstore import SECONDS_BOUNDS as BOUNDS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# job_totals column -> (counter name without _total, help)
+COUNTERS = {
+    "enqueued": ("prcapture_jobs_enqueued", "Jobs first routed to the lane"),
+    "started": ("prcapture_job_attempts_started", "Attempts started"),
+    "completed": ("prcapture_jobs_completed", "Jobs completed"),
+    "attempts_failed": ("prcapture_job_attempts_failed", "Attempts that failed"),
+    "retried": ("prcapture_jobs_retried", "Failures followed by another attempt"),
+    "rescheduled": ("prcapture_jobs_rescheduled", "Attempts ended for a later one, unfailed"),
+    "cancelled": ("prcapture_jobs_cancelled", "Jobs cancelled"),
+    "dispatch_failures": ("prcapture_job_dispatch_failures", "Dispatches a lane refused"),
+    "fallbacks_in": ("prcapture_job_fallbacks_in", "Jobs that fell back into the lane"),
+    "items": ("prcapture_job_items", "Items captured"),
+    "api_points": ("prcapture_job_api_points", "GitHub API points spent"),
+    "runs": ("prcapture_job_runs", "Runs billed"),
+    "steps": ("prcapture_job_steps", "Steps billed"),
+    "billed_minutes": ("prcapture_job_billed_minutes", "Runner minutes billed"),
+    "run_seconds": ("prcapture_job_run_seconds_spent", "Seconds attempts ran"),
+}
+HISTOGRAMS = {
+    "wait": ("prcapture_job_wait_seconds", "Time from enqueue to first start"),
+    "run": ("prcapture_job_run_seconds", "Run time of completed jobs"),
+}
+LABELS = ["lane", "job_type"]
 
 
 def _number(value: Any) -> float:
     return float(value) if value is not None else float("nan")
 
 
+def _buckets(counts: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts as Prometheus' cumulative buckets."""
+    out, seen = [], 0
+    for bound, n in zip([*(str(float(b)) for b in BOUNDS), "+Inf"], counts, strict=True):
+        seen += n
+        out.append((bound, float(seen)))
+    return out
+
+
+def job_families(totals: list[dict[str, Any]]) -> Iterator[Metric]:
+    """The counters and histograms of job_totals rows."""
+    for column, (name, doc) in COUNTERS.items():
+        family = CounterMetricFamily(name, doc, labels=LABELS)
+        for row in totals:
+            family.add_metric([row["lane"], row["job_type"]], float(row[column]))
+        yield family
+    for kind, (name, doc) in HISTOGRAMS.items():
+        histogram = HistogramMetricFamily(name, doc, labels=LABELS)
+        for row in totals:
+            histogram.add_metric(
+                [row["lane"], row["job_type"]],
+                _buckets(row[f"{kind}_hist"]),
+                sum_value=float(row[f"{kind}_sum"]),
+            )
+        yield histogram
+
+
 class HealthCollector(Collector):
     def __init__(self, health: Health) -> None:
         self.health = health
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         h = self.health
         jobs = GaugeMetricFamily(
-            "prcapture_jobs", "Jobs per lane and state", labels=["lane", "state"]
+            "prcapture_jobs", "Jobs waiting and running now, per lane", labels=["lane", "state"]
         )
         for lane in LANES:
-            for state in ("pending", "processing", "completed", "failed", "cancelled"):
+            for state in ("pending", "processing"):
                 jobs.add_metric([lane, state], _number(h.lanes[lane][state]))
         yield jobs
-        for name, field_p50, field_p95, what in (
-            ("prcapture_lane_wait_seconds", "wait_p50_s", "wait_p95_s", "Queue wait"),
-            ("prcapture_lane_run_seconds", "run_p50_s", "run_p95_s", "Run time"),
-        ):
-            family = GaugeMetricFamily(name, f"{what} per lane", labels=["lane", "quantile"])
-            for lane in LANES:
-                family.add_metric([lane, "0.5"], _number(h.lanes[lane][field_p50]))
-                family.add_metric([lane, "0.95"], _number(h.lanes[lane][field_p95]))
-            yield family
-        success = GaugeMetricFamily(
-            "prcapture_lane_success_ratio", "Jobs completed of those ended", labels=["lane"]
-        )
-        errors = GaugeMetricFamily(
-            "prcapture_lane_error_ratio", "Attempts failed in the last hour", labels=["lane"]
-        )
-        ended = GaugeMetricFamily(
-            "prcapture_lane_attempts_ended", "Attempts ended in the last hour", labels=["lane"]
-        )
+        yield from job_families(h.totals)
         down = GaugeMetricFamily(
             "prcapture_lane_down", "1 when a lane is down or stopped", labels=["lane"]
         )
         for lane in LANES:
-            success.add_metric([lane], _number(h.lanes[lane]["success_rate"]))
-            errors.add_metric([lane], h.error_rate(lane))
-            ended.add_metric([lane], h.errors.get(lane, (0, 0))[1])
             down.add_metric([lane], 1.0 if lane in h.down else 0.0)
-        yield from (success, errors, ended, down)
+        yield down
         yield GaugeMetricFamily(
             "prcapture_jobs_stuck", "Jobs silent past their lane's limit", value=len(h.stuck)
         )

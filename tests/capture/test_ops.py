@@ -111,30 +111,131 @@ def look(store):
     )
 
 
-def test_metrics_equal_the_views(store, database_url, job_views):
+def test_metrics_are_counters_and_histograms_of_the_rollups(store, database_url, job_views):
     ended_jobs(store, "inngest", failed=1, completed=3)
     ended_jobs(store, "github_actions", failed=0, completed=2)
     spec = JobSpec.create("pr-reviews", "acme/waiting", days=1)
     store.enqueue(spec, NOW, route=Route("local", "explicit", "test"))
     views.catch_up(store, job_views)
-    health = look(store)
-    got = samples(render(health))
-    stats = reads.lane_statistics(store.database("reads"))
-    for lane in ("inngest", "github_actions", "local"):
-        for state in ("pending", "processing", "completed", "failed"):
-            key = ("prcapture_jobs", (("lane", lane), ("state", state)))
-            assert got[key] == stats[lane][state], (lane, state)
-        p95 = got[("prcapture_lane_wait_seconds", (("lane", lane), ("quantile", "0.95")))]
-        if stats[lane]["wait_p95_s"] is None:
-            assert p95 != p95  # NaN: no data
-        else:
-            assert p95 == pytest.approx(float(stats[lane]["wait_p95_s"]))
-    assert got[("prcapture_lane_success_ratio", (("lane", "inngest"),))] == pytest.approx(0.75)
-    assert got[("prcapture_lane_error_ratio", (("lane", "inngest"),))] == pytest.approx(0.25)
+    text = render(look(store))
+    got = samples(text)
+    kinds = {f.name: f.type for f in text_string_to_metric_families(text.decode())}
+    assert kinds["prcapture_jobs_completed"] == "counter"
+    assert kinds["prcapture_job_wait_seconds"] == "histogram"
+    inngest = (("job_type", "pr-reviews"), ("lane", "inngest"))
+    assert got[("prcapture_jobs_enqueued_total", inngest)] == 4
+    assert got[("prcapture_jobs_completed_total", inngest)] == 3
+    assert got[("prcapture_job_attempts_failed_total", inngest)] == 1
+    assert got[("prcapture_job_api_points_total", inngest)] == 6
+    assert got[("prcapture_job_wait_seconds_count", inngest)] == 4
+    assert (
+        got[
+            (
+                "prcapture_job_wait_seconds_bucket",
+                (*inngest[:1], ("lane", "inngest"), ("le", "1.0")),
+            )
+        ]
+        == 4
+    )
+    assert got[("prcapture_job_run_seconds_count", inngest)] == 3
     assert got[("prcapture_jobs", (("lane", "local"), ("state", "pending")))] == 1
     assert got[("prcapture_projection_lag_events", ())] == 0
+    stats = reads.lane_statistics(store.database("reads"))
+    assert (stats["inngest"]["completed"], stats["inngest"]["failed"]) == (3, 1)
+    assert stats["inngest"]["success_rate"] == pytest.approx(0.75)
     cost = got[("prcapture_cost", (("kind", "actual"),))]
     assert cost == pytest.approx(float(stats["cost"]["actual"]))
+
+
+def test_a_scrape_reads_rollups_not_history(store, database_url, job_views):
+    """What /metrics and bin/jobs stats read: job_totals and a window of job_rollups by
+    their keys, never capture_jobs' finished rows."""
+    ended_jobs(store, "inngest", failed=1, completed=3)
+    views.catch_up(store, job_views)
+    db = store.database("reads")
+    with db.connection() as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute(
+                "EXPLAIN SELECT * FROM lane_stats_window(now() - interval '1 hour')"
+            ).fetchall()
+        )
+    assert "Function Scan" in plan  # a SQL function: its plan is looked at below
+    with db.connection() as conn:
+        conn.execute("SET enable_seqscan = off")
+        window = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute(
+                "EXPLAIN SELECT * FROM job_rollups "
+                "WHERE bucket >= date_bin('5 minutes', now() - interval '1 hour', 'epoch')"
+            ).fetchall()
+        )
+        live = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute(
+                "EXPLAIN SELECT count(*) FROM capture_jobs WHERE status IN "
+                "('queued', 'routed', 'dispatched', 'retry_scheduled', 'running')"
+            ).fetchall()
+        )
+    assert "job_rollups_pkey" in window
+    assert "capture_jobs_status" in live
+
+
+SUMMARY = "inngest: over 20% of attempts failed in the last hour"
+
+
+def test_an_incident_moves_the_counters_and_fires_the_rate_rule(
+    store, database_url, job_views, tmp_path
+):
+    """Two real scrapes, an hour apart, with failures between: promtool evaluates the
+    ErrorRateHigh rule over them as Prometheus would."""
+    ended_jobs(store, "inngest", failed=0, completed=10)
+    views.catch_up(store, job_views)
+    before = samples(render(look(store)))
+    ended_jobs(store, "inngest", failed=6, completed=2, now=NOW + timedelta(minutes=30))
+    views.catch_up(store, job_views)
+    after = samples(render(look(store)))
+    inngest = (("job_type", "pr-reviews"), ("lane", "inngest"))
+    failed = "prcapture_job_attempts_failed_total"
+    done = "prcapture_jobs_completed_total"
+    assert (before[(failed, inngest)], after[(failed, inngest)]) == (0, 6)
+    assert (before[(done, inngest)], after[(done, inngest)]) == (10, 12)
+    series = [
+        {
+            "series": f'{name}{{lane="inngest",job_type="pr-reviews"}}',
+            # one scrape a minute: `before` for an hour, then `after` for the next
+            "values": f"{before[(name, inngest)]:.0f}x60 {after[(name, inngest)]:.0f}x60",
+        }
+        for name in (failed, done)
+    ]
+    test = {
+        "rule_files": [str(RULES_FILE)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "50m", "alertname": "ErrorRateHigh", "exp_alerts": []},
+                    {
+                        "eval_time": "115m",
+                        "alertname": "ErrorRateHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"lane": "inngest", "severity": "page"},
+                                "exp_annotations": {"summary": SUMMARY},
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "incident.test.yml"
+    path.write_text(yaml.safe_dump(test))
+    check = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_projection_lag_counts_events_not_yet_projected(store, database_url, job_views):
@@ -262,7 +363,8 @@ def test_the_rules_file_and_the_sweeper_judge_alike():
     assert f">= {alerts.MIN_ATTEMPTS}" in high
     metrics = set(re.findall(r"prcapture_[a-z_]+", " ".join(r["expr"] for r in rules.values())))
     health = alerts.Health(at=NOW, lanes={lane: _empty() for lane in alerts_lanes()})
-    exported = {f.name for f in text_string_to_metric_families(render(health).decode())}
+    families = list(text_string_to_metric_families(render(health).decode()))
+    exported = {f.name for f in families} | {f"{f.name}_total" for f in families}
     assert metrics <= exported, metrics - exported
 
 
@@ -295,7 +397,10 @@ def test_the_dashboards_series_count_depth_throughput_and_timings(store, databas
     ]
     finished = [r for r in rows if r["finished"]]
     assert len(finished) == 1
-    assert (finished[0]["wait_s"], finished[0]["run_s"]) == (300, 600)
+    assert finished[0]["run_s"] == 600  # in the bucket it ended in
+    started = [r for r in rows if r["wait_s"] is not None]
+    assert [r["wait_s"] for r in started] == [300]  # in the bucket the wait ended in
+    assert started[0]["at"] <= t0 + timedelta(minutes=5) < started[0]["at"] + timedelta(minutes=5)
     assert (
         finished[0]["at"] <= t0 + timedelta(minutes=15) < finished[0]["at"] + timedelta(minutes=5)
     )

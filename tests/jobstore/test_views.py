@@ -17,7 +17,11 @@ from jobstore.spec import JobSpec
 from tests.jobstore.workload import make_history
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
-TABLES = {"capture_jobs": "job_id"}
+TABLES = {
+    "capture_jobs": "job_id",
+    "job_rollups": "bucket, lane, job_type",
+    "job_totals": "lane, job_type",
+}
 
 
 @pytest.fixture
@@ -305,3 +309,10 @@ def test_projector_killed_while_projecting_resumes_and_equals_a_rebuild(store, d
     assert snapshot(database_url) == resumed
     total = rows(database_url, "SELECT count(*) AS n FROM job_heads")[0]["n"]
     assert len(resumed["capture_jobs"]) == total
+
+
+def test_the_histogram_bounds_are_the_schemas(database_url):
+    from jobstore import SECONDS_BOUNDS
+
+    got = rows(database_url, "SELECT jobstore_seconds_bounds() AS b")[0]["b"]
+    assert tuple(got) == tuple(float(b) for b in SECONDS_BOUNDS)
