@@ -4,7 +4,7 @@ The front door: what other packages use is named here (the layout test holds cap
 it); modules not named (recorder, heads, boundary, ...) are the store's internals.
 """
 
-from jobstore import reads, watch
+from jobstore import archive, reads, watch
 from jobstore.boundary import Patient
 from jobstore.db import Database, database_url
 from jobstore.dispatcher import STOPPED, Dispatcher, Sent, Submitted
@@ -84,6 +84,7 @@ __all__ = [
     "SweepReport",
     "Wakeup",
     "application_name",
+    "archive",
     "audit_fields",
     "catch_up",
     "database_url",

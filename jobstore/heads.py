@@ -107,6 +107,10 @@ class Heads:
             for r in self._rows(query, (list(ids),))
         ]
 
+    def is_archived(self, job_id: UUID) -> bool:
+        rows = self._rows("SELECT archived_at FROM job_heads WHERE job_id = %s", (job_id,))
+        return bool(rows) and rows[0]["archived_at"] is not None
+
     def head_versions(self, ids: Sequence[UUID]) -> dict[UUID, int]:
         return {job_id: version for job_id, (version, _) in self.head_states(ids).items()}
 

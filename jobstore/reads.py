@@ -244,15 +244,15 @@ def lane_error_rates(db: Database, since: datetime) -> dict[str, tuple[int, int]
     return {row["lane"]: (row["failed"] or 0, row["ended"] or 0) for row in rows}
 
 
-def series(db: Database, since: datetime) -> list[dict]:
+def series(db: Database, since: datetime, until: datetime | None = None) -> list[dict]:
     """Per lane and five minutes since `since`: jobs enqueued and ended, their mean queue
     wait and run time, and the queue depth at the bucket's end: the dashboard's charts
     (lane_series, over the rollups)."""
     return select(
         db,
         "SELECT at, lane, created::int, finished::int, wait_s, run_s, depth::int "
-        "FROM lane_series(%s)",
-        (since,),
+        "FROM lane_series(%s, COALESCE(%s, now()))",
+        (since, until),
     )
 
 

@@ -68,6 +68,10 @@ class Settings:
     # Seconds a process reuses the rollout controls it read (an emergency stop reaches
     # every worker within this).
     rollout_ttl: float = 2.0
+    # Finished jobs older than this many days have their events moved to the archive by
+    # the sweeper (at most archive_per_sweep jobs a pass); 0: never.
+    archive_after_days: float = 30.0
+    archive_per_sweep: int = 2000
 
     def lease(self, lane: str | None) -> float:
         return self.leases.get(lane or "local", DEFAULT_LEASES["local"])
@@ -130,6 +134,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         auto_rollback=_fraction(env, "JOBSTORE_AUTO_ROLLBACK"),
         auto_rollback_min=int(number(env, "JOBSTORE_AUTO_ROLLBACK_MIN", 10, minimum=1)),
         rollout_ttl=number(env, "JOBSTORE_ROLLOUT_TTL_SECONDS", 2.0),
+        archive_after_days=number(env, "JOBSTORE_ARCHIVE_AFTER_DAYS", 30.0),
+        archive_per_sweep=int(number(env, "JOBSTORE_ARCHIVE_PER_SWEEP", 2000)),
     )
 
 

@@ -26,6 +26,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
+from jobstore import archive
 from jobstore.boundary import boundary, renew_connections
 from jobstore.db import Database, database_url, eventsourcing_env
 from jobstore.domain import FINAL, DedupeSlot, Job, Status
@@ -154,7 +155,7 @@ class JobStore(Application):
         try:
             job = self.repository.get(job_id)
         except AggregateNotFoundError:
-            raise JobNotFound(job_id) from None
+            job = self._archived(job_id)
         except (JobStoreError, PersistenceError):
             raise
         except Exception as exc:  # a record no load survives: said, never a crash
@@ -258,7 +259,34 @@ class JobStore(Application):
 
     def history(self, job_id: UUID | str) -> list[Any]:
         job = self.get(job_id)
-        return list(self.events.get(job.id))
+        # a job cached here before it was archived finds no events in the live log
+        return (
+            getattr(job, "archived_events", None)
+            or list(self.events.get(job.id))
+            or self._archived_events(job.id)
+        )
+
+    def _archived_events(self, job_id: UUID) -> list[Any]:
+        """An archived job's events, read from its chunk ([] if it is not archived)."""
+        stored = archive.events_of(self.database("archive"), job_id) or []
+        return [self.mapper.to_domain_event(e) for e in stored]
+
+    def _archived(self, job_id: UUID) -> Job:
+        """A job whose events are in the archive, made from them (JobNotFound if none)."""
+        try:
+            events = self._archived_events(job_id)
+        except (JobStoreError, PersistenceError):
+            raise
+        except Exception as exc:  # a chunk no load survives: said, never a crash
+            raise JobUnreadable(job_id, exc) from None
+        if not events:
+            raise JobNotFound(job_id)
+        job = None
+        for event in events:
+            job = event.mutate(job)
+        assert job is not None
+        job.archived_events = events  # its history, read once
+        return job
 
     # Producers.
 
@@ -626,6 +654,8 @@ class JobStore(Application):
         now = now or utcnow()
         for _ in range(CONFLICT_RETRIES):
             job = self.get(job_id)
+            if self.heads.is_archived(job.id):  # (a job cached before it was archived)
+                raise InvalidTransition(job.id, "archived", "replay (enqueue its work anew)")
             if job.status is not Status.FAILED:
                 return None
             slot_id = DedupeSlot.id_for(job.dedupe_key)
@@ -652,7 +682,7 @@ class JobStore(Application):
             try:
                 self.save_jobs(*pending)
             except IntegrityError:
-                continue  # the job or its slot moved meanwhile: look again
+                continue  # the job or its slot moved meanwhile (or it was archived): again
             return job
         raise DatabaseUnavailable(f"job {job_id}: too many concurrent writers")
 
@@ -717,8 +747,12 @@ class JobStore(Application):
         return versions.get(job_id)
 
     def events_since(self, job_id: UUID, version: int) -> list[Any]:
-        """The job's events after `version`, oldest first."""
-        return list(self.events.get(job_id, gt=version))
+        """The job's events after `version`, oldest first (from the archive for a job
+        archived)."""
+        found = list(self.events.get(job_id, gt=version))
+        if found or version:
+            return found
+        return self._archived_events(job_id)
 
     def recent_dispatches(
         self, window: float, per_lane: int, now: datetime

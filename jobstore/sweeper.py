@@ -4,7 +4,8 @@ One pass: fail running jobs silent past their lane's lease (stale, retried from 
 cursor); route again the retries whose time has come; treat jobs dispatched but never
 started within their lane's start deadline as failed dispatches (the lane accepted them
 and never ran them: the classic silent failure); then dispatch everything left routed,
-re-dispatching and falling back as the router says.
+re-dispatching and falling back as the router says; last, archive a share of the jobs
+finished longer ago than JOBSTORE_ARCHIVE_AFTER_DAYS.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from jobstore import archive
 from jobstore.dispatcher import Dispatcher, Sent
 from jobstore.domain import Job, Status
 from jobstore.errors import InvalidTransition, JobUnreadable
@@ -34,6 +36,7 @@ class SweepReport:
     undelivered: list[UUID] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     quarantined: list[UUID] = field(default_factory=list)
+    archived: int = 0  # finished jobs whose events moved to the archive
 
     def as_json(self) -> dict:
         return {
@@ -44,6 +47,7 @@ class SweepReport:
             "not_dispatched": {str(s.job_id): s.detail for s in self.sent if not s.ok},
             "fallbacks": {str(s.job_id): s.lane for s in self.sent if s.fallback_from},
             "quarantined": [str(j) for j in self.quarantined],
+            "archived": self.archived,
         }
 
 
@@ -67,6 +71,14 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
             if planned_by_parent(store.get(job_id), now, store.settings.start_deadline(ACTIONS)):
                 continue
             report.sent.append(dispatcher.send(job_id, now, down))
+    settings = store.settings
+    if settings.archive_after_days > 0 and settings.archive_per_sweep > 0:
+        report.archived = archive.archive(
+            store.database("archive"),
+            timedelta(days=settings.archive_after_days),
+            now,
+            limit=settings.archive_per_sweep,
+        ).jobs
     return report
 
 

@@ -192,14 +192,14 @@ CREATE VIEW lane_stats AS SELECT * FROM lane_stats_window(NULL);
 -- Per lane and five minutes since `since`: jobs enqueued and ended, their mean wait and
 -- run time, and the queue depth at the bucket's end (the jobs waiting now, less what
 -- came in since and plus what started since): the dashboard's charts.
-CREATE OR REPLACE FUNCTION lane_series(since timestamptz)
+CREATE OR REPLACE FUNCTION lane_series(since timestamptz, until timestamptz DEFAULT now())
 RETURNS TABLE (at timestamptz, lane text, created bigint, finished bigint,
                wait_s double precision, run_s double precision, depth bigint)
 LANGUAGE sql STABLE AS $$
 WITH lanes (lane) AS (VALUES ('inngest'), ('github_actions'), ('local')),
 buckets AS (
     SELECT b AS at FROM generate_series(date_bin('5 minutes', since, 'epoch'),
-                                        date_bin('5 minutes', now(), 'epoch'),
+                                        date_bin('5 minutes', until, 'epoch'),
                                         interval '5 minutes') AS b
 ), per AS (
     SELECT bucket, lane, sum(enqueued) AS enqueued,
@@ -209,6 +209,7 @@ buckets AS (
            sum((SELECT sum(x) FROM unnest(wait_hist) AS x)) AS waits,
            sum(run_sum) AS run_sum, sum(completed) AS completed
     FROM job_rollups WHERE bucket >= date_bin('5 minutes', since, 'epoch')
+      AND bucket <= until
     GROUP BY bucket, lane
 ), waiting AS (
     SELECT COALESCE(lane, 'unrouted') AS lane, count(*) AS n FROM capture_jobs

@@ -186,6 +186,7 @@ def test_no_fmt_skip_in_the_code():
             "Sent Settings Status Submitted SweepReport Wakeup application_name audit_fields "
             "catch_up database_url decide fingerprint load_prices load_settings migrate "
             "number open_store open_views parse_repository plan_matrix project_forever reads "
+            "archive "
             "rollbacks sweep watch",
         ),
         (

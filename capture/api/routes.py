@@ -193,7 +193,7 @@ def dashboard_data() -> Any:
             "lanes": {lane: stats[lane] for lane in LANES},
             "down": health.down,
             "cost": stats["cost"],
-            "series": reads.series(ctx.db, now - timedelta(hours=hours)),
+            "series": reads.series(ctx.db, now - timedelta(hours=hours), now),
             "budgets": health.budgets,
             "breaches": ctx.registry.freshness(breached_only=True)[:50],
             "failures": reads.recent_failures(ctx.db),

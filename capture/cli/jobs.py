@@ -16,6 +16,7 @@ import httpx
 
 from capture.cli import render
 from capture.cli.actions import ActionsReport
+from capture.cli.archive import archive, archived
 from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
 from capture.cli.logs import log_options
 from capture.cli.rollout import rollout
@@ -453,3 +454,5 @@ def sweep_command(
 
 
 jobs.add_command(rollout)
+jobs.add_command(archive)
+jobs.add_command(archived)

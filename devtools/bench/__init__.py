@@ -12,6 +12,7 @@ from devtools.bench.api import api
 from devtools.bench.budget import budget
 from devtools.bench.capture import capture
 from devtools.bench.freshness import freshness
+from devtools.bench.history import history
 from devtools.bench.latency import latency
 from devtools.bench.lifecycle import lifecycle
 from devtools.bench.planner import planner
@@ -45,6 +46,7 @@ for command in (
     latency,
     freshness,
     lifecycle,
+    history,
     budget,
     api,
     worker,
