@@ -256,15 +256,16 @@ def series(db: Database, since: datetime, until: datetime | None = None) -> list
     )
 
 
+RECENT_FAILURES = (
+    "SELECT job_id, job_type, repository, lane, status, attempt, last_error, last_event_at "
+    "FROM capture_jobs WHERE last_error IS NOT NULL AND failures > 0 "
+    "ORDER BY last_event_at DESC LIMIT %s"
+)
+
+
 def recent_failures(db: Database, limit: int = 20) -> list[dict]:
     """The latest attempts that failed, with the reason each gave."""
-    return select(
-        db,
-        "SELECT job_id, job_type, repository, lane, status, attempt, last_error, last_event_at "
-        "FROM capture_jobs WHERE last_error IS NOT NULL AND failures > 0 "
-        "ORDER BY last_event_at DESC LIMIT %s",
-        (limit,),
-    )
+    return select(db, RECENT_FAILURES, (limit,))
 
 
 def projection_lag(db: Database) -> int:

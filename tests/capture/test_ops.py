@@ -178,8 +178,13 @@ def test_a_scrape_reads_rollups_not_history(store, database_url, job_views):
                 "('queued', 'routed', 'dispatched', 'retry_scheduled', 'running')"
             ).fetchall()
         )
+        failures = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute("EXPLAIN " + reads.RECENT_FAILURES, (20,)).fetchall()
+        )
     assert "job_rollups_pkey" in window
     assert "capture_jobs_status" in live
+    assert "capture_jobs_failures" in failures
 
 
 SUMMARY = "inngest: over 20% of attempts failed in the last hour"

@@ -290,3 +290,39 @@ def test_a_crash_mid_archive_loses_and_doubles_nothing(store, views, database_ur
     assert 0 < partly < 3000  # killed midway
     archive.archive(store.database("t"), timedelta(days=30), NOW)
     assert check() == 3000
+
+
+def test_archiving_while_workers_run_and_the_views_follow(store, views, history, database_url):
+    """Jobs enqueued, claimed and completed while the archiver takes batches of 20: no
+    write refused, and the views follow the log past the gaps it leaves."""
+    import threading
+
+    done: list = []
+    failed: list = []
+
+    def work() -> None:
+        try:
+            for i in range(60):
+                spec = JobSpec.create("pr-reviews", f"acme/now{i}", days=1)
+                job_id = store.enqueue(spec, NOW, route=Route("local", "explicit", "t")).job_id
+                store.claim(job_id, "w", NOW)
+                store.complete(job_id, 1, now=NOW)
+                done.append(job_id)
+        except Exception as exc:  # any refusal fails the test below
+            failed.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    report = archive.archive(store.database("t"), timedelta(days=30), NOW, batch=20)
+    worker.join()
+    assert not failed
+    assert report.jobs > 100
+    assert len(done) == 60
+    catch_up(store, views)
+    assert reads.projection_lag(store.database("t")) == 0
+    row = rows(
+        database_url,
+        "SELECT count(*) AS n FROM capture_jobs WHERE status = 'completed' "
+        "AND repository LIKE 'acme/now%%'",
+    )
+    assert row[0]["n"] == 60
