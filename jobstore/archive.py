@@ -76,7 +76,6 @@ class Report:
     raw_bytes: int = 0
     stored_bytes: int = 0
     slot_events: int = 0
-    dispatches: int = 0
     seconds: float = 0.0
     months: set[date] = field(default_factory=set)
 
@@ -224,8 +223,6 @@ def archive(
         if dry_run:
             total.jobs = archivable(db, cutoff)
             break
-    if not dry_run:
-        total.dispatches = db.execute("DELETE FROM lane_dispatches WHERE at < %s", (cutoff,))
     total.seconds = time.monotonic() - started
     return total
 

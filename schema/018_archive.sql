@@ -27,8 +27,6 @@ ALTER TABLE job_heads ADD COLUMN IF NOT EXISTS archive_chunk bigint;
 CREATE INDEX IF NOT EXISTS job_heads_archivable ON job_heads (last_event_at)
     WHERE archived_at IS NULL AND status IN ('completed', 'failed', 'cancelled');
 
--- Old dispatch outcomes are pruned with the jobs they were for.
-CREATE INDEX IF NOT EXISTS lane_dispatches_at ON lane_dispatches (at);
 
 -- A save that would append to an archived job (a replay of one failed long ago) is
 -- refused as a conflict: its events are in the archive, not here. Checked after the
