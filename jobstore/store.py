@@ -747,12 +747,12 @@ class JobStore(Application):
         return versions.get(job_id)
 
     def events_since(self, job_id: UUID, version: int) -> list[Any]:
-        """The job's events after `version`, oldest first (from the archive for a job
-        archived)."""
-        found = list(self.events.get(job_id, gt=version))
-        if found or version:
-            return found
-        return self._archived_events(job_id)
+        """The job's events after `version`, oldest first."""
+        return list(self.events.get(job_id, gt=version))
+
+    def archived_since(self, job_id: UUID, version: int) -> list[Any]:
+        """An archived job's events after `version`, read from the archive."""
+        return [e for e in self._archived_events(job_id) if e.originator_version > version]
 
     def recent_dispatches(
         self, window: float, per_lane: int, now: datetime

@@ -17,7 +17,10 @@ from jobstore.errors import describe
 if TYPE_CHECKING:
     from jobstore.store import JobStore
 
-HEADS = "SELECT job_id, version, status FROM job_heads WHERE job_id = ANY(%s)"
+HEADS = (
+    "SELECT job_id, version, status, archived_at IS NOT NULL AS archived FROM job_heads "
+    "WHERE job_id = ANY(%s)"
+)
 # The events of each job after the version given for it (the primary key's order), with
 # its head as of the same snapshot (events and head commit together): a head read before
 # events written since would leave a stream past its head, never told the job ended.
@@ -45,12 +48,17 @@ def changes(store: JobStore, db: Database, seen: Mapping[UUID, int]) -> dict[UUI
     out): two statements however many jobs are watched, one when none moved."""
     if not seen:
         return {}
-    heads = {
-        row["job_id"]: (row["version"], row["status"]) for row in db.rows(HEADS, (list(seen),))
-    }
+    read = db.rows(HEADS, (list(seen),))
+    heads = {row["job_id"]: (row["version"], row["status"]) for row in read}
     moved = {job_id: head for job_id, head in heads.items() if head[0] > seen[job_id]}
     if not moved:
         return {}
+    archived = {row["job_id"] for row in read if row["archived"] and row["job_id"] in moved}
+    found = {
+        job_id: _archived(store, job_id, seen[job_id], moved.pop(job_id)) for job_id in archived
+    }
+    if not moved:
+        return found
     query = sql.SQL(AFTER).format(events=sql.Identifier(store.recorder.events_table_name))
     rows = db.rows(query, ([*moved], [seen[job_id] for job_id in moved]))
     events: dict[UUID, list[Any]] = {job_id: [] for job_id in moved}
@@ -65,7 +73,15 @@ def changes(store: JobStore, db: Database, seen: Mapping[UUID, int]) -> dict[UUI
             events[job_id].append(store.mapper.to_domain_event(stored))
         except Exception as exc:  # one bad record ends its own stream, not the others
             unreadable[job_id] = describe(exc)
-    return {
+    return found | {
         job_id: Change(version, status, events[job_id], unreadable.get(job_id))
         for job_id, (version, status) in moved.items()
     }
+
+
+def _archived(store: JobStore, job_id: UUID, seen: int, head: tuple[int, str]) -> Change:
+    """A job archived (final for good): its events after `seen`, from the archive."""
+    try:
+        return Change(*head, events=store.archived_since(job_id, seen))
+    except Exception as exc:  # one bad chunk ends its own stream, not the others
+        return Change(*head, events=[], unreadable=describe(exc))

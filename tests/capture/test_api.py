@@ -489,3 +489,29 @@ def test_bad_token_entries_are_refused_without_showing_the_token(tokens, message
         ApiSettings.load({"CAPTURE_API_TOKENS": tokens})
     assert message in str(refused.value)
     assert "x" * 20 not in str(refused.value)
+
+
+def test_an_archived_job_reads_and_streams_its_whole_history(api, store):
+    from datetime import timedelta
+
+    from jobstore import archive, catch_up, open_views
+
+    job_id = api.post("/v1/captures", json=recent()).json()["job_id"]
+    assert store.claim(job_id, "w1").won
+    store.complete(job_id, 10, api_points=3)
+    before = api.get(f"/v1/jobs/{job_id}").json()
+    views = open_views(store)
+    catch_up(store, views)
+    views.close()
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert archive.archive(store.database("t"), timedelta(days=30), later).jobs == 1
+    assert api.get(f"/v1/jobs/{job_id}").json() == before
+    frames: list[dict] = []
+    with api.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+        read_frames(response, frames)
+    names = [f["event"] for f in frames]
+    assert names == ["Queued", "Routed", "Dispatched", "Started", "Completed", "end"]
+    again: list[dict] = []
+    with api.stream("GET", f"/v1/jobs/{job_id}/events", headers={"last-event-id": "3"}) as r:
+        read_frames(r, again)
+    assert [f["event"] for f in again] == ["Started", "Completed", "end"]
