@@ -16,7 +16,26 @@ from jobstore.domain import Job
 Row = dict[str, Any]
 # Histogram bucket upper bounds in seconds (Prometheus' `le`); a last bucket is +Inf. The
 # same list is jobstore_seconds_bounds() in schema/017_rollups.sql (a test holds them equal).
-BOUNDS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+BOUNDS = (
+    0.1,
+    0.5,
+    1,
+    2.5,
+    5,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    14400,
+    43200,
+    86400,
+)
 COUNTERS = (
     "enqueued",
     "started",

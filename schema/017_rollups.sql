@@ -13,7 +13,7 @@
 
 CREATE OR REPLACE FUNCTION jobstore_seconds_bounds() RETURNS double precision[]
 LANGUAGE sql IMMUTABLE AS
-$$ SELECT '{1,5,15,30,60,120,300,600,900,1800,3600,7200,14400,43200,86400}'::float8[] $$;
+$$ SELECT '{0.1,0.5,1,2.5,5,15,30,60,120,300,600,900,1800,3600,7200,14400,43200,86400}'::float8[] $$;
 
 CREATE TABLE IF NOT EXISTS job_rollups (
     bucket            timestamptz NOT NULL,

@@ -112,6 +112,11 @@ def test_the_dashboard_shows_a_sandbox_run(dashboard, served, database_url):
             assert page.inner_text("#error") == ""
             assert not overflowing(page, "#budgets"), "the budget table overflows its card"
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            # the lanes over another window: read from the rollups on the server
+            with page.expect_response(lambda r: "window=all" in r.url) as answer:
+                page.select_option("#window", "all")
+            assert answer.value.json()["window"] == "all"
+            assert answer.value.json()["lanes"]["local"]["failed"] >= 1
             page.set_viewport_size({"width": 390, "height": 844})  # a phone
             page.wait_for_timeout(300)
             assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
