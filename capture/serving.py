@@ -268,6 +268,7 @@ class Server:
         threads: int = 8,
         idle_timeout: float = IDLE_TIMEOUT,
         body_deadline: float = BODY_DEADLINE,
+        limits: Mapping[str, int] = LIMITS,
     ) -> None:
         room_for(BACKLOG * 2)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -282,7 +283,7 @@ class Server:
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         self._fd = self._socket.detach()  # hypercorn's from here on (or closed by stop)
-        self.front = Front(app, threads, body_deadline=body_deadline)
+        self.front = Front(app, threads, limits, body_deadline=body_deadline)
         config = Config()
         config.bind = [f"fd://{self._fd}"]
         config.backlog = BACKLOG

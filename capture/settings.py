@@ -289,3 +289,35 @@ def alert_webhook(env: Mapping[str, str] | None = None) -> Secret | None:
     if not url.startswith(("http://", "https://")):
         raise ConfigError("CAPTURE_ALERT_WEBHOOK must be an http:// or https:// URL")
     return Secret(url)
+
+
+WEBHOOK_PATH = "/v1/github/webhooks"
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """GITHUB_WEBHOOK_SECRET: the App's webhook secret (during a rotation, the new and the
+    old one, comma-separated); CAPTURE_WEBHOOK_PATH: where GitHub posts."""
+
+    secrets: tuple[Secret, ...] = ()
+    path: str = WEBHOOK_PATH
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secrets)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> WebhookSettings:
+        env = os.environ if env is None else env
+        secrets = [s.strip() for s in (env.get("GITHUB_WEBHOOK_SECRET") or "").split(",")]
+        secrets = [s for s in secrets if s]
+        if len(secrets) > 2:
+            raise ConfigError("GITHUB_WEBHOOK_SECRET: at most two secrets (the new, the old)")
+        if any(len(s) < 16 for s in secrets):
+            raise ConfigError("GITHUB_WEBHOOK_SECRET: a secret must be at least 16 characters")
+        path = env.get("CAPTURE_WEBHOOK_PATH") or WEBHOOK_PATH
+        if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", path):
+            raise ConfigError(
+                f"CAPTURE_WEBHOOK_PATH must be a path like {WEBHOOK_PATH}, got {path!r}"
+            )
+        return cls(tuple(Secret(s) for s in secrets), path)

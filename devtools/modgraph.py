@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("capture.fetch", "capture.storage"),
     ("capture.handlers",),
     ("capture.attempt", "capture.worker", "capture.freshness", "capture.intake"),
-    ("capture.ops", "capture.inngest_function"),
+    ("capture.ops", "capture.inngest_function", "capture.webhooks"),
     ("capture.api",),
     ("capture.serving",),
     ("capture.cli",),

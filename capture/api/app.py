@@ -3,7 +3,9 @@ one-line JSON errors, nothing written for a refused request."""
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 import flask
 from werkzeug.exceptions import HTTPException
@@ -12,6 +14,7 @@ from capture.api import auth
 from capture.api.context import Context
 from capture.api.routes import fail, routes
 from capture.settings import ApiSettings
+from capture.webhooks import WebhookSettings, receive
 from jobstore import (
     AmbiguousJobId,
     DatabaseUnavailable,
@@ -24,12 +27,20 @@ from jobstore import (
 log = logging.getLogger(__name__)
 
 
-def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
-    """The API on `ctx` (made once per server), accepting the tokens of `settings`."""
+def create_app(
+    ctx: Context, settings: ApiSettings, webhooks: WebhookSettings | None = None
+) -> flask.Flask:
+    """The API on `ctx` (made once per server), accepting the tokens of `settings`; with
+    `webhooks` enabled, GitHub's signed deliveries at their path too."""
     app = flask.Flask("prcapture-api")
     app.extensions["prcapture"] = ctx
-    auth.install(app, settings, fail, ctx.ping)
+    signed = (webhooks.path,) if webhooks and webhooks.enabled else ()
+    auth.install(app, settings, fail, ctx.ping, signed)
     app.register_blueprint(routes)
+    if webhooks and webhooks.enabled:
+        app.add_url_rule(
+            webhooks.path, "github_webhooks", github_webhooks(ctx, webhooks), methods=["POST"]
+        )
     app.register_error_handler(JobNotFound, lambda exc: fail(404, str(exc)))
     app.register_error_handler(InvalidSpec, lambda exc: fail(400, str(exc)))
     app.register_error_handler(AmbiguousJobId, lambda exc: fail(400, str(exc)))
@@ -38,6 +49,21 @@ def create_app(ctx: Context, settings: ApiSettings) -> flask.Flask:
     app.register_error_handler(JobStoreError, lambda exc: fail(409, str(exc)))
     app.register_error_handler(Exception, unexpected)
     return app
+
+
+def github_webhooks(ctx: Context, webhooks: WebhookSettings) -> Any:
+    """The view for GitHub's deliveries (signed, so no token)."""
+
+    def view() -> flask.Response:
+        headers = {k.lower(): v for k, v in flask.request.headers.items()}
+        answer = receive(ctx.db, webhooks, headers, flask.request.get_data(), ctx.now())
+        if answer.status >= 400:
+            return fail(answer.status, answer.doc["error"])
+        return flask.Response(
+            json.dumps(answer.doc), status=answer.status, mimetype="application/json"
+        )
+
+    return view
 
 
 def unexpected(exc: Exception) -> flask.Response:

@@ -70,6 +70,7 @@ def install(
     settings: ApiSettings,
     refuse: Callable[[int, str], flask.Response],
     ping: Callable[[], None],
+    signed: tuple[str, ...] = (),
 ) -> None:
     """Checks every request's token and its scope before its route runs (a refused
     request reads and writes nothing), holds each token to its quota of submissions,
@@ -89,6 +90,11 @@ def install(
         if method == "OPTIONS" and allowed_origin():  # a CORS preflight
             return flask.Response(status=204)
         if path in OPEN or path.startswith(SIGNED):
+            return None
+        if path in signed:  # GitHub's webhooks: the receiver checks their signature
+            if method != "POST":
+                return refuse(405, f"{path} takes POST")
+            ping()
             return None
         token = holder(given_token(flask.request), tokens)
         if token is None:

@@ -18,8 +18,10 @@ from capture.api import ApiSettings, Context, create_app
 from capture.cli.common import Command, errors, resources, version_option
 from capture.cli.logs import log_options
 from capture.freshness.settings import load_freshness
-from capture.serving import IDLE_TIMEOUT, Server
+from capture.serving import IDLE_TIMEOUT, LIMITS, Server
 from capture.settings import InngestSettings
+from capture.webhooks import WebhookSettings
+from capture.webhooks.receiver import MAX_BODY
 
 
 @click.command(cls=Command)
@@ -69,7 +71,8 @@ def serve(
         assert s.url is not None
         ctx = Context(store, freshness, max_streams=max_streams)
         s.on_close(ctx.close)
-        app = create_app(ctx, api)
+        webhooks = WebhookSettings.load()
+        app = create_app(ctx, api, webhooks)
         function = InngestSettings.load()
         inngest_url = None
         if function.signing_key or function.dev:
@@ -79,7 +82,8 @@ def serve(
             inngest_url = inngest_function.SERVE_PATH
     logging.getLogger("capture.access").setLevel(logging.INFO)  # a line per request
     try:
-        server = Server(app, host, port, threads, idle_timeout=idle_timeout).start()
+        limits = {**LIMITS, webhooks.path: MAX_BODY} if webhooks.enabled else LIMITS
+        server = Server(app, host, port, threads, idle_timeout=idle_timeout, limits=limits).start()
     except OSError as exc:
         raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     urls = {"url": server.url, "dashboard": f"{server.url}/", "metrics": f"{server.url}/metrics"}

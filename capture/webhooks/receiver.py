@@ -1,0 +1,113 @@
+"""The receiving side of GitHub's webhooks: a delivery's signature (HMAC-SHA256 of the raw
+body, `X-Hub-Signature-256`) is checked against the configured secrets before a byte of
+it is parsed; a delivery that checks out is stored once per `X-GitHub-Delivery` and
+answered (GitHub waits at most 10 s); acting on it is for the job store's workers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from capture.settings import WebhookSettings
+from jobstore import Database, Secret
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps a payload at 25 MB
+DELIVERY_ID = re.compile(r"[0-9A-Za-z-]{1,100}")
+EVENT = re.compile(r"[a-z_]{1,64}")
+SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
+# Events stored and answered, nothing to act on.
+IGNORED = frozenset({"ping"})
+STORE = """
+INSERT INTO github_deliveries (delivery_id, event, action, installation_id, repository_id,
+                               repository, received_at, payload, status)
+VALUES (%(id)s, %(event)s, %(action)s, %(installation)s, %(repository_id)s, %(repository)s,
+        %(at)s, %(payload)s, %(status)s)
+ON CONFLICT (delivery_id) DO UPDATE SET duplicates = github_deliveries.duplicates + 1
+RETURNING duplicates
+"""
+
+
+def verify(secrets: tuple[Secret, ...], body: bytes, header: str | None) -> bool:
+    """Whether `header` is the HMAC-SHA256 of `body` under one of `secrets` (each compared
+    in constant time)."""
+    found = SIGNATURE.fullmatch((header or "").strip())
+    if found is None:
+        return False
+    given = found.group(1)
+    ok = False
+    for secret in secrets:
+        digest = hmac.new(secret.reveal().encode(), body, hashlib.sha256).hexdigest()
+        ok |= hmac.compare_digest(digest, given)
+    return ok
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the receiver answers: the HTTP status and a small JSON document."""
+
+    status: int
+    doc: dict[str, Any]
+
+
+def _field(payload: dict[str, Any], *path: str) -> Any:
+    value: Any = payload
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def receive(
+    db: Database,
+    settings: WebhookSettings,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> Delivery:
+    """One delivery: 401 unless signed by a configured secret (nothing parsed, nothing
+    written), 400 for headers or a body GitHub would not send, else stored (once per
+    delivery id) and 202 (200 for a delivery seen before, or a ping)."""
+    if not verify(settings.secrets, body, headers.get("x-hub-signature-256")):
+        return Delivery(401, {"error": "the X-Hub-Signature-256 signature does not match"})
+    delivery_id = headers.get("x-github-delivery") or ""
+    event = headers.get("x-github-event") or ""
+    if not DELIVERY_ID.fullmatch(delivery_id):
+        return Delivery(400, {"error": "X-GitHub-Delivery is missing or not a delivery id"})
+    if not EVENT.fullmatch(event):
+        return Delivery(400, {"error": "X-GitHub-Event is missing or not an event name"})
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return Delivery(400, {"error": "the body is not JSON"})
+    if not isinstance(payload, dict):
+        return Delivery(400, {"error": "the body is not a JSON object"})
+    action = _field(payload, "action")
+    installation = _field(payload, "installation", "id")
+    repository_id = _field(payload, "repository", "id")
+    repository = _field(payload, "repository", "full_name")
+    row = db.one(
+        STORE,
+        {
+            "id": delivery_id,
+            "event": event,
+            "action": action if isinstance(action, str) else None,
+            "installation": installation if isinstance(installation, int) else None,
+            "repository_id": repository_id if isinstance(repository_id, int) else None,
+            "repository": repository if isinstance(repository, str) else None,
+            "at": now,
+            "payload": Jsonb(payload),
+            "status": "ignored" if event in IGNORED else "received",
+        },
+    )
+    duplicate = bool(row and row["duplicates"])
+    doc = {"delivery": delivery_id, "event": event, "duplicate": duplicate}
+    if event == "ping":
+        return Delivery(200, doc | {"pong": True})
+    return Delivery(200 if duplicate else 202, doc)
