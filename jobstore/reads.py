@@ -268,12 +268,18 @@ def recent_failures(db: Database, limit: int = 20) -> list[dict]:
     return select(db, RECENT_FAILURES, (limit,))
 
 
+LAG = (
+    "SELECT count(*) AS lag FROM jobs_events WHERE notification_id > %s "
+    "AND topic LIKE 'jobstore.domain:Job.%%'"
+)
+
+
 def projection_lag(db: Database) -> int:
-    """Events recorded but not yet in the views (0: the views are current)."""
+    """Events recorded but not yet in the views (0: the views are current). The position
+    is read first, so the count is an index range over what is new, never the whole log."""
     rows = select(
         db,
-        "SELECT count(*) AS lag FROM jobs_events WHERE topic LIKE 'jobstore.domain:Job.%%' "
-        "AND notification_id > COALESCE((SELECT max(notification_id) FROM "
-        "job_views_tracking WHERE application_name = 'jobs'), 0)",
+        "SELECT COALESCE(max(notification_id), 0) AS at FROM job_views_tracking "
+        "WHERE application_name = 'jobs'",
     )
-    return int(rows[0]["lag"] or 0)
+    return int(select(db, LAG, (rows[0]["at"],))[0]["lag"] or 0)

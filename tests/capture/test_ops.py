@@ -185,6 +185,11 @@ def test_a_scrape_reads_rollups_not_history(store, database_url, job_views):
     assert "job_rollups_pkey" in window
     assert "capture_jobs_status" in live
     assert "capture_jobs_failures" in failures
+    with db.connection() as conn:
+        lag = "\n".join(
+            r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + reads.LAG, (10**9,)).fetchall()
+        )
+    assert "jobs_events_notification_id_idx" in lag
 
 
 SUMMARY = "inngest: over 20% of attempts failed in the last hour"
