@@ -151,7 +151,7 @@ def test_a_signal_releases_the_attempt_at_once(database_url, store, slow_github,
     )
     wait_for(lambda: store.get(job_id).status.value == "running", timeout=60)
     process.send_signal(signum)
-    _, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=90)  # a loaded CI machine is slow to exit
     assert process.returncode == code, err
     assert "releasing the attempt at its last checkpoint" in err
     assert "Traceback" not in err
