@@ -147,48 +147,37 @@ def test_metrics_are_counters_and_histograms_of_the_rollups(store, database_url,
     assert cost == pytest.approx(float(stats["cost"]["actual"]))
 
 
+def explained(conn, query: str, params=()) -> str:
+    """The plan of a statement, as text."""
+    return "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + query, params))
+
+
 def test_a_scrape_reads_rollups_not_history(store, database_url, job_views):
     """What /metrics and bin/jobs stats read: job_totals and a window of job_rollups by
-    their keys, never capture_jobs' finished rows."""
+    their keys, the live jobs and the newest failures by their indexes, the lag from the
+    views' position: never capture_jobs' finished rows or the whole log."""
     ended_jobs(store, "inngest", failed=1, completed=3)
     views.catch_up(store, job_views)
-    db = store.database("reads")
-    with db.connection() as conn:
+    with store.database("reads").connection() as conn:
         conn.execute("SET enable_seqscan = off")
-        plan = "\n".join(
-            r["QUERY PLAN"]
-            for r in conn.execute(
-                "EXPLAIN SELECT * FROM lane_stats_window(now() - interval '1 hour')"
-            ).fetchall()
+        whole = explained(conn, "SELECT * FROM lane_stats_window(now() - interval '1 hour')")
+        window = explained(
+            conn,
+            "SELECT * FROM job_rollups "
+            "WHERE bucket >= date_bin('5 minutes', now() - interval '1 hour', 'epoch')",
         )
-    assert "Function Scan" in plan  # a SQL function: its plan is looked at below
-    with db.connection() as conn:
-        conn.execute("SET enable_seqscan = off")
-        window = "\n".join(
-            r["QUERY PLAN"]
-            for r in conn.execute(
-                "EXPLAIN SELECT * FROM job_rollups "
-                "WHERE bucket >= date_bin('5 minutes', now() - interval '1 hour', 'epoch')"
-            ).fetchall()
+        live = explained(
+            conn,
+            "SELECT count(*) FROM capture_jobs WHERE status IN "
+            "('queued', 'routed', 'dispatched', 'retry_scheduled', 'running')",
         )
-        live = "\n".join(
-            r["QUERY PLAN"]
-            for r in conn.execute(
-                "EXPLAIN SELECT count(*) FROM capture_jobs WHERE status IN "
-                "('queued', 'routed', 'dispatched', 'retry_scheduled', 'running')"
-            ).fetchall()
-        )
-        failures = "\n".join(
-            r["QUERY PLAN"]
-            for r in conn.execute("EXPLAIN " + reads.RECENT_FAILURES, (20,)).fetchall()
-        )
+        failures = explained(conn, reads.RECENT_FAILURES, (20,))
+        conn.execute("RESET enable_seqscan")
+        lag = explained(conn, reads.LAG, (10**9,))
+    assert "Function Scan" in whole  # a SQL function: the statements in it are looked at
     assert "job_rollups_pkey" in window
     assert "capture_jobs_status" in live
     assert "capture_jobs_failures" in failures
-    with db.connection() as conn:
-        lag = "\n".join(
-            r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + reads.LAG, (10**9,)).fetchall()
-        )
     assert "jobs_events_notification_id_idx" in lag
 
 
