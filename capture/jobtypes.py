@@ -14,6 +14,7 @@ PULL_REQUEST_PARTS = {
 JOB_TYPES: dict[str, tuple[str, ...]] = {
     "repository-sync": LANES,
     "repository-refresh": LANES,
+    "github-webhooks": LANES,
     **dict.fromkeys(PULL_REQUEST_PARTS, LANES),
 }
 

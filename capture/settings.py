@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobstore import ConfigError, Secret
+from jobstore import LANES, ConfigError, Secret
 
 
 @dataclass(frozen=True)
@@ -297,10 +297,22 @@ WEBHOOK_PATH = "/v1/github/webhooks"
 @dataclass(frozen=True)
 class WebhookSettings:
     """GITHUB_WEBHOOK_SECRET: the App's webhook secret (during a rotation, the new and the
-    old one, comma-separated); CAPTURE_WEBHOOK_PATH: where GitHub posts."""
+    old one, comma-separated); CAPTURE_WEBHOOK_PATH: where GitHub posts;
+    CAPTURE_WEBHOOK_COALESCE_SECONDS: how long changes on a repository's pull requests
+    gather before their one targeted refresh; CAPTURE_WEBHOOK_LANE: where deliveries are
+    applied (default: the router decides, real-time); CAPTURE_WEBHOOK_TIER: the tier of a
+    repository an installation adds; CAPTURE_WEBHOOK_RECONCILE_MINUTES: how often the
+    planner lists the App's deliveries and asks for failed ones again;
+    CAPTURE_WEBHOOK_SILENCE_MINUTES: an installation whose repositories changed on GitHub
+    with no delivery from it for this long is alerted on."""
 
     secrets: tuple[Secret, ...] = ()
     path: str = WEBHOOK_PATH
+    coalesce_seconds: int = 30
+    lane: str | None = None
+    tier: str = "warm"
+    reconcile_minutes: int = 5
+    silence_minutes: int = 60
 
     @property
     def enabled(self) -> bool:
@@ -320,4 +332,17 @@ class WebhookSettings:
             raise ConfigError(
                 f"CAPTURE_WEBHOOK_PATH must be a path like {WEBHOOK_PATH}, got {path!r}"
             )
-        return cls(tuple(Secret(s) for s in secrets), path)
+        lane = (env.get("CAPTURE_WEBHOOK_LANE") or "").strip() or None
+        if lane is not None and lane not in LANES:
+            raise ConfigError(
+                f"CAPTURE_WEBHOOK_LANE must be one of {', '.join(LANES)}, got {lane!r}"
+            )
+        return cls(
+            tuple(Secret(s) for s in secrets),
+            path,
+            coalesce_seconds=whole_number(env, "CAPTURE_WEBHOOK_COALESCE_SECONDS", 30),
+            lane=lane,
+            tier=choice(env, "CAPTURE_WEBHOOK_TIER", "warm", ("hot", "warm", "cold")),
+            reconcile_minutes=whole_number(env, "CAPTURE_WEBHOOK_RECONCILE_MINUTES", 5),
+            silence_minutes=whole_number(env, "CAPTURE_WEBHOOK_SILENCE_MINUTES", 60),
+        )

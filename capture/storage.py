@@ -225,6 +225,12 @@ class Storage:
         self.db.run(work, durable=False)  # made durable by the job's next event
         self._remember(rows)
 
+    def write_rows(self, cur: Any, rows: Rows) -> None:
+        """`rows` within a transaction the caller holds (with rows of its own)."""
+        rows = self._unknown(rows)
+        if not rows.is_empty():
+            self._write(cur, rows, None)
+
     def _unknown(self, rows: Rows) -> Rows:
         """`rows` without the repository rows this process stored as they are."""
         known = [r for r in rows.repositories if self._repositories.get(r["id"]) == r]

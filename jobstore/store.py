@@ -56,6 +56,7 @@ CONFLICT_RETRIES = 5
 PREFIX_MATCHES = 5  # jobs listed when a prefix is ambiguous
 DISPATCHES_TTL = 1.0  # seconds lane health reuses the dispatch outcomes it read
 FINAL_STATES = {status.value for status in FINAL}
+UNCOOLED = ("scheduled", "webhook")  # triggers that come for something new each time
 
 
 def utcnow() -> datetime:
@@ -351,8 +352,9 @@ class JobStore(Application):
                 results.append(Enqueued(slot.job_id, created=False))
                 continue
             # asked again just after it ended (a person's repeated click, a client's retry);
-            # never the planner's own refresh, which comes for new changes it found
-            if slot is not None and slot.job_id in recent and spec.trigger != "scheduled":
+            # never the planner's own refresh, which comes for new changes it found, nor a
+            # webhook's, which comes for a new delivery
+            if slot is not None and slot.job_id in recent and spec.trigger not in UNCOOLED:
                 results.append(Enqueued(slot.job_id, created=False, coalesced=True))
                 continue
             job = Job.enqueue(uuid4(), spec, now)

@@ -15,6 +15,7 @@ from capture.api.context import Context
 from capture.api.routes import fail, routes
 from capture.settings import ApiSettings
 from capture.webhooks import WebhookSettings, receive
+from capture.webhooks.planner import submit_apply
 from jobstore import (
     AmbiguousJobId,
     DatabaseUnavailable,
@@ -59,6 +60,15 @@ def github_webhooks(ctx: Context, webhooks: WebhookSettings) -> Any:
         answer = receive(ctx.db, webhooks, headers, flask.request.get_data(), ctx.now())
         if answer.status >= 400:
             return fail(answer.status, answer.doc["error"])
+        if answer.apply is not None:  # stored: acted on by the repository's apply job
+            try:
+                submit_apply(ctx.dispatcher(), *answer.apply, ctx.now(), webhooks.lane)
+            except (JobStoreError, ValueError) as exc:  # the planner's catch-up gives it one
+                log.warning(
+                    "delivery %s stored, its apply job not enqueued: %s",
+                    answer.doc["delivery"],
+                    exc,
+                )
         return flask.Response(
             json.dumps(answer.doc), status=answer.status, mimetype="application/json"
         )

@@ -1,4 +1,4 @@
-"""`bin/jobs`: list, show, stats, watch, project, rebuild, cancel and sweep."""
+"""`bin/jobs`: list, show, stats, watch, project, rebuild, cancel, sweep and webhooks."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from capture.cli.archive import archive, archived
 from capture.cli.common import Group, IsoTime, echo_json, errors, resources, version_option
 from capture.cli.logs import log_options
 from capture.cli.rollout import rollout
+from capture.cli.webhooks import webhooks
 from capture.ops.oversee import oversee
 from capture.settings import alert_webhook
 from jobstore import (
@@ -456,3 +457,4 @@ def sweep_command(
 jobs.add_command(rollout)
 jobs.add_command(archive)
 jobs.add_command(archived)
+jobs.add_command(webhooks)

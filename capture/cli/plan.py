@@ -23,6 +23,7 @@ from capture.cli.logs import log_options
 from capture.errors import CaptureError
 from capture.freshness.loop import PassReport, plan_once
 from capture.freshness.settings import load_freshness
+from capture.settings import WebhookSettings
 from jobstore import ConfigError, DatabaseUnavailable
 
 
@@ -51,6 +52,23 @@ def lines(report: PassReport) -> list[str]:
             f"contributor logins re-read: {report.contributors_checked} "
             f"({report.contributors_renamed} renamed)"
         )
+    if report.delivered:
+        out.append(f"changes found stored already (by webhook): {report.delivered}")
+    hooks = report.webhooks or {}
+    if hooks.get("caught_up") or hooks.get("applied") or hooks.get("confirmed"):
+        out.append(
+            f"webhooks: {hooks['applied']} installation/repository deliveries applied, "
+            f"{hooks['caught_up']} apply jobs caught up, {hooks['confirmed']} repositories "
+            "confirmed fresh"
+        )
+    if hooks.get("reconciled"):
+        r = hooks["reconciled"]
+        out.append(
+            f"webhook reconciliation: {r['listed']} listed, {r['failed']} never received, "
+            f"{r['redelivered']} asked for again"
+        )
+    out += [f"  tracked by installation: {name}" for name in hooks.get("tracked", [])]
+    out += [f"  untracked by installation: {name}" for name in hooks.get("untracked", [])]
     out += [f"  error: {error}" for error in report.errors]
     return out
 
@@ -71,6 +89,7 @@ def plan(mode: str, interval: float, as_json: bool) -> None:
     try:
         settings, freshness = capture_settings(), load_freshness()
         settings.require_token()
+        hooks = WebhookSettings.load()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     s = resources(ctx)
@@ -85,7 +104,14 @@ def plan(mode: str, interval: float, as_json: bool) -> None:
     while True:
         try:
             with errors():
-                report = plan_once(found, dispatcher, gh, datetime.now(UTC), freshness)
+                report = plan_once(
+                    found,
+                    dispatcher,
+                    gh,
+                    datetime.now(UTC),
+                    freshness,
+                    hooks if hooks.enabled else None,
+                )
         except (DatabaseUnavailable, CaptureError) as exc:
             if mode == "once":
                 raise click.ClickException(str(exc)) from None

@@ -28,7 +28,9 @@ from capture.freshness.rules import (
     refreshes_affordable,
 )
 from capture.github.client import GitHub
+from capture.settings import WebhookSettings
 from capture.storage import EDITS_MOVE_NOTHING
+from capture.webhooks.planner import webhook_pass
 from jobstore import MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class PassReport:
     contributors_checked: int = 0
     contributors_renamed: int = 0
     skipped: bool = False  # another planner was running a pass
+    delivered: int = 0  # probed changes found stored already (brought by webhooks)
+    webhooks: dict | None = None  # the pass's webhook work (capture.webhooks.planner)
 
     def as_json(self) -> dict:
         return {**self.__dict__}
@@ -75,14 +79,16 @@ def plan_once(
     gh: GitHub,
     now: datetime,
     settings: FreshnessSettings,
+    webhooks: WebhookSettings | None = None,
 ) -> PassReport:
-    """One pass over what is due: bootstraps, refreshes of changes found earlier, probes
-    (in flight together, 100 repositories a query); each repository passed over gets the
-    time it is next due, so the next pass reads only what is due then."""
+    """One pass over what is due: webhook work (with `webhooks`), bootstraps, refreshes
+    of changes found earlier, probes (in flight together, 100 repositories a query); each
+    repository passed over gets the time it is next due, so the next pass reads only what
+    is due then."""
     with registry.planning() as mine:
         if not mine:  # another planner's pass is running: its work, not ours
             return PassReport(skipped=True)
-        return _pass(registry, dispatcher, gh, now, settings)
+        return _pass(registry, dispatcher, gh, now, settings, webhooks)
 
 
 def _pass(
@@ -91,9 +97,14 @@ def _pass(
     gh: GitHub,
     now: datetime,
     settings: FreshnessSettings,
+    webhooks: WebhookSettings | None = None,
 ) -> PassReport:
     report = PassReport()
     registry.sync_tiers(settings.tiers)
+    if webhooks is not None:  # first: repositories an installation added are bootstrapped
+        hooks = webhook_pass(registry.db, registry, dispatcher, gh.session.pool.app, now, webhooks)
+        report.webhooks = {k: v for k, v in hooks.__dict__.items() if k != "errors"}
+        report.errors += hooks.errors
     tracked = registry.load(dispatcher.store.active, now, limit=settings.load_limit)
     by_name = {t.repository: t for t in tracked}
     decided = decide(tracked, now, settings, budget_left(gh, settings))
@@ -202,8 +213,27 @@ def _answered(
         for a in answers
         if not a.missing and changed(a.newest_updated_at, by_name[a.repository].watermark)
     ]
+    # A webhook repository whose newest change GitHub shows is stored (it came by
+    # webhook, after the reconciler last confirmed its deliveries): nothing to refresh.
+    hooked = [
+        (a.repository, a.repo_id, a.newest_number, a.newest_updated_at)
+        for a in answers
+        if by_name[a.repository].webhooks(now)
+        and a.repo_id is not None
+        and a.newest_number is not None
+        and by_name[a.repository] in moved
+    ]
+    delivered = registry.delivered(hooked) if hooked else set()
+    if delivered:
+        moved = [t for t in moved if t.repository not in delivered]
+        registry.looked(sorted(delivered), now)
+        report.delivered += len(delivered)
     moved_names = {t.repository for t in moved}
-    fresh = [a.repository for a in answers if not a.missing and a.repository not in moved_names]
+    fresh = [
+        a.repository
+        for a in answers
+        if not a.missing and a.repository not in moved_names and a.repository not in delivered
+    ]
     if settings.comment_probes != "no" and fresh:
         chosen = _comment_probe_due([by_name[r] for r in fresh], registry, now, settings)
         commented, failed = _comment_probes(gh, chosen, settings)

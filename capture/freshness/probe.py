@@ -17,7 +17,7 @@ from capture.records import when
 FIELDS = (
     "nameWithOwner databaseId id "
     "pullRequests(first: 1, orderBy: {field: UPDATED_AT, direction: DESC}) "
-    "{ nodes { updatedAt } }"
+    "{ nodes { number updatedAt } }"
 )
 
 
@@ -40,6 +40,7 @@ class Probed:
     name: str | None = None  # nameWithOwner, lowercase: differs after a rename or transfer
     repo_id: int | None = None
     node_id: str | None = None
+    newest_number: int | None = None  # the pull request updated last
 
     @property
     def moved(self) -> bool:
@@ -87,6 +88,7 @@ def probe(gh: GitHub, repositories: list[Asked | str]) -> list[Probed]:
                 name=repo["nameWithOwner"].lower(),
                 repo_id=repo["databaseId"],
                 node_id=repo["id"],
+                newest_number=nodes[0]["number"] if nodes else None,
             )
         )
     return found

@@ -22,10 +22,13 @@ COLUMNS = """
 SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added_at,
        t.next_due, p.fresh_as_of, p.probed_at, p.changed_at,
        p.pending_since IS NOT NULL AS pending, w.updated_at AS watermark, p.refresh_job,
-       t.node_id, t.gone_at, w.comments_at AS comments_watermark, p.comments_probed_at
+       t.node_id, t.gone_at, w.comments_at AS comments_watermark, p.comments_probed_at,
+       CASE WHEN i.suspended_at IS NULL AND i.deleted_at IS NULL THEN i.checked_at END
+         AS webhooks_checked_at
 FROM tracked_repositories t
 LEFT JOIN repo_probes p ON p.repository = t.repository
 LEFT JOIN refresh_watermarks w ON w.repository = t.repository
+LEFT JOIN webhook_installations i ON i.installation_id = t.installation_id
 """
 # The due ones, most overdue first (at most `limit`), and the `spare` nearest to being
 # due (a probe query takes up to 100 repositories for the price of one): by the index on
@@ -181,6 +184,55 @@ class Registry:
         )
         self._run("DELETE FROM repo_probes WHERE repository = %s", (name,))
         return bool(gone)
+
+    def cover(
+        self,
+        installation_id: int,
+        repos: Iterable[tuple[str, int | None, str | None]],
+        tier: str,
+        now: datetime,
+    ) -> int:
+        """Repositories an installation of the App covers (owner/name, GitHub's ids): tracked
+        (at `tier` if new; a tracked one keeps its tier) and known as covered; returns how
+        many were new."""
+        rows = [(name.lower(), repo_id, node_id) for name, repo_id, node_id in repos]
+        if not rows:
+            return 0
+        names, ids, nodes = (list(column) for column in zip(*rows, strict=True))
+        found = self._run(
+            "INSERT INTO tracked_repositories (repository, tier, added_at, next_due, "
+            "reconcile_at, repo_id, node_id, installation_id) SELECT r, %(tier)s, %(now)s, "
+            "%(now)s, %(now)s + freshness_after(%(tier)s, NULL, %(now)s, 'refresh'), i, n, "
+            "%(inst)s FROM unnest(%(names)s::text[], %(ids)s::bigint[], %(nodes)s::text[]) "
+            "AS x(r, i, n) ON CONFLICT (repository) DO UPDATE SET installation_id = "
+            "EXCLUDED.installation_id, repo_id = COALESCE(tracked_repositories.repo_id, "
+            "EXCLUDED.repo_id), node_id = COALESCE(tracked_repositories.node_id, "
+            "EXCLUDED.node_id) RETURNING (xmax = 0) AS added",
+            {
+                "tier": tier,
+                "now": now,
+                "inst": installation_id,
+                "names": names,
+                "ids": ids,
+                "nodes": nodes,
+            },
+        )
+        return sum(bool(r["added"]) for r in found)
+
+    def uncover(self, installation_id: int, names: Collection[str] | None = None) -> list[str]:
+        """An installation removed `names` (None: all it covered; the App uninstalled): they
+        are no longer tracked (their captured data stays); returns them."""
+        wanted = None if names is None else [n.lower() for n in names]
+        rows = self._run(
+            "SELECT repository FROM tracked_repositories WHERE installation_id = %(i)s "
+            "AND (%(names)s::text[] IS NULL OR repository = ANY(%(names)s::text[])) "
+            "ORDER BY repository",
+            {"i": installation_id, "names": wanted},
+        )
+        gone = [r["repository"] for r in rows]
+        for name in gone:
+            self.untrack(name)
+        return gone
 
     def tracked(self) -> list[dict]:
         return self._run(
@@ -519,6 +571,7 @@ class Registry:
                 gone=r["gone_at"] is not None,
                 comments_watermark=r["comments_watermark"],
                 comments_probed_at=r["comments_probed_at"],
+                webhooks_checked_at=r["webhooks_checked_at"],
             )
             for r in rows
         ]
@@ -565,11 +618,31 @@ class Registry:
         """Unchanged since what is stored: fresh as of the probe, without a job."""
         names = list(repositories)
         self._run(
-            "UPDATE repo_probes SET fresh_as_of = GREATEST(fresh_as_of, %s) "
-            "WHERE repository = ANY(%s)",
+            "UPDATE repo_probes SET fresh_as_of = GREATEST(fresh_as_of, %s), "
+            "moved_by = 'probe' WHERE repository = ANY(%s)",
             (as_of, names),
         )
         self._next(names, as_of, "probe")
+
+    def delivered(self, answers: Iterable[tuple[str, int, int, datetime]]) -> set[str]:
+        """Of the (repository, its id, pull request number, updatedAt) a probe showed as
+        newest, those whose pull request is stored at least that new (a webhook brought
+        it): no refresh needed for it."""
+        rows = list(answers)
+        if not rows:
+            return set()
+        names, ids, numbers, times = (list(c) for c in zip(*rows, strict=True))
+        found = self._run(
+            "SELECT x.r FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::timestamptz[]) "
+            "AS x(r, i, n, u) JOIN pull_requests p ON p.repository_id = x.i "
+            "AND p.number = x.n AND p.updated_at >= x.u",
+            (names, ids, numbers, times),
+        )
+        return {r["r"] for r in found}
+
+    def looked(self, repositories: Iterable[str], now: datetime) -> None:
+        """Probed, nothing to do: looked at again after the probe interval."""
+        self._next(list(repositories), now, "probe")
 
     def _next(self, names: list[str], at: datetime, kind: str) -> None:
         """Next looked at `at` plus the tier's probe_after, refresh_after or target."""

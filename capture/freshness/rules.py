@@ -11,6 +11,9 @@ from datetime import datetime, timedelta
 TIERS = ("hot", "warm", "cold")
 LOOK_AGAIN = timedelta(minutes=1)  # the soonest a repository passed over is looked at again
 GONE_RECHECK = timedelta(days=1)  # a gone repository is probed this rarely, to see it back
+# An installation whose deliveries the reconciler confirmed this recently: its
+# repositories' webhooks are healthy (probed at their target, as a safety net).
+WEBHOOKS_HEALTHY = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,12 @@ class Tracked:
     gone: bool = False  # GitHub did not show it: probed only every GONE_RECHECK
     comments_watermark: datetime | None = None  # every comment updated before it is stored
     comments_probed_at: datetime | None = None  # its newest comment last read
+    webhooks_checked_at: datetime | None = None  # its installation's last reconciliation
+
+    def webhooks(self, now: datetime) -> bool:
+        """Covered by an installation whose deliveries were confirmed lately."""
+        checked = self.webhooks_checked_at
+        return checked is not None and now - checked <= WEBHOOKS_HEALTHY
 
     def effective_tier(self, now: datetime) -> str:
         if self.promoted_until is not None and self.promoted_until > now:
@@ -124,8 +133,11 @@ def is_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
         return t.probed_at is None or now - t.probed_at >= GONE_RECHECK
     if not is_probeable(t):
         return False
-    age = t.age(now)
-    return age is None or age >= tiers[t.effective_tier(now)].probe_after
+    age, tier = t.age(now), tiers[t.effective_tier(now)]
+    if t.webhooks(now):  # changes arrive by webhook: a probe at the target is the net
+        stale = t.probed_at is None or now - t.probed_at >= tier.target
+        return stale or age is None or age >= tier.refresh_after
+    return age is None or age >= tier.probe_after
 
 
 def refresh_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
@@ -205,6 +217,8 @@ def next_look(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> datetime:
         at = (t.fresh_as_of or now) + tier.refresh_after
     elif t.watermark is None:
         at = (t.changed_at or now) + tier.target
+    elif t.webhooks(now):
+        at = min((t.fresh_as_of or now) + tier.refresh_after, (t.probed_at or now) + tier.target)
     else:
         at = (t.fresh_as_of or now) + tier.probe_after
     return max(at, now + LOOK_AGAIN)

@@ -61,11 +61,17 @@ class GitHubApp:
         }
         return jwt.encode(claims, self.private_key.reveal(), algorithm="RS256")
 
-    def _call(self, method: str, path: str) -> httpx.Response:
+    def call(self, method: str, path: str, params: dict | None = None) -> httpx.Response:
+        """One /app endpoint as the app (its JWT): NetworkError if GitHub cannot be
+        reached, CredentialsRejected for a refused JWT; other answers are the caller's."""
+        return self._call(method, path, params)
+
+    def _call(self, method: str, path: str, params: dict | None = None) -> httpx.Response:
         try:
             response = self.client.request(
                 method,
                 f"{self.api_url}{path}",
+                params=params,
                 headers={
                     "authorization": f"Bearer {self.jwt()}",
                     "accept": "application/vnd.github+json",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from capture.handlers import pulls, refresh, sync
+from capture.handlers import pulls, refresh, sync, webhooks
 from capture.handlers.base import Context, Handler, Outcome, Progress
 from capture.jobtypes import JOB_TYPES, PULL_REQUEST_PARTS, capable
 
@@ -11,6 +11,7 @@ __all__ = ["HANDLERS", "Context", "Handler", "Outcome", "Progress", "capable"]
 RUN = {
     "repository-sync": sync.repository_sync,
     "repository-refresh": refresh.run,
+    "github-webhooks": webhooks.run,
     **dict.fromkeys(PULL_REQUEST_PARTS, pulls.run),
 }
 HANDLERS: dict[str, Handler] = {

@@ -80,6 +80,18 @@ def _error_rate(h: Health) -> list[tuple[str, str]]:
     return high
 
 
+def _silent(h: Health) -> list[tuple[str, str]]:
+    return [
+        (
+            str(row["installation_id"]),
+            f"installation {row['installation_id']} ({row['account'] or '?'}): its repositories "
+            f"changed on GitHub at {row['last_change']:%Y-%m-%d %H:%M} UTC, its last delivery "
+            f"came {row['last_delivery'] or 'never'}",
+        )
+        for row in h.silent
+    ]
+
+
 _MIN = timedelta(minutes=1)
 RULES = (
     Rule("LaneDown", "a lane is down or stopped", _lanes_down, 5 * _MIN),
@@ -100,6 +112,12 @@ RULES = (
         15 * _MIN,
     ),
     Rule("ErrorRateHigh", "a lane's attempts fail too often", _error_rate, 10 * _MIN),
+    Rule(
+        "WebhooksSilent",
+        "an installation's repositories changed on GitHub and no delivery came from it",
+        _silent,
+        10 * _MIN,
+    ),
     Rule(
         "RepositoryGone",
         "a tracked repository is deleted, private or no longer visible on GitHub",

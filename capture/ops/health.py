@@ -11,7 +11,9 @@ from typing import Any
 
 from capture.freshness.registry import Registry
 from capture.github.ledger import PostgresBudgets
-from jobstore import LANES, STOPPED, Database, Dispatcher, reads
+from capture.settings import WebhookSettings
+from capture.webhooks import status as webhook_status
+from jobstore import LANES, STOPPED, ConfigError, Database, Dispatcher, reads
 
 ERROR_WINDOW = timedelta(hours=1)
 
@@ -34,6 +36,9 @@ class Health:
     gone: list[str] = field(default_factory=list)  # tracked repositories GitHub no longer shows
     lag: int = 0
     cost: dict[str, Any] = field(default_factory=dict)
+    webhook_counts: list[dict[str, Any]] = field(default_factory=list)  # webhook_counts rows
+    webhook_lag: float = 0.0  # seconds the oldest delivery not acted on has waited
+    silent: list[dict[str, Any]] = field(default_factory=list)  # installations gone quiet
 
     def error_rate(self, lane: str) -> float:
         failed, ended = self.errors.get(lane, (0, 0))
@@ -46,8 +51,10 @@ def snapshot(
     budgets: PostgresBudgets,
     registry: Registry,
     now: datetime,
+    silence: timedelta | None = None,
 ) -> Health:
-    """Everything the metrics and alerts need, read once."""
+    """Everything the metrics and alerts need, read once (`silence`: how long an
+    installation whose repositories changed may go without a delivery)."""
     store = dispatcher.store
     stats = reads.lane_statistics(db)
     health = Health(at=now, lanes={lane: stats[lane] for lane in LANES}, cost=stats["cost"])
@@ -67,4 +74,12 @@ def snapshot(
     health.breached_names = [row["repository"] for row in rows]
     health.gone = [row["repository"] for row in registry.gone_list()]
     health.lag = reads.projection_lag(db)
+    health.webhook_counts = webhook_status.counts(db)
+    health.webhook_lag = webhook_status.lag(db, now)[0]
+    if silence is None:  # CAPTURE_WEBHOOK_SILENCE_MINUTES (checked when the server started)
+        try:
+            silence = timedelta(minutes=WebhookSettings.load().silence_minutes)
+        except ConfigError:
+            silence = timedelta(minutes=60)
+    health.silent = [r for r in webhook_status.installations(db, now, silence) if r["silent"]]
     return health

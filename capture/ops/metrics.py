@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from capture.ops.health import Health
+from capture.webhooks.receiver import REJECTED
 from jobstore import LANES
 from jobstore import SECONDS_BOUNDS as BOUNDS
 
@@ -138,6 +139,38 @@ class HealthCollector(Collector):
         cost.add_metric(["actual"], _number(h.cost.get("actual")))
         cost.add_metric(["all_inngest"], _number(h.cost.get("all_inngest_baseline")))
         yield cost
+        yield from webhook_families(h)
+
+
+def webhook_families(h: Health) -> Iterator[Metric]:
+    """Deliveries counted (stored ones from webhook_counts; refused ones by this process,
+    which wrote nothing of them), the processing lag, and silent installations."""
+    deliveries = CounterMetricFamily(
+        "prcapture_webhook_deliveries",
+        "Webhook deliveries: received, duplicate, processed, refreshed, quarantined",
+        labels=["outcome", "event"],
+    )
+    for row in h.webhook_counts:
+        deliveries.add_metric([row["name"], row["event"]], float(row["n"]))
+    yield deliveries
+    rejected = CounterMetricFamily(
+        "prcapture_webhook_deliveries_rejected",
+        "Webhook deliveries refused by this server (signature, headers, body)",
+        labels=["reason"],
+    )
+    for reason in ("signature", "headers", "body"):
+        rejected.add_metric([reason], float(REJECTED.counts.get(reason, 0)))
+    yield rejected
+    yield GaugeMetricFamily(
+        "prcapture_webhook_lag_seconds",
+        "How long the oldest delivery not yet acted on has waited",
+        value=h.webhook_lag,
+    )
+    yield GaugeMetricFamily(
+        "prcapture_webhook_silent_installations",
+        "Installations whose repositories changed on GitHub with no delivery from them",
+        value=len(h.silent),
+    )
 
 
 def render(health: Health) -> bytes:

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,14 +18,13 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from capture.settings import WebhookSettings
+from capture.webhooks.payloads import PLANNER_EVENTS, PULL_EVENTS
 from jobstore import Database, Secret
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps a payload at 25 MB
 DELIVERY_ID = re.compile(r"[0-9A-Za-z-]{1,100}")
 EVENT = re.compile(r"[a-z_]{1,64}")
 SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
-# Events stored and answered, nothing to act on.
-IGNORED = frozenset({"ping"})
 STORE = """
 INSERT INTO github_deliveries (delivery_id, event, action, installation_id, repository_id,
                                repository, received_at, payload, status)
@@ -33,6 +33,26 @@ VALUES (%(id)s, %(event)s, %(action)s, %(installation)s, %(repository_id)s, %(re
 ON CONFLICT (delivery_id) DO UPDATE SET duplicates = github_deliveries.duplicates + 1
 RETURNING duplicates
 """
+COUNT = """
+INSERT INTO webhook_counts (name, event, n) VALUES (%s, %s, 1)
+ON CONFLICT (name, event) DO UPDATE SET n = webhook_counts.n + 1
+"""
+
+
+class Rejections:
+    """Deliveries refused, by reason, in this process (nothing of them is written: the
+    server's /metrics shows these counts)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, reason: str) -> None:
+        with self._lock:
+            self.counts[reason] = self.counts.get(reason, 0) + 1
+
+
+REJECTED = Rejections()
 
 
 def verify(secrets: tuple[Secret, ...], body: bytes, header: str | None) -> bool:
@@ -55,6 +75,15 @@ class Delivery:
 
     status: int
     doc: dict[str, Any]
+    # stored now, for a repository's apply job: (repository id, owner/name)
+    apply: tuple[int, str] | None = None
+
+
+def status_of(event: str, repository_id: object) -> str:
+    """What a new delivery waits for: a repository's apply job, the planner, or nothing."""
+    if event in PULL_EVENTS and isinstance(repository_id, int):
+        return "received"
+    return "planner" if event in PLANNER_EVENTS else "ignored"
 
 
 def _field(payload: dict[str, Any], *path: str) -> Any:
@@ -75,9 +104,12 @@ def receive(
     written), 400 for headers or a body GitHub would not send, else stored (once per
     delivery id) and 202 (200 for a delivery seen before, or a ping)."""
     if not verify(settings.secrets, body, headers.get("x-hub-signature-256")):
+        REJECTED.add("signature")
         return Delivery(401, {"error": "the X-Hub-Signature-256 signature does not match"})
     delivery_id = headers.get("x-github-delivery") or ""
     event = headers.get("x-github-event") or ""
+    if not DELIVERY_ID.fullmatch(delivery_id) or not EVENT.fullmatch(event):
+        REJECTED.add("headers")
     if not DELIVERY_ID.fullmatch(delivery_id):
         return Delivery(400, {"error": "X-GitHub-Delivery is missing or not a delivery id"})
     if not EVENT.fullmatch(event):
@@ -85,29 +117,39 @@ def receive(
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
+        REJECTED.add("body")
         return Delivery(400, {"error": "the body is not JSON"})
     if not isinstance(payload, dict):
+        REJECTED.add("body")
         return Delivery(400, {"error": "the body is not a JSON object"})
     action = _field(payload, "action")
     installation = _field(payload, "installation", "id")
     repository_id = _field(payload, "repository", "id")
     repository = _field(payload, "repository", "full_name")
-    row = db.one(
-        STORE,
-        {
-            "id": delivery_id,
-            "event": event,
-            "action": action if isinstance(action, str) else None,
-            "installation": installation if isinstance(installation, int) else None,
-            "repository_id": repository_id if isinstance(repository_id, int) else None,
-            "repository": repository if isinstance(repository, str) else None,
-            "at": now,
-            "payload": Jsonb(payload),
-            "status": "ignored" if event in IGNORED else "received",
-        },
-    )
-    duplicate = bool(row and row["duplicates"])
+    status = status_of(event, repository_id)
+    fields = {
+        "id": delivery_id,
+        "event": event,
+        "action": action if isinstance(action, str) else None,
+        "installation": installation if isinstance(installation, int) else None,
+        "repository_id": repository_id if isinstance(repository_id, int) else None,
+        "repository": repository if isinstance(repository, str) else None,
+        "at": now,
+        "payload": Jsonb(payload),
+        "status": status,
+    }
+
+    def store(conn: Any) -> bool:
+        row = conn.execute(STORE, fields).fetchone()
+        duplicate = bool(row and row["duplicates"])
+        conn.execute(COUNT, ("duplicate" if duplicate else "received", event))
+        return duplicate
+
+    duplicate = db.run(store)
     doc = {"delivery": delivery_id, "event": event, "duplicate": duplicate}
     if event == "ping":
         return Delivery(200, doc | {"pong": True})
-    return Delivery(200 if duplicate else 202, doc)
+    if duplicate:
+        return Delivery(200, doc)
+    apply = (repository_id, repository) if status == "received" else None
+    return Delivery(202, doc, apply if isinstance(repository, str) else None)

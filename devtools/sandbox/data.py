@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -194,6 +195,9 @@ class World:
         # Repositories deleted or made private: unknown to every query, until restored.
         self.hidden: dict[str, Repository] = {}
         self._index: dict[str, Any] | None = None
+        # Told of every change as GitHub tells an App's webhook: (event, action, repository,
+        # pull request, the object; for a move, the old name) (devtools.sandbox.webhooks).
+        self.on_change: Callable[..., None] | None = None
         self._ids = count(1000)
         rng = random.Random(seed)
         self.users = [
@@ -378,6 +382,7 @@ class World:
             for commit in pr.commits:
                 commit.authored_at = commit.committed_at = at
             pr.updated_at = at
+        self._tell("pull_request", "opened", repo, pr, None, at)
         return pr
 
     def add_review(self, full_name: str, number: int, at: datetime, state: str) -> Review:
@@ -385,6 +390,7 @@ class World:
         review = Review(next(self._ids), self.users[1], state, "Reviewed.", at, at)
         pr.reviews.append(review)
         pr.updated_at = max(pr.updated_at, at)
+        self._tell("pull_request_review", "submitted", full_name, pr, review, at)
         return review
 
     def add_review_comment(self, full_name: str, number: int, at: datetime) -> Comment:
@@ -395,17 +401,21 @@ class World:
         pr.threads.append(Thread(next(self._ids), path, 1, False, [comment]))
         pr.updated_at = max(pr.updated_at, at)
         self._index = None  # a new thread: findable by its node id
+        self._tell("pull_request_review_comment", "created", full_name, pr, comment, at)
         return comment
 
     def edit_pull_request(self, full_name: str, number: int, at: datetime, title: str) -> None:
         pr = self.repositories[full_name.lower()].pulls[number]
+        changes = {"title": {"from": pr.title}}
         pr.title, pr.updated_at = title, max(pr.updated_at, at)
+        self._tell("pull_request", "edited", full_name, pr, None, at, changes)
 
     def add_comment(self, full_name: str, number: int, at: datetime, body: str) -> Comment:
         pr = self.repositories[full_name.lower()].pulls[number]
         comment = Comment(next(self._ids), self.users[0], body, at, at)
         pr.comments.append(comment)
         pr.updated_at = max(pr.updated_at, at)
+        self._tell("issue_comment", "created", full_name, pr, comment, at)
         return comment
 
     def edit_comment(
@@ -415,8 +425,11 @@ class World:
         pr = self.repositories[full_name.lower()].pulls[number]
         every = [*pr.comments, *pr.review_comments]
         comment = next(c for c in every if c.database_id == comment_id)
+        changes = {"body": {"from": comment.body}}
         comment.body, comment.updated_at = body, max(comment.updated_at, at)
         self._touched(pr, at)
+        event = "issue_comment" if comment.path is None else "pull_request_review_comment"
+        self._tell(event, "edited", full_name, pr, comment, at, changes)
         return comment
 
     def delete_comment(self, full_name: str, number: int, comment_id: int, at: datetime) -> None:
@@ -433,6 +446,8 @@ class World:
             pr.threads = [t for t in pr.threads if t.comments]
             self._index = None
         self._touched(pr, at)
+        event = "issue_comment" if found[0].path is None else "pull_request_review_comment"
+        self._tell(event, "deleted", full_name, pr, found[0], at)
 
     def delete_review(self, full_name: str, number: int, review_id: int, at: datetime) -> None:
         """A review gone (GitHub deletes pending ones; its comments stay as GitHub shows)."""
@@ -441,6 +456,20 @@ class World:
             raise KeyError(f"no review {review_id} on {full_name}#{number}")
         pr.reviews = [r for r in pr.reviews if r.database_id != review_id]
         self._touched(pr, at)
+
+    def _tell(
+        self,
+        event: str,
+        action: str,
+        repo: Repository | str,
+        pr: PullRequest | None,
+        obj: Any,
+        at: datetime | None = None,
+        changes: dict | None = None,
+    ) -> None:
+        if self.on_change is not None:
+            found = repo if isinstance(repo, Repository) else self.repositories[repo.lower()]
+            self.on_change(event, action, found, pr, obj, at or self.now, changes)
 
     def _touched(self, pr: PullRequest, at: datetime) -> None:
         self.now = max(self.now, at)
@@ -472,6 +501,8 @@ class World:
         self.moved = {old: i for old, i in self.moved.items() if old != repo.full_name.lower()}
         self.moved[full_name.lower()] = repo.database_id
         self._index = None
+        moved_owner = full_name.split("/")[0].lower() != repo.owner.lower()
+        self._tell("repository", "transferred" if moved_owner else "renamed", repo, None, full_name)
         return repo
 
     def transfer_repository(self, full_name: str, new_owner: str) -> Repository:
@@ -483,6 +514,8 @@ class World:
         self.hidden[full_name.lower()] = repo
         self.moved = {old: i for old, i in self.moved.items() if i != repo.database_id}
         self._index = None
+        if self.on_change is not None:
+            self.on_change("repository", "deleted", repo, None, full_name, self.now, None)
 
     def restore_repository(self, full_name: str) -> Repository:
         """Public again (a privatised repository made public)."""

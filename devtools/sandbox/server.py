@@ -27,12 +27,14 @@ from devtools.sandbox.graphql_api import GraphQLApi
 from devtools.sandbox.lanes import Actions, Inngest, Rejected, Workflow
 from devtools.sandbox.limits import PER_MINUTE, Budgets
 from devtools.sandbox.rest_api import BadRequest, Moved, NotFound, RestApi
+from devtools.sandbox.webhooks import Faults, Hooks, Send
 
 DEFAULT_TOKEN = "sandbox-token"
 DEFAULT_EVENT_KEY = "sandbox-event-key"
 DISPATCH = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/workflows/(?P<file>[^/]+)/dispatches")
 RUNS = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/actions/runs(?:/(?P<id>\d+))?")
 APP_PATH = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
+HOOK_DELIVERIES = re.compile(r"/app/hook/deliveries(?:/(?P<id>\d+)(?P<attempts>/attempts)?)?")
 # POST /_sandbox/world actions: the World method and the arguments it takes.
 WORLD_ACTIONS = {
     "rename_repository": ("rename_repository", ("full_name", "new_name")),
@@ -103,6 +105,7 @@ class Sandbox:
         self.actions = Actions(self.clock, base_url)
         self.inngest = Inngest(self.clock, self.options.event_keys)
         self.base_url = base_url
+        self.hooks: Hooks | None = None
 
     @property
     def base_url(self) -> str:
@@ -199,6 +202,8 @@ class Sandbox:
             return self._admin(method, path, body)
         if APP_PATH.fullmatch(path) or INSTALLATION.fullmatch(path):
             return self._app(method, path, headers)
+        if found := HOOK_DELIVERIES.fullmatch(path):
+            return self._deliveries(method, found, query, headers)
         token = self._bucket(_token(headers.get("authorization", "")))
         if token is None:
             return Response(
@@ -279,6 +284,51 @@ class Sandbox:
                 return Response(200, self.apps.installation_for(app_id, found["owner"]))
         except Rejected as exc:
             return Response(exc.status, {"message": str(exc)})
+        return Response(404, {"message": "Not Found"})
+
+    def enable_webhooks(
+        self,
+        secret: str,
+        url: str = "",
+        send: Send | None = None,
+        faults: Faults | None = None,
+        seed: int = 1,
+    ) -> Hooks:
+        """The App's webhook: every change of the world in an installation's repositories
+        is delivered to `url` through `send` when `hooks.pump(until)` is called."""
+        self.hooks = Hooks(
+            self.world, self.apps, self.clock, self.base_url, secret, url, send, faults, seed
+        )
+        return self.hooks
+
+    def _deliveries(self, method: str, found: Any, query: dict, headers: dict) -> Response:
+        """The App's delivery log and redelivery (its JWT), as GitHub serves them."""
+        try:
+            self.apps.app_of(headers.get("authorization", ""))
+        except Rejected as exc:
+            return Response(exc.status, {"message": str(exc)})
+        hooks = self.hooks
+        if hooks is None:
+            return Response(404, {"message": "Not Found"})
+        if found["id"] is None and method == "GET":
+            try:
+                per_page = max(1, min(100, int(query.get("per_page", 30))))
+            except ValueError:
+                return Response(400, {"message": "per_page must be a number"})
+            items, after = hooks.listing(per_page, query.get("cursor"))
+            extra = {}
+            if after is not None:
+                where = f"{self.base_url}/app/hook/deliveries?per_page={per_page}&cursor={after}"
+                extra["link"] = f'<{where}>; rel="next"'
+            return Response(200, items, extra)
+        attempt = hooks.attempt(int(found["id"]))
+        if attempt is None:
+            return Response(404, {"message": "Not Found"})
+        if found["attempts"] and method == "POST":
+            hooks.redeliver(attempt.id)
+            return Response(202, {})
+        if not found["attempts"] and method == "GET":
+            return Response(200, attempt.item())
         return Response(404, {"message": "Not Found"})
 
     def _fault(self, target: str) -> Response | None:

@@ -1,0 +1,158 @@
+"""Reconciliation with GitHub's own log of the App's deliveries: GitHub does not send a
+failed delivery again by itself. The reconciler lists the recent deliveries
+(`GET /app/hook/deliveries`, newest first, as the app), and for each one that never
+reached us (no 2xx attempt, and not stored here) asks for it again
+(`POST /app/hook/deliveries/{id}/attempts`), once per pass and at most MAX_REQUESTS times.
+
+What it confirms, per installation: every delivery GitHub attempted before
+`confirmed_through` is stored here (or about to be, redelivered). A receiver down for an
+hour shows up here as an hour of failed deliveries, each asked for again."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from capture.errors import AccessDenied
+from capture.github.app import GitHubApp
+from capture.records import when
+from jobstore import Database
+
+OVERLAP = timedelta(minutes=10)  # each pass reads back this far before the last one's end
+FIRST_LOOK = timedelta(days=3)  # GitHub keeps deliveries for 3 days
+SETTLE = timedelta(minutes=2)  # a change this recent may not have been attempted yet
+MAX_REQUESTS = 5  # redeliveries asked for one delivery before it is reported unresolved
+MAX_PAGES = 100  # pages of 100 a pass reads at most
+NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+LAST = "SELECT through FROM webhook_reconciles WHERE error IS NULL ORDER BY at DESC LIMIT 1"
+STORED = "SELECT delivery_id FROM github_deliveries WHERE delivery_id = ANY(%s)"
+ASKED = "SELECT guid, requests, requested_at FROM webhook_redeliveries WHERE guid = ANY(%s)"
+ASK = (
+    "INSERT INTO webhook_redeliveries (guid, hook_id, event, requested_at, last_error, "
+    "failed_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (guid) DO UPDATE SET "
+    "hook_id = EXCLUDED.hook_id, "
+    "requested_at = EXCLUDED.requested_at, requests = webhook_redeliveries.requests + 1, "
+    "last_error = EXCLUDED.last_error"
+)
+# Redeliveries asked for that have not come yet: the next pass reads back to them.
+OLDEST_OPEN = (
+    "SELECT min(failed_at) AS at FROM webhook_redeliveries WHERE resolved_at IS NULL "
+    "AND requests < %s"
+)
+RESOLVED = (
+    "UPDATE webhook_redeliveries r SET resolved_at = %s WHERE r.resolved_at IS NULL "
+    "AND EXISTS (SELECT 1 FROM github_deliveries d WHERE d.delivery_id = r.guid)"
+)
+CONFIRM = (
+    "INSERT INTO webhook_installations (installation_id, created_at, confirmed_through, "
+    "checked_at) SELECT i, %(now)s, t, %(now)s FROM unnest(%(ids)s::bigint[], "
+    "%(through)s::timestamptz[]) AS x(i, t) ON CONFLICT (installation_id) DO UPDATE SET "
+    "confirmed_through = GREATEST(webhook_installations.confirmed_through, "
+    "EXCLUDED.confirmed_through), checked_at = EXCLUDED.checked_at"
+)
+RECORD = (
+    "INSERT INTO webhook_reconciles (at, listed, failed, redelivered, unresolved, through, "
+    "error) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+@dataclass
+class Reconciled:
+    listed: int = 0  # deliveries GitHub listed since the last pass
+    failed: int = 0  # of them, never received here
+    redelivered: int = 0  # asked for again this pass
+    unresolved: int = 0  # asked for MAX_REQUESTS times, still not received
+    through: datetime | None = None
+    error: str | None = None
+
+
+def due(db: Database, now: datetime, every: timedelta) -> bool:
+    row = db.one("SELECT max(at) AS at FROM webhook_reconciles")
+    return row is None or row["at"] is None or now - row["at"] >= every
+
+
+def reconcile(db: Database, app: GitHubApp, now: datetime) -> Reconciled:
+    """One pass; a failure to list is recorded (and reported) and nothing is confirmed."""
+    db.execute(RESOLVED, (now,))
+    last = db.one(LAST)
+    since = (last["through"] - OVERLAP) if last and last["through"] else now - FIRST_LOOK
+    oldest = db.one(OLDEST_OPEN, (MAX_REQUESTS,))
+    if oldest and oldest["at"] is not None:
+        since = min(since, oldest["at"] - timedelta(seconds=1))
+    since = max(since, now - FIRST_LOOK)
+    report = Reconciled()
+    try:
+        attempts = _list(app, since)
+    except (AccessDenied, ValueError, KeyError) as exc:
+        report.error = str(exc)[:300]
+        db.execute(RECORD, (now, 0, 0, 0, 0, None, report.error))
+        return report
+    by_guid: dict[str, list[dict]] = defaultdict(list)
+    for attempt in attempts:
+        by_guid[attempt["guid"]].append(attempt)
+    report.listed = len(by_guid)
+    stored = {r["delivery_id"] for r in db.rows(STORED, (list(by_guid),))}
+    failed = {
+        guid: max(tries, key=lambda a: a["id"])
+        for guid, tries in by_guid.items()
+        if guid not in stored and not any(200 <= (a["status_code"] or 0) < 300 for a in tries)
+    }
+    report.failed = len(failed)
+    asked = {r["guid"]: r for r in db.rows(ASKED, (list(failed),))}
+    pending: dict[int, datetime] = {}
+    for guid, latest in sorted(failed.items(), key=lambda f: f[1]["delivered_at"]):
+        before = asked.get(guid)
+        installation = latest.get("installation_id") or 0
+        first = min(when(a["delivered_at"]) for a in by_guid[guid])
+        pending[installation] = min(pending.get(installation, first), first)
+        if before is not None and before["requests"] >= MAX_REQUESTS:
+            report.unresolved += 1
+            continue
+        answer = app.call("POST", f"/app/hook/deliveries/{latest['id']}/attempts")
+        error = None if answer.status_code == 202 else f"HTTP {answer.status_code}"
+        db.execute(ASK, (guid, latest["id"], latest.get("event"), now, error, first))
+        report.redelivered += error is None
+    through = now - SETTLE
+    seen = {a.get("installation_id") for a in attempts if a.get("installation_id")}
+    ids = sorted(seen | {i for i in pending if i})
+    ends = [min(pending.get(i, through), through) for i in ids]
+    if ids:
+        db.execute(CONFIRM, {"now": now, "ids": ids, "through": ends})
+    report.through = min(ends, default=through)
+    db.execute(
+        RECORD,
+        (now, report.listed, report.failed, report.redelivered, report.unresolved, through, None),
+    )
+    return report
+
+
+def _list(app: GitHubApp, since: datetime) -> list[dict]:
+    """Every attempt GitHub lists delivered at or after `since` (pages, newest first)."""
+    found: list[dict] = []
+    params: dict | None = {"per_page": 100}
+    path = "/app/hook/deliveries"
+    for _ in range(MAX_PAGES):
+        answer = app.call("GET", path, params)
+        if answer.status_code != 200:
+            raise AccessDenied(
+                f"GitHub would not list the app's deliveries (HTTP {answer.status_code})"
+            )
+        page = answer.json()
+        if not isinstance(page, list):
+            raise ValueError("the deliveries list is not a list")
+        older = False
+        for item in page:
+            if when(item["delivered_at"]) < since:
+                older = True
+                break
+            found.append(item)
+        link = NEXT.search(answer.headers.get("link", ""))
+        if older or not page or link is None:
+            break
+        cursor = re.search(r"[?&]cursor=([^&]+)", link.group(1))
+        if cursor is None:
+            break
+        params = {"per_page": 100, "cursor": cursor.group(1)}
+    return found
