@@ -302,7 +302,9 @@ class WebhookSettings:
     gather before their one targeted refresh; CAPTURE_WEBHOOK_LANE: where deliveries are
     applied (default: the router decides, real-time); CAPTURE_WEBHOOK_TIER: the tier of a
     repository an installation adds; CAPTURE_WEBHOOK_RECONCILE_MINUTES: how often the
-    planner lists the App's deliveries and asks for failed ones again;
+    planner lists the App's deliveries and asks for failed ones again, confirming each
+    installation; CAPTURE_WEBHOOK_RECHECK_SECONDS: how often `bin/plan --forever` looks at
+    the last minutes of that list (a dropped delivery asked for again within seconds);
     CAPTURE_WEBHOOK_SILENCE_MINUTES: an installation whose repositories changed on GitHub
     with no delivery from it for this long is alerted on."""
 
@@ -312,6 +314,7 @@ class WebhookSettings:
     lane: str | None = None
     tier: str = "warm"
     reconcile_minutes: int = 5
+    recheck_seconds: int = 10
     silence_minutes: int = 60
 
     @property
@@ -344,5 +347,6 @@ class WebhookSettings:
             lane=lane,
             tier=choice(env, "CAPTURE_WEBHOOK_TIER", "warm", ("hot", "warm", "cold")),
             reconcile_minutes=whole_number(env, "CAPTURE_WEBHOOK_RECONCILE_MINUTES", 5),
+            recheck_seconds=whole_number(env, "CAPTURE_WEBHOOK_RECHECK_SECONDS", 10),
             silence_minutes=whole_number(env, "CAPTURE_WEBHOOK_SILENCE_MINUTES", 60),
         )

@@ -26,9 +26,21 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("jobstore",),  # the front door, above every module it names
     ("capture.errors", "capture.settings", "capture.records", "capture.github.cost"),
     ("capture.github",),
-    ("capture.fetch", "capture.storage"),
+    (
+        "capture.fetch",
+        "capture.storage",
+        "capture.webhooks.payloads",
+        "capture.webhooks.deliveries",
+    ),
     ("capture.handlers",),
-    ("capture.attempt", "capture.worker", "capture.freshness", "capture.intake"),
+    (
+        "capture.attempt",
+        "capture.worker",
+        "capture.freshness",
+        "capture.intake",
+        "capture.webhooks.planner",
+        "capture.webhooks.reconcile",
+    ),
     ("capture.ops", "capture.inngest_function", "capture.webhooks"),
     ("capture.api",),
     ("capture.serving",),

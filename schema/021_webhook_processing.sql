@@ -56,9 +56,11 @@ CREATE TABLE IF NOT EXISTS webhook_reconciles (
     redelivered integer     NOT NULL,
     unresolved  integer     NOT NULL,
     through     timestamptz,
-    error       text
+    error       text,
+    deep        boolean     NOT NULL DEFAULT true  -- false: a quick recheck (no confirmation)
 );
 CREATE INDEX IF NOT EXISTS webhook_reconciles_at ON webhook_reconciles (at DESC);
+CREATE INDEX IF NOT EXISTS webhook_reconciles_deep ON webhook_reconciles (at DESC) WHERE deep;
 
 -- A tracked repository covered by an installation whose webhooks are confirmed is probed
 -- at its target (a safety net), not a third of it; moved_by says what last moved its

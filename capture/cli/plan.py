@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -24,6 +25,7 @@ from capture.errors import CaptureError
 from capture.freshness.loop import PassReport, plan_once
 from capture.freshness.settings import load_freshness
 from capture.settings import WebhookSettings
+from capture.webhooks.planner import recheck
 from jobstore import ConfigError, DatabaseUnavailable
 
 
@@ -73,6 +75,20 @@ def lines(report: PassReport) -> list[str]:
     return out
 
 
+def _rechecks(db: Any, app: Any, every: float, stop: threading.Event) -> None:
+    """Between passes, the last minutes of the App's delivery log, every `every` s."""
+    while not stop.wait(every):
+        try:
+            done = recheck(db, app, datetime.now(UTC))
+        except DatabaseUnavailable as exc:
+            click.echo(f"webhook recheck failed ({exc})", err=True)
+            continue
+        if done.error:
+            click.echo(f"webhook recheck failed ({done.error})", err=True)
+        elif done.redelivered:
+            click.echo(f"webhook recheck: {done.redelivered} deliveries asked for again")
+
+
 @click.command(cls=Command)
 @version_option
 @log_options
@@ -101,6 +117,11 @@ def plan(mode: str, interval: float, as_json: bool) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     actions = ActionsReport()
+    app = gh.session.pool.app
+    if mode == "forever" and hooks.enabled and app is not None:
+        every = float(hooks.recheck_seconds)
+        db = s.store.database("webhooks")
+        threading.Thread(target=_rechecks, args=(db, app, every, stop), daemon=True).start()
     while True:
         try:
             with errors():

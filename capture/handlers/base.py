@@ -47,6 +47,10 @@ class Context:
     def __post_init__(self) -> None:
         self._resume = self.job.cursor
 
+    def start_over(self) -> None:
+        """This attempt resumes from nothing (a handler that fetches its few items anew)."""
+        self._resume = None
+
     @property
     def cursor(self) -> str | None:
         """Where this attempt started: the last checkpoint of the attempts before it."""

@@ -20,6 +20,7 @@ from capture.webhooks.deliveries import Deliveries
 from capture.webhooks.payloads import Effect, Unusable, apply
 
 ALL = {"details", "reviews", "comments"}
+DETAILS = {"details"}  # files and commits (the pull request's own row came with it)
 
 
 def repository_id(ctx: Context) -> int:
@@ -63,7 +64,14 @@ def run(ctx: Context) -> Outcome:
                 summary=_summary(applied, quarantined, refreshed) | summary,
             )
         numbers = sorted({n for d in waiting for n in d.refresh_numbers or ()})
-        outcome = capture_pulls(ctx, numbers, ALL)
+        # stored (from its payload): its files and commits; not yet: whole
+        stored = set(ctx.storage.node_ids(ctx.job.repository, numbers))
+        ctx.start_over()  # a few pull requests, fetched whole each time
+        outcome = Outcome()
+        for chosen, parts in ((sorted(stored), DETAILS), (sorted(set(numbers) - stored), ALL)):
+            if chosen:
+                done = capture_pulls(ctx, chosen, parts)
+                outcome.failed_items += done.failed_items
         if outcome.failed_items:
             raise Incomplete(
                 f"{outcome.failed_items} of {len(numbers)} pull requests could not be captured; "

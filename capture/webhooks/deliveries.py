@@ -31,7 +31,7 @@ COUNT = (
 )
 MOVE = (
     "UPDATE github_deliveries d SET status = x.status, note = x.note, "
-    "refresh_numbers = x.numbers, job_id = %s, "
+    "refresh_numbers = COALESCE(x.numbers, d.refresh_numbers), job_id = %s, "
     "processed_at = CASE WHEN x.status = 'refresh' THEN NULL ELSE %s END "
     "FROM jsonb_to_recordset(%s) AS x(id text, status text, note text, numbers integer[]) "
     "WHERE d.delivery_id = x.id"

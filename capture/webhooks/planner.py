@@ -14,7 +14,7 @@ from capture.errors import CaptureError
 from capture.freshness.registry import Registry
 from capture.github.app import GitHubApp
 from capture.settings import WebhookSettings
-from capture.webhooks.reconcile import Reconciled, due, reconcile
+from capture.webhooks.reconcile import RECHECK, Reconciled, due, reconcile
 from jobstore import Database, Dispatcher, JobSpec, JobStoreError
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,15 @@ def webhook_pass(
             report.errors.append(f"webhook reconciliation failed: {done.error}")
     report.confirmed = db.execute(CONFIRM, {"now": now})
     return report
+
+
+def recheck(db: Database, app: GitHubApp, now: datetime) -> Reconciled:
+    """A quick look at the last minutes of the App's delivery log: a dropped delivery is
+    asked for again within seconds (run every CAPTURE_WEBHOOK_RECHECK_SECONDS)."""
+    try:
+        return reconcile(db, app, now, look_back=RECHECK)
+    except CaptureError as exc:
+        return Reconciled(error=str(exc)[:300])
 
 
 def catch_up(db: Database, dispatcher: Dispatcher, now: datetime, settings: WebhookSettings) -> int:

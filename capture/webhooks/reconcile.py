@@ -2,7 +2,10 @@
 failed delivery again by itself. The reconciler lists the recent deliveries
 (`GET /app/hook/deliveries`, newest first, as the app), and for each one that never
 reached us (no 2xx attempt, and not stored here) asks for it again
-(`POST /app/hook/deliveries/{id}/attempts`), once per pass and at most MAX_REQUESTS times.
+(`POST /app/hook/deliveries/{id}/attempts`), again with a growing pause until it comes.
+A deep pass (the planner's, every few minutes) reads back to where the last one ended
+and confirms installations; a quick recheck (every few seconds) reads the last minutes,
+so a dropped delivery is asked for again within seconds.
 
 What it confirms, per installation: every delivery GitHub attempted before
 `confirmed_through` is stored here (or about to be, redelivered). A receiver down for an
@@ -23,10 +26,15 @@ from jobstore import Database
 OVERLAP = timedelta(minutes=10)  # each pass reads back this far before the last one's end
 FIRST_LOOK = timedelta(days=3)  # GitHub keeps deliveries for 3 days
 SETTLE = timedelta(minutes=2)  # a change this recent may not have been attempted yet
-MAX_REQUESTS = 5  # redeliveries asked for one delivery before it is reported unresolved
+UNRESOLVED_AFTER = timedelta(hours=1)  # missing this long after it failed: reported
+FIRST_BACKOFF = timedelta(seconds=10)  # a redelivery asked for again after this, doubling
+MAX_BACKOFF = timedelta(minutes=10)
+RECHECK = timedelta(minutes=2)  # how far back a quick recheck reads
 MAX_PAGES = 100  # pages of 100 a pass reads at most
 NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
-LAST = "SELECT through FROM webhook_reconciles WHERE error IS NULL ORDER BY at DESC LIMIT 1"
+LAST = (
+    "SELECT through FROM webhook_reconciles WHERE error IS NULL AND deep ORDER BY at DESC LIMIT 1"
+)
 STORED = "SELECT delivery_id FROM github_deliveries WHERE delivery_id = ANY(%s)"
 ASKED = "SELECT guid, requests, requested_at FROM webhook_redeliveries WHERE guid = ANY(%s)"
 ASK = (
@@ -37,10 +45,7 @@ ASK = (
     "last_error = EXCLUDED.last_error"
 )
 # Redeliveries asked for that have not come yet: the next pass reads back to them.
-OLDEST_OPEN = (
-    "SELECT min(failed_at) AS at FROM webhook_redeliveries WHERE resolved_at IS NULL "
-    "AND requests < %s"
-)
+OLDEST_OPEN = "SELECT min(failed_at) AS at FROM webhook_redeliveries WHERE resolved_at IS NULL"
 RESOLVED = (
     "UPDATE webhook_redeliveries r SET resolved_at = %s WHERE r.resolved_at IS NULL "
     "AND EXISTS (SELECT 1 FROM github_deliveries d WHERE d.delivery_id = r.guid)"
@@ -52,9 +57,10 @@ CONFIRM = (
     "confirmed_through = GREATEST(webhook_installations.confirmed_through, "
     "EXCLUDED.confirmed_through), checked_at = EXCLUDED.checked_at"
 )
+LIVE = "SELECT installation_id FROM webhook_installations WHERE deleted_at IS NULL"
 RECORD = (
     "INSERT INTO webhook_reconciles (at, listed, failed, redelivered, unresolved, through, "
-    "error) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    "error, deep) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -63,31 +69,44 @@ class Reconciled:
     listed: int = 0  # deliveries GitHub listed since the last pass
     failed: int = 0  # of them, never received here
     redelivered: int = 0  # asked for again this pass
-    unresolved: int = 0  # asked for MAX_REQUESTS times, still not received
+    unresolved: int = 0  # failed over UNRESOLVED_AFTER ago, still not received
     through: datetime | None = None
     error: str | None = None
 
 
 def due(db: Database, now: datetime, every: timedelta) -> bool:
-    row = db.one("SELECT max(at) AS at FROM webhook_reconciles")
+    row = db.one("SELECT max(at) AS at FROM webhook_reconciles WHERE deep")
     return row is None or row["at"] is None or now - row["at"] >= every
 
 
-def reconcile(db: Database, app: GitHubApp, now: datetime) -> Reconciled:
-    """One pass; a failure to list is recorded (and reported) and nothing is confirmed."""
+def backoff(requests: int) -> timedelta:
+    """How long after its last request a missing redelivery is asked for again."""
+    return min(FIRST_BACKOFF * 2 ** max(requests - 1, 0), MAX_BACKOFF)
+
+
+def reconcile(
+    db: Database, app: GitHubApp, now: datetime, look_back: timedelta | None = None
+) -> Reconciled:
+    """One pass: the deep one (from where the last deep pass ended, and back to the oldest
+    redelivery not yet received) confirms installations; a quick recheck (`look_back`)
+    only asks again for recent failures. A failure to list is recorded and reported."""
+    deep = look_back is None
     db.execute(RESOLVED, (now,))
-    last = db.one(LAST)
-    since = (last["through"] - OVERLAP) if last and last["through"] else now - FIRST_LOOK
-    oldest = db.one(OLDEST_OPEN, (MAX_REQUESTS,))
-    if oldest and oldest["at"] is not None:
-        since = min(since, oldest["at"] - timedelta(seconds=1))
+    if deep:
+        last = db.one(LAST)
+        since = (last["through"] - OVERLAP) if last and last["through"] else now - FIRST_LOOK
+        oldest = db.one(OLDEST_OPEN)
+        if oldest and oldest["at"] is not None:
+            since = min(since, oldest["at"] - timedelta(seconds=1))
+    else:
+        since = now - look_back
     since = max(since, now - FIRST_LOOK)
     report = Reconciled()
     try:
         attempts = _list(app, since)
     except (AccessDenied, ValueError, KeyError) as exc:
         report.error = str(exc)[:300]
-        db.execute(RECORD, (now, 0, 0, 0, 0, None, report.error))
+        db.execute(RECORD, (now, 0, 0, 0, 0, None, report.error, deep))
         return report
     by_guid: dict[str, list[dict]] = defaultdict(list)
     for attempt in attempts:
@@ -107,23 +126,50 @@ def reconcile(db: Database, app: GitHubApp, now: datetime) -> Reconciled:
         installation = latest.get("installation_id") or 0
         first = min(when(a["delivered_at"]) for a in by_guid[guid])
         pending[installation] = min(pending.get(installation, first), first)
-        if before is not None and before["requests"] >= MAX_REQUESTS:
-            report.unresolved += 1
-            continue
+        report.unresolved += now - first >= UNRESOLVED_AFTER
+        if before is not None and now - before["requested_at"] < backoff(before["requests"]):
+            continue  # asked for lately: GitHub may not have sent it yet
         answer = app.call("POST", f"/app/hook/deliveries/{latest['id']}/attempts")
         error = None if answer.status_code == 202 else f"HTTP {answer.status_code}"
         db.execute(ASK, (guid, latest["id"], latest.get("event"), now, error, first))
         report.redelivered += error is None
     through = now - SETTLE
+    if not deep:  # recorded only when it found something (it runs every few seconds)
+        if report.failed:
+            db.execute(
+                RECORD,
+                (
+                    now,
+                    report.listed,
+                    report.failed,
+                    report.redelivered,
+                    report.unresolved,
+                    None,
+                    None,
+                    deep,
+                ),
+            )
+        return report
+    # every live installation: one GitHub logged no failure for is confirmed as well
+    known = {r["installation_id"] for r in db.rows(LIVE)}
     seen = {a.get("installation_id") for a in attempts if a.get("installation_id")}
-    ids = sorted(seen | {i for i in pending if i})
+    ids = sorted(known | seen | {i for i in pending if i})
     ends = [min(pending.get(i, through), through) for i in ids]
     if ids:
         db.execute(CONFIRM, {"now": now, "ids": ids, "through": ends})
     report.through = min(ends, default=through)
     db.execute(
         RECORD,
-        (now, report.listed, report.failed, report.redelivered, report.unresolved, through, None),
+        (
+            now,
+            report.listed,
+            report.failed,
+            report.redelivered,
+            report.unresolved,
+            through,
+            None,
+            True,
+        ),
     )
     return report
 

@@ -17,6 +17,7 @@ from devtools.bench.latency import latency
 from devtools.bench.lifecycle import lifecycle
 from devtools.bench.planner import planner
 from devtools.bench.store import projections, store
+from devtools.bench.webhooks import webhooks
 from devtools.bench.worker import worker
 
 __all__ = ["bench"]
@@ -51,5 +52,6 @@ for command in (
     api,
     worker,
     planner,
+    webhooks,
 ):
     bench.add_command(command)

@@ -29,6 +29,7 @@ class Lifecycle:
     moves: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     user_renames: list[tuple[int, datetime]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    kinds: tuple[tuple[str, float], ...] = CONTENT  # content changes and their weights
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -64,7 +65,8 @@ class Lifecycle:
         return done
 
     def _content(self, at: datetime) -> Change | None:
-        kind = self.rng.choices([k for k, _ in CONTENT], weights=[w for _, w in CONTENT])[0]
+        kinds = self.kinds
+        kind = self.rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
         if kind == "comment_delete":
             live = [c for c in self.recent if self._live_comment(*c)]
             if not live:

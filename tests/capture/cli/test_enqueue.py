@@ -100,7 +100,7 @@ def test_the_same_request_twice_is_one_job(run):
             ],
             "either days or since/until",
         ),
-        (["unknown-type", "--repo", "acme/w"], "Invalid value for '{historical-sync"),
+        (["unknown-type", "--repo", "acme/w"], "Invalid value for '{github-webhooks"),
         (["pr-reviews", "--repo", "acme/w", "--prs", "1,x"], "not a comma-separated list"),
         (["pr-reviews", "--repo", "acme/w", "--prs", "0"], "pr_numbers: must be between 1"),
         (["pr-reviews", "--repo", "acme/w", "--max-items", "0"], "Invalid value for '--max-items'"),
