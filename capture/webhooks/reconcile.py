@@ -106,7 +106,7 @@ def reconcile(
         attempts = _list(app, since)
     except (AccessDenied, ValueError, KeyError) as exc:
         report.error = str(exc)[:300]
-        db.execute(RECORD, (now, 0, 0, 0, 0, None, report.error, deep))
+        _record(db, now, report, None, deep)
         return report
     by_guid: dict[str, list[dict]] = defaultdict(list)
     for attempt in attempts:
@@ -136,19 +136,7 @@ def reconcile(
     through = now - SETTLE
     if not deep:  # recorded only when it found something (it runs every few seconds)
         if report.failed:
-            db.execute(
-                RECORD,
-                (
-                    now,
-                    report.listed,
-                    report.failed,
-                    report.redelivered,
-                    report.unresolved,
-                    None,
-                    None,
-                    deep,
-                ),
-            )
+            _record(db, now, report, None, deep=False)
         return report
     # every live installation: one GitHub logged no failure for is confirmed as well
     known = {r["installation_id"] for r in db.rows(LIVE)}
@@ -158,20 +146,15 @@ def reconcile(
     if ids:
         db.execute(CONFIRM, {"now": now, "ids": ids, "through": ends})
     report.through = min(ends, default=through)
-    db.execute(
-        RECORD,
-        (
-            now,
-            report.listed,
-            report.failed,
-            report.redelivered,
-            report.unresolved,
-            through,
-            None,
-            True,
-        ),
-    )
+    _record(db, now, report, through, deep=True)
     return report
+
+
+def _record(
+    db: Database, now: datetime, report: Reconciled, through: datetime | None, deep: bool
+) -> None:
+    counts = (report.listed, report.failed, report.redelivered, report.unresolved)
+    db.execute(RECORD, (now, *counts, through, report.error, deep))
 
 
 def _list(app: GitHubApp, since: datetime) -> list[dict]:

@@ -97,15 +97,20 @@ class Rig:
             api_url="http://sandbox.invalid",
             graphql_url="http://sandbox.invalid/graphql",
         )
+        self.use(self.settings)
+        self.failed = 0
+
+    def use(self, settings: CaptureSettings) -> None:
+        """The GitHub clients of `settings`, on the sandbox and the simulated clock."""
+        self.settings = settings
         self.github = GitHubFactory(
-            self.settings,
+            settings,
             MemoryBudgets(),
             transport=self.sandbox.transport(),
             sleep=self.sleep,
             now=self.clock,
         )
         self.planner_gh = self.github.github(realtime=False)
-        self.failed = 0
 
     def sleep(self, seconds: float) -> None:
         self.clock.now += timedelta(seconds=seconds)

@@ -68,21 +68,10 @@ class HookRig(FreshnessRig):
         super().__init__(url, world, clock)
         pem, public = private_key()
         # the token for captures, the app for its /app endpoints (the reconciler)
-        self.settings = CaptureSettings(
-            **{**self.settings.__dict__, "app_id": APP_ID, "app_key": Secret(pem)}
-        )
         self.github.close()
-        from capture.github.budgets import MemoryBudgets
-        from capture.github.client import GitHubFactory
-
-        self.github = GitHubFactory(
-            self.settings,
-            MemoryBudgets(),
-            transport=self.sandbox.transport(),
-            sleep=self.sleep,
-            now=self.clock,
+        self.use(
+            CaptureSettings(**{**self.settings.__dict__, "app_id": APP_ID, "app_key": Secret(pem)})
         )
-        self.planner_gh = self.github.github(realtime=False)
         self.webhooks = WebhookSettings(
             secrets=(Secret(SECRET),), lane="local", reconcile_minutes=5
         )
