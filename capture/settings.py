@@ -299,7 +299,10 @@ class WebhookSettings:
     """GITHUB_WEBHOOK_SECRET: the App's webhook secret (during a rotation, the new and the
     old one, comma-separated); CAPTURE_WEBHOOK_PATH: where GitHub posts;
     CAPTURE_WEBHOOK_COALESCE_SECONDS: how long changes on a repository's pull requests
-    gather before their one targeted refresh; CAPTURE_WEBHOOK_LANE: where deliveries are
+    gather before their one targeted refresh (a pull request not stored yet);
+    CAPTURE_WEBHOOK_DETAILS_SECONDS: how long a stored pull request's files and commits
+    (which no payload carries) may wait, for one query to take many repositories' at once;
+    CAPTURE_WEBHOOK_LANE: where deliveries are
     applied (default: the router decides, real-time); CAPTURE_WEBHOOK_TIER: the tier of a
     repository an installation adds; CAPTURE_WEBHOOK_RECONCILE_MINUTES: how often the
     planner lists the App's deliveries and asks for failed ones again, confirming each
@@ -311,6 +314,7 @@ class WebhookSettings:
     secrets: tuple[Secret, ...] = ()
     path: str = WEBHOOK_PATH
     coalesce_seconds: int = 30
+    details_seconds: int = 300
     lane: str | None = None
     tier: str = "warm"
     reconcile_minutes: int = 5
@@ -344,6 +348,7 @@ class WebhookSettings:
             tuple(Secret(s) for s in secrets),
             path,
             coalesce_seconds=whole_number(env, "CAPTURE_WEBHOOK_COALESCE_SECONDS", 30),
+            details_seconds=whole_number(env, "CAPTURE_WEBHOOK_DETAILS_SECONDS", 300),
             lane=lane,
             tier=choice(env, "CAPTURE_WEBHOOK_TIER", "warm", ("hot", "warm", "cold")),
             reconcile_minutes=whole_number(env, "CAPTURE_WEBHOOK_RECONCILE_MINUTES", 5),

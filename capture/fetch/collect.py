@@ -5,7 +5,7 @@ shrunk and sent again; only a pull request that fails alone is left for REST."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -190,14 +190,15 @@ def by_ids(
     gh: GitHub,
     pulls: list[tuple[int, str]],
     parts: set[str],
-    repo_id: int,
+    repo_id: int | Mapping[str, int],
     planner: Planner,
     most: int = 100,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Iterator[Pulls]:
     """Pull requests, given as (number, node id), in batches shaped by `planner`. A shape
     GitHub refuses is shrunk and retried; a pull request that fails on its own is yielded
-    as failed (for REST), and the batches go on."""
+    as failed (for REST), and the batches go on. `repo_id`: their repository's id, or
+    each one's by node id (one query reads pull requests of several repositories)."""
     start = 0
     while start < len(pulls):
         chosen = planner.next(parts, gh.graphql.counting.mode, min(most, len(pulls) - start))
@@ -220,14 +221,20 @@ def by_ids(
             continue
         rows, pending, failed = Rows(), [], []
         nodes = data["nodes"]
-        for i, (number, _) in enumerate(chunk):
+        for i, (number, node_id) in enumerate(chunk):
             node = nodes[i] if i < len(nodes) else None
             if node is None:  # an error under a non-null field nulls the whole pull request
                 log.warning("GraphQL answered nothing for #%d; leaving it for REST", number)
                 failed.extend((number, part) for part in sorted(parts - {"labels"}))
                 continue
             planner.learn(node)
-            collect(rows, node, repo_id, pending, failed)
+            collect(
+                rows,
+                node,
+                repo_id if isinstance(repo_id, int) else repo_id[node_id],
+                pending,
+                failed,
+            )
         del data  # the rows hold what is needed; the response tree can go before the next call
         fetch_pages(gh, rows, pending, failed, planner.ceiling)
         start += len(chunk)

@@ -61,6 +61,8 @@ class PassReport:
     contributors_renamed: int = 0
     skipped: bool = False  # another planner was running a pass
     delivered: int = 0  # probed changes found stored already (brought by webhooks)
+    probe_due: int = 0  # probed for being due (the others filled the query up)
+    probe_due_webhooks: int = 0  # of those, repositories with healthy webhooks
     webhooks: dict | None = None  # the pass's webhook work (capture.webhooks.planner)
 
     def as_json(self) -> dict:
@@ -109,6 +111,10 @@ def _pass(
     by_name = {t.repository: t for t in tracked}
     decided = decide(tracked, now, settings, budget_left(gh, settings))
     report.deferred = decided.waiting
+    report.probe_due = decided.probe_due
+    report.probe_due_webhooks = sum(
+        by_name[r].webhooks(now) for r in decided.probe[: decided.probe_due]
+    )
     for repository in decided.again:
         _recent(dispatcher, registry, repository, now, settings)
         report.bootstrapped.append(repository)
@@ -234,8 +240,11 @@ def _answered(
         for a in answers
         if not a.missing and a.repository not in moved_names and a.repository not in delivered
     ]
-    if settings.comment_probes != "no" and fresh:
-        chosen = _comment_probe_due([by_name[r] for r in fresh], registry, now, settings)
+    # A comment created, edited or deleted on a webhook repository comes by webhook (the
+    # reconciler confirms none was missed): no comment probe for it.
+    unhooked = [by_name[r] for r in fresh if not by_name[r].webhooks(now)]
+    if settings.comment_probes != "no" and unhooked:
+        chosen = _comment_probe_due(unhooked, registry, now, settings)
         commented, failed = _comment_probes(gh, chosen, settings)
         report.comment_changes += [t.repository for t in commented]
         report.errors += [f"comment probe of {r} failed: {e}" for r, e in failed.items()]

@@ -114,6 +114,7 @@ class Decisions:
     again: list[str] = field(default_factory=list)  # bootstraps whose first refresh failed
     refresh: list[str] = field(default_factory=list)  # changes found earlier, due now
     waiting_names: list[str] = field(default_factory=list)  # those left for a later pass
+    probe_due: int = 0  # of `probe`, the first this many are due (the rest fill the query)
 
 
 def urgency(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> float:
@@ -165,6 +166,7 @@ def decide(
     due.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
     affordable = max(0, int(budget)) * settings.probe_batch
     chosen = [t.repository for t in due[:affordable]]
+    due_count = len(chosen)
     # A probe query costs the same for 1 repository as for 100: the last one is filled up
     # with the repositories nearest to being due, which keeps them fresh for free.
     room = -len(chosen) % settings.probe_batch
@@ -178,7 +180,13 @@ def decide(
         t.repository for t in pending_refresh[len(refresh) :]
     ]
     return Decisions(
-        bootstrap, chosen, max(0, len(due) - affordable), again, refreshed, waiting_names=left
+        bootstrap,
+        chosen,
+        max(0, len(due) - affordable),
+        again,
+        refreshed,
+        waiting_names=left,
+        probe_due=due_count,
     )
 
 

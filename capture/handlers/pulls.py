@@ -233,6 +233,25 @@ def capture_pulls(
     )
 
 
+def capture_details_across(ctx: Context, pulls: list[tuple[int, int, str]]) -> set[tuple[int, int]]:
+    """Files, commits and labels of stored pull requests of several repositories, given
+    as (repository id, number, node id), in as few nodes(ids:) queries as the planner
+    allows (GitHub charges at least a point per query, whatever it holds). Returns the
+    (repository id, number) that failed: their own repository's job captures them, with
+    its REST fallback."""
+    if not pulls:
+        return set()
+    repo_of = {node_id: repo_id for repo_id, _, node_id in pulls}
+    failed: set[tuple[int, int]] = set()
+    chosen = [(number, node_id) for _, number, node_id in pulls]
+    parts = {"details", "labels"}
+    for batch in by_ids(ctx.gh, chosen, parts, repo_of, planner_for(ctx), ctx.settings.batch_size):
+        numbers = {number for number, _ in batch.failed}  # by number: at worst a few more
+        failed |= {(r, n) for r, n, _ in pulls if n in numbers}
+        ctx.storage.write(batch.rows)
+    return failed
+
+
 def resume_at(cursor: str | None, numbers: list[int]) -> int:
     """The first pull request number left to do: `details:#N` (every number below N is
     done), or an older cursor's offset into the sorted numbers."""

@@ -4,9 +4,12 @@ repository: deliveries that arrive while it waits are its too).
 Each batch of deliveries is stored as its payloads carry it, guarded by GitHub's
 `updated_at`, in one transaction with the deliveries' new status. Pull requests whose
 files or commits the payload does not carry (opened, reopened, synchronize), or whose
-comments arrived before them, are captured whole by one targeted refresh once the
-coalescing window after the first of them has passed: a burst of changes on a pull
-request (or on several) costs one refresh."""
+comments arrived before them, are captured by one targeted refresh once the coalescing
+window after the first of them has passed: a burst of changes on a pull request (or on
+several) costs one refresh. The refresh takes, with its own, the pull requests other
+repositories are waiting for that its credential can read (same installation, or public),
+claimed so no other job takes them: GitHub charges a point per query, however few pull
+requests it holds, and one nodes(ids:) query holds dozens."""
 
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ from datetime import timedelta
 
 from capture.errors import Incomplete, RequestRefused
 from capture.handlers.base import Context, Outcome
-from capture.handlers.pulls import capture_pulls
+from capture.handlers.pulls import capture_details_across, capture_pulls
 from capture.settings import WebhookSettings
-from capture.webhooks.deliveries import Deliveries
+from capture.webhooks.deliveries import Claimed, Deliveries
 from capture.webhooks.payloads import Effect, Unusable, apply
 
 ALL = {"details", "reviews", "comments"}
-DETAILS = {"details"}  # files and commits (the pull request's own row came with it)
+CLAIM_MOST = 200  # deliveries one batch takes (the planner splits them into queries)
+CLAIM_STALE = timedelta(minutes=10)  # a claim this old is a job that died: taken again
 
 
 def repository_id(ctx: Context) -> int:
@@ -33,7 +37,9 @@ def repository_id(ctx: Context) -> int:
 def run(ctx: Context) -> Outcome:
     repo_id = repository_id(ctx)
     deliveries = Deliveries(ctx.storage.db, ctx.storage)
-    window = timedelta(seconds=WebhookSettings.load().coalesce_seconds)
+    settings = WebhookSettings.load()
+    window = timedelta(seconds=settings.coalesce_seconds)
+    details = timedelta(seconds=settings.details_seconds)
     applied = quarantined = refreshed = 0
     summary: dict = {}
     while True:
@@ -55,31 +61,60 @@ def run(ctx: Context) -> Outcome:
         waiting = deliveries.open(repo_id, "refresh")
         if not waiting:
             break
-        due = min(d.received_at for d in waiting) + window
-        if ctx.now() < due:  # later changes on them join this refresh
+        stored = deliveries.stored_pulls(
+            {(repo_id, n) for d in waiting for n in d.refresh_numbers or ()}
+        )
+        due = min(
+            d.received_at
+            + (details if all((repo_id, n) in stored for n in d.refresh_numbers or ()) else window)
+            for d in waiting
+        )
+        if ctx.now() < due:  # later changes (here and elsewhere) join this refresh
             summary["waiting"] = len(waiting)
             return Outcome(
                 items=applied,
                 wait_until=due,
                 summary=_summary(applied, quarantined, refreshed) | summary,
             )
-        numbers = sorted({n for d in waiting for n in d.refresh_numbers or ()})
-        # stored (from its payload): its files and commits; not yet: whole
-        stored = set(ctx.storage.node_ids(ctx.job.repository, numbers))
-        ctx.start_over()  # a few pull requests, fetched whole each time
-        outcome = Outcome()
-        for chosen, parts in ((sorted(stored), DETAILS), (sorted(set(numbers) - stored), ALL)):
-            if chosen:
-                done = capture_pulls(ctx, chosen, parts)
-                outcome.failed_items += done.failed_items
-        if outcome.failed_items:
-            raise Incomplete(
-                f"{outcome.failed_items} of {len(numbers)} pull requests could not be captured; "
-                "their deliveries wait"
+        claimed = deliveries.claim(
+            repo_id, ctx.job.id, ctx.now(), ctx.now() - CLAIM_STALE, CLAIM_MOST
+        )
+        if not any(d.repository_id == repo_id for d in claimed):
+            # another job's batch holds them: it refreshes them; look again later
+            deliveries.release(claimed, ctx.job.id)
+            return Outcome(
+                items=applied,
+                wait_until=ctx.now() + window,
+                summary=_summary(applied, quarantined, refreshed) | {"held": len(waiting)},
             )
-        deliveries.refreshed(waiting, ctx.job.id, ctx.now())
-        refreshed += len(numbers)
+        refreshed += _refresh(ctx, deliveries, repo_id, claimed)
     return Outcome(items=applied, summary=_summary(applied, quarantined, refreshed))
+
+
+def _refresh(ctx: Context, deliveries: Deliveries, repo_id: int, claimed: list[Claimed]) -> int:
+    """The claimed deliveries' pull requests captured: stored ones' files and commits in
+    batches across repositories, this repository's unstored ones whole. Deliveries of
+    another repository whose pull request is not stored, or failed, are given back to
+    their own job; this repository's failures fail the attempt (they wait, and are
+    retried). Returns how many pull requests were refreshed."""
+    wanted = {(d.repository_id, n) for d in claimed for n in d.refresh_numbers or ()}
+    ids = deliveries.stored_pulls(wanted)
+    own = {n for r, n in wanted if r == repo_id and (r, n) not in ids}
+    failed = {(r, n) for r, n in wanted if r != repo_id and (r, n) not in ids}
+    ctx.start_over()  # a few pull requests, fetched whole each time
+    stored = sorted((r, n, ids[(r, n)]) for r, n in wanted if (r, n) in ids)
+    failed |= capture_details_across(ctx, stored)
+    if own and capture_pulls(ctx, sorted(own), ALL).failed_items:
+        failed |= {(repo_id, n) for n in own}
+    done = [
+        d for d in claimed if not {(d.repository_id, n) for n in d.refresh_numbers or ()} & failed
+    ]
+    deliveries.refreshed(done, ctx.job.id, ctx.now())
+    deliveries.release([d for d in claimed if d not in done], ctx.job.id)
+    mine = sum(r == repo_id for r, _ in failed)
+    if mine:
+        raise Incomplete(f"{mine} pull requests could not be captured; their deliveries wait")
+    return len(wanted) - len(failed)
 
 
 def _summary(applied: int, quarantined: int, refreshed: int) -> dict:

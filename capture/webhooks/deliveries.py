@@ -36,6 +36,36 @@ MOVE = (
     "FROM jsonb_to_recordset(%s) AS x(id text, status text, note text, numbers integer[]) "
     "WHERE d.delivery_id = x.id"
 )
+# A batch of deliveries waiting for their pull requests' refresh: the repository's own,
+# then other repositories' the same credential can read (the same installation, or
+# public ones), oldest first, none another live job holds.
+CLAIM = """
+WITH me AS (SELECT installation_id FROM tracked_repositories WHERE repo_id = %(repo)s LIMIT 1),
+picked AS (
+    SELECT d.delivery_id FROM github_deliveries d
+    WHERE d.status = 'refresh'
+      AND (d.claimed_by IS NULL OR d.claimed_by = %(job)s OR d.claimed_at < %(stale)s)
+      AND (d.repository_id = %(repo)s
+           OR d.installation_id = (SELECT installation_id FROM me)
+           OR d.payload -> 'repository' ->> 'private' = 'false')
+    ORDER BY d.received_at, d.arrival
+    LIMIT %(limit)s
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE github_deliveries d SET claimed_by = %(job)s, claimed_at = %(now)s
+FROM picked WHERE d.delivery_id = picked.delivery_id
+RETURNING d.delivery_id, d.repository_id, d.event, d.action, d.received_at,
+          d.refresh_numbers
+"""
+RELEASE = (
+    "UPDATE github_deliveries SET claimed_by = NULL, claimed_at = NULL "
+    "WHERE delivery_id = ANY(%s) AND claimed_by = %s AND status = 'refresh'"
+)
+STORED_PULLS = (
+    "SELECT p.repository_id, p.number, p.node_id FROM pull_requests p "
+    "JOIN unnest(%s::bigint[], %s::int[]) AS x(r, n) ON p.repository_id = x.r AND p.number = x.n "
+    "WHERE p.node_id IS NOT NULL"
+)
 PULL_IDS = "SELECT number, id FROM pull_requests WHERE repository_id = %s AND number = ANY(%s)"
 DELETE_COMMENTS = (
     "INSERT INTO comments ({cols}, deleted_at) SELECT {cols}, deleted_at "
@@ -87,6 +117,18 @@ class Open:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """A delivery waiting for its pull requests' refresh, claimed by one job."""
+
+    delivery_id: str
+    repository_id: int
+    event: str
+    action: str | None
+    received_at: datetime
+    refresh_numbers: list[int] | None
+
+
+@dataclass(frozen=True)
 class Applied:
     """What one transaction did: rows stored, deliveries processed, waiting for a
     refresh (pull request numbers) and quarantined."""
@@ -105,6 +147,34 @@ class Deliveries:
 
     def open(self, repository_id: int, status: str, limit: int = BATCH) -> list[Open]:
         return [Open(**row) for row in self.db.rows(OPEN, (repository_id, status, limit))]
+
+    def claim(
+        self, repository_id: int, job_id: UUID, now: datetime, stale: datetime, limit: int
+    ) -> list[Claimed]:
+        """Up to `limit` deliveries waiting for a refresh, claimed for `job_id`: the
+        repository's own and others' the same credential can read (see CLAIM)."""
+        params = {
+            "repo": repository_id,
+            "job": job_id,
+            "now": now,
+            "stale": stale,
+            "limit": limit,
+        }
+        rows = self.db.run(lambda conn: conn.execute(CLAIM, params).fetchall())
+        return [Claimed(**row) for row in rows]
+
+    def release(self, batch: list[Claimed], job_id: UUID) -> None:
+        """Claims given back (their own repository's job refreshes them)."""
+        if batch:
+            self.db.execute(RELEASE, ([d.delivery_id for d in batch], job_id))
+
+    def stored_pulls(self, pulls: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
+        """(repository id, number) -> node id, of those stored."""
+        if not pulls:
+            return {}
+        repos, numbers = (list(c) for c in zip(*sorted(pulls), strict=True))
+        rows = self.db.rows(STORED_PULLS, (repos, numbers))
+        return {(r["repository_id"], r["number"]): r["node_id"] for r in rows}
 
     def apply(
         self,
@@ -144,7 +214,9 @@ class Deliveries:
 
         return self.db.run(work)
 
-    def refreshed(self, batch: list[Open], job_id: UUID | None, now: datetime) -> None:
+    def refreshed(
+        self, batch: list[Open] | list[Claimed], job_id: UUID | None, now: datetime
+    ) -> None:
         """Deliveries whose pull requests a refresh captured whole: processed."""
         moves = [_move(d, "processed", "its pull request refreshed") for d in batch]
 
@@ -202,11 +274,13 @@ class Deliveries:
         return missing
 
 
-def _move(d: Open, status: str, note: str | None, numbers: list[int] | None = None) -> dict:
+def _move(
+    d: Open | Claimed, status: str, note: str | None, numbers: list[int] | None = None
+) -> dict:
     return {"id": d.delivery_id, "status": status, "note": note, "numbers": numbers or None}
 
 
-def _count(cur: Any, name: str, batch: list[Open]) -> None:
+def _count(cur: Any, name: str, batch: list[Open] | list[Claimed]) -> None:
     counts: dict[str, int] = {}
     for d in batch:
         counts[d.event] = counts.get(d.event, 0) + 1

@@ -15,7 +15,7 @@ from capture.freshness.registry import Registry
 from capture.github.app import GitHubApp
 from capture.settings import WebhookSettings
 from capture.webhooks.reconcile import RECHECK, Reconciled, due, reconcile
-from jobstore import Database, Dispatcher, JobSpec, JobStoreError
+from jobstore import Database, Dispatcher, JobSpec, JobStoreError, Status
 
 log = logging.getLogger(__name__)
 CATCH_UP_AFTER = timedelta(seconds=60)  # an open delivery this old with no job is given one
@@ -55,8 +55,10 @@ WITH c AS (
       AND NOT EXISTS (SELECT 1 FROM github_deliveries d WHERE d.repository_id = t.repo_id
                       AND d.status = 'quarantined')
 ), w AS (
-    UPDATE refresh_watermarks w SET updated_at = c.at, advanced_at = %(now)s
-    FROM c WHERE w.repository = c.repository AND w.updated_at < c.at
+    UPDATE refresh_watermarks w SET updated_at = GREATEST(w.updated_at, c.at),
+        comments_at = GREATEST(w.comments_at, c.at), advanced_at = %(now)s
+    FROM c WHERE w.repository = c.repository
+      AND (w.updated_at < c.at OR w.comments_at IS NULL OR w.comments_at < c.at)
     RETURNING w.repository
 )
 UPDATE repo_probes p SET fresh_as_of = c.at, moved_by = 'webhook'
@@ -75,8 +77,8 @@ def submit_apply(
     lane: str | None,
 ) -> Any:
     """The repository's apply job: one active at a time (a delivery that comes while it
-    is active is its too), real-time (its window, the last hour, is the router's rule
-    `recent`)."""
+    is active is its too, and wakes it if it waits out a window), real-time (its window,
+    the last hour, is the router's rule `recent`)."""
     spec = JobSpec.create(
         "github-webhooks",
         repository,
@@ -87,7 +89,14 @@ def submit_apply(
         dedupe_key=f"github-webhooks:{repository_id}",
         params={"repository_id": repository_id},
     )
-    return dispatcher.submit(spec, now, lane)
+    submitted = dispatcher.submit(spec, now, lane)
+    held = submitted.job
+    waiting = not submitted.enqueued.created and held.status is Status.RETRY_SCHEDULED
+    # its job waits out a refresh window: the new delivery is applied now, not then
+    woken = waiting and dispatcher.store.wake(held.id, "a webhook delivery arrived", now)
+    if woken and held.lane != "local":  # a local worker is told by the routing itself
+        dispatcher.send(held.id, now)
+    return submitted
 
 
 @dataclass

@@ -37,6 +37,19 @@ LAST = (
 )
 STORED = "SELECT delivery_id FROM github_deliveries WHERE delivery_id = ANY(%s)"
 ASKED = "SELECT guid, requests, requested_at FROM webhook_redeliveries WHERE guid = ANY(%s)"
+LAST_RECEIVED = "SELECT max(received_at) AS at FROM github_deliveries"
+# Noted while the receiver was down (not asked for: it would have failed too), or asked
+# for and not come yet: asked for again from here, however old (no listing needed).
+OPEN = (
+    "SELECT guid, hook_id, event, requests, requested_at, failed_at FROM webhook_redeliveries "
+    "WHERE resolved_at IS NULL ORDER BY failed_at LIMIT %s"
+)
+NOTE = (
+    "INSERT INTO webhook_redeliveries (guid, hook_id, event, requested_at, requests, "
+    "failed_at) VALUES (%s, %s, %s, %s, 0, %s) ON CONFLICT (guid) DO NOTHING"
+)
+DOWN_AFTER = 3  # failed attempts since the last delivery received, none through: down
+OPEN_MOST = 500  # open redeliveries a pass asks for again at most
 ASK = (
     "INSERT INTO webhook_redeliveries (guid, hook_id, event, requested_at, last_error, "
     "failed_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (guid) DO UPDATE SET "
@@ -80,8 +93,40 @@ def due(db: Database, now: datetime, every: timedelta) -> bool:
 
 
 def backoff(requests: int) -> timedelta:
-    """How long after its last request a missing redelivery is asked for again."""
+    """How long after its last request a missing redelivery is asked for again (one only
+    noted, never asked for: at once)."""
+    if requests <= 0:
+        return timedelta(0)
     return min(FIRST_BACKOFF * 2 ** max(requests - 1, 0), MAX_BACKOFF)
+
+
+def receiver_down(db: Database, attempts: list[dict]) -> bool:
+    """GitHub's log shows our receiver unreachable: its last DOWN_AFTER attempts or more,
+    all since the newest delivery stored here, failed, and none got through. Asking for
+    redeliveries then only fails them again (and backs them off): one is asked for, as a
+    canary, the others once it gets through."""
+    row = db.one(LAST_RECEIVED)
+    last = row["at"] if row else None
+    since = [a for a in attempts if last is None or when(a["delivered_at"]) > last]
+    if any(200 <= (a["status_code"] or 0) < 300 for a in since):
+        return False
+    return len(since) >= DOWN_AFTER
+
+
+def _ask(
+    db: Database,
+    app: GitHubApp,
+    guid: str,
+    hook_id: int,
+    event: str | None,
+    now: datetime,
+    first: datetime,
+) -> bool:
+    """Asks GitHub to send the delivery again; recorded either way."""
+    answer = app.call("POST", f"/app/hook/deliveries/{hook_id}/attempts")
+    error = None if answer.status_code == 202 else f"HTTP {answer.status_code}"
+    db.execute(ASK, (guid, hook_id, event, now, error, first))
+    return error is None
 
 
 def reconcile(
@@ -120,6 +165,7 @@ def reconcile(
     }
     report.failed = len(failed)
     asked = {r["guid"]: r for r in db.rows(ASKED, (list(failed),))}
+    down = receiver_down(db, attempts)
     pending: dict[int, datetime] = {}
     for guid, latest in sorted(failed.items(), key=lambda f: f[1]["delivered_at"]):
         before = asked.get(guid)
@@ -127,12 +173,27 @@ def reconcile(
         first = min(when(a["delivered_at"]) for a in by_guid[guid])
         pending[installation] = min(pending.get(installation, first), first)
         report.unresolved += now - first >= UNRESOLVED_AFTER
+        if down:  # noted, asked for once deliveries get through again
+            db.execute(NOTE, (guid, latest["id"], latest.get("event"), now, first))
+            continue
         if before is not None and now - before["requested_at"] < backoff(before["requests"]):
             continue  # asked for lately: GitHub may not have sent it yet
-        answer = app.call("POST", f"/app/hook/deliveries/{latest['id']}/attempts")
-        error = None if answer.status_code == 202 else f"HTTP {answer.status_code}"
-        db.execute(ASK, (guid, latest["id"], latest.get("event"), now, error, first))
-        report.redelivered += error is None
+        report.redelivered += _ask(db, app, guid, latest["id"], latest.get("event"), now, first)
+    if down and failed:  # one, the newest, as a canary: once it comes, the rest are asked
+        guid, latest = max(failed.items(), key=lambda f: f[1]["delivered_at"])
+        before = asked.get(guid)
+        if before is None or now - before["requested_at"] >= FIRST_BACKOFF:
+            first = min(when(a["delivered_at"]) for a in by_guid[guid])
+            report.redelivered += _ask(db, app, guid, latest["id"], latest.get("event"), now, first)
+    if not down:  # older ones, noted or asked for before: no listing reaches back to them
+        for row in db.rows(OPEN, (OPEN_MOST,)):
+            if row["guid"] in failed or row["guid"] in stored:
+                continue
+            if now - row["requested_at"] < backoff(row["requests"]):
+                continue
+            report.redelivered += _ask(
+                db, app, row["guid"], row["hook_id"], row["event"], now, row["failed_at"]
+            )
     through = now - SETTLE
     if not deep:  # recorded only when it found something (it runs every few seconds)
         if report.failed:

@@ -4,10 +4,11 @@ webhooks (probes as the safety net) against the same fleet probe-only, in one ru
 The sandbox's world changes over simulated time (new pull requests, edits, reviews,
 comments; comments edited and deleted). For the repositories an installation covers, the
 sandbox delivers each change as GitHub would, signed, to bin/serve's Flask app in process,
-with 10% of deliveries dropped (GitHub logs them failed), 5% duplicated, 5% reordered, 5%
-delayed, and the receiver down for half an hour. A local worker runs the apply jobs; the
-planner runs a pass a minute (installation events, catch-up, the reconciler every 5
-minutes, probes). Every change is looked for in the database by GitHub's ids each step.
+with 10% of deliveries dropped (GitHub logs them failed), 5% duplicated and 5% reordered,
+and the receiver down for a stretch (--down-minutes). A local worker runs the apply jobs;
+the planner runs a pass a minute (installation events, catch-up, the reconciler every 5
+minutes, probes) and the delivery log is rechecked every CAPTURE_WEBHOOK_RECHECK_SECONDS.
+Every change is looked for in the database by GitHub's ids each step.
 
 Measured for the webhook repositories: the share of changes stored by the end (after half
 an hour with no new changes, for the reconciler to finish), seconds from a change to it
@@ -54,7 +55,7 @@ APP_ID = 31337
 LOCAL = Route("local", "explicit", "bench")
 KINDS = (("comment_edit", 0.6), ("comment_delete", 0.4))  # GitHub has no review-deleted hook
 PLAN_EVERY = timedelta(minutes=1)
-RECHECK_EVERY = timedelta(seconds=9)  # CAPTURE_WEBHOOK_RECHECK_SECONDS
+RECHECK_EVERY = timedelta(seconds=WebhookSettings().recheck_seconds)  # bin/plan's default
 SETTLE = timedelta(minutes=30)
 FORGED = 50
 
@@ -83,6 +84,7 @@ class HookRig(FreshnessRig):
         self.sandbox.apps.register(APP_ID, public)
         for i, owner in enumerate(owners):
             self.sandbox.apps.install(Installation(5000 + i, APP_ID, owner))
+        self.owners = set(owners)
         self.hooks = self.sandbox.enable_webhooks(SECRET, PATH, self.send, faults, seed)
         self.job_points: dict[str, int] = defaultdict(int)
         self.probed: dict[str, int] = defaultdict(int)
@@ -106,7 +108,8 @@ class HookRig(FreshnessRig):
         super().ran(job_id, result)
         job = self.store.get(job_id)
         self.job_points[job.repository.lower()] += result.points
-        self.type_points[job.job_type] += result.points
+        hooked = job.repository.split("/")[0] in self.owners
+        self.type_points[f"{job.job_type}{' (webhook repo)' if hooked else ''}"] += result.points
 
     def close(self) -> None:
         self.ctx.close()
@@ -120,7 +123,14 @@ def due_again(rig: FreshnessRig) -> None:
 
 
 def run(
-    url: str, repos: int, hours: int, per_day: float, share: float, seed: int, hooked: bool
+    url: str,
+    repos: int,
+    hours: int,
+    per_day: float,
+    share: float,
+    seed: int,
+    hooked: bool,
+    down_minutes: int,
 ) -> dict[str, Any]:
     """One run on a fresh database: with the App's webhooks on `share` of the owners, or
     probe-only."""
@@ -131,8 +141,9 @@ def run(
     installed = sorted(random.Random(seed).sample(owners, round(len(owners) * share)))
     clock = Clock(T0)
     start = T0 + timedelta(minutes=30)
-    down = [(start + timedelta(hours=1), start + timedelta(hours=1, minutes=30))]
-    faults = Faults(drop=0.10, duplicate=0.05, reorder=0.05, delay=0.05, down=down)
+    outage = start + timedelta(hours=1) if hours > 1 else start + timedelta(minutes=20)
+    down = [(outage, outage + timedelta(minutes=down_minutes))]
+    faults = Faults(drop=0.10, duplicate=0.05, reorder=0.05, down=down)
     rig: FreshnessRig = (
         HookRig(url, world, clock, installed, faults, seed)
         if hooked
@@ -164,6 +175,7 @@ def run(
         webhook_repos = {n for n in names if n.split("/")[0] in installed} if hooked else set()
         end, last_plan, last_recheck = start + timedelta(hours=hours), None, None
         probe_points = probed_total = 0
+        hooked_probe_points = 0.0
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             while clock.now < end + SETTLE:
@@ -189,6 +201,10 @@ def run(
                     report = rig.plan()
                     last_plan = clock.now
                     probe_points += report.probe_points
+                    if report.probe_due:  # a query's points, by who was due in it
+                        hooked_probe_points += (
+                            report.probe_points * report.probe_due_webhooks / report.probe_due
+                        )
                     probed_total += report.probed
                 rig.work()
                 still = []
@@ -201,12 +217,24 @@ def run(
                 pending = still
         wall = time.perf_counter() - started
         entries = rig.sandbox.ledger.entries[ledger_start:]
-        spent = sum(e.points for e in entries)
+        # The App's own requests (JWT: the delivery log, redeliveries, installation tokens)
+        # draw on the App's REST budget, not on a capture credential's.
+        app = [e for e in entries if e.path.startswith("/app/")]
+        spent = sum(e.points for e in entries) - sum(e.points for e in app)
         span = (end + SETTLE - start).total_seconds() / 3600
+        by_kind: dict[str, int] = defaultdict(int)
+        for e in entries:
+            what = e.extra.get("operation") or e.kind
+            if e.kind == "rest":
+                parts = e.path.split("/")
+                what = f"rest /{parts[1]}/…/{parts[-1]}" if len(parts) > 3 else f"rest {e.path}"
+            by_kind[what] += e.points
         result: dict[str, Any] = {
             "changes": len(changes),
             "points": spent,
             "points_per_hour": round(spent / span, 1),
+            "app_requests_per_hour": round(len(app) / span, 1),
+            "points_by_operation": dict(by_kind),
             "probe_points": probe_points,
             "wall_s": round(wall, 1),
         }
@@ -218,7 +246,8 @@ def run(
                 stored_at=stored_at,
                 webhook_repos=webhook_repos,
                 world=world,
-                probe_points=probe_points,
+                probe_points=hooked_probe_points,
+                all_probe_points=probe_points,
             )
         return result
     finally:
@@ -232,7 +261,8 @@ def measure_hooks(
     stored_at: dict[int, Any],
     webhook_repos: set[str],
     world: Any,
-    probe_points: int,
+    probe_points: float,
+    all_probe_points: int,
 ) -> dict[str, Any]:
     ours = [i for i, c in enumerate(changes) if c.repository.lower() in webhook_repos]
     with psycopg.connect(conn_url, autocommit=True) as conn:
@@ -242,6 +272,13 @@ def measure_hooks(
             "SELECT event, status, count(*), sum(duplicates) FROM github_deliveries "
             "GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
+        waits = [
+            s
+            for (s,) in conn.execute(
+                "SELECT extract(epoch FROM processed_at - received_at)::float FROM "
+                "github_deliveries WHERE note = 'its pull request refreshed' ORDER BY 1"
+            ).fetchall()
+        ]
         refreshes = conn.execute(
             "SELECT job_id, processed_at, refresh_numbers, repository_id, received_at "
             "FROM github_deliveries WHERE note = 'its pull request refreshed'"
@@ -282,7 +319,16 @@ def measure_hooks(
         ),
         "duplicate_refreshes": duplicates,
         "pull_refreshes": sum(len(v) for v in events.values()),
-        "points_per_change": round((webhook_points + probe_points * share) / max(len(ours), 1), 4),
+        # a new pull request's files and commits (or a synchronize's): received to stored
+        "details_wait_p95_s": round(waits[int(0.95 * (len(waits) - 1))], 1) if waits else None,
+        "details_points": rig.type_points.get("github-webhooks (webhook repo)", 0),
+        # the probes' points: a query's, shared among the repositories due in it (those
+        # filling it up ride free); by share of the fleet for comparison
+        "points_per_change": round((webhook_points + probe_points) / max(len(ours), 1), 4),
+        "points_per_change_fleet_share": round(
+            (webhook_points + all_probe_points * share) / max(len(ours), 1), 4
+        ),
+        "webhook_probe_points": round(probe_points, 1),
         "bad_signatures_refused": forged,
         "deliveries": [list(map(_plain, row)) for row in deliveries],
         "attempts_logged": len(rig.hooks.log),
@@ -320,10 +366,23 @@ def forge(rig: HookRig) -> float:
 @click.option("--hours", default=4, show_default=True, type=click.IntRange(1, 48))
 @click.option("--changes-per-day", default=4000.0, show_default=True, type=click.FloatRange(1))
 @click.option("--installed", default=0.8, show_default=True, type=click.FloatRange(0.05, 1.0))
+@click.option(
+    "--down-minutes",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 120),
+    help="How long the receiver is down (an hour in, or 20 minutes into a 1-hour run).",
+)
 @click.option("--seed", default=5, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
 def webhooks(
-    repos: int, hours: int, changes_per_day: float, installed: float, seed: int, as_json: bool
+    repos: int,
+    hours: int,
+    changes_per_day: float,
+    installed: float,
+    down_minutes: int,
+    seed: int,
+    as_json: bool,
 ) -> None:
     """A fleet kept fresh by webhooks with faults, against the same fleet probe-only."""
     server = db.database_url(load())
@@ -333,13 +392,21 @@ def webhooks(
         with scratch_database(server, f"webhooks_{mode}") as url:
             jobstore.migrate(url)
             results[mode] = run(
-                url, repos, hours, changes_per_day, installed, seed, mode == "webhooks"
+                url,
+                repos,
+                hours,
+                changes_per_day,
+                installed,
+                seed,
+                mode == "webhooks",
+                down_minutes,
             )
     ours, peer = results["webhooks"], results["probe_only"]
     result = {
         "repos": repos,
         "hours": hours,
         "installed_share": installed,
+        "down_minutes": down_minutes,
         **{k: v for k, v in ours.items() if k not in ("points",)},
         "probe_only_points_per_hour": peer["points_per_hour"],
         "ratio": round(peer["points_per_hour"] / max(ours["points_per_hour"], 0.1), 2),

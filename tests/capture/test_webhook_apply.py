@@ -96,9 +96,12 @@ class Hooked:
             results += [self.rig.run(job_id) for job_id in waiting]
         return results
 
-    def after_window(self) -> list:
-        """Past the coalescing window: the waiting apply jobs run again."""
-        self.clock.advance(seconds=self.settings.coalesce_seconds + 1)
+    def after_window(self, seconds: int | None = None) -> list:
+        """Past the window (by default the longer, for files and commits): the waiting
+        apply jobs run again."""
+        if seconds is None:
+            seconds = max(self.settings.coalesce_seconds, self.settings.details_seconds) + 1
+        self.clock.advance(seconds=seconds)
         for job_id in self.rig.store.due_retries(self.clock()):
             self.rig.store.route(job_id, ROUTE)
         return self.work()
@@ -158,6 +161,14 @@ def test_a_new_pull_request_is_stored_at_once_and_its_files_after_the_window(hoo
         (0,)
     ]
     assert h.points() == 0
+    h.after_window(h.settings.coalesce_seconds + 1)
+    assert h.points() == 0  # stored: its files and commits may wait for others to join
+    later = world.add_comment("acme/widgets", 3, h.clock(), "while the job waits")
+    h.deliver()
+    assert [r.outcome for r in h.work()] == ["waiting"]  # woken, applied, waiting again
+    assert h.rows("SELECT body FROM comments WHERE id = %s", later.database_id) == [
+        ("while the job waits",)
+    ]
     h.after_window()
     files = h.rows("SELECT count(*) FROM pr_files WHERE pull_request_id = %s", pr.database_id)
     assert files == [(len(pr.files),)]
@@ -240,12 +251,20 @@ def test_the_reconciler_asks_again_for_what_never_arrived(hooked, world):
     assert h.rows("SELECT count(*) FROM github_deliveries") == [(0,)]
     h.clock.now = NOW + timedelta(hours=1, minutes=5)
     done = reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
-    assert (done.listed, done.failed, done.redelivered) == (3, 3, 3)
+    # nothing got through since the failures: the newest is asked for, as a canary
+    assert (done.listed, done.failed, done.redelivered) == (3, 3, 1)
+    assert h.rows("SELECT count(*) FROM webhook_redeliveries") == [(3,)]  # all noted
     again = reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
     assert (again.failed, again.redelivered) == (3, 0)  # asked for just now: not yet again
+    h.deliver()
+    assert h.answers == [202]  # the canary came: the receiver is back
+    rest = reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
+    assert (rest.failed, rest.redelivered) == (2, 2)  # the others at once, however old
+    h.clock.advance(seconds=5)
+    assert reconcile(h.rig.store.database("webhooks"), h.app, h.clock()).redelivered == 0
     h.clock.advance(seconds=11)
     later = reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
-    assert later.redelivered == 3  # still not received: asked again, after a pause
+    assert later.redelivered == 2  # still not received: asked again, after a pause
     h.deliver()
     h.work()
     ids = [c.database_id for c in comments]
@@ -313,3 +332,42 @@ def test_only_covered_repositories_are_delivered(hooked, world):
     h = hooked()
     world.add_comment("other/thing", 1, h.clock(), "no installation here")
     assert h.hooks.queue == []
+
+
+def test_new_pull_requests_of_several_repositories_share_one_query(hooked, world):
+    h = hooked()
+    first = world.add_pull_request("acme/widgets", h.clock(), bare=True)
+    h.clock.advance(seconds=5)
+    second = world.add_pull_request("acme/gadgets", h.clock(), bare=True)
+    h.deliver()
+    assert [r.outcome for r in h.work()] == ["waiting", "waiting"]
+    assert h.points() == 0  # both rows stored from their payloads; files after the window
+    results = h.after_window()
+    assert h.points() >= 1
+    graphql = [e for e in h.rig.sandbox.ledger.entries if e.kind == "graphql"]
+    assert len(graphql) == 1  # both pull requests in one nodes(ids:) query
+    for pr in (first, second):
+        files = h.rows("SELECT count(*) FROM pr_files WHERE pull_request_id = %s", pr.database_id)
+        assert files == [(len(pr.files),)]
+        assert files[0][0] > 0
+    statuses = h.rows("SELECT status, job_id FROM github_deliveries ORDER BY received_at")
+    assert {s for s, _ in statuses} == {"processed"}
+    assert len({j for _, j in statuses}) == 1  # the first job due refreshed both
+    assert sorted(r.outcome for r in results) == ["completed", "completed"]
+
+
+def test_a_comment_on_an_unknown_pull_request_brings_it_whole_after_the_short_window(hooked, world):
+    h = hooked()
+    pr = world.add_pull_request("acme/widgets", h.clock(), bare=True)
+    h.hooks.queue.clear()  # its opened delivery never came
+    world.add_comment("acme/widgets", pr.number, h.clock(), "first!")
+    h.deliver()
+    h.work()
+    assert h.rows("SELECT count(*) FROM pull_requests WHERE id = %s", pr.database_id) == [(0,)]
+    h.after_window(h.settings.coalesce_seconds + 1)
+    assert h.rows("SELECT count(*) FROM pull_requests WHERE id = %s", pr.database_id) == [(1,)]
+    files = h.rows("SELECT count(*) FROM pr_files WHERE pull_request_id = %s", pr.database_id)
+    assert files == [(len(pr.files),)]
+    assert h.rows("SELECT count(*) FROM comments WHERE pull_request_id = %s", pr.database_id) == [
+        (1,)
+    ]
