@@ -196,3 +196,30 @@ def test_two_planners_at_once_do_the_work_of_one(loop):
     assert loop.rig.store.heads.count() == 0
     assert loop.plan().bootstrapped == ["acme/widgets"]
     assert loop.plan().bootstrapped == []  # bootstrapped once
+
+
+def test_a_repository_with_confirmed_webhooks_gets_no_comment_probe(loop, world, database_url):
+    loop.registry.track([Entry(name, "hot") for name in REPOS], loop.rig.clock())
+    loop.plan()
+    loop.work()
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the App's, reconciled
+        conn.execute(
+            "INSERT INTO webhook_installations (installation_id, created_at, checked_at, "
+            "confirmed_through) VALUES (77, %s, %s, %s)",
+            (loop.rig.clock(),) * 3,
+        )
+        conn.execute(
+            "UPDATE tracked_repositories SET installation_id = 77 WHERE repository = %s",
+            (REPOS[0],),
+        )
+    loop.rig.clock.advance(minutes=6)
+    world.edit_bumps_pr = False
+    for name in REPOS[:2]:  # an edit that does not move its pull request
+        pr = next(p for p in world.repository(name).pulls.values() if p.comments)
+        world.edit_comment(name, pr.number, pr.comments[0].database_id, loop.rig.clock(), "e")
+    loop.rig.sandbox.ledger.clear()
+    report = loop.plan(replace(LOCAL, comment_probes="yes"))
+    assert report.comment_changes == [REPOS[1]]  # the webhook brings the other one's
+    probed = {e.path for e in loop.rig.sandbox.ledger.entries if e.path.endswith("/comments")}
+    assert probed
+    assert not [p for p in probed if REPOS[0] in p]
