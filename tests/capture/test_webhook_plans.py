@@ -5,7 +5,7 @@ repositories' pull requests."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -27,7 +27,7 @@ def year(database_url):
             "repository_id, repository, received_at, payload, status) "
             "SELECT 'd' || g, 'issue_comment', 'created', g %% 50, g %% 3000, "
             "'o/r' || (g %% 3000), %s - make_interval(secs => g * 100), "
-            "'{\"repository\": {\"private\": false}}', "
+            '\'{"repository": {"private": false}}\', '
             "CASE WHEN g %% 20000 = 0 THEN 'refresh' ELSE 'processed' END "
             "FROM generate_series(1, 300000) g",
             (NOW,),
