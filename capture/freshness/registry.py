@@ -15,7 +15,14 @@ from uuid import UUID
 
 import psycopg
 
-from capture.freshness.rules import GONE_RECHECK, TIERS, Tier, Tracked
+from capture.freshness.rules import (
+    GONE_RECHECK,
+    TIERS,
+    WEBHOOK_RECONCILE,
+    WEBHOOKS_HEALTHY,
+    Tier,
+    Tracked,
+)
 from jobstore import ConfigError, Database, parse_repository
 
 COLUMNS = """
@@ -43,9 +50,14 @@ AFTER = "freshness_after(t.tier, t.promoted_until, %(at)s, '{kind}')"
 
 
 # The next repositories due a reconciliation, taken (marked) in the same statement.
+# One whose webhooks are healthy (deletions come by webhook; the App's delivery log
+# brings back failed ones) is next due after WEBHOOK_RECONCILE, a safety net only.
 RECONCILE_DUE = (
-    "UPDATE tracked_repositories t SET reconcile_at = %(now)s + "
-    "freshness_after(t.tier, t.promoted_until, %(now)s, 'refresh') WHERE repository IN ("
+    "UPDATE tracked_repositories t SET reconcile_at = %(now)s + CASE WHEN EXISTS ("
+    "SELECT 1 FROM webhook_installations i WHERE i.installation_id = t.installation_id "
+    "AND i.suspended_at IS NULL AND i.deleted_at IS NULL AND i.checked_at >= %(healthy)s) "
+    "THEN %(hooked)s ELSE freshness_after(t.tier, t.promoted_until, %(now)s, 'refresh') END "
+    "WHERE repository IN ("
     "SELECT repository FROM tracked_repositories WHERE gone_at IS NULL "
     "AND bootstrap <> 'pending' AND reconcile_at <= %(now)s AND (%(always)s OR EXISTS "
     "(SELECT 1 FROM github_behaviour WHERE name = 'edits-move-nothing')) "
@@ -373,12 +385,20 @@ class Registry:
     ) -> list[str]:
         """Up to `limit` bootstrapped, live repositories due a reconciliation (by the
         index on reconcile_at), most overdue first; each next due after its tier's refresh
-        interval, set in the same statement so a planner alongside does not take them.
+        interval (a day where webhooks are healthy), set in the same statement so a
+        planner alongside does not take them.
         Returns those with a pull request updated since `active_since` (the others have
         nothing recent to reconcile). Unless `always`, only once GitHub was seen not to
         move a pull request for a comment's edit (where it does, a deletion moves it too,
         and the refresh it brings marks what is gone)."""
-        params = {"now": now, "limit": limit, "active": active_since, "always": always}
+        params = {
+            "now": now,
+            "limit": limit,
+            "active": active_since,
+            "always": always,
+            "healthy": now - WEBHOOKS_HEALTHY,
+            "hooked": WEBHOOK_RECONCILE,
+        }
         rows = self._run(RECONCILE_DUE, params)
         return sorted(r["repository"] for r in rows if r["active"])
 
@@ -626,8 +646,8 @@ class Registry:
 
     def delivered(self, answers: Iterable[tuple[str, int, int, datetime]]) -> set[str]:
         """Of the (repository, its id, pull request number, updatedAt) a probe showed as
-        newest, those whose pull request is stored at least that new (a webhook brought
-        it): no refresh needed for it."""
+        newest, those whose pull request is stored at least that new, or that a webhook told
+        was (an issue comment's delivery): no refresh needed for it."""
         rows = list(answers)
         if not rows:
             return set()
@@ -635,7 +655,7 @@ class Registry:
         found = self._run(
             "SELECT x.r FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::timestamptz[]) "
             "AS x(r, i, n, u) JOIN pull_requests p ON p.repository_id = x.i "
-            "AND p.number = x.n AND p.updated_at >= x.u",
+            "AND p.number = x.n AND GREATEST(p.updated_at, p.seen_updated_at) >= x.u",
             (names, ids, numbers, times),
         )
         return {r["r"] for r in found}

@@ -14,6 +14,9 @@ GONE_RECHECK = timedelta(days=1)  # a gone repository is probed this rarely, to 
 # An installation whose deliveries the reconciler confirmed this recently: its
 # repositories' webhooks are healthy (probed at their target, as a safety net).
 WEBHOOKS_HEALTHY = timedelta(minutes=30)
+# Where they are, deletions come by webhook too: its reconciliation (pull requests
+# active lately read whole) is a daily safety net, not a per-interval one.
+WEBHOOK_RECONCILE = timedelta(days=1)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,14 @@ STORED_PULLS = (
     "WHERE p.node_id IS NOT NULL"
 )
 PULL_IDS = "SELECT number, id FROM pull_requests WHERE repository_id = %s AND number = ANY(%s)"
+# GitHub's updated_at an issue comment's delivery told for its pull request (by the
+# unique index on repository and number); never moved backwards.
+SEEN = (
+    "UPDATE pull_requests p SET seen_updated_at = x.u "
+    "FROM unnest(%s::int[], %s::timestamptz[]) AS x(n, u) "
+    "WHERE p.repository_id = %s AND p.number = x.n "
+    "AND (p.seen_updated_at IS NULL OR p.seen_updated_at < x.u)"
+)
 DELETE_COMMENTS = (
     "INSERT INTO comments ({cols}, deleted_at) SELECT {cols}, deleted_at "
     "FROM jsonb_populate_recordset(NULL::comments, %s) "
@@ -233,12 +241,15 @@ class Deliveries:
         """The effects' rows, guarded; returns, per delivery, the pull requests of its
         comments that are not stored (refreshed whole, comments included)."""
         rows, deleted, owner = Rows(), [], {}
+        seen: dict[int, datetime] = {}
         for delivery_id, effect in effects.items():
             rows.extend(effect.rows)
             rows.contributors.update(effect.rows.contributors)
             for row in [*effect.rows.comments, *effect.deleted.values()]:
                 owner[row["id"]] = delivery_id
             deleted += effect.deleted.values()
+            for number, at in effect.seen.items():
+                seen[number] = max(at, seen.get(number, at))
         base = Rows(repositories=rows.repositories[-1:], contributors=rows.contributors)
         self.storage.write_rows(cur, base)
         for table, items in (("pull_requests", rows.pull_requests),):
@@ -271,6 +282,9 @@ class Deliveries:
             cur.execute(
                 DELETE_COMMENTS.format(cols=cols), (as_json(in_key_order("comments", dead)),)
             )
+        if seen:
+            numbers = sorted(seen)
+            cur.execute(SEEN, (numbers, [seen[n] for n in numbers], repository_id))
         return missing
 
 

@@ -42,6 +42,9 @@ class Effect:
     deleted: dict[int, dict] = field(default_factory=dict)
     refresh: set[int] = field(default_factory=set)
     notes: dict[str, str] = field(default_factory=dict)
+    # pull request number -> GitHub's updated_at for it, told by a delivery that does not
+    # carry it whole (an issue comment's issue)
+    seen: dict[int, datetime] = field(default_factory=dict)
 
 
 def _need(payload: dict, *path: str) -> Any:
@@ -77,6 +80,9 @@ def apply(effect: Effect, delivery_id: str, event: str, action: str | None, payl
             return
         number = _need(payload, "issue", "number")
         _comment(effect, payload, None, "issue", action, number)
+        seen = _time(payload["issue"].get("updated_at"))
+        if seen is not None and (number not in effect.seen or seen > effect.seen[number]):
+            effect.seen[number] = seen
         return
     pr = _need(payload, "pull_request")
     for key in ("id", "number", "updated_at"):
@@ -95,6 +101,14 @@ def apply(effect: Effect, delivery_id: str, event: str, action: str | None, payl
         _comment(effect, payload, pr["id"], "review", action, pr["number"])
     else:  # pull_request_review_thread: resolution is not stored; the comments are
         effect.notes[delivery_id] = "a thread resolved or unresolved: nothing stored from it"
+
+
+def _time(value: Any) -> datetime | None:
+    """GitHub's ISO 8601 time, or None for anything else."""
+    try:
+        return when(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _pull(rows: Rows, pr: dict, repository_id: int) -> None:

@@ -109,7 +109,9 @@ class HookRig(FreshnessRig):
         job = self.store.get(job_id)
         self.job_points[job.repository.lower()] += result.points
         hooked = job.repository.split("/")[0] in self.owners
-        self.type_points[f"{job.job_type}{' (webhook repo)' if hooked else ''}"] += result.points
+        kind = next((k for k in ("reconcile", "bootstrap") if k in job.params), "")
+        what = f"{job.job_type}{':' + kind if kind else ''}"
+        self.type_points[f"{what}{' (webhook repo)' if hooked else ''}"] += result.points
 
     def close(self) -> None:
         self.ctx.close()

@@ -128,7 +128,14 @@ def test_every_per_job_query_uses_an_index(fleet):
         ),
         "the repositories due a reconciliation": (
             RECONCILE_DUE,
-            {"now": NOW, "limit": 50, "active": NOW - timedelta(days=2), "always": True},
+            {
+                "now": NOW,
+                "limit": 50,
+                "active": NOW - timedelta(days=2),
+                "always": True,
+                "healthy": NOW - timedelta(minutes=30),
+                "hooked": timedelta(days=1),
+            },
         ),
         "the contributors due a login re-read": (CONTRIBUTORS_DUE, (NOW, 200)),
         "a page of comments": (upsert("comments"), (Jsonb([]),)),

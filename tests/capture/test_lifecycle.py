@@ -348,6 +348,33 @@ def test_a_comment_deleted_without_moving_its_pr_is_caught_by_reconciliation_wit
     assert REPOS[0] not in loop.plan().reconciles
 
 
+def test_a_repository_with_healthy_webhooks_is_reconciled_daily_not_every_interval(
+    loop, database_url
+):
+    bootstrapped(loop)
+    now = loop.rig.clock()
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the App's, reconciled
+        conn.execute(
+            "INSERT INTO webhook_installations (installation_id, created_at, checked_at) "
+            "VALUES (77, %s, %s)",
+            (now, now),
+        )
+        conn.execute(
+            "UPDATE tracked_repositories SET installation_id = 77 WHERE repository = %s",
+            (REPOS[0],),
+        )
+    active = now - timedelta(days=365)  # both have pull requests active since
+    first = now + timedelta(minutes=11)  # past the hot tier's refresh interval
+    assert loop.registry.reconcile_due(first, active, 10, always=True) == sorted(REPOS)
+    later = first + timedelta(minutes=11)
+    assert loop.registry.reconcile_due(later, active, 10, always=True) == [REPOS[1]]
+    # its deletions come by webhook; the reconciliation is a daily safety net
+    next_day = first + timedelta(days=1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE webhook_installations SET checked_at = %s", (next_day,))
+    assert loop.registry.reconcile_due(next_day, active, 10, always=True) == sorted(REPOS)
+
+
 def test_a_reconcile_param_that_is_not_a_day_count_fails_the_job_with_a_clear_error(rigs, world):
     rig = rigs(world)
     job = rig.enqueue("repository-refresh", REPOS[0], days=1, params={"reconcile": "lots"})

@@ -371,3 +371,27 @@ def test_a_comment_on_an_unknown_pull_request_brings_it_whole_after_the_short_wi
     assert h.rows("SELECT count(*) FROM comments WHERE pull_request_id = %s", pr.database_id) == [
         (1,)
     ]
+
+
+def test_a_probe_that_sees_a_comment_webhooks_brought_refreshes_nothing(hooked, world):
+    h = hooked()
+    h.hooks.installation_event("installation", "created", 77, [world.repository("acme/widgets")])
+    h.deliver()
+    h.plan()  # tracked and bootstrapped
+    h.work()
+    h.clock.advance(hours=2)  # the probe at its target, the safety net, is due
+    reconcile(h.rig.store.database("webhooks"), h.app, h.clock())  # deliveries confirmed
+    world.add_comment("acme/widgets", 3, h.clock(), "the pull request moves with it")
+    h.deliver()
+    h.work()
+    pr = world.repository("acme/widgets").pulls[3]
+    stored, seen = h.rows(
+        "SELECT updated_at, seen_updated_at FROM pull_requests WHERE id = %s", pr.database_id
+    )[0]
+    assert stored < pr.updated_at == seen  # told by the issue, not stored as of it
+    h.rig.sandbox.ledger.clear()
+    report = h.plan()  # before the reconciler confirms the comment's delivery
+    assert report.probed == 1
+    assert report.delivered == 1  # the probe saw the move; the webhook had brought it
+    assert report.changed == []
+    assert report.refreshes == {}
