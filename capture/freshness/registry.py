@@ -65,6 +65,13 @@ RECONCILE_DUE = (
     "RETURNING repository, EXISTS (SELECT 1 FROM refresh_watermarks w "
     "WHERE w.repository = t.repository AND w.updated_at >= %(active)s) AS active"
 )
+# Of the newest pull requests a probe showed, those stored (or told by a webhook) at
+# least that new: by the unique index on repository and number.
+DELIVERED = (
+    "SELECT x.r FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::timestamptz[]) "
+    "AS x(r, i, n, u) JOIN pull_requests p ON p.repository_id = x.i "
+    "AND p.number = x.n AND GREATEST(p.updated_at, p.seen_updated_at) >= x.u"
+)
 # Known contributors whose login was not read for a while, never read first.
 CONTRIBUTORS_DUE = (
     "SELECT id, node_id, login FROM contributors WHERE node_id IS NOT NULL "
@@ -653,9 +660,7 @@ class Registry:
             return set()
         names, ids, numbers, times = (list(c) for c in zip(*rows, strict=True))
         found = self._run(
-            "SELECT x.r FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::timestamptz[]) "
-            "AS x(r, i, n, u) JOIN pull_requests p ON p.repository_id = x.i "
-            "AND p.number = x.n AND GREATEST(p.updated_at, p.seen_updated_at) >= x.u",
+            DELIVERED,
             (names, ids, numbers, times),
         )
         return {r["r"] for r in found}

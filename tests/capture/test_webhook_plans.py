@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from capture.webhooks.deliveries import CLAIM, OPEN, STORED_PULLS
+from capture.freshness.registry import DELIVERED
+from capture.webhooks.deliveries import CLAIM, OPEN, SEEN, STORED_PULLS
 from capture.webhooks.reconcile import LAST_RECEIVED
 from capture.webhooks.reconcile import OPEN as OPEN_REDELIVERIES
 from devtools import fleetdata
@@ -58,6 +59,11 @@ def test_the_webhook_statements_read_by_index(year):
             {"repo": 7, "job": uuid.uuid4(), "now": NOW, "stale": NOW, "limit": 200},
         ),
         "stored pull requests by repository and number": (STORED_PULLS, ([7, 8], [1, 2])),
+        "an issue comment's pull request told newer": (SEEN, ([1, 2], [NOW, NOW], 7)),
+        "a probe's newest pull requests already delivered": (
+            DELIVERED,
+            (["a/b", "c/d"], [7, 8], [1, 2], [NOW, NOW]),
+        ),
         "the newest delivery received": (LAST_RECEIVED, ()),
         "redeliveries still open": (OPEN_REDELIVERIES, (500,)),
     }
