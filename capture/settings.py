@@ -318,7 +318,7 @@ class WebhookSettings:
     lane: str | None = None
     tier: str = "warm"
     reconcile_minutes: int = 5
-    recheck_seconds: int = 10
+    recheck_seconds: int = 5
     silence_minutes: int = 60
 
     @property
@@ -352,6 +352,6 @@ class WebhookSettings:
             lane=lane,
             tier=choice(env, "CAPTURE_WEBHOOK_TIER", "warm", ("hot", "warm", "cold")),
             reconcile_minutes=whole_number(env, "CAPTURE_WEBHOOK_RECONCILE_MINUTES", 5),
-            recheck_seconds=whole_number(env, "CAPTURE_WEBHOOK_RECHECK_SECONDS", 10),
+            recheck_seconds=whole_number(env, "CAPTURE_WEBHOOK_RECHECK_SECONDS", 5),
             silence_minutes=whole_number(env, "CAPTURE_WEBHOOK_SILENCE_MINUTES", 60),
         )

@@ -31,8 +31,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "capture.storage",
         "capture.webhooks.payloads",
         "capture.webhooks.deliveries",
+        "capture.webhooks.receiver",
     ),
-    ("capture.handlers",),
+    ("capture.handlers", "capture.webhooks.riders"),
     (
         "capture.attempt",
         "capture.worker",

@@ -67,7 +67,7 @@ def lines(report: PassReport) -> list[str]:
         r = hooks["reconciled"]
         out.append(
             f"webhook reconciliation: {r['listed']} listed, {r['failed']} never received, "
-            f"{r['redelivered']} asked for again"
+            f"{r['pulled']} read from GitHub's log, {r['redelivered']} asked for again"
         )
     out += [f"  tracked by installation: {name}" for name in hooks.get("tracked", [])]
     out += [f"  untracked by installation: {name}" for name in hooks.get("untracked", [])]
@@ -75,18 +75,23 @@ def lines(report: PassReport) -> list[str]:
     return out
 
 
-def _rechecks(db: Any, app: Any, every: float, stop: threading.Event) -> None:
+def _rechecks(
+    db: Any, app: Any, dispatcher: Any, lane: str | None, every: float, stop: threading.Event
+) -> None:
     """Between passes, the last minutes of the App's delivery log, every `every` s."""
     while not stop.wait(every):
         try:
-            done = recheck(db, app, datetime.now(UTC))
+            done = recheck(db, app, datetime.now(UTC), dispatcher, lane)
         except DatabaseUnavailable as exc:
             click.echo(f"webhook recheck failed ({exc})", err=True)
             continue
         if done.error:
             click.echo(f"webhook recheck failed ({done.error})", err=True)
-        elif done.redelivered:
-            click.echo(f"webhook recheck: {done.redelivered} deliveries asked for again")
+        elif done.redelivered or done.pulled:
+            click.echo(
+                f"webhook recheck: {done.pulled} deliveries read from GitHub's log, "
+                f"{done.redelivered} asked for again"
+            )
 
 
 @click.command(cls=Command)
@@ -121,7 +126,9 @@ def plan(mode: str, interval: float, as_json: bool) -> None:
     if mode == "forever" and hooks.enabled and app is not None:
         every = float(hooks.recheck_seconds)
         db = s.store.database("webhooks")
-        threading.Thread(target=_rechecks, args=(db, app, every, stop), daemon=True).start()
+        own = s.dispatcher()  # the recheck thread's own (its HTTP client is not shared)
+        args = (db, app, own, hooks.lane, every, stop)
+        threading.Thread(target=_rechecks, args=args, daemon=True).start()
     while True:
         try:
             with errors():

@@ -36,6 +36,12 @@ def webhooks(ctx: click.Context, limit: int, as_json: bool) -> None:
     for (name, _), n in counted.items():
         totals[name] = totals.get(name, 0) + n
     click.echo("deliveries: " + (", ".join(f"{k} {v}" for k, v in totals.items()) or "none yet"))
+    if doc["unreachable"]:
+        u = doc["unreachable"]
+        click.echo(
+            f"GitHub is not reaching the receiver: {u['pulled']} deliveries read from its log "
+            f"since the last one it posted ({u['last_posted'] or 'never'})"
+        )
     last = doc["last_reconcile"]
     if last:
         detail = last["error"] or (

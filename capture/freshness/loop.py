@@ -15,7 +15,7 @@ from typing import TypeVar
 from capture.errors import CaptureError, RateLimited
 from capture.fetch.comments import newest_comment
 from capture.freshness.contributors import recheck
-from capture.freshness.probe import Asked, Probed, probe
+from capture.freshness.probe import Asked, Probed, probe_with
 from capture.freshness.registry import Registry
 from capture.freshness.rules import (
     FreshnessSettings,
@@ -31,6 +31,7 @@ from capture.github.client import GitHub
 from capture.settings import WebhookSettings
 from capture.storage import EDITS_MOVE_NOTHING
 from capture.webhooks.planner import webhook_pass
+from capture.webhooks.riders import Riding
 from jobstore import MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class PassReport:
     contributors_renamed: int = 0
     skipped: bool = False  # another planner was running a pass
     delivered: int = 0  # probed changes found stored already (brought by webhooks)
+    rode: int = 0  # webhook pull requests' files and commits stored by riding a probe
     probe_due: int = 0  # probed for being due (the others filled the query up)
     probe_due_webhooks: int = 0  # of those, repositories with healthy webhooks
     webhooks: dict | None = None  # the pass's webhook work (capture.webhooks.planner)
@@ -128,7 +130,12 @@ def _pass(
         for start in range(0, len(asked), settings.probe_batch)
     ]
     spent = gh.meter.graphql_points
-    for chunk, answer in _in_flight(probe, gh, chunks, settings.probes_in_flight):
+    # the last query (the one with room) carries waiting webhook pull requests' details
+    ride = _riders(registry, now) if webhooks is not None and chunks else None
+    items = [(c, ride if i == len(chunks) - 1 else None) for i, c in enumerate(chunks)]
+    for (chunk, riding), answer in _in_flight(_probe, gh, items, settings.probes_in_flight):
+        if isinstance(answer, CaptureError) and riding is not None:
+            riding.give_back()
         if isinstance(answer, RateLimited):  # the reserve is for real-time work: stop here
             report.deferred += len(chunk)
             if str(answer) not in report.errors:
@@ -138,7 +145,10 @@ def _pass(
             report.errors.append(f"probe of {len(chunk)} repositories failed: {answer}")
             registry.probed([(a.repository, None, str(answer)[:200]) for a in chunk], now)
             continue
-        _answered(registry, dispatcher, gh, by_name, answer, now, settings, report)
+        probed, nodes = answer
+        if riding is not None:
+            report.rode += riding.store(gh, nodes, now, report.errors)
+        _answered(registry, dispatcher, gh, by_name, probed, now, settings, report)
     report.probe_points = gh.meter.graphql_points - spent
     _reconcile_all(registry, dispatcher, gh, now, settings, report)
     _contributors(registry, gh, now, settings, report)
@@ -151,6 +161,24 @@ def _pass(
         if t.repository not in acted and t.repository not in waiting and not is_spare(t, now)
     )
     return report
+
+
+def _probe(
+    gh: GitHub, item: tuple[list[Asked], Riding | None]
+) -> tuple[list[Probed], list[dict | None]]:
+    chunk, riding = item
+    return probe_with(gh, chunk, riding.node_ids if riding is not None else None)
+
+
+def _riders(registry: Registry, now: datetime) -> Riding | None:
+    """Waiting webhook pull requests claimed to ride this pass's probe query (None: none,
+    or the claim failed: they wait for their apply jobs)."""
+    riding = Riding(registry.db)
+    try:
+        return riding if riding.claim(now) else None
+    except DatabaseRefused as exc:
+        log.warning("no pull requests ride the probe this pass (%s)", exc)
+        return None
 
 
 def _contributors(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from capture.github.client import GitHub
+from capture.github.graphql import fragments, used_only
 from capture.records import when
 
 FIELDS = (
@@ -19,6 +20,15 @@ FIELDS = (
     "pullRequests(first: 1, orderBy: {field: UPDATED_AT, direction: DESC}) "
     "{ nodes { number updatedAt } }"
 )
+
+
+# Pull requests whose files, commits and labels ride a probe query (webhooks: a new or
+# pushed pull request's details, which no payload carries): within a point's rounding.
+RIDING = (
+    "pulls: nodes(ids: $pulls) { ... on PullRequest { ...PullRequestCore "
+    "...PullRequestLabels ...PullRequestDetails } }"
+)
+RIDING_PAGES = {"labelPage": 10, "filePage": 100, "commitPage": 100}
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,11 @@ class Probed:
         return self.name is not None and self.name != self.repository
 
 
-def probe_query(repositories: list[Asked | str]) -> tuple[str, dict[str, str]]:
+def probe_query(
+    repositories: list[Asked | str], pulls: list[str] | None = None
+) -> tuple[str, dict]:
     """One query for many repositories: aliases r0, r1, ... with their node ids or names
-    as variables."""
+    as variables; with `pulls` (node ids), their details too (field `pulls`)."""
     params, fields, variables = [], [], {}
     for i, asked in enumerate(repositories):
         asked = asked if isinstance(asked, Asked) else Asked(asked)
@@ -62,16 +74,32 @@ def probe_query(repositories: list[Asked | str]) -> tuple[str, dict[str, str]]:
         params.append(f"$o{i}: String!, $n{i}: String!")
         fields.append(f"r{i}: repository(owner: $o{i}, name: $n{i}) {{ {FIELDS} }}")
         variables |= {f"o{i}": owner, f"n{i}": name}
+    if pulls:
+        params.append("$pulls: [ID!]!")
+        params += [f"${name}: Int!" for name in RIDING_PAGES]
+        fields.append(RIDING)
+        variables |= {"pulls": list(pulls), **RIDING_PAGES}
     text = (
         f"query Probe({', '.join(params)}) {{ rateLimit {{ cost remaining resetAt }} "
         f"{' '.join(fields)} }}"
     )
+    if pulls:
+        text = used_only(f"{text}\n{fragments()}")
     return text, variables
 
 
 def probe(gh: GitHub, repositories: list[Asked | str]) -> list[Probed]:
     """Probes `repositories` (at most 100) in one query."""
-    text, variables = probe_query(repositories)
+    return probe_with(gh, repositories)[0]
+
+
+def probe_with(
+    gh: GitHub, repositories: list[Asked | str], pulls: list[str] | None = None
+) -> tuple[list[Probed], list[dict | None]]:
+    """Probes `repositories` (at most 100) in one query that carries `pulls` (node ids)
+    too: what it showed of each repository, and each pull request's node (None: not
+    shown)."""
+    text, variables = probe_query(repositories, pulls)
     data, _ = gh.graphql.run(text, variables, missing_ok=True)
     found = []
     for i, asked in enumerate(repositories):
@@ -91,4 +119,6 @@ def probe(gh: GitHub, repositories: list[Asked | str]) -> list[Probed]:
                 newest_number=nodes[0]["number"] if nodes else None,
             )
         )
-    return found
+    shown = data.get("pulls") or []
+    details = [shown[i] if i < len(shown) else None for i in range(len(pulls or ()))]
+    return found, [d if isinstance(d, dict) and d.get("number") else None for d in details]

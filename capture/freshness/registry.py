@@ -69,8 +69,11 @@ RECONCILE_DUE = (
 # least that new: by the unique index on repository and number.
 DELIVERED = (
     "SELECT x.r FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::timestamptz[]) "
-    "AS x(r, i, n, u) JOIN pull_requests p ON p.repository_id = x.i "
-    "AND p.number = x.n AND GREATEST(p.updated_at, p.seen_updated_at) >= x.u"
+    "AS x(r, i, n, u) WHERE EXISTS (SELECT 1 FROM pull_requests p WHERE p.repository_id = x.i "
+    "AND p.number = x.n AND GREATEST(p.updated_at, p.seen_updated_at) >= x.u) "
+    # received after the change (a minute's slack for the two clocks), not yet applied
+    "OR EXISTS (SELECT 1 FROM github_deliveries d WHERE d.repository_id = x.i "
+    "AND d.status IN ('received', 'refresh') AND d.received_at >= x.u - interval '1 minute')"
 )
 # Known contributors whose login was not read for a while, never read first.
 CONTRIBUTORS_DUE = (
@@ -654,7 +657,8 @@ class Registry:
     def delivered(self, answers: Iterable[tuple[str, int, int, datetime]]) -> set[str]:
         """Of the (repository, its id, pull request number, updatedAt) a probe showed as
         newest, those whose pull request is stored at least that new, or that a webhook told
-        was (an issue comment's delivery): no refresh needed for it."""
+        was (an issue comment's delivery), or with a delivery received since that its apply
+        job has yet to act on: no refresh needed for it."""
         rows = list(answers)
         if not rows:
             return set()

@@ -176,7 +176,15 @@ def decide(
     if chosen and room:
         taken = set(chosen)
         spare = [t for t in tracked if is_probeable(t) and t.repository not in taken]
-        spare.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))
+        # riders first: where webhooks are healthy, the probe is a safety net that needs
+        # no query of its own when another's has room
+        spare.sort(
+            key=lambda t: (
+                not rides(t, now, settings.tiers),
+                -urgency(t, now, settings.tiers),
+                t.repository,
+            )
+        )
         chosen += [t.repository for t in spare[:room]]
     refreshed = [t.repository for t in refresh]
     left = [t.repository for t in due[affordable:]] + [
@@ -205,6 +213,14 @@ def is_probeable(t: Tracked) -> bool:
     )
 
 
+def rides(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
+    """A repository with healthy webhooks past two thirds of its probe interval (its
+    target): probed in the first query that others make, or at its target by its own."""
+    if not t.webhooks(now) or not is_probeable(t):
+        return False
+    return t.probed_at is None or now - t.probed_at >= tiers[t.effective_tier(now)].refresh_after
+
+
 def needs_first_refresh(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
     """Bootstrapped, but its first refresh ended without a watermark (it failed): tried
     again, at most once per target period."""
@@ -228,8 +244,11 @@ def next_look(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> datetime:
         at = (t.fresh_as_of or now) + tier.refresh_after
     elif t.watermark is None:
         at = (t.changed_at or now) + tier.target
-    elif t.webhooks(now):
-        at = min((t.fresh_as_of or now) + tier.refresh_after, (t.probed_at or now) + tier.target)
+    elif t.webhooks(now):  # from two thirds of its probe interval it rides others' queries
+        at = min(
+            (t.fresh_as_of or now) + tier.refresh_after,
+            (t.probed_at or now) + tier.refresh_after,
+        )
     else:
         at = (t.fresh_as_of or now) + tier.probe_after
     return max(at, now + LOOK_AGAIN)

@@ -92,6 +92,21 @@ def _silent(h: Health) -> list[tuple[str, str]]:
     ]
 
 
+def _unreachable(h: Health) -> list[tuple[str, str]]:
+    u = h.unreachable
+    if u is None:
+        return []
+    posted = f"{u['last_posted']:%Y-%m-%d %H:%M} UTC" if u["last_posted"] else "never"
+    return [
+        (
+            "receiver",
+            f"GitHub's deliveries are not reaching the receiver: {u['pulled']} read from its "
+            f"log instead since the last one it posted ({posted}); data still flows, check "
+            "the webhook URL, TLS and the load balancer",
+        )
+    ]
+
+
 _MIN = timedelta(minutes=1)
 RULES = (
     Rule("LaneDown", "a lane is down or stopped", _lanes_down, 5 * _MIN),
@@ -117,6 +132,12 @@ RULES = (
         "an installation's repositories changed on GitHub and no delivery came from it",
         _silent,
         10 * _MIN,
+    ),
+    Rule(
+        "WebhookReceiverUnreachable",
+        "GitHub cannot post deliveries: they are read from its log instead",
+        _unreachable,
+        5 * _MIN,
     ),
     Rule(
         "RepositoryGone",

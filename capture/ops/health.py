@@ -39,6 +39,7 @@ class Health:
     webhook_counts: list[dict[str, Any]] = field(default_factory=list)  # webhook_counts rows
     webhook_lag: float = 0.0  # seconds the oldest delivery not acted on has waited
     silent: list[dict[str, Any]] = field(default_factory=list)  # installations gone quiet
+    unreachable: dict[str, Any] | None = None  # GitHub not reaching the webhook receiver
 
     def error_rate(self, lane: str) -> float:
         failed, ended = self.errors.get(lane, (0, 0))
@@ -82,4 +83,5 @@ def snapshot(
         except ConfigError:
             silence = timedelta(minutes=60)
     health.silent = [r for r in webhook_status.installations(db, now, silence) if r["silent"]]
+    health.unreachable = webhook_status.unreachable(db, now, webhook_status.UNREACHABLE_FOR)
     return health

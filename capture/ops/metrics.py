@@ -147,7 +147,8 @@ def webhook_families(h: Health) -> Iterator[Metric]:
     which wrote nothing of them), the processing lag, and silent installations."""
     deliveries = CounterMetricFamily(
         "prcapture_webhook_deliveries",
-        "Webhook deliveries: received, duplicate, processed, refreshed, quarantined",
+        "Webhook deliveries: received, pulled (read from the log), duplicate, processed, "
+        "refreshed, quarantined",
         labels=["outcome", "event"],
     )
     for row in h.webhook_counts:

@@ -128,20 +128,42 @@ def webhook_pass(
             done = reconcile(db, app, now)
         except CaptureError as exc:
             done = Reconciled(error=str(exc)[:300])
-        report.reconciled = {k: v for k, v in done.__dict__.items() if k != "through"}
+        report.reconciled = done.as_json()
         if done.error:
             report.errors.append(f"webhook reconciliation failed: {done.error}")
+        applying(dispatcher, done, now, settings.lane)
     report.confirmed = db.execute(CONFIRM, {"now": now})
     return report
 
 
-def recheck(db: Database, app: GitHubApp, now: datetime) -> Reconciled:
+def recheck(
+    db: Database,
+    app: GitHubApp,
+    now: datetime,
+    dispatcher: Dispatcher | None = None,
+    lane: str | None = None,
+) -> Reconciled:
     """A quick look at the last minutes of the App's delivery log: a dropped delivery is
-    asked for again within seconds (run every CAPTURE_WEBHOOK_RECHECK_SECONDS)."""
+    read from the log (or asked for again) within seconds, run every
+    CAPTURE_WEBHOOK_RECHECK_SECONDS; with `dispatcher`, the ones read are given their
+    apply jobs at once (else the planner's catch-up does)."""
     try:
-        return reconcile(db, app, now, look_back=RECHECK)
+        done = reconcile(db, app, now, look_back=RECHECK)
     except CaptureError as exc:
         return Reconciled(error=str(exc)[:300])
+    if dispatcher is not None:
+        applying(dispatcher, done, now, lane)
+    return done
+
+
+def applying(dispatcher: Dispatcher, done: Reconciled, now: datetime, lane: str | None) -> None:
+    """Apply jobs for the repositories of deliveries read from the log (one that cannot be
+    enqueued now is the catch-up's)."""
+    for repository_id, repository in dict(done.apply).items():
+        try:
+            submit_apply(dispatcher, repository_id, repository, now, lane)
+        except (JobStoreError, ValueError) as exc:
+            log.warning("deliveries of %s: no apply job yet (%s)", repository, exc)
 
 
 def catch_up(db: Database, dispatcher: Dispatcher, now: datetime, settings: WebhookSettings) -> int:

@@ -27,9 +27,9 @@ EVENT = re.compile(r"[a-z_]{1,64}")
 SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
 STORE = """
 INSERT INTO github_deliveries (delivery_id, event, action, installation_id, repository_id,
-                               repository, received_at, payload, status)
+                               repository, received_at, payload, status, pulled)
 VALUES (%(id)s, %(event)s, %(action)s, %(installation)s, %(repository_id)s, %(repository)s,
-        %(at)s, %(payload)s, %(status)s)
+        %(at)s, %(payload)s, %(status)s, %(pulled)s)
 ON CONFLICT (delivery_id) DO UPDATE SET duplicates = github_deliveries.duplicates + 1
 RETURNING duplicates
 """
@@ -122,6 +122,19 @@ def receive(
     if not isinstance(payload, dict):
         REJECTED.add("body")
         return Delivery(400, {"error": "the body is not a JSON object"})
+    return record(db, delivery_id, event, payload, now)
+
+
+def record(
+    db: Database,
+    delivery_id: str,
+    event: str,
+    payload: dict[str, Any],
+    now: datetime,
+    counted: str = "received",
+) -> Delivery:
+    """A delivery known to be GitHub's (signed, or read from GitHub's own log as the app)
+    stored once per delivery id, counted as `counted` (a repeat: as a duplicate)."""
     action = _field(payload, "action")
     installation = _field(payload, "installation", "id")
     repository_id = _field(payload, "repository", "id")
@@ -137,12 +150,13 @@ def receive(
         "at": now,
         "payload": Jsonb(payload),
         "status": status,
+        "pulled": counted == "pulled",
     }
 
     def store(conn: Any) -> bool:
         row = conn.execute(STORE, fields).fetchone()
         duplicate = bool(row and row["duplicates"])
-        conn.execute(COUNT, ("duplicate" if duplicate else "received", event))
+        conn.execute(COUNT, ("duplicate" if duplicate else counted, event))
         return duplicate
 
     duplicate = db.run(store)

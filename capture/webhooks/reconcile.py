@@ -1,8 +1,11 @@
 """Reconciliation with GitHub's own log of the App's deliveries: GitHub does not send a
 failed delivery again by itself. The reconciler lists the recent deliveries
-(`GET /app/hook/deliveries`, newest first, as the app), and for each one that never
-reached us (no 2xx attempt, and not stored here) asks for it again
-(`POST /app/hook/deliveries/{id}/attempts`), again with a growing pause until it comes.
+(`GET /app/hook/deliveries`, newest first, as the app), and each one that never reached
+us (no 2xx attempt, and not stored here) is read from the log whole
+(`GET /app/hook/deliveries/{id}`: its payload, as GitHub sent it) and stored as if it had
+come, so a receiver that is down loses no time and costs no probe. One the log cannot
+give whole is asked for again (`POST /app/hook/deliveries/{id}/attempts`), again with a
+growing pause until it comes.
 A deep pass (the planner's, every few minutes) reads back to where the last one ended
 and confirms installations; a quick recheck (every few seconds) reads the last minutes,
 so a dropped delivery is asked for again within seconds.
@@ -15,12 +18,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from capture.errors import AccessDenied
+from capture.errors import AccessDenied, CaptureError
 from capture.github.app import GitHubApp
 from capture.records import when
+from capture.webhooks.receiver import EVENT, Delivery, record
 from jobstore import Database
 
 OVERLAP = timedelta(minutes=10)  # each pass reads back this far before the last one's end
@@ -50,6 +54,7 @@ NOTE = (
 )
 DOWN_AFTER = 3  # failed attempts since the last delivery received, none through: down
 OPEN_MOST = 500  # open redeliveries a pass asks for again at most
+PULL_MOST = 300  # deliveries a pass reads whole from the log at most (the rest: next pass)
 ASK = (
     "INSERT INTO webhook_redeliveries (guid, hook_id, event, requested_at, last_error, "
     "failed_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (guid) DO UPDATE SET "
@@ -82,9 +87,17 @@ class Reconciled:
     listed: int = 0  # deliveries GitHub listed since the last pass
     failed: int = 0  # of them, never received here
     redelivered: int = 0  # asked for again this pass
+    pulled: int = 0  # read whole from GitHub's log and stored this pass
     unresolved: int = 0  # failed over UNRESOLVED_AFTER ago, still not received
     through: datetime | None = None
     error: str | None = None
+    # the pulled deliveries' repositories (GitHub's id, owner/name), for their apply jobs
+    apply: list[tuple[int, str]] = field(default_factory=list)
+    pulled_guids: set[str] = field(default_factory=set)
+
+    def as_json(self) -> dict:
+        hidden = ("through", "apply", "pulled_guids")
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
 
 
 def due(db: Database, now: datetime, every: timedelta) -> bool:
@@ -168,6 +181,8 @@ def reconcile(
     down = receiver_down(db, attempts)
     pending: dict[int, datetime] = {}
     for guid, latest in sorted(failed.items(), key=lambda f: f[1]["delivered_at"]):
+        if _pulled(db, app, guid, latest["id"], now, report):
+            continue
         before = asked.get(guid)
         installation = latest.get("installation_id") or 0
         first = min(when(a["delivered_at"]) for a in by_guid[guid])
@@ -179,24 +194,27 @@ def reconcile(
         if before is not None and now - before["requested_at"] < backoff(before["requests"]):
             continue  # asked for lately: GitHub may not have sent it yet
         report.redelivered += _ask(db, app, guid, latest["id"], latest.get("event"), now, first)
-    if down and failed:  # one, the newest, as a canary: once it comes, the rest are asked
-        guid, latest = max(failed.items(), key=lambda f: f[1]["delivered_at"])
+    left = {g: a for g, a in failed.items() if g not in report.pulled_guids}
+    if down and left:  # one, the newest, as a canary: once it comes, the rest are asked
+        guid, latest = max(left.items(), key=lambda f: f[1]["delivered_at"])
         before = asked.get(guid)
         if before is None or now - before["requested_at"] >= FIRST_BACKOFF:
             first = min(when(a["delivered_at"]) for a in by_guid[guid])
             report.redelivered += _ask(db, app, guid, latest["id"], latest.get("event"), now, first)
-    if not down:  # older ones, noted or asked for before: no listing reaches back to them
-        for row in db.rows(OPEN, (OPEN_MOST,)):
-            if row["guid"] in failed or row["guid"] in stored:
-                continue
-            if now - row["requested_at"] < backoff(row["requests"]):
-                continue
-            report.redelivered += _ask(
-                db, app, row["guid"], row["hook_id"], row["event"], now, row["failed_at"]
-            )
+    # older ones, noted or asked for before: no listing reaches back to them
+    for row in db.rows(OPEN, (OPEN_MOST,)):
+        if row["guid"] in failed or row["guid"] in stored:
+            continue
+        if _pulled(db, app, row["guid"], row["hook_id"], now, report):
+            continue
+        if down or now - row["requested_at"] < backoff(row["requests"]):
+            continue
+        report.redelivered += _ask(
+            db, app, row["guid"], row["hook_id"], row["event"], now, row["failed_at"]
+        )
     through = now - SETTLE
     if not deep:  # recorded only when it found something (it runs every few seconds)
-        if report.failed:
+        if report.failed or report.pulled:
             _record(db, now, report, None, deep=False)
         return report
     # every live installation: one GitHub logged no failure for is confirmed as well
@@ -209,6 +227,33 @@ def reconcile(
     report.through = min(ends, default=through)
     _record(db, now, report, through, deep=True)
     return report
+
+
+def _pulled(
+    db: Database, app: GitHubApp, guid: str, hook_id: int, now: datetime, report: Reconciled
+) -> bool:
+    """The delivery read whole from the log and stored (at most PULL_MOST a pass); False
+    if the log would not give it (the caller asks for it again instead)."""
+    if report.pulled >= PULL_MOST:
+        return False
+    try:
+        answer = app.call("GET", f"/app/hook/deliveries/{hook_id}")
+        doc = answer.json() if answer.status_code == 200 else None
+    except (CaptureError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("guid") != guid:
+        return False
+    request = doc.get("request")
+    payload = request.get("payload") if isinstance(request, dict) else None
+    event = doc.get("event")
+    if not isinstance(payload, dict) or not isinstance(event, str) or not EVENT.fullmatch(event):
+        return False
+    stored: Delivery = record(db, guid, event, payload, now, counted="pulled")
+    report.pulled += 1
+    report.pulled_guids.add(guid)
+    if stored.apply is not None:
+        report.apply.append(stored.apply)
+    return True
 
 
 def _record(

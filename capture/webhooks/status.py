@@ -29,6 +29,17 @@ UNRESOLVED = (
     "SELECT guid, event, failed_at, requests, requested_at, last_error FROM "
     "webhook_redeliveries WHERE resolved_at IS NULL ORDER BY failed_at LIMIT %s"
 )
+# GitHub reaching the receiver: the newest delivery it posted, and how many were read
+# from its log since (up to 100).
+LAST_POSTED = (
+    "SELECT received_at FROM github_deliveries WHERE NOT pulled ORDER BY received_at DESC LIMIT 1"
+)
+PULLED_SINCE = (
+    "SELECT count(*) AS n, max(received_at) AS at FROM (SELECT received_at FROM "
+    "github_deliveries WHERE pulled AND received_at > %s ORDER BY received_at DESC LIMIT 100) p"
+)
+UNREACHABLE_AFTER = 3  # deliveries read from the log in a row, none posted: unreachable
+UNREACHABLE_FOR = timedelta(minutes=5)  # ... and none posted for this long
 LAST_RECONCILE = (
     "SELECT at, listed, failed, redelivered, unresolved, through, error "
     "FROM webhook_reconciles ORDER BY at DESC LIMIT 1"
@@ -76,6 +87,20 @@ def installations(db: Database, now: datetime, silence: timedelta) -> list[dict[
     return rows
 
 
+def unreachable(db: Database, now: datetime, after: timedelta) -> dict[str, Any] | None:
+    """GitHub cannot reach the receiver: UNREACHABLE_AFTER or more deliveries were read
+    from its log since the last one it posted, and that was `after` ago or more (None:
+    it can, as far as the deliveries tell)."""
+    row = db.one(LAST_POSTED)
+    posted = row["received_at"] if row else None
+    if posted is not None and now - posted < after:
+        return None
+    since = db.one(PULLED_SINCE, (posted or datetime.min.replace(tzinfo=now.tzinfo),))
+    if not since or since["n"] < UNREACHABLE_AFTER:
+        return None
+    return {"last_posted": posted, "pulled": since["n"], "last_pulled": since["at"]}
+
+
 def overview(db: Database, now: datetime, silence: timedelta, limit: int = 20) -> dict[str, Any]:
     """Everything `bin/jobs webhooks` shows."""
     waited, waiting = lag(db, now)
@@ -85,6 +110,7 @@ def overview(db: Database, now: datetime, silence: timedelta, limit: int = 20) -
         "counts": counts(db),
         "installations": installations(db, now, silence),
         "last_reconcile": db.one(LAST_RECONCILE),
+        "unreachable": unreachable(db, now, UNREACHABLE_FOR),
         "recent": db.rows(RECENT, (limit,)),
         "quarantined": db.rows(QUARANTINED, (limit,)),
         "unresolved": db.rows(UNRESOLVED, (limit,)),

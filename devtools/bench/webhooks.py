@@ -176,7 +176,7 @@ def run(
         pending: list[int] = []
         webhook_repos = {n for n in names if n.split("/")[0] in installed} if hooked else set()
         end, last_plan, last_recheck = start + timedelta(hours=hours), None, None
-        probe_points = probed_total = 0
+        probe_points = probed_total = rode = 0
         hooked_probe_points = 0.0
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
@@ -196,6 +196,8 @@ def run(
                             rig.store.database("webhooks"),
                             rig.planner_gh.session.pool.app,
                             clock.now,
+                            rig.dispatcher,
+                            "local",
                         )
                         last_recheck = clock.now
                 due_again(rig)
@@ -203,10 +205,14 @@ def run(
                     report = rig.plan()
                     last_plan = clock.now
                     probe_points += report.probe_points
-                    if report.probe_due:  # a query's points, by who was due in it
-                        hooked_probe_points += (
-                            report.probe_points * report.probe_due_webhooks / report.probe_due
+                    if report.probe_due:  # a query's points, by who was due in it; what
+                        # riders (webhook pull requests' details) added is theirs whole
+                        queries = -(-report.probed // 100)
+                        extra = max(0, report.probe_points - queries) if report.rode else 0
+                        hooked_probe_points += extra + (report.probe_points - extra) * (
+                            report.probe_due_webhooks / report.probe_due
                         )
+                    rode += report.rode
                     probed_total += report.probed
                 rig.work()
                 still = []
@@ -229,7 +235,8 @@ def run(
             what = e.extra.get("operation") or e.kind
             if e.kind == "rest":
                 parts = e.path.split("/")
-                what = f"rest /{parts[1]}/…/{parts[-1]}" if len(parts) > 3 else f"rest {e.path}"
+                last = "{id}" if parts[-1].isdigit() else parts[-1]
+                what = f"rest /{parts[1]}/…/{last}" if len(parts) > 3 else f"rest {e.path}"
             by_kind[what] += e.points
         result: dict[str, Any] = {
             "changes": len(changes),
@@ -238,6 +245,7 @@ def run(
             "app_requests_per_hour": round(len(app) / span, 1),
             "points_by_operation": dict(by_kind),
             "probe_points": probe_points,
+            "details_rode_probes": rode,
             "wall_s": round(wall, 1),
         }
         if isinstance(rig, HookRig):

@@ -328,7 +328,7 @@ class Sandbox:
             hooks.redeliver(attempt.id)
             return Response(202, {})
         if not found["attempts"] and method == "GET":
-            return Response(200, attempt.item())
+            return Response(200, hooks.detail(attempt.id))
         return Response(404, {"message": "Not Found"})
 
     def _fault(self, target: str) -> Response | None:

@@ -121,6 +121,7 @@ class Hooks:
         self._seq = 0
         self._ids = 90_000_000
         self._lock = threading.RLock()
+        self.log_payloads = True  # GET /app/hook/deliveries/{id} gives the payload
         world.on_change = self.changed
 
     # What happens on GitHub.
@@ -316,6 +317,22 @@ class Hooks:
     def attempt(self, hook_id: int) -> Attempt | None:
         with self._lock:
             return next((a for a in self.log if a.id == hook_id), None)
+
+    def detail(self, hook_id: int) -> dict[str, Any] | None:
+        """GitHub's `hook-delivery`: the log entry with the request as sent (headers and
+        the parsed payload; no payload when `log_payloads` is off, as for a delivery
+        GitHub no longer holds whole) and the answer it met."""
+        found = self.attempt(hook_id)
+        if found is None:
+            return None
+        sent = self.bodies.get(found.guid)
+        payload = json.loads(sent.body) if sent is not None and self.log_payloads else None
+        headers = {"X-GitHub-Event": found.event, "X-GitHub-Delivery": found.guid}
+        return found.item() | {
+            "url": self.url,
+            "request": {"headers": headers, "payload": payload},
+            "response": {"headers": {}, "payload": None},
+        }
 
     def redeliver(self, hook_id: int) -> bool:
         """Queues the delivery of attempt `hook_id` again (same guid, `redelivery`)."""

@@ -143,3 +143,24 @@ def test_a_change_a_probe_found_is_refreshed_at_two_thirds_of_the_target():
     decided = decide([known], T0 + timedelta(minutes=3), SETTINGS, budget=10)
     assert (decided.refresh, decided.probe) == (["a/b"], [])
     assert decide([known], T0 + timedelta(minutes=3), SETTINGS, budget=1).refresh == []
+
+
+def test_a_repository_with_healthy_webhooks_rides_others_probe_queries():
+    """Its probe is a safety net at its target: from two thirds of it on, it fills up a
+    query another repository made (for free) ahead of the rest; alone, it waits for the
+    target."""
+    healthy = {"webhooks_checked_at": T0 - timedelta(minutes=1)}
+
+    def hooked(name: str, probed_minutes_ago: float) -> Tracked:
+        probed = T0 - timedelta(minutes=probed_minutes_ago)
+        return fresh(name, "hot", 1, probed_at=probed, **healthy)
+
+    riding, early = hooked("o/riding", 11), hooked("o/early", 9)
+    assert not is_due(riding, T0, TIERS)
+    assert decide([riding, early], T0, SETTINGS, budget=10).probe == []  # no query for it
+    spares = [fresh(f"o/s{i}", "cold", 300 + i) for i in range(120)]  # more urgent spares
+    decided = decide([fresh("o/due", "hot", 6), early, *spares, riding], T0, SETTINGS, 10)
+    assert decided.probe[:2] == ["o/due", "o/riding"]
+    assert decided.probe_due == 1  # the query is o/due's: the rider costs nothing
+    assert "o/early" not in decided.probe  # not yet two thirds: the spares' turn
+    assert is_due(hooked("o/late", 15), T0, TIERS)  # at its target: probed by its own

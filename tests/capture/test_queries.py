@@ -14,6 +14,7 @@ from capture.fetch.shape import Observed, Shape, plan
 from capture.freshness.probe import Asked, probe_query
 from capture.github.cost import query_cost
 from capture.github.graphql import document
+from capture.webhooks.riders import RIDERS
 from tests.devtools.test_sandbox_schema import REAL
 
 QUERIES = sorted(
@@ -54,6 +55,18 @@ def test_the_composed_numbers_query_is_valid_and_costs_one_point_for_a_hundred(g
     assert validate(github, parse(text)) == []
     for counting in ("strict", "lenient"):
         assert query_cost(parse(text), variables, counting=counting).points == 1
+
+
+def test_pull_requests_riding_a_full_probe_query_are_valid_and_cost_nothing_more(github):
+    """New pull requests' files and commits (webhooks) ride the probe: the query stays
+    at one point under either reading of how nodes(ids:) counts, far under the node limit."""
+    asked = [Asked(f"acme/r{i}", f"R_{i}") for i in range(100)]
+    text, variables = probe_query(asked, [f"PR_{i}" for i in range(RIDERS)])
+    assert validate(github, parse(text)) == []
+    for counting in ("strict", "lenient"):
+        cost = query_cost(parse(text), variables, counting=counting)
+        assert cost.points == 1
+        assert cost.nodes < 10_000
 
 
 def test_a_composed_pages_weight_is_what_githubs_rules_say():

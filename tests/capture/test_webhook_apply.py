@@ -17,11 +17,17 @@ from capture.api.app import ApiSettings, Context, create_app
 from capture.freshness.loop import plan_once
 from capture.freshness.registry import Entry, Registry
 from capture.github.app import GitHubApp
+from capture.github.session import SERVER_TRIES
+from capture.ops.alerts import RULES
+from capture.ops.health import Health
 from capture.webhooks import WebhookSettings
+from capture.webhooks.planner import recheck
 from capture.webhooks.reconcile import reconcile
+from capture.webhooks.status import UNREACHABLE_FOR, unreachable
 from devtools.bench.budget import private_key
 from devtools.sandbox import World
 from devtools.sandbox.apps import Installation
+from devtools.sandbox.faults import Fault
 from devtools.sandbox.webhooks import Faults
 from jobstore import Secret
 from jobstore.dispatcher import Dispatcher
@@ -243,8 +249,56 @@ def test_a_payload_that_cannot_be_applied_is_quarantined_and_the_rest_go_on(hook
     assert h.rows("SELECT count(*) FROM comments WHERE id = %s", comment.database_id) == [(1,)]
 
 
-def test_the_reconciler_asks_again_for_what_never_arrived(hooked, world):
+def test_a_delivery_that_never_arrived_is_read_from_githubs_log_while_the_receiver_is_down(
+    hooked, world
+):
     h = hooked(Faults(down=[(NOW, NOW + timedelta(hours=1))]))
+    comments = [world.add_comment("acme/widgets", n, h.clock(), f"c{n}") for n in (1, 2, 3)]
+    h.deliver()
+    assert h.answers == []  # the receiver is down: GitHub logged failures
+    h.rig.sandbox.ledger.clear()
+    done = recheck(h.rig.store.database("webhooks"), h.app, h.clock(), h.dispatcher, "local")
+    assert (done.failed, done.pulled, done.redelivered) == (3, 3, 0)
+    assert done.apply == [(world.repository("acme/widgets").database_id, "acme/widgets")] * 3
+    asked = [e.path for e in h.rig.sandbox.ledger.entries]
+    assert sum(p.startswith("/app/hook/deliveries/") for p in asked) == 3  # one GET each
+    assert not [p for p in asked if p.endswith("/attempts")]  # nothing asked to be resent
+    h.work()  # its apply job, enqueued by the recheck: nothing waits for the catch-up
+    ids = [c.database_id for c in comments]
+    assert h.rows("SELECT count(*) FROM comments WHERE id = ANY(%s)", ids) == [(3,)]
+    counted = h.rows("SELECT name, n FROM webhook_counts WHERE event = 'issue_comment' ORDER BY 1")
+    assert counted == [("processed", 3), ("pulled", 3)]
+    again = recheck(h.rig.store.database("webhooks"), h.app, h.clock(), h.dispatcher, "local")
+    assert (again.failed, again.pulled, again.redelivered) == (0, 0, 0)  # stored: done
+    # data flows, but the operator is told GitHub cannot reach the receiver
+    h.clock.advance(minutes=6)
+    health = Health(
+        at=h.clock(),
+        unreachable=unreachable(h.rig.store.database("webhooks"), h.clock(), UNREACHABLE_FOR),
+    )
+    alert = next(r for r in RULES if r.name == "WebhookReceiverUnreachable")
+    assert [key for key, _ in alert.check(health)] == ["receiver"]
+    assert "3 read from its log" in alert.check(health)[0][1]
+    # the receiver is back and one comes again (a redelivery asked for by hand): the same
+    # delivery id, stored once, applied once
+    h.clock.now = NOW + timedelta(hours=1, minutes=1)
+    attempt = next(a for a in h.hooks.log if a.guid == h.hooks.log[0].guid)
+    h.hooks.redeliver(attempt.id)
+    h.deliver()
+    assert h.answers == [200]  # a duplicate: answered, not applied again
+    assert h.rows("SELECT count(*), sum(duplicates) FROM github_deliveries") == [(3, 1)]
+    world.add_comment("acme/widgets", 1, h.clock(), "posted, as it should be")
+    h.deliver()
+    assert h.answers == [200, 202]
+    assert unreachable(h.rig.store.database("webhooks"), h.clock(), UNREACHABLE_FOR) is None
+    confirmed = reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
+    assert confirmed.through is not None
+    assert confirmed.through > comments[-1].updated_at  # the installation is confirmed
+
+
+def test_the_reconciler_asks_again_for_what_the_log_will_not_give_whole(hooked, world):
+    h = hooked(Faults(down=[(NOW, NOW + timedelta(hours=1))]))
+    h.hooks.log_payloads = False  # e.g. a delivery GitHub no longer holds whole
     comments = [world.add_comment("acme/widgets", n, h.clock(), f"c{n}") for n in (1, 2, 3)]
     h.deliver()
     assert h.answers == []  # the receiver was down: GitHub logged failures
@@ -395,3 +449,82 @@ def test_a_probe_that_sees_a_comment_webhooks_brought_refreshes_nothing(hooked, 
     assert report.delivered == 1  # the probe saw the move; the webhook had brought it
     assert report.changed == []
     assert report.refreshes == {}
+
+
+def test_a_new_pull_requests_files_and_commits_ride_the_next_probe_query(hooked, world):
+    """No query of their own: the planner's probe query carries them for its one point;
+    the apply job, woken at the end of its window, finds nothing left to fetch."""
+    h = hooked()
+    repos = [world.repository("acme/widgets"), world.repository("acme/gadgets")]
+    h.hooks.installation_event("installation", "created", 77, repos)
+    h.deliver()
+    h.plan()  # tracked and bootstrapped
+    h.work()
+    h.clock.advance(hours=2)  # probes due
+    reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
+    pr = world.add_pull_request("acme/widgets", h.clock(), bare=True)
+    h.deliver()
+    assert [r.outcome for r in h.work()] == ["waiting"]  # the row stored; files wait
+    h.rig.sandbox.ledger.clear()
+    report = h.plan()
+    assert report.probed == 2
+    assert report.rode == 1
+    graphql = [e for e in h.rig.sandbox.ledger.entries if e.kind == "graphql"]
+    probes = [e for e in graphql if e.extra.get("operation") == "Probe"]
+    assert [e.points for e in probes] == [1]  # one query, one point, riders included
+    assert "PullRequestsByIds" not in {e.extra.get("operation") for e in graphql}
+    files = h.rows("SELECT count(*) FROM pr_files WHERE pull_request_id = %s", pr.database_id)
+    assert files == [(len(pr.files),)]
+    assert files[0][0] > 0
+    assert h.rows("SELECT status, note FROM github_deliveries WHERE event = 'pull_request'") == [
+        ("processed", "its pull request refreshed")
+    ]
+    h.rig.sandbox.ledger.clear()
+    assert [r.outcome for r in h.after_window()] == ["completed"]
+    assert h.points() == 0  # nothing was left for the apply job
+
+
+def test_riders_the_probe_could_not_bring_are_given_back_to_their_apply_job(hooked, world):
+    h = hooked()
+    h.hooks.installation_event("installation", "created", 77, [world.repository("acme/widgets")])
+    h.deliver()
+    h.plan()
+    h.work()
+    h.clock.advance(hours=2)
+    reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
+    world.add_pull_request("acme/widgets", h.clock(), bare=True)
+    h.deliver()
+    h.work()
+    h.rig.sandbox.faults.add(Fault("graphql", "502", count=SERVER_TRIES))  # the probe fails
+    report = h.plan()
+    assert report.rode == 0
+    assert any("probe of 1 repositories failed" in e for e in report.errors)
+    claims = h.rows("SELECT status, claimed_by FROM github_deliveries WHERE event = 'pull_request'")
+    assert claims == [("refresh", None)]  # given back at once
+    assert [r.outcome for r in h.after_window()] == ["completed"]  # its job fetched them
+    assert h.rows("SELECT status FROM github_deliveries WHERE event = 'pull_request'") == [
+        ("processed",)
+    ]
+
+
+def test_a_probe_right_after_a_change_finds_its_delivery_waiting_and_refreshes_nothing(
+    hooked, world
+):
+    h = hooked()
+    h.hooks.installation_event("installation", "created", 77, [world.repository("acme/widgets")])
+    h.deliver()
+    h.plan()
+    h.work()
+    h.clock.advance(hours=2)
+    reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
+    world.add_review("acme/widgets", 2, h.clock(), "APPROVED")
+    h.deliver()  # received and stored; its apply job has not run yet
+    assert h.rows("SELECT status FROM github_deliveries WHERE event = 'pull_request_review'") == [
+        ("received",)
+    ]
+    report = h.plan()
+    assert report.delivered == 1  # the move is in a delivery waiting to be applied
+    assert report.refreshes == {}
+    h.work()
+    review = world.repository("acme/widgets").pulls[2].reviews[-1]
+    assert h.rows("SELECT count(*) FROM reviews WHERE id = %s", review.database_id) == [(1,)]

@@ -14,6 +14,8 @@ from capture.freshness.registry import DELIVERED
 from capture.webhooks.deliveries import CLAIM, OPEN, SEEN, STORED_PULLS
 from capture.webhooks.reconcile import LAST_RECEIVED
 from capture.webhooks.reconcile import OPEN as OPEN_REDELIVERIES
+from capture.webhooks.riders import CLAIM as RIDERS_CLAIM
+from capture.webhooks.status import LAST_POSTED, PULLED_SINCE
 from devtools import fleetdata
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -58,6 +60,10 @@ def test_the_webhook_statements_read_by_index(year):
             CLAIM,
             {"repo": 7, "job": uuid.uuid4(), "now": NOW, "stale": NOW, "limit": 200},
         ),
+        "the planner's claim of pull requests to ride its probe": (
+            RIDERS_CLAIM,
+            {"me": uuid.uuid4(), "now": NOW, "stale": NOW, "limit": 16},
+        ),
         "stored pull requests by repository and number": (STORED_PULLS, ([7, 8], [1, 2])),
         "an issue comment's pull request told newer": (SEEN, ([1, 2], [NOW, NOW], 7)),
         "a probe's newest pull requests already delivered": (
@@ -65,6 +71,8 @@ def test_the_webhook_statements_read_by_index(year):
             (["a/b", "c/d"], [7, 8], [1, 2], [NOW, NOW]),
         ),
         "the newest delivery received": (LAST_RECEIVED, ()),
+        "the newest delivery GitHub posted": (LAST_POSTED, ()),
+        "deliveries read from the log since": (PULLED_SINCE, (NOW,)),
         "redeliveries still open": (OPEN_REDELIVERIES, (500,)),
     }
     with psycopg.connect(year) as conn:
