@@ -139,7 +139,8 @@ def is_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
         return False
     age, tier = t.age(now), tiers[t.effective_tier(now)]
     if t.webhooks(now):  # changes arrive by webhook: a probe at the target is the net
-        stale = t.probed_at is None or now - t.probed_at >= tier.target
+        looked = last_look(t)
+        stale = looked is None or now - looked >= tier.target
         return stale or age is None or age >= tier.refresh_after
     return age is None or age >= tier.probe_after
 
@@ -218,7 +219,16 @@ def rides(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
     target): probed in the first query that others make, or at its target by its own."""
     if not t.webhooks(now) or not is_probeable(t):
         return False
-    return t.probed_at is None or now - t.probed_at >= tiers[t.effective_tier(now)].refresh_after
+    looked = last_look(t)
+    return looked is None or now - looked >= tiers[t.effective_tier(now)].refresh_after
+
+
+def last_look(t: Tracked) -> datetime | None:
+    """When GitHub was last looked at for the repository: its last probe, or the refresh
+    (the bootstrap's, at first) enqueued last, which read it whole."""
+    if t.probed_at is None or (t.changed_at is not None and t.changed_at > t.probed_at):
+        return t.changed_at or t.probed_at
+    return t.probed_at
 
 
 def needs_first_refresh(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
@@ -247,7 +257,7 @@ def next_look(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> datetime:
     elif t.webhooks(now):  # from two thirds of its probe interval it rides others' queries
         at = min(
             (t.fresh_as_of or now) + tier.refresh_after,
-            (t.probed_at or now) + tier.refresh_after,
+            (last_look(t) or now) + tier.refresh_after,
         )
     else:
         at = (t.fresh_as_of or now) + tier.probe_after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -164,3 +165,15 @@ def test_a_repository_with_healthy_webhooks_rides_others_probe_queries():
     assert decided.probe_due == 1  # the query is o/due's: the rider costs nothing
     assert "o/early" not in decided.probe  # not yet two thirds: the spares' turn
     assert is_due(hooked("o/late", 15), T0, TIERS)  # at its target: probed by its own
+
+
+def test_a_repository_with_healthy_webhooks_is_not_probed_right_after_its_bootstrap():
+    """The bootstrap read it whole: its first probe comes at its target from then."""
+    healthy = {"webhooks_checked_at": T0 - timedelta(minutes=1)}
+    new = fresh("o/new", "cold", 1, changed_at=T0 - timedelta(minutes=30), **healthy)
+    assert new.probed_at is None
+    assert not is_due(new, T0, TIERS)
+    later = T0 + timedelta(hours=24)
+    confirmed = replace(new, webhooks_checked_at=later, fresh_as_of=later)  # still healthy
+    assert not is_due(confirmed, later - timedelta(minutes=31), TIERS)
+    assert is_due(confirmed, later - timedelta(minutes=30), TIERS)  # 24 h since the bootstrap

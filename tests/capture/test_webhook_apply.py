@@ -433,7 +433,7 @@ def test_a_probe_that_sees_a_comment_webhooks_brought_refreshes_nothing(hooked, 
     h.deliver()
     h.plan()  # tracked and bootstrapped
     h.work()
-    h.clock.advance(hours=2)  # the probe at its target, the safety net, is due
+    h.clock.advance(hours=7)  # the probe at its (warm) target, the safety net, is due
     reconcile(h.rig.store.database("webhooks"), h.app, h.clock())  # deliveries confirmed
     world.add_comment("acme/widgets", 3, h.clock(), "the pull request moves with it")
     h.deliver()
@@ -460,7 +460,7 @@ def test_a_new_pull_requests_files_and_commits_ride_the_next_probe_query(hooked,
     h.deliver()
     h.plan()  # tracked and bootstrapped
     h.work()
-    h.clock.advance(hours=2)  # probes due
+    h.clock.advance(hours=7)  # probes due (a warm tier's target after the bootstrap)
     reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
     pr = world.add_pull_request("acme/widgets", h.clock(), bare=True)
     h.deliver()
@@ -490,7 +490,7 @@ def test_riders_the_probe_could_not_bring_are_given_back_to_their_apply_job(hook
     h.deliver()
     h.plan()
     h.work()
-    h.clock.advance(hours=2)
+    h.clock.advance(hours=7)
     reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
     world.add_pull_request("acme/widgets", h.clock(), bare=True)
     h.deliver()
@@ -515,7 +515,7 @@ def test_a_probe_right_after_a_change_finds_its_delivery_waiting_and_refreshes_n
     h.deliver()
     h.plan()
     h.work()
-    h.clock.advance(hours=2)
+    h.clock.advance(hours=7)
     reconcile(h.rig.store.database("webhooks"), h.app, h.clock())
     world.add_review("acme/widgets", 2, h.clock(), "APPROVED")
     h.deliver()  # received and stored; its apply job has not run yet
