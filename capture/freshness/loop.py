@@ -478,6 +478,9 @@ def bootstrap(
         until=until,
         trigger="backfill",
         priority="low",
+        # one per repository while it runs, whenever a pass (or a second planner, after a
+        # pass that died before recording it) asks
+        dedupe_key=f"bootstrap-history:{repository}",
         params={"bootstrap": "history"},
     )
     backfill = dispatcher.submit(

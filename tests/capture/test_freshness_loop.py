@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from capture.freshness.loop import on_request
+from capture.freshness.loop import bootstrap, on_request
 from capture.freshness.registry import Entry, Registry
 from devtools.sandbox import World
 from jobstore import views
+from jobstore.dispatcher import Dispatcher
 from jobstore.domain import Status
 from jobstore.spec import JobSpec
 from tests.capture.conftest import LOCAL
@@ -181,6 +182,19 @@ def test_probes_stop_at_the_real_time_reserve(loop):
     reserved = replace(LOCAL, reserve=2_000_000)  # more than the sandbox token's budget
     report = loop.plan(reserved)
     assert (report.probed, report.deferred) == (0, 3)
+
+
+def test_a_bootstrap_asked_for_again_while_its_backfill_runs_makes_no_second_backfill(
+    loop, database_url
+):
+    """A pass that died after enqueueing a bootstrap, before recording it: the next pass
+    (a minute later, or another planner's) asks again and gets the same backfill."""
+    loop.registry.track([Entry("acme/widgets", "hot")], loop.rig.clock())
+    dispatcher, now = Dispatcher(loop.rig.store, {}, {}), loop.rig.clock()
+    bootstrap(dispatcher, loop.registry, "acme/widgets", now, LOCAL)
+    bootstrap(dispatcher, loop.registry, "acme/widgets", now + timedelta(minutes=1), LOCAL)
+    query = "SELECT count(*) FROM job_heads WHERE job_type = %s"
+    assert rows(database_url, query, "historical-sync") == [(1,)]
 
 
 def test_two_planners_at_once_do_the_work_of_one(loop):
