@@ -11,9 +11,11 @@ from datetime import timedelta
 import httpx
 import psycopg
 import pytest
+from click.testing import CliRunner
 from githubkit.webhooks import parse
 
 from capture.api.app import ApiSettings, Context, create_app
+from capture.cli.jobs import jobs
 from capture.freshness.loop import plan_once
 from capture.freshness.registry import Entry, Registry
 from capture.github.app import GitHubApp
@@ -279,6 +281,10 @@ def test_a_delivery_that_never_arrived_is_read_from_githubs_log_while_the_receiv
     alert = next(r for r in RULES if r.name == "WebhookReceiverUnreachable")
     assert [key for key, _ in alert.check(health)] == ["receiver"]
     assert "3 read from its log" in alert.check(health)[0][1]
+    shown = CliRunner().invoke(jobs, ["webhooks"], env={"DATABASE_URL": h.url})
+    assert shown.exit_code == 0, shown.output
+    assert "GitHub is not reaching the receiver: 3 deliveries read from its log" in shown.output
+    assert "pulled 3" in shown.output
     # the receiver is back and one comes again (a redelivery asked for by hand): the same
     # delivery id, stored once, applied once
     h.clock.now = NOW + timedelta(hours=1, minutes=1)
