@@ -172,6 +172,11 @@ def webhook_families(h: Health) -> Iterator[Metric]:
         "Installations whose repositories changed on GitHub with no delivery from them",
         value=len(h.silent),
     )
+    yield GaugeMetricFamily(
+        "prcapture_webhook_receiver_unreachable",
+        "1 when GitHub's deliveries are read from its log because none reach the receiver",
+        value=1.0 if h.unreachable else 0.0,
+    )
 
 
 def render(health: Health) -> bytes:

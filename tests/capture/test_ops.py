@@ -347,7 +347,7 @@ def test_the_rules_file_passes_promtool():
         ["promtool", "check", "rules", str(RULES_FILE)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "8 rules found" in check.stdout
+    assert "9 rules found" in check.stdout
 
 
 def test_the_rules_file_and_the_sweeper_judge_alike():
