@@ -33,7 +33,14 @@ from jobstore.routing import LANES, HealthSettings, Route, RoutingSettings, deci
 from jobstore.secret import Secret, fingerprint
 from jobstore.settings import LaneSettings, Settings, application_name, number
 from jobstore.settings import load as load_settings
-from jobstore.spec import MAX_DAYS, PRIORITIES, TRIGGERS, JobSpec, parse_repository
+from jobstore.spec import (
+    GITHUB_EPOCH,
+    MAX_DAYS,
+    PRIORITIES,
+    TRIGGERS,
+    JobSpec,
+    parse_repository,
+)
 from jobstore.store import Claim, Enqueued, JobStore, open_store
 from jobstore.sweeper import SweepReport, sweep
 from jobstore.views import JobViews, catch_up, open_views, project_forever
@@ -41,6 +48,7 @@ from jobstore.wakeup import Hint, Wakeup
 
 __all__ = [
     "FINAL",
+    "GITHUB_EPOCH",
     "INNGEST_EVENT",
     "LANES",
     "MAX_DAYS",

@@ -16,7 +16,8 @@ from uuid import UUID
 import httpx
 
 from jobstore.domain import Job, Status
-from jobstore.lanes import DispatchError, Lane, dispatch
+from jobstore.heads import Dispatching
+from jobstore.lanes import Dispatch, DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
 from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, RoutingSettings, decide, lane_down
@@ -34,6 +35,7 @@ class Sent:
     ok: bool
     detail: str
     fallback_from: str | None = None
+    full: bool = False  # its lane held all it may run at once: it waits, routed, its turn
 
 
 Observe = Callable[[httpx.Headers], None]
@@ -196,9 +198,11 @@ class Dispatcher:
             if not mine:
                 job = self.store.get(job_id)
                 return Sent(job.id, job.lane, False, "being dispatched by another process")
-            return self._send(job_id, now, self.down(now) if down is None else down)
+            return self._send(job_id, now, self.down(now) if down is None else down, mine)
 
-    def _send(self, job_id: UUID | str, now: datetime, down: dict[str, str]) -> Sent:
+    def _send(
+        self, job_id: UUID | str, now: datetime, down: dict[str, str], mine: Dispatching
+    ) -> Sent:
         job = self.store.get(job_id)
         first_lane = job.lane
         tries: Counter[str] = Counter()
@@ -226,8 +230,15 @@ class Dispatcher:
             if lane is None:
                 down[lane_name] = "lane not configured"
                 continue
+            result = self._within_capacity(job, lane, now, mine)
+            if result is None:
+                held = self.settings.capacity(lane_name)
+                detail = (
+                    f"{lane_name} full ({held} of {held} running or about to): stays routed, "
+                    "dispatched when one ends"
+                )
+                return Sent(job.id, lane_name, False, detail, full=True)
             tries[lane_name] += 1
-            result = dispatch(self.store, job.id, lane, now)
             if result.ok:
                 down.pop(lane_name, None)  # a probe got through: the lane is back
                 fallback = first_lane if first_lane != lane_name else None
@@ -243,6 +254,20 @@ class Dispatcher:
             ):
                 down[lane_name] = result.detail  # for the rest of this call (and sweep pass)
         return Sent(job.id, job.lane, False, f"not dispatched: {job.error}")
+
+    def _within_capacity(
+        self, job: Job, lane: Lane, now: datetime, mine: Dispatching
+    ) -> Dispatch | None:
+        """Dispatches `job` if `lane` holds less than its capacity (counted and sent under
+        the lane's lock, so dispatchers in other processes wait their turn); None if full.
+        A job is only sent where it can start, so its start deadline measures the lane,
+        not the queue."""
+        capacity = self.settings.capacity(lane.name)
+        if capacity is None:
+            return dispatch(self.store, job.id, lane, now)
+        if mine.held(lane.name) >= capacity:
+            return None
+        return dispatch(self.store, job.id, lane, now)
 
     def _probe(self, lane: str, down: Mapping[str, str]) -> bool:
         """One dispatch per pass to a lane that looks down from its recent failures (not

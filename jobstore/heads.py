@@ -27,7 +27,39 @@ QUARANTINE = (
     "h AS (UPDATE job_heads SET status = 'quarantined' WHERE job_id = %(id)s) "
     "SELECT seen FROM q"
 )
+# What a lane holds: jobs dispatched to it and not started yet, and jobs running on it.
+# A child an Actions run planned into its matrix waits for one of the run's legs (bounded
+# by the workflow's max-parallel), not for a runner of its own: it counts once it runs.
+HELD = (
+    "status IN ('dispatched', 'running') AND lane = ANY(%(lanes)s) AND NOT "
+    "(status = 'dispatched' AND lane = 'github_actions' AND parent_id IS NOT NULL)"
+)
+IN_FLIGHT = f"SELECT count(*) AS n FROM job_heads WHERE {HELD}"
+IN_FLIGHT_BY_LANE = f"SELECT lane, count(*) AS n FROM job_heads WHERE {HELD} GROUP BY lane"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
+
+
+class Dispatching:
+    """The right to dispatch one job (truthy if this process has it), and the lane locks
+    taken with it."""
+
+    def __init__(self, mine: bool, curs: Any) -> None:
+        self.mine = mine
+        self._curs = curs
+
+    def __bool__(self) -> bool:
+        return self.mine
+
+    def held(self, lane: str) -> int:
+        """How many jobs `lane` holds now (see IN_FLIGHT), under a lock on the lane kept
+        until the dispatch ends: dispatchers in every process count and send one at a
+        time, so together they never send past the lane's capacity."""
+        self._curs.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (f"capacity:{lane}",)
+        )
+        self._curs.execute(IN_FLIGHT, {"lanes": [lane]})
+        row = self._curs.fetchone()
+        return int(row["n"]) if row else 0
 
 
 @boundary
@@ -134,16 +166,23 @@ class Heads:
         return found
 
     @contextmanager
-    def dispatching(self, job_id: UUID | str) -> Iterator[bool]:
-        """True if this process may dispatch the job now: a transaction-level advisory lock
-        held until the block ends, so two dispatchers never send the same job twice."""
+    def dispatching(self, job_id: UUID | str) -> Iterator[Dispatching]:
+        """Truthy if this process may dispatch the job now: a transaction-level advisory
+        lock held until the block ends, so two dispatchers never send the same job twice.
+        Its `held(lane)` counts what a lane holds under the lane's lock, on the same
+        connection (a waiter holds one connection, not two)."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(
                 "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 1)) AS mine",
                 (f"dispatch:{job_id}",),
             )
             row = curs.fetchone()
-            yield bool(row and row["mine"])
+            yield Dispatching(bool(row and row["mine"]), curs)
+
+    def in_flight(self, lanes: Sequence[str]) -> dict[str, int]:
+        """How many jobs each of `lanes` holds now (see IN_FLIGHT)."""
+        rows = self._rows(IN_FLIGHT_BY_LANE, {"lanes": list(lanes)})
+        return {lane: 0 for lane in lanes} | {r["lane"]: int(r["n"]) for r in rows}
 
     def stale_running(self, now: datetime, settings: Settings) -> list[UUID]:
         """Running jobs silent for longer than their lane's lease."""
@@ -204,11 +243,21 @@ class Heads:
         """Dispatched jobs not started within their lane's start deadline."""
         return self._silent("dispatched", deadlines, now)
 
+    def latest_child_event(self, parent_id: UUID) -> datetime | None:
+        """When a leg last started or ended any child of `parent_id` (its run is draining
+        them); a dispatch or its failure is not a leg's doing."""
+        rows = self._rows(
+            "SELECT max(last_event_at) AS at FROM job_heads WHERE parent_id = %s "
+            "AND status NOT IN ('routed', 'dispatched', 'queued')",
+            (parent_id,),
+        )
+        return rows[0]["at"] if rows else None
+
     def routed(self, lanes: Sequence[str]) -> list[UUID]:
         """Jobs routed to one of `lanes` and not yet dispatched, best first."""
         rows = self._rows(
             "SELECT job_id FROM job_heads WHERE status = 'routed' AND lane = ANY(%s) "
-            f"ORDER BY {PRIORITY_ORDER}, created_at",
+            f"ORDER BY {PRIORITY_ORDER}, turn_at",
             (list(lanes),),
         )
         return [row["job_id"] for row in rows]

@@ -47,6 +47,7 @@ class Head(NamedTuple):
     not_before: Any
     created_at: Any
     last_event_at: Any
+    share: str  # whose turn it shares (schema/025): the workspace, else the owner
 
 
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
@@ -57,7 +58,7 @@ WITH picked AS (
     SELECT job_id FROM job_heads
     WHERE status IN ('routed', 'dispatched') AND lane = %(lane)s
       AND (%(job_id)s::uuid IS NULL OR job_id = %(job_id)s::uuid)
-    ORDER BY {order}, created_at
+    ORDER BY {order}, turn_at
     LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 SELECT e.originator_id, e.originator_version, e.topic, e.state

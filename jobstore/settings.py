@@ -18,6 +18,11 @@ from jobstore.secret import Secret
 DEFAULT_LEASES = {"inngest": 300.0, "github_actions": 1800.0, "local": 300.0}
 # A dispatched job not started within this is a failed dispatch (the lane dropped it).
 DEFAULT_START_DEADLINES = {"inngest": 120.0, "github_actions": 900.0, "local": 60.0}
+# Jobs a dispatching lane runs at once: the Free plans' limits (GitHub Actions: 20
+# concurrent jobs per account, up to 500 on Enterprise; Inngest: 5 concurrent steps, 100
+# on Pro). Beyond it a lane queues the work itself and the start deadline would read the
+# queueing as a lost dispatch, so the dispatcher keeps the rest routed in the job store.
+DEFAULT_CAPACITIES = {"inngest": 5, "github_actions": 20}
 
 
 # Job types whose runs use a workflow of their own (it plans child jobs and fans out).
@@ -51,6 +56,7 @@ class Settings:
     start_deadlines: Mapping[str, float] = field(
         default_factory=lambda: dict(DEFAULT_START_DEADLINES)
     )
+    capacities: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITIES))
     retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing it is safe
     pool_size: int = 5
     pool_wait: float = 10.0  # seconds to wait for a pooled connection before giving up
@@ -78,6 +84,10 @@ class Settings:
 
     def start_deadline(self, lane: str | None) -> float:
         return self.start_deadlines.get(lane or "local", DEFAULT_START_DEADLINES["local"])
+
+    def capacity(self, lane: str | None) -> int | None:
+        """Jobs `lane` may hold at once (dispatched or running); None: no limit (local)."""
+        return self.capacities.get(lane or "local")
 
 
 def number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
@@ -109,6 +119,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         )
         for lane in LANES
     }
+    capacities = {
+        lane: int(number(env, f"JOBSTORE_CAPACITY_{lane.upper()}", default, minimum=1))
+        for lane, default in DEFAULT_CAPACITIES.items()
+    }
     retry = RetryPolicy(
         max_attempts=int(number(env, "JOBSTORE_MAX_ATTEMPTS", 5, minimum=1)),
         base_delay=number(env, "JOBSTORE_RETRY_BASE_SECONDS", 30.0),
@@ -127,6 +141,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         home=Path(env["JOBSTORE_HOME"]) if env.get("JOBSTORE_HOME") else find_home(Path.cwd()),
         leases=leases,
         start_deadlines=deadlines,
+        capacities=capacities,
         retry=retry,
         pool_size=int(number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
         prices_path=Path(env["JOBSTORE_PRICES"]) if env.get("JOBSTORE_PRICES") else None,

@@ -15,7 +15,9 @@ from jobstore.errors import InvalidSpec
 
 TRIGGERS = ("manual", "scheduled", "webhook", "backfill")
 PRIORITIES = ("high", "normal", "low")
-MAX_DAYS = 3650
+MAX_DAYS = 3650  # `days` back from now at most (a window from GITHUB_EPOCH covers more)
+# GitHub opened in 2008: a window from here holds a repository's whole history.
+GITHUB_EPOCH = datetime(2008, 1, 1, tzinfo=UTC)
 MAX_PRS = 1000
 MAX_ITEMS = 1_000_000
 MAX_PARAMS_BYTES = 16_384
@@ -123,8 +125,10 @@ class JobSpec:
             since_at, until_at = _aware("since", since), _aware("until", until)
             if since_at >= until_at:
                 raise InvalidSpec("since", f"must be before until ({since_at} >= {until_at})")
-            if until_at - since_at > timedelta(days=MAX_DAYS):
-                raise InvalidSpec("since", f"window is longer than {MAX_DAYS} days")
+            if since_at < GITHUB_EPOCH:
+                raise InvalidSpec(
+                    "since", f"is before {GITHUB_EPOCH.date()}: GitHub holds nothing older"
+                )
         prs = []
         for number in pr_numbers:
             prs.append(_positive_int("pr_numbers", number, 2**31 - 1))

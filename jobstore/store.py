@@ -97,6 +97,7 @@ def head_of(job: Job) -> Head:
         job.not_before,
         job.created_on,
         job.modified_on,
+        str(job.params.get("workspace") or job.repository.split("/")[0]),
     )
 
 

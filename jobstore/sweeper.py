@@ -37,6 +37,7 @@ class SweepReport:
     sent: list[Sent] = field(default_factory=list)
     quarantined: list[UUID] = field(default_factory=list)
     archived: int = 0  # finished jobs whose events moved to the archive
+    waiting: int = 0  # routed jobs left waiting for room on a full lane (not a failure)
 
     def as_json(self) -> dict:
         return {
@@ -48,6 +49,7 @@ class SweepReport:
             "fallbacks": {str(s.job_id): s.lane for s in self.sent if s.fallback_from},
             "quarantined": [str(j) for j in self.quarantined],
             "archived": self.archived,
+            "waiting_for_capacity": self.waiting,
         }
 
 
@@ -66,11 +68,21 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
     for job_id in store.heads.dispatched_before(deadlines, now)[:limit]:
         with set_aside(store, job_id, now, report):
             undelivered(store, job_id, now, report)
+    full: set[str] = set()  # lanes found holding all they may run: the rest wait there
     for job_id in store.heads.routed([INNGEST, ACTIONS])[:limit]:
         with set_aside(store, job_id, now, report):
-            if planned_by_parent(store.get(job_id), now, store.settings.start_deadline(ACTIONS)):
+            job = store.get(job_id)
+            if job.lane in full:
+                report.waiting += 1
                 continue
-            report.sent.append(dispatcher.send(job_id, now, down))
+            if planned_by_parent(job, now, store.settings.start_deadline(ACTIONS)):
+                continue
+            sent = dispatcher.send(job_id, now, down)
+            if sent.full and sent.lane:
+                full.add(sent.lane)
+                report.waiting += 1
+            else:
+                report.sent.append(sent)
     settings = store.settings
     if settings.archive_after_days > 0 and settings.archive_per_sweep > 0:
         report.archived = archive.archive(
@@ -119,6 +131,12 @@ def undelivered(store: JobStore, job_id: UUID, now: datetime, report: SweepRepor
     """A dispatch its lane accepted and never started within the start deadline: failed."""
     job = store.get(job_id)
     waited = (now - job.last_event_at).total_seconds()
+    if job.parent_id is not None and job.lane == ACTIONS:
+        # planned into a run's matrix, it waits for a leg (max-parallel at a time): the
+        # deadline counts from the last move of any of the run's children, so a run still
+        # draining them is not read as a lost dispatch
+        moved = store.heads.latest_child_event(job.parent_id) or job.last_event_at
+        waited = min(waited, (now - moved).total_seconds())
     if job.status is not Status.DISPATCHED or waited <= store.settings.start_deadline(job.lane):
         return
     message = f"accepted by {job.lane} ({job.ref}) but not started within {waited:.0f}s"

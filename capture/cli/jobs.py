@@ -381,6 +381,8 @@ def _lines(report: SweepReport) -> list[str]:
         f"dispatched but never started (re-dispatched): {len(report.undelivered)}",
         f"dispatched: {sum(s.ok for s in report.sent)}",
     ]
+    if report.waiting:
+        lines.append(f"waiting for room on a full lane (routed, in turn): {report.waiting}")
     if report.quarantined:
         lines.append(f"set aside, unreadable (bin/jobs quarantined): {len(report.quarantined)}")
     for sent in report.sent:

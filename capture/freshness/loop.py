@@ -454,10 +454,16 @@ def refresh(
         dedupe_key=f"repository-refresh:{tracked.repository}",
         # where the comment listings start (the refresh need not read it)
         params={"tier": tracked.effective_tier(now)}
-        | ({"comments_since": comments.isoformat()} if comments else {}),
+        | ({"comments_since": comments.isoformat()} if comments else {})
+        | shared(tracked),
     )
     submitted = dispatcher.submit(spec, now, settings.refresh_lane)
     return submitted.job.id
+
+
+def shared(tracked: Tracked | None) -> dict[str, str]:
+    """The params that make a repository's jobs take turns within its workspace."""
+    return {"workspace": tracked.workspace} if tracked and tracked.workspace else {}
 
 
 def bootstrap(

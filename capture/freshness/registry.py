@@ -598,6 +598,8 @@ class Registry:
                 refreshing=r["refresh_job"] in running,
                 next_due=r["next_due"],
                 node_id=r["node_id"],
+                workspace=r["workspace"],
+                added_at=r["added_at"],
                 gone=r["gone_at"] is not None,
                 comments_watermark=r["comments_watermark"],
                 comments_probed_at=r["comments_probed_at"],

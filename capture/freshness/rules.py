@@ -94,6 +94,8 @@ class Tracked:
     comments_watermark: datetime | None = None  # every comment updated before it is stored
     comments_probed_at: datetime | None = None  # its newest comment last read
     webhooks_checked_at: datetime | None = None  # its installation's last reconciliation
+    workspace: str | None = None  # whose it is: its jobs take turns with other workspaces'
+    added_at: datetime | None = None
 
     def webhooks(self, now: datetime) -> bool:
         """Covered by an installation whose deliveries were confirmed lately."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from capture import records
 from capture.errors import ItemsFailed, NotFound
@@ -27,7 +27,7 @@ from capture.fetch.shape import Observed, Plan
 from capture.handlers.base import Context, Outcome, with_rest_fallback
 from capture.jobtypes import PULL_REQUEST_PARTS
 from capture.records import Rows, when
-from jobstore import JobSpec, Route
+from jobstore import GITHUB_EPOCH, JobSpec, Route
 
 log = logging.getLogger(__name__)
 PARTS = PULL_REQUEST_PARTS
@@ -79,7 +79,7 @@ def targets(ctx: Context) -> list[int]:
     job = ctx.job
     if job.pr_numbers:
         return sorted(job.pr_numbers)
-    since = job.since or datetime(2008, 1, 1, tzinfo=UTC)  # GitHub's first year
+    since = job.since or GITHUB_EPOCH
     until = job.until or ctx.now() + timedelta(seconds=1)
     numbers = index_window(ctx, since, until)
     if job.job_type == "pr-details":

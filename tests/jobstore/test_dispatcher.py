@@ -350,3 +350,129 @@ def test_a_lane_that_starts_the_job_before_dispatched_is_recorded_still_counts_a
     assert "moved on" in result.detail
     assert events(store, job_id)[-1] == "Started"
     assert store.heads.recent_dispatches(T0 - timedelta(minutes=1), 5) == {"inngest": [True]}
+
+
+def full_at(store, **capacities: int) -> None:
+    store.settings = replace(store.settings, capacities=capacities)
+
+
+def test_a_full_lane_keeps_the_rest_routed_and_the_sweeper_sends_them_as_room_frees(
+    store, sandbox, make
+):
+    dispatcher = make()
+    full_at(store, github_actions=2, inngest=5)
+    jobs = [routed(store, "github_actions", repo=f"acme/r{i}") for i in range(4)]
+    first = dispatcher.send(jobs[0], T0)
+    assert first.ok
+    report = sweep(dispatcher, T0)
+    assert [s.job_id for s in report.sent if s.ok] == [jobs[1]]
+    assert report.waiting == 2
+    assert report.as_json()["waiting_for_capacity"] == 2
+    assert len(sandbox.actions.runs) == 2
+    refused = dispatcher.send(jobs[2], T0)
+    assert (refused.ok, refused.full) == (False, True)
+    assert refused.detail.startswith("github_actions full (2 of 2")
+    assert [e for e in events(store, jobs[2])] == ["Queued", "Routed"]  # not a failure
+    assert store.get(jobs[2]).lane == "github_actions"  # waits its turn: no fallback
+    # one starts and ends: a place frees, the next in line goes
+    store.claim(jobs[0], "runner", T0, lane="github_actions")
+    assert sweep(dispatcher, T0).sent == []  # running still holds its place
+    store.complete(jobs[0], 1, now=T0 + timedelta(seconds=30))
+    later = T0 + timedelta(seconds=31)
+    assert [s.job_id for s in sweep(dispatcher, later).sent if s.ok] == [jobs[2]]
+    # nothing sent was left queueing at the lane: no start deadline passes on a full lane
+    deadline = store.settings.start_deadline("github_actions")
+    report = sweep(dispatcher, T0 + timedelta(seconds=deadline / 2))
+    assert report.undelivered == []
+    assert report.waiting == 1
+
+
+def test_dispatchers_racing_for_the_last_places_never_send_past_capacity(store, sandbox, make):
+    """Four threads (each on its own connection, as processes would be) send eight jobs
+    to a lane with room for three: exactly three go."""
+    import threading
+
+    dispatcher = make()
+    full_at(store, inngest=3, github_actions=20)
+    jobs = [routed(store, "inngest", repo=f"acme/r{i}") for i in range(8)]
+    results, gate = [], threading.Barrier(4)
+
+    def send(mine):
+        gate.wait()
+        results.extend(dispatcher.send(job_id, T0, {}) for job_id in mine)
+
+    threads = [threading.Thread(target=send, args=(jobs[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted((s.ok, s.full) for s in results) == [(False, True)] * 5 + [(True, False)] * 3
+    assert len(sandbox.inngest.events) == 3
+    assert store.heads.in_flight(["inngest", "github_actions"]) == {
+        "inngest": 3,
+        "github_actions": 0,
+    }
+
+
+def test_matrix_children_queued_behind_the_runs_legs_are_not_lost_dispatches(store, sandbox, make):
+    """A run's matrix runs max-parallel legs at a time: its other children wait for one.
+    The start deadline counts from the last move of any of them, so a draining run's
+    queue is not read as lost; a run silent past the deadline is."""
+    from jobstore.lanes.github_actions import plan_matrix
+
+    dispatcher = make()
+    parent = routed(store, "github_actions", rule="historical")
+    specs = [
+        JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[n], parent_id=parent)
+        for n in range(1, 11)
+    ]
+    children = store.enqueue_many(specs, T0, Route("github_actions", "parent", "p"))
+    planned = plan_matrix(store, store.get(parent), "77 https://run/77", T0)
+    assert len(planned) == len(children) == 10
+    # matrix children waiting for a leg do not take a runner of their own
+    assert store.heads.in_flight(["github_actions"]) == {"github_actions": 0}
+    deadline = store.settings.start_deadline("github_actions")
+    step = T0
+    for child in planned[:4]:  # the legs take a child every so often
+        step += timedelta(seconds=deadline * 0.6)
+        store.claim(child, "leg", step, lane="github_actions")
+        store.complete(child, 1, now=step + timedelta(seconds=1))
+    assert step - T0 > timedelta(seconds=deadline)  # the last six waited longer than it
+    assert sweep(dispatcher, step + timedelta(seconds=10)).undelivered == []
+    silent = step + timedelta(seconds=deadline + 5)  # the run died: now they are lost
+    assert sorted(sweep(dispatcher, silent).undelivered) == sorted(planned[4:])
+
+
+def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database_url):
+    """Each dispatch to a lane with a capacity counts what it holds: over a year of
+    finished jobs that count (and a run's children's last move) read indexes."""
+    import psycopg
+
+    from jobstore.heads import IN_FLIGHT
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO job_heads (job_id, job_type, repository, status, lane, priority, "
+            "attempt, version, dedupe_key, parent_id, created_at, last_event_at) "
+            "SELECT gen_random_uuid(), 'pr-reviews', 'acme/r' || (g % 500), "
+            "CASE WHEN g % 1000 = 0 THEN 'dispatched' ELSE 'completed' END, "
+            "CASE WHEN g % 2 = 0 THEN 'inngest' ELSE 'github_actions' END, 'normal', 1, 3, "
+            "'k' || g, CASE WHEN g % 3 = 0 THEN gen_random_uuid() END, "
+            "now() - make_interval(mins => g), now() - make_interval(mins => g) "
+            "FROM generate_series(1, 50000) g"
+        )
+        conn.execute("ANALYZE job_heads")
+        counted = "\n".join(
+            r[0] for r in conn.execute("EXPLAIN " + IN_FLIGHT, {"lanes": ["github_actions"]})
+        )
+        child = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT max(last_event_at) AS at FROM job_heads WHERE parent_id = %s "
+                "AND status NOT IN ('routed', 'dispatched', 'queued')",
+                (uuid4(),),
+            )
+        )
+    assert "job_heads_active" in counted, counted
+    assert "job_heads_parent" in child, child
+    assert "Seq Scan" not in counted + child
