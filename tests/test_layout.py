@@ -176,7 +176,8 @@ def test_no_fmt_skip_in_the_code():
     [
         (
             jobstore,
-            "FINAL INNGEST_EVENT LANES MAX_DAYS PRIORITIES SECONDS_BOUNDS STOPPED TRIGGERS "
+            "FINAL GITHUB_EPOCH INNGEST_EVENT LANES MAX_DAYS PRIORITIES SECONDS_BOUNDS STOPPED "
+            "TRIGGERS "
             "AmbiguousJobId "
             "Claim ConfigError Database DatabaseReadOnly DatabaseRefused DatabaseUnavailable "
             "Dispatcher EmbeddedServer Enqueued HealthSettings Hint InvalidSpec "

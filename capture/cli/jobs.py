@@ -171,10 +171,14 @@ def freshness(ctx: click.Context, breached: bool, as_json: bool) -> None:
         if as_json:  # built by PostgreSQL: a fleet's worth in a fraction of a second
             click.echo(resources(ctx).registry().freshness_json(breached_only=breached))
             return
-        rows = resources(ctx).registry().freshness(breached_only=breached)
+        registry = resources(ctx).registry()
+        rows = registry.freshness(breached_only=breached)
+        progress = registry.bootstrap_progress()
     columns = ["repository", "effective_tier", "age", "target", "breached", "last_success"]
     columns += ["next_due", "bootstrap", "gone_at"]
     empty = "no repository is past its target" if breached else "no repositories tracked"
+    if progress["tracked"] and progress["done"] < progress["tracked"]:
+        click.echo(render.bootstrap_line(progress))
     click.echo(render.table(rows, columns) if rows else empty)
 
 

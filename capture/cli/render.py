@@ -128,3 +128,12 @@ def render_active(rows: list[dict]) -> str:
         row["job"] = str(row["job_id"])[:8]
     columns = ["job", "job_type", "repository", "lane", "status", "attempt", "progress"]
     return table(rows, columns)
+
+
+def bootstrap_line(progress: dict) -> str:
+    """One line: how far the fleet's bootstrap is."""
+    return (
+        f"bootstrap: {progress['done']} of {progress['tracked']} done, "
+        f"{progress['in_progress']} in progress, {progress['waiting']} waiting, "
+        f"{progress['failed']} failed"
+    )

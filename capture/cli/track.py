@@ -55,6 +55,43 @@ def remove(ctx: click.Context, repository: str) -> None:
     click.echo(f"no longer tracking {entry.repository}")
 
 
+@track.command("bootstrap")
+@click.option(
+    "--again",
+    "again",
+    multiple=True,
+    metavar="REPOSITORY",
+    help="Start this repository's bootstrap anew (e.g. one that failed); repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def bootstrap_command(ctx: click.Context, again: tuple[str, ...], as_json: bool) -> None:
+    """How far the fleet's bootstrap is (waiting, in progress, done, failed), the failed
+    ones and why; --again starts those named anew at the planner's next pass."""
+    with errors():
+        names = []
+        for name in again:
+            entry = parse_entry(name, f"repository {name!r}")
+            assert entry is not None
+            names.append(entry.repository)
+        registry = resources(ctx).registry()
+        if names:
+            if not registry.bootstrap_again(names):
+                raise click.UsageError(
+                    f"not all of {', '.join(names)} are tracked: nothing was changed"
+                )
+        progress = registry.bootstrap_progress()
+        failed = registry.bootstraps_failed()
+    if as_json:
+        echo_json(progress | {"failed_repositories": failed, "again": names})
+        return
+    if names:
+        click.echo(f"bootstrapping anew: {', '.join(names)}")
+    click.echo(render.bootstrap_line(progress))
+    if failed:
+        click.echo(render.table(failed, ["repository", "bootstrap_tries", "bootstrap_error"]))
+
+
 @track.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
+from uuid import UUID
 
 from capture.errors import CaptureError, RateLimited
 from capture.fetch.comments import newest_comment
@@ -32,7 +33,7 @@ from capture.settings import WebhookSettings
 from capture.storage import EDITS_MOVE_NOTHING
 from capture.webhooks.planner import webhook_pass
 from capture.webhooks.riders import Riding
-from jobstore import MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec
+from jobstore import GITHUB_EPOCH, MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +67,9 @@ class PassReport:
     probe_due: int = 0  # probed for being due (the others filled the query up)
     probe_due_webhooks: int = 0  # of those, repositories with healthy webhooks
     webhooks: dict | None = None  # the pass's webhook work (capture.webhooks.planner)
+    bootstraps_done: int = 0  # whole history stored
+    bootstraps_retried: int = 0  # a history backfill failed for good: tried again
+    bootstraps_failed: int = 0  # failed `bootstrap_tries` times: reported, left alone
 
     def as_json(self) -> dict:
         return {**self.__dict__}
@@ -111,7 +115,9 @@ def _pass(
         report.errors += hooks.errors
     tracked = registry.load(dispatcher.store.active, now, limit=settings.load_limit)
     by_name = {t.repository: t for t in tracked}
-    decided = decide(tracked, now, settings, budget_left(gh, settings))
+    progress = _check_bootstraps(registry, dispatcher, now, settings, report)
+    room = min(settings.bootstrap_per_pass, settings.bootstrap_running - progress)
+    decided = decide(tracked, now, settings, budget_left(gh, settings), room)
     report.deferred = decided.waiting
     report.probe_due = decided.probe_due
     report.probe_due_webhooks = sum(
@@ -121,7 +127,7 @@ def _pass(
         _recent(dispatcher, registry, repository, now, settings)
         report.bootstrapped.append(repository)
     for repository in decided.bootstrap:
-        bootstrap(dispatcher, registry, repository, now, settings)
+        bootstrap(dispatcher, registry, repository, now, settings, by_name.get(repository))
         report.bootstrapped.append(repository)
     _refresh_all(dispatcher, registry, [by_name[r] for r in decided.refresh], now, settings, report)
     asked = [Asked(name, by_name[name].node_id) for name in decided.probe]
@@ -472,31 +478,90 @@ def bootstrap(
     repository: str,
     now: datetime,
     settings: FreshnessSettings,
+    tracked: Tracked | None = None,
 ) -> None:
-    """A newly tracked repository: the last days first on the fast lane, then its history,
-    newest first, as a backfill on the bulk lane. Both are in the audit trail."""
-    recent = _recent(dispatcher, registry, repository, now, settings)
+    """A newly tracked repository: the last days first on the fast lane, then its whole
+    history (from 2008, GitHub's first year), newest first, as a backfill on the bulk
+    lane. Both are in the audit trail."""
+    recent = _recent(dispatcher, registry, repository, now, settings, tracked)
+    backfill = _history(dispatcher, repository, now, settings, tracked)
+    registry.bootstrapped(repository, [recent, backfill], now)
+
+
+def _history(
+    dispatcher: Dispatcher,
+    repository: str,
+    now: datetime,
+    settings: FreshnessSettings,
+    tracked: Tracked | None,
+    tries: int = 0,
+) -> object:
     until = now - timedelta(days=settings.bootstrap_days)
     history = JobSpec.create(
         "historical-sync",
         repository,
-        since=until - timedelta(days=MAX_DAYS),
+        since=GITHUB_EPOCH,
         until=until,
         trigger="backfill",
         priority="low",
         # one per repository while it runs, whenever a pass (or a second planner, after a
         # pass that died before recording it) asks
         dedupe_key=f"bootstrap-history:{repository}",
-        params={"bootstrap": "history"},
+        params={"bootstrap": "history"} | ({"try": tries + 1} if tries else {}) | shared(tracked),
     )
+    again = f" (try {tries + 1} of {settings.bootstrap_tries})" if tries else ""
     backfill = dispatcher.submit(
         history,
         now,
         settings.bulk_lane,
-        reason=f"bootstrap: history before the last {settings.bootstrap_days} days, "
-        "newest first, as a backfill",
+        reason=f"bootstrap: whole history before the last {settings.bootstrap_days} days, "
+        f"newest first, as a backfill{again}",
     )
-    registry.bootstrapped(repository, [recent, backfill.job.id], now)
+    return backfill.job.id
+
+
+CHECKED_PER_PASS = 500  # started bootstraps looked at a pass (the longest unchecked first)
+
+
+def _check_bootstraps(
+    registry: Registry,
+    dispatcher: Dispatcher,
+    now: datetime,
+    settings: FreshnessSettings,
+    report: PassReport,
+) -> int:
+    """Started bootstraps whose jobs ended: done when the history completed (its index ran
+    from 2008, so the repository's whole history is stored), tried again when it failed
+    for good, failed (reported) after `bootstrap_tries`. Returns how many stay in
+    progress."""
+    rows = registry.bootstrapping(CHECKED_PER_PASS)
+    jobs = [UUID(str(j)) for r in rows for j in r["bootstrap_jobs"]]
+    states = dispatcher.store.heads.head_states(jobs)
+    looked, done, failed, again = [], [], {}, {}
+    for row in rows:
+        repository, ids = row["repository"], [UUID(str(j)) for j in row["bootstrap_jobs"]]
+        history = states.get(ids[-1]) if ids else None
+        status = history[1] if history else "lost"
+        if status == "completed":
+            done.append(repository)
+        elif status in ("failed", "cancelled", "lost"):
+            tries = row["bootstrap_tries"] + 1
+            if tries >= settings.bootstrap_tries:
+                failed[repository] = f"history backfill {status} {tries} times"
+                report.errors.append(f"bootstrap of {repository} failed: {failed[repository]}")
+            else:
+                tracked = Tracked(repository, "cold", workspace=row["workspace"])
+                again[repository] = _history(dispatcher, repository, now, settings, tracked, tries)
+        else:
+            looked.append(repository)
+    if rows:
+        registry.bootstrap_checked(now, looked, done, failed, again)
+    report.bootstraps_done += len(done)
+    report.bootstraps_failed += len(failed)
+    report.bootstraps_retried += len(again)
+    if len(rows) < CHECKED_PER_PASS:
+        return len(looked) + len(again)
+    return registry.bootstrap_progress()["in_progress"]
 
 
 def _recent(
@@ -505,6 +570,7 @@ def _recent(
     repository: str,
     now: datetime,
     settings: FreshnessSettings,
+    tracked: Tracked | None = None,
 ) -> object:
     spec = JobSpec.create(
         "repository-refresh",
@@ -513,7 +579,7 @@ def _recent(
         trigger="scheduled",
         priority="high",
         dedupe_key=f"repository-refresh:{repository}",
-        params={"bootstrap": "recent"},
+        params={"bootstrap": "recent"} | shared(tracked),
     )
     submitted = dispatcher.submit(
         spec,

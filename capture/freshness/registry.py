@@ -515,6 +515,88 @@ class Registry:
             "bootstrapping": sum(r["b"] for r in rows),
         }
 
+    def bootstrap_progress(self) -> dict[str, int]:
+        """How far the fleet's bootstrap is: repositories waiting (pending), in progress
+        (started), done and failed (read from an index of the ones not done)."""
+        rows = self._run(
+            "SELECT bootstrap, count(*) AS n FROM tracked_repositories "
+            "WHERE bootstrap <> 'done' GROUP BY bootstrap"
+        )
+        total = self._run("SELECT count(*) AS n FROM tracked_repositories")[0]["n"]
+        counts = {"pending": 0, "started": 0, "failed": 0} | {r["bootstrap"]: r["n"] for r in rows}
+        return {
+            "waiting": counts["pending"],
+            "in_progress": counts["started"],
+            "failed": counts["failed"],
+            "done": total - sum(counts.values()),
+            "tracked": total,
+        }
+
+    def bootstrapping(self, limit: int) -> list[dict]:
+        """Up to `limit` started bootstraps, the longest unchecked first: their jobs and
+        how often the history was tried."""
+        return self._run(
+            "SELECT repository, bootstrap_jobs, bootstrap_tries, workspace FROM "
+            "tracked_repositories WHERE bootstrap = 'started' "
+            "ORDER BY bootstrap_checked_at NULLS FIRST LIMIT %s",
+            (limit,),
+        )
+
+    def bootstrap_checked(
+        self,
+        now: datetime,
+        looked: Iterable[str],
+        done: Iterable[str] = (),
+        failed: Mapping[str, str] | None = None,
+        again: Mapping[str, object] | None = None,
+    ) -> None:
+        """What a look at started bootstraps found: still running (`looked`), `done`,
+        `failed` for good (repository: why) or tried `again` (repository: new history job)."""
+        failed, again = failed or {}, again or {}
+        self._run(
+            "UPDATE tracked_repositories SET bootstrap_checked_at = %(now)s, "
+            "bootstrap = CASE WHEN repository = ANY(%(done)s) THEN 'done' "
+            "WHEN repository = ANY(%(failed)s) THEN 'failed' ELSE bootstrap END, "
+            "bootstrap_done_at = CASE WHEN repository = ANY(%(done)s) THEN %(now)s "
+            "ELSE bootstrap_done_at END, "
+            "bootstrap_error = CASE WHEN repository = ANY(%(failed)s) "
+            "THEN (%(why)s::jsonb ->> repository) ELSE bootstrap_error END, "
+            "bootstrap_tries = bootstrap_tries + (repository = ANY(%(again)s))::int, "
+            "bootstrap_jobs = CASE WHEN repository = ANY(%(again)s) THEN "
+            "bootstrap_jobs[1:1] || (%(jobs)s::jsonb ->> repository)::uuid "
+            "ELSE bootstrap_jobs END WHERE repository = ANY(%(all)s)",
+            {
+                "now": now,
+                "done": list(done),
+                "failed": list(failed),
+                "why": json.dumps(failed),
+                "again": list(again),
+                "jobs": json.dumps({k: str(v) for k, v in again.items()}),
+                "all": list(set(looked) | set(done) | set(failed) | set(again)),
+            },
+        )
+
+    def bootstraps_failed(self, limit: int = 100) -> list[dict]:
+        """Repositories whose bootstrap failed for good, and why."""
+        return self._run(
+            "SELECT repository, bootstrap_tries, bootstrap_error FROM tracked_repositories "
+            "WHERE bootstrap = 'failed' ORDER BY repository LIMIT %s",
+            (limit,),
+        )
+
+    def bootstrap_again(self, repositories: Iterable[str]) -> int:
+        """Failed (or any) bootstraps set back to pending, the next pass starts them anew;
+        all or none (none if one is not tracked). Returns how many."""
+        names = sorted(set(repositories))
+        rows = self._run(
+            "UPDATE tracked_repositories SET bootstrap = 'pending', bootstrap_tries = 0, "
+            "bootstrap_error = NULL, next_due = now() WHERE repository = ANY(%(names)s) "
+            "AND (SELECT count(*) FROM tracked_repositories WHERE repository = ANY(%(names)s))"
+            " = %(n)s RETURNING repository",
+            {"names": names, "n": len(names)},
+        )
+        return len(rows)
+
     def sample(self, breached: int, now: datetime, every: float = 300.0) -> bool:
         """Records the fleet's counts now, unless a sample was taken in the last `every`
         seconds (several sweepers write about one); True if it did."""

@@ -47,6 +47,12 @@ class FreshnessSettings:
     tiers: Mapping[str, Tier] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     promote_for: timedelta = timedelta(hours=2)  # a person's request: hot for this long
     bootstrap_days: int = 30  # a new repository: these days first, on the fast lane
+    # Bootstrap pacing: at most this many started a pass, and at most `bootstrap_running`
+    # in progress at once (the lanes' capacity keeps the rest of the work queued), hot
+    # tier first; a history backfill that fails for good is tried `bootstrap_tries` times.
+    bootstrap_per_pass: int = 50
+    bootstrap_running: int = 200
+    bootstrap_tries: int = 3
     fast_lane: str = "inngest"
     bulk_lane: str = "github_actions"
     refresh_lane: str | None = None  # None: the router decides each refresh
@@ -156,13 +162,41 @@ def refresh_due(t: Tracked, now: datetime, tiers: Mapping[str, Tier]) -> bool:
     return age is None or age >= tiers[t.effective_tier(now)].refresh_after
 
 
+TIER_ORDER = {"hot": 0, "warm": 1, "cold": 2}
+
+
+def bootstraps(
+    tracked: Iterable[Tracked], now: datetime, room: int, settings: FreshnessSettings
+) -> list[str]:
+    """The pending bootstraps this pass starts: at most `room` (what the pacing allows)
+    and what the budget affords (a first refresh each), hot tier first, then the longest
+    tracked."""
+    pending = [t for t in tracked if t.bootstrap == "pending" and not t.gone]
+    pending.sort(
+        key=lambda t: (
+            TIER_ORDER.get(t.effective_tier(now), 3),
+            t.added_at or now,
+            t.repository,
+        )
+    )
+    return [t.repository for t in pending[: max(0, room)]]
+
+
 def decide(
-    tracked: Iterable[Tracked], now: datetime, settings: FreshnessSettings, budget: float
+    tracked: Iterable[Tracked],
+    now: datetime,
+    settings: FreshnessSettings,
+    budget: float,
+    bootstrap_room: int | None = None,
 ) -> Decisions:
     """What this pass does, within `budget` points (what the hour has left above the
-    real-time reserve): bootstraps first, then probes, most overdue first."""
+    real-time reserve): bootstraps first (at most `bootstrap_room`), then probes, most
+    overdue first."""
     tracked = list(tracked)
-    bootstrap = sorted(t.repository for t in tracked if t.bootstrap == "pending" and not t.gone)
+    room = settings.bootstrap_per_pass if bootstrap_room is None else bootstrap_room
+    room = min(room, int(max(0.0, budget) // max(settings.refresh_points, 0.1)))
+    bootstrap = bootstraps(tracked, now, room, settings)
+    budget -= len(bootstrap) * settings.refresh_points
     again = sorted(t.repository for t in tracked if needs_first_refresh(t, now, settings.tiers))
     pending_refresh = [t for t in tracked if t.pending and refresh_due(t, now, settings.tiers)]
     pending_refresh.sort(key=lambda t: (-urgency(t, now, settings.tiers), t.repository))

@@ -16,7 +16,7 @@ from devtools.sandbox import World
 from jobstore import views
 from jobstore.dispatcher import Dispatcher
 from jobstore.domain import Status
-from jobstore.spec import JobSpec
+from jobstore.spec import GITHUB_EPOCH, JobSpec
 from tests.capture.conftest import LOCAL
 from tests.capture.rig import LOCAL as LOCAL_ROUTE
 from tests.sandbox_fixtures import NOW
@@ -237,3 +237,95 @@ def test_a_repository_with_confirmed_webhooks_gets_no_comment_probe(loop, world,
     probed = {e.path for e in loop.rig.sandbox.ledger.entries if e.path.endswith("/comments")}
     assert probed
     assert not [p for p in probed if REPOS[0] in p]
+
+
+def test_a_fifteen_year_history_is_stored_whole_and_the_bootstrap_is_then_done(
+    loop, world, database_url
+):
+    """History is not cut at ten years: the backfill's window starts in 2008, GitHub's
+    first year, and the bootstrap is done only once that history completed."""
+    world.add_repository("acme/ancient", 40, 15 * 365)
+    loop.registry.track([Entry("acme/ancient", "cold")], loop.rig.clock())
+    loop.plan()
+    (tracked,) = loop.registry.tracked()
+    history = loop.rig.store.get(tracked["bootstrap_jobs"][-1])
+    assert history.since == GITHUB_EPOCH
+    assert "whole history before the last 30 days" in history.reason
+    assert loop.registry.bootstrap_progress()["in_progress"] == 1
+    loop.work()
+    oldest = rows(database_url, "SELECT min(created_at) FROM pull_requests")[0][0]
+    assert loop.rig.clock() - oldest > timedelta(days=14 * 365)
+    assert rows(database_url, "SELECT count(*) FROM pull_requests") == [(40,)]
+    report = loop.plan()
+    assert report.bootstraps_done == 1
+    progress = loop.registry.bootstrap_progress()
+    assert (progress["done"], progress["in_progress"], progress["waiting"]) == (1, 0, 0)
+
+
+def test_bootstraps_are_paced_hot_first_and_the_rest_wait_their_turn(loop, world):
+    names = [f"acme/p{i}" for i in range(6)]
+    for name in names:
+        world.add_repository(name, 2, 60)
+    now = loop.rig.clock()
+    loop.registry.track([Entry(n, "cold") for n in names[:4]], now)
+    loop.registry.track([Entry(n, "hot") for n in names[4:]], now + timedelta(seconds=1))
+    paced = replace(LOCAL, bootstrap_per_pass=3, bootstrap_running=4)
+    first = loop.plan(paced)
+    assert first.bootstrapped == ["acme/p4", "acme/p5", "acme/p0"]  # hot first, then oldest
+    loop.rig.clock.advance(minutes=1)
+    assert loop.plan(paced).bootstrapped == ["acme/p1"]  # four in progress: the most
+    loop.rig.clock.advance(minutes=1)
+    assert loop.plan(paced).bootstrapped == []
+    progress = loop.registry.bootstrap_progress()
+    assert (progress["in_progress"], progress["waiting"]) == (4, 2)
+    loop.work()
+    loop.rig.clock.advance(minutes=1)
+    report = loop.plan(paced)
+    assert report.bootstraps_done == 4
+    assert report.bootstrapped == ["acme/p2", "acme/p3"]
+
+
+def test_a_failed_history_backfill_is_tried_again_then_reported(loop, world, database_url):
+    from click.testing import CliRunner
+
+    from capture.cli.track import track
+
+    loop.registry.track([Entry("acme/gadgets", "warm")], loop.rig.clock())
+    settings = replace(LOCAL, bootstrap_tries=2)
+    loop.plan(settings)
+    store = loop.rig.store
+
+    def history() -> str:
+        (tracked,) = loop.registry.tracked()
+        return tracked["bootstrap_jobs"][-1]
+
+    first = history()
+    store.cancel(first, "the runner was lost", loop.rig.clock())
+    loop.rig.clock.advance(minutes=1)
+    report = loop.plan(settings)
+    assert report.bootstraps_retried == 1
+    second = history()
+    assert second != first
+    assert store.get(second).params["try"] == 2
+    assert "(try 2 of 2)" in store.get(second).reason
+    store.cancel(second, "the runner was lost", loop.rig.clock())
+    loop.rig.clock.advance(minutes=1)
+    report = loop.plan(settings)
+    assert report.bootstraps_failed == 1
+    assert "bootstrap of acme/gadgets failed: history backfill cancelled 2 times" in report.errors
+    assert loop.registry.bootstrap_progress()["failed"] == 1
+    env = {"DATABASE_URL": database_url}
+    shown = CliRunner().invoke(track, ["bootstrap"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "bootstrap: 0 of 1 done, 0 in progress, 0 waiting, 1 failed" in shown.output
+    assert "history backfill cancelled 2 times" in shown.output
+    again = CliRunner().invoke(track, ["bootstrap", "--again", "acme/gadgets", "--json"], env=env)
+    assert again.exit_code == 0, again.output
+    assert '"waiting": 1' in again.output
+    bad = CliRunner().invoke(
+        track, ["bootstrap", "--again", "acme/gadgets", "--again", "acme/nope"], env=env
+    )
+    assert bad.exit_code == 2
+    assert "not all of acme/gadgets, acme/nope are tracked: nothing was changed" in bad.output
+    loop.rig.clock.advance(minutes=1)
+    assert loop.plan(settings).bootstrapped == ["acme/gadgets"]

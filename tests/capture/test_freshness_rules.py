@@ -71,12 +71,31 @@ def test_the_most_overdue_are_probed_first_and_the_budget_caps_the_rest():
     now = datetime.now(UTC)
     tracked = [fresh(f"o/cold{i}", "cold", 600) for i in range(150)]
     tracked += [fresh("o/hot", "hot", 30), fresh("o/warm", "warm", 300), Tracked("o/new", "warm")]
-    decided = decide(tracked, now, SETTINGS, budget=1)  # one probe query: 100 repositories
+    # a bootstrap's first refresh (2 points) and one probe query: 100 repositories
+    decided = decide(tracked, now, SETTINGS, budget=3)
     assert decided.bootstrap == ["o/new"]
     assert decided.probe[:2] == ["o/hot", "o/warm"]  # 2x and 0.83x their targets
     assert len(decided.probe) == 100
     assert decided.waiting == 52
     assert decide(tracked, now, SETTINGS, budget=0).probe == []
+    assert decide(tracked, now, SETTINGS, budget=1).bootstrap == []  # waits for the budget
+
+
+def test_bootstraps_are_paced_hot_tier_first_then_the_longest_tracked():
+    added = [T0 + timedelta(seconds=i) for i in range(6)]
+    tracked = [
+        Tracked("o/c1", "cold", added_at=added[0]),
+        Tracked("o/w1", "warm", added_at=added[1]),
+        Tracked("o/h2", "hot", added_at=added[3]),
+        Tracked("o/h1", "hot", added_at=added[2]),
+        Tracked("o/c0", "cold", promoted_until=T0 + timedelta(hours=1), added_at=added[4]),
+        Tracked("o/gone", "hot", added_at=added[0], gone=True),
+    ]
+    decided = decide(tracked, T0, SETTINGS, budget=1000, bootstrap_room=3)
+    assert decided.bootstrap == ["o/h1", "o/h2", "o/c0"]  # a person's request counts hot
+    assert decide(tracked, T0, SETTINGS, budget=1000, bootstrap_room=0).bootstrap == []
+    everything = decide(tracked, T0, SETTINGS, budget=1000, bootstrap_room=10).bootstrap
+    assert everything == ["o/h1", "o/h2", "o/c0", "o/w1", "o/c1"]
 
 
 def test_a_failed_first_refresh_is_tried_again_once_per_target_period():
