@@ -75,11 +75,10 @@ def bootstrap_command(ctx: click.Context, again: tuple[str, ...], as_json: bool)
             assert entry is not None
             names.append(entry.repository)
         registry = resources(ctx).registry()
-        if names:
-            if not registry.bootstrap_again(names):
-                raise click.UsageError(
-                    f"not all of {', '.join(names)} are tracked: nothing was changed"
-                )
+        if names and not registry.bootstrap_again(names):
+            raise click.UsageError(
+                f"not all of {', '.join(names)} are tracked: nothing was changed"
+            )
         progress = registry.bootstrap_progress()
         failed = registry.bootstraps_failed()
     if as_json:
