@@ -16,6 +16,7 @@ from uuid import UUID
 import httpx
 
 from jobstore.domain import Job, Status
+from jobstore.errors import InvalidTransition
 from jobstore.heads import Dispatching
 from jobstore.lanes import Dispatch, DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
@@ -72,6 +73,23 @@ def open_lanes(
 
 
 STOPPED = "emergency stop: "
+# What rides together in one Actions run: refreshes the router sent to Actions only for
+# having no urgency (small, scheduled), whose work is seconds next to a runner's setup.
+BATCHABLE = ("repository-refresh",)
+BATCHED = "waits to ride a batch: the sweeper (or the planner's pass) sends it"
+
+
+def batchable(job: Job, batch: int) -> bool:
+    """Whether `job` waits to be sent in a batch of small refreshes on Actions."""
+    return (
+        batch > 1
+        and job.lane == ACTIONS
+        and job.rule == "no-urgency"
+        and job.job_type in BATCHABLE
+        and job.parent_id is None
+    )
+
+
 WAITING = "waiting for a local worker"  # how a stopped lane's reason starts in `down()`
 
 
@@ -155,8 +173,53 @@ class Dispatcher:
             return Submitted(
                 enqueued, enqueued.job, Sent(enqueued.job_id, LOCAL, True, WAITING, fallback)
             )
+        new = enqueued.job if enqueued.created else None
+        if new is not None and batchable(new, self.settings.actions_batch):
+            return Submitted(enqueued, new, Sent(enqueued.job_id, ACTIONS, False, BATCHED))
         sent = self.send(enqueued.job_id, now, down) if enqueued.created else None
         return Submitted(enqueued, self.store.get(enqueued.job_id), sent)
+
+    def send_batches(
+        self, job_ids: list[UUID], now: datetime, down: dict[str, str] | None = None
+    ) -> list[Sent]:
+        """Sends batchable jobs (see `batchable`) in batches of JOBSTORE_ACTIONS_BATCH, in
+        the order given (their fair turns): each batch one run, within the lane's
+        capacity. Stops at a full lane; what is left waits, routed."""
+        down = self.down(now) if down is None else down
+        size = self.settings.actions_batch
+        sent: list[Sent] = []
+        for start in range(0, len(job_ids), size):
+            batch = self.send_batch(job_ids[start : start + size], now, down)
+            sent += batch
+            if any(s.full for s in batch) or ACTIONS in down:
+                break
+        return sent
+
+    def send_batch(self, job_ids: list[UUID], now: datetime, down: dict[str, str]) -> list[Sent]:
+        """One run for all of `job_ids`: the first is sent as the run's job (as `send`
+        would, falling back if the lane is down), the others ride it: recorded dispatched
+        to the same run, each its own job. Any that moved on meanwhile is left out."""
+        if not job_ids:
+            return []
+        leader, members = job_ids[0], job_ids[1:]
+        first = self.send(leader, now, down)
+        if not first.ok or first.lane != ACTIONS:
+            return [first]  # the others wait for the next batch
+        led = self.store.get(leader)
+        ref = f"{led.ref} (batch of {leader})" if led.ref else f"batch of {leader}"
+        sent = [first]
+        for member in members:
+            with self.store.heads.dispatching(member) as mine:
+                job = self.store.get(member)
+                if not mine or job.status is not Status.ROUTED or job.lane != ACTIONS:
+                    continue
+                try:
+                    self.store.dispatched(member, ref, now)
+                except InvalidTransition:
+                    continue
+                self.store.heads.batched(member, job.attempt, leader, led.attempt, now)
+                sent.append(Sent(member, ACTIONS, True, ref))
+        return sent
 
     def reroute(
         self, job: Job, now: datetime, down: Mapping[str, str], always: bool = False

@@ -27,15 +27,17 @@ QUARANTINE = (
     "h AS (UPDATE job_heads SET status = 'quarantined' WHERE job_id = %(id)s) "
     "SELECT seen FROM q"
 )
-# What a lane holds: jobs dispatched to it and not started yet, and jobs running on it.
-# A child an Actions run planned into its matrix waits for one of the run's legs (bounded
-# by the workflow's max-parallel), not for a runner of its own: it counts once it runs.
+# What a lane holds: its runs (a batch's members share their leader's: schema/027), of
+# jobs dispatched to it and not started yet (a child an Actions run planned into its
+# matrix included: the run starts it), and of jobs running on it.
 HELD = (
-    "status IN ('dispatched', 'running') AND lane = ANY(%(lanes)s) AND NOT "
-    "(status = 'dispatched' AND lane = 'github_actions' AND parent_id IS NOT NULL)"
+    "FROM job_heads h LEFT JOIN lane_batches b ON b.member = h.job_id "
+    "AND b.member_attempt = h.attempt "
+    "WHERE h.status IN ('dispatched', 'running') AND h.lane = ANY(%(lanes)s)"
 )
-IN_FLIGHT = f"SELECT count(*) AS n FROM job_heads WHERE {HELD}"
-IN_FLIGHT_BY_LANE = f"SELECT lane, count(*) AS n FROM job_heads WHERE {HELD} GROUP BY lane"
+RUNS = "count(DISTINCT coalesce(b.leader, h.job_id))"
+IN_FLIGHT = f"SELECT {RUNS} AS n {HELD}"
+IN_FLIGHT_BY_LANE = f"SELECT h.lane, {RUNS} AS n {HELD} GROUP BY h.lane"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
 
 
@@ -242,6 +244,47 @@ class Heads:
     def dispatched_before(self, deadlines: Mapping[str, float], now: datetime) -> list[UUID]:
         """Dispatched jobs not started within their lane's start deadline."""
         return self._silent("dispatched", deadlines, now)
+
+    def batched(
+        self, member: UUID, member_attempt: int, leader: UUID, attempt: int, at: datetime
+    ) -> None:
+        """`member`'s attempt rides `leader`'s run (its attempt `attempt`)."""
+        self._rows(
+            "INSERT INTO lane_batches (member, member_attempt, leader, leader_attempt, at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (member, member_attempt) DO UPDATE SET "
+            "leader = EXCLUDED.leader, leader_attempt = EXCLUDED.leader_attempt, at = EXCLUDED.at "
+            "RETURNING member",
+            (member, member_attempt, leader, attempt, at),
+        )
+
+    def batch_members(self, leader: UUID, attempt: int) -> list[tuple[UUID, int]]:
+        """The jobs (and attempts) that ride `leader`'s run for its attempt `attempt`, in
+        the order they were batched."""
+        rows = self._rows(
+            "SELECT member, member_attempt FROM lane_batches WHERE leader = %s "
+            "AND leader_attempt = %s ORDER BY at, member",
+            (leader, attempt),
+        )
+        return [(r["member"], r["member_attempt"]) for r in rows]
+
+    def latest_batch_event(self, member: UUID, member_attempt: int) -> datetime | None:
+        """When the run `member` rides last started or ended one of its jobs."""
+        rows = self._rows(
+            "SELECT max(h.last_event_at) AS at FROM lane_batches m "
+            "JOIN lane_batches o ON o.leader = m.leader AND o.leader_attempt = m.leader_attempt "
+            "JOIN job_heads h ON h.job_id IN (o.member, o.leader) "
+            "AND h.status NOT IN ('routed', 'dispatched', 'queued') "
+            "WHERE m.member = %s AND m.member_attempt = %s",
+            (member, member_attempt),
+        )
+        return rows[0]["at"] if rows else None
+
+    def prune_batches(self, before: datetime) -> None:
+        self._rows(
+            "WITH gone AS (DELETE FROM lane_batches WHERE at < %s RETURNING 1) "
+            "SELECT count(*) AS n FROM gone",
+            (before,),
+        )
 
     def latest_child_event(self, parent_id: UUID) -> datetime | None:
         """When a leg last started or ended any child of `parent_id` (its run is draining

@@ -89,13 +89,30 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     return ident, (url or None)
 
 
+# Seconds a GitHub-hosted runner spends before a job's first step of ours (provisioning,
+# checkout, setup-python, install): billed with the job, never in its events' times.
+RUNNER_SETUP = 40.0
+RIDER = "(batch of "  # in a worker's name: the attempt rode another job's run
+
+
+def billed_minutes(row: Row, seconds: float) -> int:
+    """Whole minutes an attempt of `seconds` adds to the bill: a runner bills each job
+    rounded up, its setup included (Actions); a job that rode a batch's run adds its own
+    time only, to the nearest minute (the run's setup and rounding are its leader's)."""
+    if row["lane"] == "github_actions":
+        if RIDER in (row["worker"] or ""):
+            return round(seconds / 60)
+        return max(1, math.ceil((seconds + RUNNER_SETUP) / 60))
+    return max(1, math.ceil(seconds / 60))
+
+
 def _end_attempt(row: Row, at: datetime) -> None:
     started = row["attempt_started_at"]
     if started is None:
         return
     seconds = max((at - started).total_seconds(), 0.0)
     row["run_seconds"] += seconds
-    row["billed_minutes"] += max(1, math.ceil(seconds / 60))  # runners bill whole minutes
+    row["billed_minutes"] += billed_minutes(row, seconds)
     row["attempt_started_at"] = None
 
 

@@ -57,6 +57,8 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_START_DEADLINES)
     )
     capacities: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITIES))
+    # Small scheduled refreshes sent to Actions together, this many to a run (1: alone).
+    actions_batch: int = 20
     retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing it is safe
     pool_size: int = 5
     pool_wait: float = 10.0  # seconds to wait for a pooled connection before giving up
@@ -142,6 +144,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         leases=leases,
         start_deadlines=deadlines,
         capacities=capacities,
+        actions_batch=int(number(env, "JOBSTORE_ACTIONS_BATCH", 20, minimum=1)),
         retry=retry,
         pool_size=int(number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
         prices_path=Path(env["JOBSTORE_PRICES"]) if env.get("JOBSTORE_PRICES") else None,

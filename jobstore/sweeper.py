@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from jobstore import archive
-from jobstore.dispatcher import Dispatcher, Sent
+from jobstore.dispatcher import Dispatcher, Sent, batchable
 from jobstore.domain import Job, Status
 from jobstore.errors import InvalidTransition, JobUnreadable
 from jobstore.routing import ACTIONS, INNGEST, LOCAL, Route
@@ -60,6 +60,7 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
     report = SweepReport(stale=store.sweep_stale(now))
     keep = max(store.settings.health.window * 10, DISPATCH_HISTORY)
     store.heads.prune_dispatches(now - timedelta(seconds=keep))
+    store.heads.prune_batches(now - timedelta(seconds=keep))
     down = dispatcher.down(now)
     for job_id in store.due_retries(now)[:limit]:
         with set_aside(store, job_id, now, report):
@@ -69,6 +70,7 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
         with set_aside(store, job_id, now, report):
             undelivered(store, job_id, now, report)
     full: set[str] = set()  # lanes found holding all they may run: the rest wait there
+    riders: list[UUID] = []  # small refreshes for Actions, sent in batches at the end
     for job_id in store.heads.routed([INNGEST, ACTIONS])[:limit]:
         with set_aside(store, job_id, now, report):
             job = store.get(job_id)
@@ -77,12 +79,21 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
                 continue
             if planned_by_parent(job, now, store.settings.start_deadline(ACTIONS)):
                 continue
+            if batchable(job, store.settings.actions_batch):
+                riders.append(job_id)
+                continue
             sent = dispatcher.send(job_id, now, down)
             if sent.full and sent.lane:
                 full.add(sent.lane)
                 report.waiting += 1
             else:
                 report.sent.append(sent)
+    if riders and ACTIONS not in full:
+        batches = dispatcher.send_batches(riders, now, down)
+        report.sent += [s for s in batches if not s.full]
+        report.waiting += len(riders) - sum(s.ok for s in batches)
+    elif riders:
+        report.waiting += len(riders)
     settings = store.settings
     if settings.archive_after_days > 0 and settings.archive_per_sweep > 0:
         report.archived = archive.archive(
@@ -136,6 +147,10 @@ def undelivered(store: JobStore, job_id: UUID, now: datetime, report: SweepRepor
         # deadline counts from the last move of any of the run's children, so a run still
         # draining them is not read as a lost dispatch
         moved = store.heads.latest_child_event(job.parent_id) or job.last_event_at
+        waited = min(waited, (now - moved).total_seconds())
+    elif job.lane == ACTIONS and "(batch of " in (job.ref or ""):
+        # riding a batch's run, it waits for the jobs before it: likewise from their moves
+        moved = store.heads.latest_batch_event(job.id, job.attempt) or job.last_event_at
         waited = min(waited, (now - moved).total_seconds())
     if job.status is not Status.DISPATCHED or waited <= store.settings.start_deadline(job.lane):
         return

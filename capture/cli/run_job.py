@@ -228,6 +228,7 @@ def run_job_command(
 
         job = resources(ctx).store.get(result.job_id)
         report(result, job, started, actions)
+        riders = run_riders(ctx, job, attempt or job.attempt, worker_id, lane, actions)
         actions.outputs(
             {
                 "job_id": str(job.id),
@@ -235,9 +236,11 @@ def run_job_command(
                 "items": result.items,
                 "points": result.points,
                 "children": [str(c) for c in plan_children(resources(ctx), job, actions)],
+                "batch": len(riders),
             }
         )
-        raise SystemExit(exit_code(result))
+        failed = [r for r in riders if r.outcome == "failed"]
+        raise SystemExit(exit_code(failed[0] if failed else result))
     assert lane is not None
     try:
         results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions, concurrency)
@@ -254,6 +257,35 @@ def run_job_command(
     actions.outputs({"jobs": len(results), "failed": failed})
     interrupted = [r for r in results if r.outcome == "interrupted"]
     raise SystemExit(exit_code(interrupted[-1]) if interrupted else 1 if failed else 0)
+
+
+def run_riders(
+    ctx: click.Context,
+    leader: Job,
+    attempt: int,
+    worker: str,
+    lane: str | None,
+    actions: ActionsReport,
+) -> list[Result]:
+    """The jobs that ride this run (a batch of small refreshes the dispatcher sent with
+    its leader: jobstore's lane_batches), one after another, each its own job."""
+    results = []
+    for member, member_attempt in resources(ctx).store.heads.batch_members(leader.id, attempt):
+        started = now()
+        bar = Bar(f"job {str(member)[:8]} (batch of {str(leader.id)[:8]})")
+        on_signals(release)
+        try:
+            result = run_one(
+                ctx, str(member), f"{worker} (batch of {leader.id})", lane, member_attempt, bar
+            )
+        except Interrupted as exc:  # the attempt in hand was released; the rest time out
+            raise SystemExit(128 + exc.signum) from None
+        finally:
+            closing()
+            bar.close()
+        report(result, resources(ctx).store.get(member), started, actions)
+        results.append(result)
+    return results
 
 
 def plan_children(s: Resources, job: Job, actions: ActionsReport) -> list[UUID]:

@@ -11,6 +11,7 @@ from capture.cli.logs import log_options
 from devtools.bench.api import api
 from devtools.bench.budget import budget
 from devtools.bench.capture import capture
+from devtools.bench.fleet import fleet
 from devtools.bench.freshness import freshness
 from devtools.bench.history import history
 from devtools.bench.latency import latency
@@ -53,5 +54,6 @@ for command in (
     worker,
     planner,
     webhooks,
+    fleet,
 ):
     bench.add_command(command)

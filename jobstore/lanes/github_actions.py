@@ -18,6 +18,9 @@ from jobstore.store import JobStore
 MAX_INPUTS = 25
 MAX_PAYLOAD = 65_535
 MATRIX_LIMIT = 256  # GitHub's most jobs per matrix
+# The historical-sync workflow's max-parallel: a run plans no more legs than it starts at
+# once, so every child it holds is on a runner (and counted in the lane's capacity).
+MATRIX_PARALLEL = 4
 
 
 class ActionsLane:
@@ -134,18 +137,30 @@ class ActionsLane:
 
 
 def plan_matrix(store: JobStore, parent: Job, run_ref: str, now: datetime) -> list[UUID]:
-    """The child jobs of `parent` this workflow run's matrix will run (at most GitHub's 256
-    legs), recorded as dispatched to the run (`run_ref`, "ID URL") so the sweeper does not
-    dispatch them again; if a leg never starts, their start deadline sends them back."""
+    """The child jobs of `parent` this workflow run's matrix will run, recorded as
+    dispatched to the run (`run_ref`, "ID URL") so the sweeper does not dispatch them
+    again; if a leg never starts, their start deadline sends them back. At most the
+    workflow's max-parallel, and only what the lane's capacity has room for (counted under
+    the lane's lock, as the dispatcher does): the parent's next run plans the next ones."""
     if parent.lane != "github_actions":
         return []
     children = store.heads.children(parent.id)
     waiting = sorted(c for c, status in children.items() if status == "routed")
-    planned = []
-    for child_id in waiting[:MATRIX_LIMIT]:
-        if store.get(child_id).lane != "github_actions":
-            continue
-        with contextlib.suppress(InvalidTransition):  # taken meanwhile: not this run's
-            store.dispatched(child_id, run_ref, now)
-            planned.append(child_id)
+    planned: list[UUID] = []
+    if not waiting:
+        return planned
+    capacity = store.settings.capacity("github_actions")
+    with store.heads.dispatching(f"matrix:{parent.id}") as mine:
+        if not mine:
+            return planned  # another run of this parent is planning them
+        room = MATRIX_PARALLEL
+        if capacity is not None:
+            # the parent's own run holds a place of the lane: its legs may take it over
+            room = min(room, capacity - mine.held("github_actions") + 1)
+        for child_id in waiting[: max(0, min(room, MATRIX_LIMIT))]:
+            if store.get(child_id).lane != "github_actions":
+                continue
+            with contextlib.suppress(InvalidTransition):  # taken meanwhile: not this run's
+                store.dispatched(child_id, run_ref, now)
+                planned.append(child_id)
     return planned

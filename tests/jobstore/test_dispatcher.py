@@ -414,33 +414,47 @@ def test_dispatchers_racing_for_the_last_places_never_send_past_capacity(store, 
     }
 
 
-def test_matrix_children_queued_behind_the_runs_legs_are_not_lost_dispatches(store, sandbox, make):
-    """A run's matrix runs max-parallel legs at a time: its other children wait for one.
-    The start deadline counts from the last move of any of them, so a draining run's
-    queue is not read as lost; a run silent past the deadline is."""
-    from jobstore.lanes.github_actions import plan_matrix
+def test_a_run_plans_no_more_legs_than_it_starts_and_the_lane_has_room_for(
+    store, sandbox, make
+):
+    """A historical-sync run's matrix takes at most the workflow's max-parallel children
+    (each on a runner at once, counted in the lane's capacity), and only what the lane has
+    room for; the parent's next run plans the next ones. A leg slower than the deadline to
+    start is not read as a lost dispatch while its run's other legs move."""
+    from pathlib import Path
 
+    from jobstore.lanes.github_actions import MATRIX_PARALLEL, plan_matrix
+
+    workflow = Path(".github/workflows/historical-sync.yml").read_text()
+    assert f"max-parallel: {MATRIX_PARALLEL}" in workflow
     dispatcher = make()
+    full_at(store, github_actions=6, inngest=5)
     parent = routed(store, "github_actions", rule="historical")
     specs = [
         JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[n], parent_id=parent)
         for n in range(1, 11)
     ]
-    children = store.enqueue_many(specs, T0, Route("github_actions", "parent", "p"))
-    planned = plan_matrix(store, store.get(parent), "77 https://run/77", T0)
-    assert len(planned) == len(children) == 10
-    # matrix children waiting for a leg do not take a runner of their own
-    assert store.heads.in_flight(["github_actions"]) == {"github_actions": 0}
+    store.enqueue_many(specs, T0, Route("github_actions", "parent", "p"))
+    assert dispatcher.send(parent, T0).ok
+    store.claim(parent, "plan-job", T0, lane="github_actions")  # its run's plan job
+    first = plan_matrix(store, store.get(parent), "77 https://run/77", T0)
+    assert len(first) == MATRIX_PARALLEL
+    assert store.heads.in_flight(["github_actions"]) == {"github_actions": 5}
+    # two more places: the parent's own (its plan job ends) and one free
+    second = plan_matrix(store, store.get(parent), "78 https://run/78", T0)
+    assert len(second) == 2
+    assert not set(first) & set(second)
     deadline = store.settings.start_deadline("github_actions")
+    # the legs take their children one after another, each a while after the last
     step = T0
-    for child in planned[:4]:  # the legs take a child every so often
+    for child in first:
         step += timedelta(seconds=deadline * 0.6)
         store.claim(child, "leg", step, lane="github_actions")
         store.complete(child, 1, now=step + timedelta(seconds=1))
-    assert step - T0 > timedelta(seconds=deadline)  # the last six waited longer than it
+    assert step - T0 > timedelta(seconds=deadline)  # run 78's two waited longer than it
     assert sweep(dispatcher, step + timedelta(seconds=10)).undelivered == []
-    silent = step + timedelta(seconds=deadline + 5)  # the run died: now they are lost
-    assert sorted(sweep(dispatcher, silent).undelivered) == sorted(planned[4:])
+    silent = step + timedelta(seconds=deadline + 5)  # the runs died: now they are lost
+    assert sorted(sweep(dispatcher, silent).undelivered) == sorted(second)
 
 
 def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database_url):
@@ -461,7 +475,13 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
             "now() - make_interval(mins => g), now() - make_interval(mins => g) "
             "FROM generate_series(1, 50000) g"
         )
+        conn.execute(  # a day of batches (the sweeper prunes older ones)
+            "INSERT INTO lane_batches (member, member_attempt, leader, leader_attempt, at) "
+            "SELECT gen_random_uuid(), 1, gen_random_uuid(), 1, now() "
+            "FROM generate_series(1, 20000) g"
+        )
         conn.execute("ANALYZE job_heads")
+        conn.execute("ANALYZE lane_batches")
         counted = "\n".join(
             r[0] for r in conn.execute("EXPLAIN " + IN_FLIGHT, {"lanes": ["github_actions"]})
         )
@@ -476,3 +496,47 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
     assert "job_heads_active" in counted, counted
     assert "job_heads_parent" in child, child
     assert "Seq Scan" not in counted + child
+
+
+def quiet_refresh(store, repo: str):
+    """A scheduled refresh the router sent to Actions for having no urgency."""
+    spec = JobSpec.create(
+        "repository-refresh", repo, since=T0 - timedelta(days=40), until=T0, trigger="scheduled"
+    )
+    return store.enqueue(spec, T0, route=Route("github_actions", "no-urgency", "t")).job_id
+
+
+def test_small_refreshes_ride_one_run_per_batch_within_capacity(store, sandbox, make):
+    dispatcher = make()
+    full_at(store, github_actions=2, inngest=5)
+    store.settings = replace(store.settings, actions_batch=5)
+    jobs = [quiet_refresh(store, f"acme/q{i}") for i in range(12)]
+    report = sweep(dispatcher, T0)
+    sent = [s.job_id for s in report.sent if s.ok]
+    assert len(sandbox.actions.runs) == 2  # two runs of five, not ten runs
+    assert sent == jobs[:10]  # in their turns
+    assert report.waiting == 2
+    assert store.heads.in_flight(["github_actions"]) == {"github_actions": 2}
+    leader = jobs[0]
+    assert sorted(store.heads.batch_members(leader, 1)) == sorted((j, 1) for j in jobs[1:5])
+    run_ref = store.get(leader).ref
+    for member in jobs[1:5]:
+        assert store.get(member).ref == f"{run_ref} (batch of {leader})"
+    # riders wait for the jobs before them in their run: not a lost dispatch meanwhile
+    deadline = store.settings.start_deadline("github_actions")
+    later = T0 + timedelta(seconds=deadline * 0.8)
+    store.claim(leader, "runner", later, lane="github_actions")
+    store.complete(leader, 1, now=later + timedelta(seconds=5))
+    report = sweep(dispatcher, T0 + timedelta(seconds=deadline + 10))
+    assert not set(report.undelivered) & set(jobs[1:5])
+    assert set(report.undelivered) == set(jobs[5:10])  # the other run never started
+    # a batchable job submitted waits for a batch instead of taking a run of its own
+    spec = JobSpec.create(
+        "repository-refresh",
+        "acme/late",
+        since=T0 - timedelta(days=40),
+        until=T0,
+        trigger="scheduled",
+    )
+    submitted = dispatcher.submit(spec, T0, "github_actions", reason=None)
+    assert submitted.job.status.value == "routed"

@@ -63,7 +63,7 @@ def test_capture_jobs_row_follows_the_job(store, job_views, database_url):
     assert (row["items"], row["items_done"], row["items_total"], row["api_points"]) == (2, 2, 2, 6)
     assert (row["days"], row["pr_count"], row["worker"]) == (3, 2, "runner-1")
     assert row["run_seconds"] == 120
-    assert row["billed_minutes"] == 2
+    assert row["billed_minutes"] == 3  # 120 s and the runner's 40 s setup, rounded up
     assert (row["created_at"], row["started_at"]) == (T0, T0 + timedelta(seconds=30))
     assert row["finished_at"] == T0 + timedelta(seconds=150)
     audit = rows(database_url, "SELECT event, fields FROM job_audit ORDER BY version")

@@ -200,3 +200,38 @@ def test_a_worker_at_concurrency_releases_every_job_in_hand_on_a_second_signal(
         failed = [e for e in store.history(job_id) if type(e).__name__ == "Failed"]
         assert [(e.error_type, e.retryable) for e in failed] == [("interrupted", True)]
         assert store.get(job_id).status.value == "retry_scheduled"  # none left "running"
+
+
+def test_a_run_does_its_leader_then_the_jobs_that_ride_it(database_url, store, served, world):
+    """A batch of small refreshes in one Actions run: `bin/run-job --job-id LEADER` does
+    the leader, then each rider, each its own job with its own events and result."""
+    from datetime import UTC, datetime, timedelta
+
+    from jobstore.spec import JobSpec
+
+    for name in ("acme/small1", "acme/small2"):
+        world.add_repository(name, 3, 30)
+    now = datetime.now(UTC)
+    ids = []
+    for name in ("acme/widgets", "acme/small1", "acme/small2"):
+        spec = JobSpec.create(
+            "repository-refresh", name, since=now - timedelta(days=2), until=now
+        )
+        ids.append(store.enqueue(spec, route=Route("github_actions", "no-urgency", "t")).job_id)
+    leader, *riders = ids
+    store.dispatched(leader, "99 https://run/99")
+    for rider in riders:
+        store.dispatched(rider, "99 https://run/99 (batch of leader)")
+        store.heads.batched(rider, 1, leader, 1, now)
+    env = {**served.env, "DATABASE_URL": database_url}
+    done = CliRunner().invoke(
+        run_job_command,
+        ["--job-id", str(leader), "--attempt", "1", "--lane", "github_actions"],
+        env=env,
+    )
+    assert done.exit_code == 0, done.output
+    assert [store.get(i).status.value for i in ids] == ["completed"] * 3
+    for rider in riders:
+        started = next(e for e in store.history(rider) if type(e).__name__ == "Started")
+        assert f"(batch of {leader})" in started.worker
+        assert f"job {rider}: completed" in done.output
