@@ -414,9 +414,7 @@ def test_dispatchers_racing_for_the_last_places_never_send_past_capacity(store, 
     }
 
 
-def test_a_run_plans_no_more_legs_than_it_starts_and_the_lane_has_room_for(
-    store, sandbox, make
-):
+def test_a_run_plans_no_more_legs_than_it_starts_and_the_lane_has_room_for(store, sandbox, make):
     """A historical-sync run's matrix takes at most the workflow's max-parallel children
     (each on a runner at once, counted in the lane's capacity), and only what the lane has
     room for; the parent's next run plans the next ones. A leg slower than the deadline to

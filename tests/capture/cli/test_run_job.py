@@ -214,9 +214,7 @@ def test_a_run_does_its_leader_then_the_jobs_that_ride_it(database_url, store, s
     now = datetime.now(UTC)
     ids = []
     for name in ("acme/widgets", "acme/small1", "acme/small2"):
-        spec = JobSpec.create(
-            "repository-refresh", name, since=now - timedelta(days=2), until=now
-        )
+        spec = JobSpec.create("repository-refresh", name, since=now - timedelta(days=2), until=now)
         ids.append(store.enqueue(spec, route=Route("github_actions", "no-urgency", "t")).job_id)
     leader, *riders = ids
     store.dispatched(leader, "99 https://run/99")
