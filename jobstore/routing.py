@@ -24,6 +24,9 @@ class RoutingSettings:
     inngest_max_items: int = 50
     bulk_items: int = 100
     large_repositories: frozenset[str] = frozenset()
+    # A repository with at least this many pull requests is large (the size a job's spec
+    # carries in params.pull_requests: the planner's probes see it)
+    large_pull_requests: int = 5000
     allow: frozenset[str] = frozenset()  # always in the hybrid rollout (lowercase names)
     deny: frozenset[str] = frozenset()  # never: always on the default lane
 
@@ -81,7 +84,9 @@ def _table(spec: JobSpec, now: datetime, config: RoutingSettings) -> Route:
         return Route(INNGEST, "recent", "real-time: recent window or a few PRs")
     if spec.trigger == "manual" and fits_inngest:
         return Route(INNGEST, "manual", "someone is waiting")
-    large = spec.repository.lower() in config.large_repositories
+    large = spec.repository.lower() in config.large_repositories or (
+        size_of(spec) >= config.large_pull_requests
+    )
     if (items is not None and items > config.bulk_items) or large:
         return Route(ACTIONS, "bulk", "bulk volume: many items or a large repository")
     if not fits_inngest:
@@ -89,6 +94,12 @@ def _table(spec: JobSpec, now: datetime, config: RoutingSettings) -> Route:
     if spec.trigger in ("scheduled", "backfill"):
         return Route(ACTIONS, "no-urgency", f"{spec.trigger} work has no urgency")
     return Route(INNGEST, "small", "small work")
+
+
+def size_of(spec: JobSpec) -> int:
+    """The repository's pull requests, as the job's spec says (0: not said)."""
+    size = spec.params.get("pull_requests")
+    return size if isinstance(size, int) and not isinstance(size, bool) else 0
 
 
 def decide(

@@ -182,6 +182,7 @@ def _routing(env: Mapping[str, str]) -> RoutingSettings:
         inngest_max_items=int(number(env, "JOBSTORE_INNGEST_MAX_ITEMS", 50, minimum=1)),
         bulk_items=int(number(env, "JOBSTORE_BULK_ITEMS", 100, minimum=1)),
         large_repositories=frozenset(r.strip().lower() for r in large.split(",") if r.strip()),
+        large_pull_requests=int(number(env, "JOBSTORE_LARGE_PULL_REQUESTS", 5000, minimum=1)),
     )
 
 

@@ -240,6 +240,7 @@ def _answered(
     report.probed += len(answers)
     errors = [(a.repository, a.newest_updated_at, a.missing and "not found") for a in answers]
     registry.probed([(r, n, e or None) for r, n, e in errors], now)
+    registry.sized((a.repository, a.pull_requests) for a in answers if a.pull_requests is not None)
     missing = [a.repository for a in answers if a.missing]
     report.missing += missing
     # after the probe's own bookkeeping: a gone one is next looked at in GONE_RECHECK
@@ -461,6 +462,7 @@ def refresh(
         # where the comment listings start (the refresh need not read it)
         params={"tier": tracked.effective_tier(now)}
         | ({"comments_since": comments.isoformat()} if comments else {})
+        | ({"pull_requests": tracked.pull_requests} if tracked.pull_requests else {})
         | shared(tracked),
     )
     submitted = dispatcher.submit(spec, now, settings.refresh_lane)

@@ -18,7 +18,7 @@ from capture.records import when
 FIELDS = (
     "nameWithOwner databaseId id "
     "pullRequests(first: 1, orderBy: {field: UPDATED_AT, direction: DESC}) "
-    "{ nodes { number updatedAt } }"
+    "{ totalCount nodes { number updatedAt } }"
 )
 
 
@@ -51,6 +51,7 @@ class Probed:
     repo_id: int | None = None
     node_id: str | None = None
     newest_number: int | None = None  # the pull request updated last
+    pull_requests: int | None = None  # how many it has (its size, for routing)
 
     @property
     def moved(self) -> bool:
@@ -117,6 +118,7 @@ def probe_with(
                 repo_id=repo["databaseId"],
                 node_id=repo["id"],
                 newest_number=nodes[0]["number"] if nodes else None,
+                pull_requests=repo["pullRequests"].get("totalCount"),
             )
         )
     shown = data.get("pulls") or []

@@ -30,6 +30,7 @@ SELECT t.repository, t.tier, t.bootstrap, t.promoted_until, t.workspace, t.added
        t.next_due, p.fresh_as_of, p.probed_at, p.changed_at,
        p.pending_since IS NOT NULL AS pending, w.updated_at AS watermark, p.refresh_job,
        t.node_id, t.gone_at, w.comments_at AS comments_watermark, p.comments_probed_at,
+       p.pull_requests,
        CASE WHEN i.suspended_at IS NULL AND i.deleted_at IS NULL THEN i.checked_at END
          AS webhooks_checked_at
 FROM tracked_repositories t
@@ -682,6 +683,7 @@ class Registry:
                 node_id=r["node_id"],
                 workspace=r["workspace"],
                 added_at=r["added_at"],
+                pull_requests=r["pull_requests"],
                 gone=r["gone_at"] is not None,
                 comments_watermark=r["comments_watermark"],
                 comments_probed_at=r["comments_probed_at"],
@@ -727,6 +729,16 @@ class Registry:
         failed = [repo for repo, _, error in rows if error]
         if failed:
             self._next(failed, now, "probe")
+
+    def sized(self, sizes: Iterable[tuple[str, int]]) -> None:
+        """How many pull requests each repository has, as a probe just saw."""
+        pairs = list(sizes)
+        if pairs:
+            self._run(
+                "UPDATE repo_probes p SET pull_requests = x.n FROM unnest(%s::text[], "
+                "%s::int[]) AS x(r, n) WHERE p.repository = x.r",
+                ([r for r, _ in pairs], [n for _, n in pairs]),
+            )
 
     def fresh(self, repositories: Iterable[str], as_of: datetime) -> None:
         """Unchanged since what is stored: fresh as of the probe, without a job."""

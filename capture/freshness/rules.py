@@ -101,6 +101,7 @@ class Tracked:
     comments_probed_at: datetime | None = None  # its newest comment last read
     webhooks_checked_at: datetime | None = None  # its installation's last reconciliation
     workspace: str | None = None  # whose it is: its jobs take turns with other workspaces'
+    pull_requests: int | None = None  # how many it has, as the last probe saw
     added_at: datetime | None = None
 
     def webhooks(self, now: datetime) -> bool:

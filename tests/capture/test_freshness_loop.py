@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from capture.freshness.loop import bootstrap, on_request
+from capture.freshness.loop import bootstrap, on_request, refresh
 from capture.freshness.registry import Entry, Registry
 from devtools.sandbox import World
 from jobstore import views
@@ -73,6 +73,14 @@ def test_unchanged_repositories_are_marked_fresh_by_one_probe_without_a_job(loop
     assert rows(database_url, "SELECT count(*) FROM job_heads")[0][0] == jobs_before
     ages = {r["repository"]: r["fresh_as_of"] for r in loop.registry.freshness()}
     assert set(ages.values()) == {loop.rig.clock()}
+    # the probe saw each one's size: the router's "large" reads it, not a static list
+    sizes = dict(rows(database_url, "SELECT repository, pull_requests FROM repo_probes"))
+    assert sizes == {"acme/widgets": 60, "acme/gadgets": 25, "acme/sprockets": 5}
+    (tracked,) = [t for t in loop.registry.load(loop.rig.store.active) if t.repository == REPOS[0]]
+    spec = loop.rig.store.get(
+        refresh(Dispatcher(loop.rig.store, {}, {}), tracked, loop.rig.clock(), LOCAL)
+    ).spec()
+    assert spec.params["pull_requests"] == 60
 
 
 def test_a_review_on_a_year_old_pull_request_is_refreshed_whole(loop, world, database_url):

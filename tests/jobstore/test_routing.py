@@ -78,3 +78,14 @@ def test_rollout_bucket_is_stable_and_non_negative():
     assert rollout_bucket("Acme/Widgets") == rollout_bucket("acme/widgets")
     assert all(0 <= rollout_bucket(f"o/r{n}") < 10_000 for n in range(1000))
     assert rollout_bucket("acme/widgets") == 80  # pinned: a changed hash reshuffles rollout
+
+
+def test_a_repository_the_probes_saw_large_is_bulk_without_a_static_list():
+    quiet = {"since": NOW - timedelta(days=40), "until": NOW, "trigger": "scheduled"}
+    small = spec(**quiet, params={"pull_requests": 120})
+    large = spec(**quiet, params={"pull_requests": 60_000})
+    assert decide(small, NOW).rule == "no-urgency"
+    route = decide(large, NOW)
+    assert (route.lane, route.rule) == BULK
+    assert decide(large, NOW, RoutingSettings(large_pull_requests=100_000)).rule == "no-urgency"
+    assert decide(spec(**quiet, params={"pull_requests": True}), NOW).rule == "no-urgency"
