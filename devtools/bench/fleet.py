@@ -335,7 +335,7 @@ def simulate(
         reserve=0,
     )
     names = list(tiers)
-    rates = heavy_tailed_rates([n for n in names if n != MONOREPO], repos * 2.0, seed=seed)
+    rates = heavy_tailed_rates([n for n in names if n != MONOREPO], repos * 6.0, seed=seed)
     activity = Activity(world, rates, T0, seed=seed)
     try:
         fleet.planners[0][0].track([Entry(n, tiers[n]) for n in names], clock())

@@ -155,8 +155,7 @@ def plan_matrix(store: JobStore, parent: Job, run_ref: str, now: datetime) -> li
             return planned  # another run of this parent is planning them
         room = MATRIX_PARALLEL
         if capacity is not None:
-            # the parent's own run holds a place of the lane: its legs may take it over
-            room = min(room, capacity - mine.held("github_actions") + 1)
+            room = min(room, capacity - mine.held("github_actions"))
         for child_id in waiting[: max(0, min(room, MATRIX_LIMIT))]:
             if store.get(child_id).lane != "github_actions":
                 continue

@@ -48,3 +48,31 @@ def test_bench_planner_reads_only_what_is_due():
     assert numbers["probed"] == 100
     assert numbers["probe_queries"] == 1
     assert numbers["jobs_freshness_json_ms"] > 0
+
+
+@pytest.mark.slow
+def test_bench_fleet_keeps_the_lanes_within_capacity_and_completes_history():
+    """A small fleet imported at once, three planners and the fallback racing, a monorepo
+    backfilling, lanes with room for three Actions jobs and two Inngest steps."""
+    result = CliRunner().invoke(
+        bench,
+        [
+            "fleet",
+            *("--repos", "30", "--hours", "3", "--monorepo", "300"),
+            *("--actions-capacity", "3", "--inngest-capacity", "2", "--json"),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert numbers["repos"] == 31
+    assert numbers["backfills_per_repo_max"] == 1  # four planners, one backfill each
+    assert numbers["history_complete"] == 1.0
+    assert numbers["bootstrap_hours"] is not None
+    assert numbers["dispatches_over_capacity"] == 0
+    assert numbers["lane_peak"] == {"inngest": 2, "github_actions": 3}  # full, never over
+    assert numbers["redispatches_from_queueing"] == 0
+    assert numbers["failed_attempts"] == 0
+    assert numbers["planner_passes"] >= 3 * 30  # one a step (the others skipped)
+    assert numbers["small_repo_wait_p95_ratio"] > 0
+    assert "bin/bench fleet took " in result.stderr
