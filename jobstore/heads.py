@@ -39,6 +39,10 @@ RUNS = "count(DISTINCT coalesce(b.leader, h.job_id))"
 IN_FLIGHT = f"SELECT {RUNS} AS n {HELD}"
 IN_FLIGHT_BY_LANE = f"SELECT h.lane, {RUNS} AS n {HELD} GROUP BY h.lane"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
+WAITING = (
+    "SELECT job_id FROM job_heads WHERE status = 'routed' AND lane = %s "
+    f"ORDER BY {PRIORITY_ORDER}, turn_at LIMIT %s"
+)
 
 
 class Dispatching:
@@ -295,6 +299,15 @@ class Heads:
             (parent_id,),
         )
         return rows[0]["at"] if rows else None
+
+    def waiting(self, lanes: Sequence[str], limit: int) -> list[tuple[UUID, str]]:
+        """Up to `limit` jobs routed to each of `lanes`, in their turns: (id, lane). Each
+        lane's are read from the queue index in order (WAITING), not sorted whole."""
+        found: list[tuple[UUID, str]] = []
+        for lane in lanes:
+            rows = self._rows(WAITING, (lane, limit))
+            found += [(row["job_id"], lane) for row in rows]
+        return found
 
     def routed(self, lanes: Sequence[str]) -> list[UUID]:
         """Jobs routed to one of `lanes` and not yet dispatched, best first."""

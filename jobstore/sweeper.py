@@ -71,12 +71,12 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
             undelivered(store, job_id, now, report)
     full: set[str] = set()  # lanes found holding all they may run: the rest wait there
     riders: list[UUID] = []  # small refreshes for Actions, sent in batches at the end
-    for job_id in store.heads.routed([INNGEST, ACTIONS])[:limit]:
+    for job_id, lane in store.heads.waiting([INNGEST, ACTIONS], limit):
+        if lane in full:  # counted from its head: a full lane's queue is not read
+            report.waiting += 1
+            continue
         with set_aside(store, job_id, now, report):
             job = store.get(job_id)
-            if job.lane in full:
-                report.waiting += 1
-                continue
             if planned_by_parent(job, now, store.settings.start_deadline(ACTIONS)):
                 continue
             if batchable(job, store.settings.actions_batch):

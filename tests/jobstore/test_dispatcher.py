@@ -461,17 +461,19 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
     finished jobs that count (and a run's children's last move) read indexes."""
     import psycopg
 
-    from jobstore.heads import IN_FLIGHT
+    from jobstore.heads import IN_FLIGHT, WAITING
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO job_heads (job_id, job_type, repository, status, lane, priority, "
-            "attempt, version, dedupe_key, parent_id, created_at, last_event_at) "
+            "attempt, version, dedupe_key, parent_id, created_at, last_event_at, turn_at) "
             "SELECT gen_random_uuid(), 'pr-reviews', 'acme/r' || (g % 500), "
-            "CASE WHEN g % 1000 = 0 THEN 'dispatched' ELSE 'completed' END, "
+            "CASE WHEN g % 1000 = 0 THEN 'dispatched' WHEN g % 10 = 1 THEN 'routed' "
+            "ELSE 'completed' END, "
             "CASE WHEN g % 2 = 0 THEN 'inngest' ELSE 'github_actions' END, 'normal', 1, 3, "
             "'k' || g, CASE WHEN g % 3 = 0 THEN gen_random_uuid() END, "
-            "now() - make_interval(mins => g), now() - make_interval(mins => g) "
+            "now() - make_interval(mins => g), now() - make_interval(mins => g), "
+            "now() - make_interval(mins => g) "
             "FROM generate_series(1, 50000) g"
         )
         conn.execute(  # a day of batches (the sweeper prunes older ones)
@@ -484,6 +486,7 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
         counted = "\n".join(
             r[0] for r in conn.execute("EXPLAIN " + IN_FLIGHT, {"lanes": ["github_actions"]})
         )
+        queue = "\n".join(r[0] for r in conn.execute("EXPLAIN " + WAITING, ("github_actions", 500)))
         child = "\n".join(
             r[0]
             for r in conn.execute(
@@ -493,8 +496,9 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
             )
         )
     assert "job_heads_active" in counted, counted
+    assert "job_heads_turns" in queue, queue
     assert "job_heads_parent" in child, child
-    assert "Seq Scan" not in counted + child
+    assert "Seq Scan" not in counted + child + queue
 
 
 def quiet_refresh(store, repo: str):
