@@ -185,6 +185,7 @@ def test_no_fmt_skip_in_the_code():
             "JobViews "
             "LanePrice LaneSettings Patient RetryPolicy Rollout Route RoutingSettings Secret "
             "Sent Settings Status Submitted SweepReport Wakeup application_name audit_fields "
+            "batchable "
             "catch_up database_url decide fingerprint load_prices load_settings migrate "
             "number open_store open_views parse_repository plan_matrix project_forever reads "
             "archive "

@@ -33,7 +33,7 @@ from capture.settings import WebhookSettings
 from capture.storage import EDITS_MOVE_NOTHING
 from capture.webhooks.planner import webhook_pass
 from capture.webhooks.riders import Riding
-from jobstore import GITHUB_EPOCH, MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec
+from jobstore import GITHUB_EPOCH, MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec, batchable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -158,6 +158,7 @@ def _pass(
     report.probe_points = gh.meter.graphql_points - spent
     _reconcile_all(registry, dispatcher, gh, now, settings, report)
     _contributors(registry, gh, now, settings, report)
+    _send_batches(dispatcher, report, now)
     acted = set(report.bootstrapped) | set(report.refreshes) | set(decided.probe)
     acted |= set(report.moved.values())
     waiting = set(decided.waiting_names)
@@ -406,6 +407,16 @@ def _followed(
         by_name[name] = replace(by_name[name], gone=False)
     report.back += back
     return found
+
+
+def _send_batches(dispatcher: Dispatcher, report: PassReport, now: datetime) -> None:
+    """The pass's small refreshes for Actions, sent now in batches (one run each) rather
+    than left for the sweeper's next pass."""
+    store, size = dispatcher.store, dispatcher.settings.actions_batch
+    jobs = [store.get(job_id) for job_id in report.refreshes.values()]
+    riders = [job.id for job in jobs if job.status.value == "routed" and batchable(job, size)]
+    if riders:
+        dispatcher.send_batches(riders, now)
 
 
 def _refresh_all(
