@@ -201,7 +201,11 @@ def dashboard_data() -> Any:
             "stuck": health.stuck,
             "lag": health.lag,
             "rollout": rollout_state(ctx.store),
-            "fleet": {**ctx.registry.fleet(), "breached": len(health.breached_names)},
+            "fleet": {
+                **ctx.registry.fleet(),
+                "breached": len(health.breached_names),
+                "bootstrap": ctx.registry.bootstrap_progress(),
+            },
             "fleet_series": ctx.registry.samples(now - timedelta(hours=hours)),
         }
     )

@@ -108,6 +108,7 @@ def test_the_dashboard_shows_a_sandbox_run(dashboard, served, database_url):
             fleet = page.inner_text("#fleet")
             assert "tracked" in fleet
             assert "1 · 0 · 1" in fleet  # hot · warm · cold
+            assert "0 of 2" in fleet  # whose whole history is stored (none bootstrapped yet)
             assert page.locator("#breached path.line").count() == 1
             assert page.inner_text("#error") == ""
             assert not overflowing(page, "#budgets"), "the budget table overflows its card"
