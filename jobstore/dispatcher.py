@@ -180,16 +180,22 @@ class Dispatcher:
         return Submitted(enqueued, self.store.get(enqueued.job_id), sent)
 
     def send_batches(
-        self, job_ids: list[UUID], now: datetime, down: dict[str, str] | None = None
+        self, jobs: list[Job], now: datetime, down: dict[str, str] | None = None
     ) -> list[Sent]:
         """Sends batchable jobs (see `batchable`) in batches of JOBSTORE_ACTIONS_BATCH, in
         the order given (their fair turns): each batch one run, within the lane's
-        capacity. Stops at a full lane; what is left waits, routed."""
+        capacity. A batch not full yet waits until its first job has waited
+        JOBSTORE_ACTIONS_BATCH_WAIT seconds (no-urgency work gathers riders meanwhile).
+        Stops at a full lane; what is left waits, routed."""
         down = self.down(now) if down is None else down
-        size = self.settings.actions_batch
+        size, linger = self.settings.actions_batch, self.settings.actions_batch_wait
         sent: list[Sent] = []
-        for start in range(0, len(job_ids), size):
-            batch = self.send_batch(job_ids[start : start + size], now, down)
+        for start in range(0, len(jobs), size):
+            chunk = jobs[start : start + size]
+            oldest = min(job.created_on for job in chunk)
+            if len(chunk) < size and (now - oldest).total_seconds() < linger:
+                break  # the last, partial batch gathers more riders
+            batch = self.send_batch([job.id for job in chunk], now, down)
             sent += batch
             if any(s.full for s in batch) or ACTIONS in down:
                 break

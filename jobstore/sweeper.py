@@ -70,7 +70,7 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
         with set_aside(store, job_id, now, report):
             undelivered(store, job_id, now, report)
     full: set[str] = set()  # lanes found holding all they may run: the rest wait there
-    riders: list[UUID] = []  # small refreshes for Actions, sent in batches at the end
+    riders: list[Job] = []  # small refreshes for Actions, sent in batches at the end
     for job_id, lane in store.heads.waiting([INNGEST, ACTIONS], limit):
         if lane in full:  # counted from its head: a full lane's queue is not read
             report.waiting += 1
@@ -80,7 +80,7 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
             if planned_by_parent(job, now, store.settings.start_deadline(ACTIONS)):
                 continue
             if batchable(job, store.settings.actions_batch):
-                riders.append(job_id)
+                riders.append(job)
                 continue
             sent = dispatcher.send(job_id, now, down)
             if sent.full and sent.lane:

@@ -414,7 +414,7 @@ def _send_batches(dispatcher: Dispatcher, report: PassReport, now: datetime) -> 
     than left for the sweeper's next pass."""
     store, size = dispatcher.store, dispatcher.settings.actions_batch
     jobs = [store.get(job_id) for job_id in report.refreshes.values()]
-    riders = [job.id for job in jobs if job.status.value == "routed" and batchable(job, size)]
+    riders = [job for job in jobs if job.status.value == "routed" and batchable(job, size)]
     if riders:
         dispatcher.send_batches(riders, now)
 

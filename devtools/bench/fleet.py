@@ -392,6 +392,7 @@ def simulate(
             "bootstrap_failed": progress["failed"],
             "dispatches_over_capacity": sum(lane.over_capacity for lane in fleet.lanes.values()),
             "lane_peak": {name: lane.peak for name, lane in fleet.lanes.items()},
+            "over_capacity_by_lane": {n: lane.over_capacity for n, lane in fleet.lanes.items()},
             "redispatches_from_queueing": fleet.redispatched,
             "refreshes": fleet.refreshes,
             "actions_refresh_runs": fleet.refresh_runs,

@@ -543,3 +543,16 @@ def test_small_refreshes_ride_one_run_per_batch_within_capacity(store, sandbox, 
     )
     submitted = dispatcher.submit(spec, T0, "github_actions", reason=None)
     assert submitted.job.status.value == "routed"
+
+
+def test_a_partial_batch_gathers_riders_until_its_first_has_waited_long_enough(
+    store, sandbox, make
+):
+    dispatcher = make()
+    store.settings = replace(store.settings, actions_batch=5, actions_batch_wait=600.0)
+    jobs = [quiet_refresh(store, f"acme/q{i}") for i in range(3)]
+    report = sweep(dispatcher, T0 + timedelta(seconds=300))
+    assert (report.sent, report.waiting, sandbox.actions.runs) == ([], 3, {})
+    report = sweep(dispatcher, T0 + timedelta(seconds=601))
+    assert sorted(s.job_id for s in report.sent if s.ok) == sorted(jobs)
+    assert len(sandbox.actions.runs) == 1  # one run for the three
