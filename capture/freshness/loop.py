@@ -548,6 +548,8 @@ def _check_bootstraps(
     for good, failed (reported) after `bootstrap_tries`. Returns how many stay in
     progress."""
     rows = registry.bootstrapping(CHECKED_PER_PASS)
+    if not rows:
+        return 0
     jobs = [UUID(str(j)) for r in rows for j in r["bootstrap_jobs"]]
     states = dispatcher.store.heads.head_states(jobs)
     looked, done, failed, again = [], [], {}, {}

@@ -47,7 +47,7 @@ APP = "prcapture-bench-planner"
 FILL = (
     "INSERT INTO tracked_repositories (repository, tier, added_at, bootstrap, next_due) "
     "SELECT 'fleet-' || (g %% 1000) || '/repo-' || g, (ARRAY['hot','warm','cold'])[1 + g %% 3], "
-    "now() - interval '30 days', 'started', now() + make_interval(secs => 600 + g %% 3000) "
+    "now() - interval '30 days', 'done', now() + make_interval(secs => 600 + g %% 3000) "
     "FROM generate_series(1, %(repos)s) g",
     "INSERT INTO repo_probes (repository, fresh_as_of, probed_at, last_success) "
     "SELECT repository, now(), now(), now() FROM tracked_repositories",

@@ -156,6 +156,12 @@ def test_every_per_job_query_uses_an_index(fleet):
             "SELECT etag, body, link FROM rest_etags WHERE credential = %s AND url = %s",
             ("c", "u"),
         ),
+        "the started bootstraps a pass checks": (
+            "SELECT repository, bootstrap_jobs, bootstrap_tries, workspace FROM "
+            "tracked_repositories WHERE bootstrap = 'started' "
+            "ORDER BY bootstrap_checked_at NULLS FIRST LIMIT %s",
+            (500,),
+        ),
         "the planner's due repositories": (
             "SELECT repository FROM tracked_repositories WHERE next_due <= %s "
             "ORDER BY next_due LIMIT 5000",

@@ -44,7 +44,8 @@ def test_bench_planner_reads_only_what_is_due():
     numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["repos"] == 1000
     assert numbers["job_heads"] == 2000
-    assert numbers["planner_pass_nothing_due_statements"] <= 8
+    # 9: a pass also looks at the started bootstraps (an index of them; none here)
+    assert numbers["planner_pass_nothing_due_statements"] <= 9
     assert numbers["probed"] == 100
     assert numbers["probe_queries"] == 1
     assert numbers["jobs_freshness_json_ms"] > 0
