@@ -148,8 +148,9 @@ def undelivered(store: JobStore, job_id: UUID, now: datetime, report: SweepRepor
         # draining them is not read as a lost dispatch
         moved = store.heads.latest_child_event(job.parent_id) or job.last_event_at
         waited = min(waited, (now - moved).total_seconds())
-    elif job.lane == ACTIONS and "(batch of " in (job.ref or ""):
-        # riding a batch's run, it waits for the jobs before it: likewise from their moves
+    elif job.lane == ACTIONS:
+        # riding a batch's run (lane_batches), it waits for the jobs before it: likewise
+        # from their moves (None: it rides no batch)
         moved = store.heads.latest_batch_event(job.id, job.attempt) or job.last_event_at
         waited = min(waited, (now - moved).total_seconds())
     if job.status is not Status.DISPATCHED or waited <= store.settings.start_deadline(job.lane):

@@ -240,8 +240,8 @@ def _answered(
     answers = _followed(registry, dispatcher, by_name, answers, now, report)
     report.probed += len(answers)
     errors = [(a.repository, a.newest_updated_at, a.missing and "not found") for a in answers]
-    registry.probed([(r, n, e or None) for r, n, e in errors], now)
-    registry.sized((a.repository, a.pull_requests) for a in answers if a.pull_requests is not None)
+    sizes = {a.repository: a.pull_requests for a in answers if a.pull_requests is not None}
+    registry.probed([(r, n, e or None) for r, n, e in errors], now, sizes)
     missing = [a.repository for a in answers if a.missing]
     report.missing += missing
     # after the probe's own bookkeeping: a gone one is next looked at in GONE_RECHECK

@@ -713,32 +713,29 @@ class Registry:
         )
 
     def probed(
-        self, results: Iterable[tuple[str, datetime | None, str | None]], now: datetime
+        self,
+        results: Iterable[tuple[str, datetime | None, str | None]],
+        now: datetime,
+        sizes: Mapping[str, int] | None = None,
     ) -> None:
-        """Probe answers: (repository, newest update, error); the ones that failed are
-        looked at again after their probe interval."""
+        """Probe answers: (repository, newest update, error), and how many pull requests
+        each has (`sizes`, where the probe saw it); the ones that failed are looked at
+        again after their probe interval."""
         rows = list(results)
+        sizes = sizes or {}
+        columns = list(map(list, zip(*rows, strict=True))) if rows else [[], [], []]
         self._run(
-            "INSERT INTO repo_probes (repository, probed_at, newest_updated_at, last_error) "
-            "SELECT r, %s, n, e FROM unnest(%s::text[], %s::timestamptz[], %s::text[]) "
-            "AS x(r, n, e) ON CONFLICT (repository) DO UPDATE SET "
+            "INSERT INTO repo_probes (repository, probed_at, newest_updated_at, last_error, "
+            "pull_requests) SELECT r, %s, n, e, s FROM unnest(%s::text[], %s::timestamptz[], "
+            "%s::text[], %s::int[]) AS x(r, n, e, s) ON CONFLICT (repository) DO UPDATE SET "
             "probed_at = EXCLUDED.probed_at, newest_updated_at = EXCLUDED.newest_updated_at, "
-            "last_error = EXCLUDED.last_error",
-            (now, *map(list, zip(*rows, strict=True))) if rows else (now, [], [], []),
+            "last_error = EXCLUDED.last_error, "
+            "pull_requests = COALESCE(EXCLUDED.pull_requests, repo_probes.pull_requests)",
+            (now, *columns, [sizes.get(r) for r in columns[0]]),
         )
         failed = [repo for repo, _, error in rows if error]
         if failed:
             self._next(failed, now, "probe")
-
-    def sized(self, sizes: Iterable[tuple[str, int]]) -> None:
-        """How many pull requests each repository has, as a probe just saw."""
-        pairs = list(sizes)
-        if pairs:
-            self._run(
-                "UPDATE repo_probes p SET pull_requests = x.n FROM unnest(%s::text[], "
-                "%s::int[]) AS x(r, n) WHERE p.repository = x.r",
-                ([r for r, _ in pairs], [n for _, n in pairs]),
-            )
 
     def fresh(self, repositories: Iterable[str], as_of: datetime) -> None:
         """Unchanged since what is stored: fresh as of the probe, without a job."""

@@ -42,7 +42,7 @@ from capture.github.client import GitHubFactory
 from capture.settings import CaptureSettings
 from capture.storage import Storage
 from devtools.bench.freshness import TOKEN, Clock
-from devtools.bench.store import scratch_database
+from devtools.bench.store import percentile, scratch_database
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox, World
 from devtools.sandbox.activity import Activity, heavy_tailed_rates
 from jobstore import db
@@ -307,11 +307,7 @@ def build(repos: int, seed: int, monorepo: int) -> tuple[World, dict[str, int], 
 
 
 def p95(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    if len(values) < 20:
-        return max(values)
-    return statistics.quantiles(values, n=20)[-1]
+    return percentile(values, 0.95) if values else 0.0
 
 
 def simulate(
@@ -358,7 +354,7 @@ def simulate(
             if bootstrap_done is None and progress["done"] == progress["tracked"]:
                 bootstrap_done = clock.now
             if monorepo and (mono is None or mono[1] is None):  # until it ended
-                mono = monorepo_backfill(fleet.store, clock.now)
+                mono = monorepo_backfill(url)
             if clock.now >= next_sample:
                 next_sample += timedelta(hours=1)
                 if bootstrap_done is not None:
@@ -425,19 +421,19 @@ def within_target(url: str, at: datetime) -> float:
     return 1 - late / max(tracked, 1)
 
 
-def monorepo_backfill(store: Any, now: datetime) -> tuple[datetime, datetime | None] | None:
+def monorepo_backfill(url: str) -> tuple[datetime, datetime | None] | None:
     """When the monorepo's history backfill was created, and when it ended (None: not
     yet), from its job's head."""
-    rows = store.heads._rows(
-        "SELECT created_at, status, last_event_at FROM job_heads WHERE repository = %s "
-        "AND job_type = 'historical-sync' AND parent_id IS NULL ORDER BY created_at LIMIT 1",
-        (MONOREPO,),
-    )
-    if not rows:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT created_at, status, last_event_at FROM job_heads WHERE repository = %s "
+            "AND job_type = 'historical-sync' AND parent_id IS NULL ORDER BY created_at LIMIT 1",
+            (MONOREPO,),
+        ).fetchone()
+    if row is None:
         return None
-    row = rows[0]
-    ended = row["last_event_at"] if row["status"] in ("completed", "failed") else None
-    return row["created_at"], ended
+    created, status, last = row
+    return created, (last if status in ("completed", "failed") else None)
 
 
 @click.command()
@@ -475,6 +471,7 @@ def fleet(
     with scratch_database(server, "fleet") as url:
         jobstore.migrate(url)
         result = simulate(url, repos, hours, step, seed, monorepo, capacity)
+    result["small_repo_wait_p95_ratio"] = None  # without a peer run: not measured
     if peer and monorepo:
         start, end = (datetime.fromisoformat(t) for t in result["window"])
         with scratch_database(server, "fleet-peer") as url:

@@ -53,7 +53,14 @@ def test_a_turn_is_counted_with_an_index_and_kept_on_later_events(store, databas
         row = conn.execute(
             "SELECT share, turn_at, created_at FROM job_heads WHERE job_id = %s", (job_id,)
         ).fetchone()
-        conn.execute("SET enable_seqscan = off")
+        conn.execute(  # a year of finished jobs, and some waiting
+            "INSERT INTO job_heads (job_id, job_type, repository, status, lane, priority, "
+            "attempt, version, dedupe_key, created_at, last_event_at, share, turn_at) "
+            "SELECT gen_random_uuid(), 'pr-reviews', 'o' || (g % 300) || '/r' || (g % 3000), "
+            "CASE WHEN g % 100 = 0 THEN 'routed' ELSE 'completed' END, 'local', 'low', 1, 3, "
+            "'k' || g, now(), now(), 'o' || (g % 300), now() FROM generate_series(1, 60000) g"
+        )
+        conn.execute("ANALYZE job_heads")
         plan = "\n".join(
             r[0]
             for r in conn.execute(
@@ -72,3 +79,4 @@ def test_a_turn_is_counted_with_an_index_and_kept_on_later_events(store, databas
     assert row[1] == row[2]  # nothing of its own was waiting: its turn is now
     assert plan
     assert "job_heads_waiting_repository" in inlined
+    assert "Seq Scan" not in inlined
