@@ -214,7 +214,7 @@ class Dispatcher:
         led = self.store.get(leader)
         ref = f"{led.ref} (batch of {leader})" if led.ref else f"batch of {leader}"
         sent = [first]
-        for member in members:
+        for order, member in enumerate(members):
             with self.store.heads.dispatching(member) as mine:
                 job = self.store.get(member)
                 if not mine or job.status is not Status.ROUTED or job.lane != ACTIONS:
@@ -223,7 +223,9 @@ class Dispatcher:
                     self.store.dispatched(member, ref, now)
                 except InvalidTransition:
                     continue
-                self.store.heads.batched(member, job.attempt, leader, led.attempt, now)
+                # `at` keeps their turns: the run does them in this order
+                at = now + timedelta(microseconds=order)
+                self.store.heads.batched(member, job.attempt, leader, led.attempt, at)
                 sent.append(Sent(member, ACTIONS, True, ref))
         return sent
 

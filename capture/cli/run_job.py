@@ -239,8 +239,8 @@ def run_job_command(
                 "batch": len(riders),
             }
         )
-        failed = [r for r in riders if r.outcome == "failed"]
-        raise SystemExit(exit_code(failed[0] if failed else result))
+        stopped = [r for r in riders if r.outcome in ("interrupted", "failed")]
+        raise SystemExit(exit_code(stopped[-1] if stopped else result))
     assert lane is not None
     try:
         results = work_lane(ctx, lane, worker_id, max_jobs, watch, poll, actions, concurrency)
@@ -285,6 +285,8 @@ def run_riders(
             bar.close()
         report(result, resources(ctx).store.get(member), started, actions)
         results.append(result)
+        if result.outcome == "interrupted":  # a signal stops the run: the rest time out
+            break
     return results
 
 

@@ -233,3 +233,48 @@ def test_a_run_does_its_leader_then_the_jobs_that_ride_it(database_url, store, s
         started = next(e for e in store.history(rider) if type(e).__name__ == "Started")
         assert f"(batch of {leader})" in started.worker
         assert f"job {rider}: completed" in done.output
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_rider_runs_releases_it_and_leaves_the_rest_to_the_sweeper(
+    database_url, store, slow_github
+):
+    """A batch's run stopped mid-rider (a runner cancelled): the leader's work is kept,
+    the rider in hand is released for a retry, the ones not started stay dispatched and
+    the sweeper's start deadline sends them again. Nothing is lost or done twice."""
+    from datetime import UTC, datetime, timedelta
+
+    from jobstore.spec import JobSpec
+
+    now = datetime.now(UTC)
+    ids = []
+    for days in (1, 3650, 2):
+        spec = JobSpec.create(
+            "historical-sync" if days == 3650 else "repository-refresh",
+            "acme/widgets",
+            since=now - timedelta(days=days),
+            until=now,
+            dedupe_key=f"batch-{days}",
+        )
+        ids.append(store.enqueue(spec, route=Route("github_actions", "no-urgency", "t")).job_id)
+    leader, slow, last = ids
+    store.dispatched(leader, "99 https://run/99")
+    for order, rider in enumerate((slow, last)):  # riders run in the order batched
+        store.dispatched(rider, "99 https://run/99 (batch of leader)")
+        store.heads.batched(rider, 1, leader, 1, now + timedelta(seconds=order))
+    process = subprocess.Popen(
+        [sys.executable, ROOT / "bin" / "run-job", "--job-id", str(leader), "--attempt", "1"]
+        + ["--lane", "github_actions"],
+        env={**os.environ, **slow_github, "DATABASE_URL": database_url},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: store.get(slow).status.value == "running", timeout=90)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    assert store.get(leader).status.value == "completed"
+    assert store.get(slow).status.value == "retry_scheduled"  # released, not left running
+    assert store.get(last).status.value == "dispatched"  # its deadline brings it back
