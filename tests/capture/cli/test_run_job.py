@@ -263,8 +263,10 @@ def test_sigterm_while_a_rider_runs_releases_it_and_leaves_the_rest_to_the_sweep
         store.dispatched(rider, "99 https://run/99 (batch of leader)")
         store.heads.batched(rider, 1, leader, 1, now + timedelta(seconds=order))
     process = subprocess.Popen(
-        [sys.executable, ROOT / "bin" / "run-job", "--job-id", str(leader), "--attempt", "1"]
-        + ["--lane", "github_actions"],
+        [
+            *(sys.executable, ROOT / "bin" / "run-job", "--job-id", str(leader)),
+            *("--attempt", "1", "--lane", "github_actions"),
+        ],
         env={**os.environ, **slow_github, "DATABASE_URL": database_url},
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
