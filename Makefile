@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bin/bench api --json
 	$(BIN)/python bin/bench budget --json
 	$(BIN)/python bin/bench freshness --json
+	$(BIN)/python bin/bench fleet --json
 
 # Stops the embedded servers (the scripts' and the tests') and removes what was built.
 clean:
