@@ -33,7 +33,7 @@ import httpx
 import psycopg
 
 import jobstore
-from capture.attempt import run_job
+from capture.attempt import run_claimed, run_job
 from capture.freshness.loop import plan_once
 from capture.freshness.registry import Entry, Registry
 from capture.freshness.rules import FreshnessSettings
@@ -47,6 +47,7 @@ from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Options, Sandbox,
 from devtools.sandbox.activity import Activity, heavy_tailed_rates
 from jobstore import db
 from jobstore.dispatcher import Dispatcher
+from jobstore.domain import Job
 from jobstore.lanes.github_actions import plan_matrix
 from jobstore.secret import Secret
 from jobstore.settings import LaneSettings, Settings, load
@@ -75,6 +76,7 @@ class Unit:
     leg: bool = False
     started: datetime | None = None
     ends: datetime | None = None
+    job: Job | None = None  # the attempt its runner claimed when it started
 
 
 @dataclass
@@ -194,10 +196,18 @@ class Fleet:
         return self.store.get(job_id).job_type
 
     def work(self, job_id: UUID, leg: bool = False) -> float:
-        """Seconds a job's own work takes (after its runner's setup)."""
+        """Seconds a job's own work takes (after its runner's setup): a page of an index
+        pass a second, a pull request captured whole 0.3 s; a parent waking to look at
+        its children a few seconds."""
         job = self.store.get(job_id)
+        if (job.cursor or "").startswith("children"):
+            return 3.0
         pulls = len(job.pr_numbers) or self.sizes.get(job.repository, 10)
-        return 3.0 + (0.3 * pulls if job.job_type == "historical-sync" or leg else 2.0)
+        if job.job_type != "historical-sync" and not leg:
+            return 5.0
+        if not job.pr_numbers and pulls > self.capture.max_items:  # index, then children
+            return 3.0 + -(-pulls // 100)
+        return 3.0 + 0.3 * pulls
 
     def riders(self, unit: Unit) -> list[tuple[UUID, int]]:
         if unit.leg or unit.run is None or unit.attempt is None:
@@ -227,6 +237,8 @@ class Fleet:
         self.clock.now = until
 
     def start(self, lane: Lane, now: datetime) -> None:
+        """Starts what the lane's runners have room for; a runner claims its job's attempt
+        as it starts (a job whose attempt moved on meanwhile is not run: the runner ends)."""
         waiting = list(lane.queue)
         lane.queue.clear()
         for unit in waiting:
@@ -235,27 +247,30 @@ class Fleet:
             if full or legs_full:
                 lane.queue.append(unit)
                 continue
+            claim = self.store.claim(
+                unit.job_id, f"{lane.name}-runner", now, attempt=unit.attempt, lane=lane.name
+            )
+            if not claim.won:
+                continue
+            unit.job = claim.job or self.store.get(unit.job_id)
             unit.started = now
             unit.ends = now + timedelta(seconds=self.duration(lane.name, unit))
             lane.running.append(unit)
             lane.peak = max(lane.peak, len(lane.running))
             if unit.leg and unit.run is not None:
                 self.run_legs[unit.run] = self.run_legs.get(unit.run, 0) + 1
-            job = self.store.get(unit.job_id)
-            waited = (now - job.created_on).total_seconds()
-            self.waits.append((job.repository, job.job_type, job.created_on, waited))
+            waited = (now - unit.job.created_on).total_seconds()
+            self.waits.append((unit.job.repository, unit.job.job_type, unit.job.created_on, waited))
 
     def finish(self, lane: Lane, unit: Unit) -> None:
         """The run's work, now that its simulated time is over: the real capture."""
-        result = run_job(
+        assert unit.job is not None
+        result = run_claimed(
             self.store,
-            unit.job_id,
-            worker=f"{lane.name}-runner",
+            unit.job,
             storage=self.storage,
             settings=self.capture,
             github=self.github,
-            lane=lane.name,
-            attempt=None if unit.leg else unit.attempt,
             now=self.clock,
         )
         self.failed += result.outcome == "failed"
