@@ -90,6 +90,23 @@ def batchable(job: Job, batch: int) -> bool:
     )
 
 
+# Seconds a batch's run is given beyond its lane's start deadline to do its riders.
+RUN_MARGIN = 300.0
+
+
+def due_of(job: Job) -> datetime | None:
+    """When a job's data is due (`params.due`, set by the planner: the freshness target
+    of its repository), or None."""
+    text = job.params.get("due")
+    if not isinstance(text, str):
+        return None
+    try:
+        due = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return due if due.tzinfo is not None else None
+
+
 WAITING = "waiting for a local worker"  # how a stopped lane's reason starts in `down()`
 
 
@@ -185,15 +202,19 @@ class Dispatcher:
         """Sends batchable jobs (see `batchable`) in batches of JOBSTORE_ACTIONS_BATCH, in
         the order given (their fair turns): each batch one run, within the lane's
         capacity. A batch not full yet waits until its first job has waited
-        JOBSTORE_ACTIONS_BATCH_WAIT seconds (no-urgency work gathers riders meanwhile).
+        JOBSTORE_ACTIONS_BATCH_WAIT seconds (no-urgency work gathers riders meanwhile),
+        or until one of its jobs' `due` (when its data would pass its freshness target)
+        is nearer than the lane's start deadline plus a run's setup.
         Stops at a full lane; what is left waits, routed."""
         down = self.down(now) if down is None else down
         size, linger = self.settings.actions_batch, self.settings.actions_batch_wait
+        margin = timedelta(seconds=self.settings.start_deadline(ACTIONS) + RUN_MARGIN)
         sent: list[Sent] = []
         for start in range(0, len(jobs), size):
             chunk = jobs[start : start + size]
             oldest = min(job.created_on for job in chunk)
-            if len(chunk) < size and (now - oldest).total_seconds() < linger:
+            pressed = any(due < now + margin for job in chunk if (due := due_of(job)))
+            if len(chunk) < size and (now - oldest).total_seconds() < linger and not pressed:
                 break  # the last, partial batch gathers more riders
             batch = self.send_batch([job.id for job in chunk], now, down)
             sent += batch

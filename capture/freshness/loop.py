@@ -472,12 +472,21 @@ def refresh(
         dedupe_key=f"repository-refresh:{tracked.repository}",
         # where the comment listings start (the refresh need not read it)
         params={"tier": tracked.effective_tier(now)}
+        | ({"due": due.isoformat()} if (due := breach_at(tracked, now, settings)) else {})
         | ({"comments_since": comments.isoformat()} if comments else {})
         | ({"pull_requests": tracked.pull_requests} if tracked.pull_requests else {})
         | shared(tracked),
     )
     submitted = dispatcher.submit(spec, now, settings.refresh_lane)
     return submitted.job.id
+
+
+def breach_at(tracked: Tracked, now: datetime, settings: FreshnessSettings) -> datetime | None:
+    """When the repository's data would pass its tier's target (None: never captured):
+    a refresh waiting to ride a batch is sent before then."""
+    if tracked.fresh_as_of is None:
+        return None
+    return tracked.fresh_as_of + settings.tiers[tracked.effective_tier(now)].target
 
 
 def shared(tracked: Tracked | None) -> dict[str, str]:

@@ -100,6 +100,9 @@ def test_a_review_on_a_year_old_pull_request_is_refreshed_whole(loop, world, dat
     loop.rig.clock.advance(hours=1)  # two thirds of the 6 h target: now it is refreshed
     report = loop.plan()
     assert (report.probed, list(report.refreshes)) == (0, ["acme/widgets"])  # known: no probe
+    fresh = {r["repository"]: r for r in loop.registry.freshness()}["acme/widgets"]["fresh_as_of"]
+    job = loop.rig.store.get(report.refreshes["acme/widgets"])
+    assert job.params["due"] == (fresh + timedelta(hours=6)).isoformat()  # a batch leaves by it
     (result,) = loop.work()
     assert result.outcome == "completed", result
     assert rows(database_url, "SELECT state FROM reviews WHERE id = %s", review.database_id) == [

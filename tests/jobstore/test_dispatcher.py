@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from uuid import uuid4
 
 import httpx
 import pytest
 
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
-from jobstore.dispatcher import Dispatcher, open_lanes
+from jobstore.dispatcher import Dispatcher, due_of, open_lanes
 from jobstore.routing import LANES, Route
 from jobstore.secret import Secret
 from jobstore.settings import LaneSettings
@@ -515,10 +516,15 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
     assert "Seq Scan" not in counted + child + queue + batch
 
 
-def quiet_refresh(store, repo: str):
+def quiet_refresh(store, repo: str, due: datetime | None = None):
     """A scheduled refresh the router sent to Actions for having no urgency."""
     spec = JobSpec.create(
-        "repository-refresh", repo, since=T0 - timedelta(days=40), until=T0, trigger="scheduled"
+        "repository-refresh",
+        repo,
+        since=T0 - timedelta(days=40),
+        until=T0,
+        trigger="scheduled",
+        params={"due": due.isoformat()} if due else {},
     )
     return store.enqueue(spec, T0, route=Route("github_actions", "no-urgency", "t")).job_id
 
@@ -570,3 +576,29 @@ def test_a_partial_batch_gathers_riders_until_its_first_has_waited_long_enough(
     report = sweep(dispatcher, T0 + timedelta(seconds=601))
     assert sorted(s.job_id for s in report.sent if s.ok) == sorted(jobs)
     assert len(sandbox.actions.runs) == 1  # one run for the three
+
+
+def test_a_partial_batch_leaves_before_a_rider_would_pass_its_freshness_target(
+    store, sandbox, make
+):
+    dispatcher = make()
+    store.settings = replace(store.settings, actions_batch=5, actions_batch_wait=1800.0)
+    # the lane may take its start deadline (900 s) and a run's margin (300 s) to do it
+    quiet_refresh(store, "acme/roomy", due=T0 + timedelta(hours=3))
+    report = sweep(dispatcher, T0 + timedelta(seconds=60))
+    assert (report.sent, report.waiting) == ([], 1)
+    pressed = quiet_refresh(store, "acme/pressed", due=T0 + timedelta(seconds=1300))
+    report = sweep(dispatcher, T0 + timedelta(seconds=60))
+    assert (report.sent, report.waiting) == ([], 2)  # 1240 s left: more than 1200
+    report = sweep(dispatcher, T0 + timedelta(seconds=120))
+    assert pressed in {s.job_id for s in report.sent if s.ok}
+    assert len(sandbox.actions.runs) == 1  # the two together, at once
+
+
+def test_a_due_that_is_not_a_time_is_ignored():
+    job = SimpleNamespace(params={"due": "tomorrow"})
+    assert due_of(job) is None
+    assert due_of(SimpleNamespace(params={"due": "2026-06-01T00:00:00"})) is None  # naive
+    assert due_of(SimpleNamespace(params={"due": 5})) is None
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    assert due_of(SimpleNamespace(params={"due": at.isoformat()})) == at
