@@ -35,9 +35,11 @@ WAIT = timedelta(seconds=60)
 REST_BATCH = 10
 
 
-def index_window(ctx: Context, since: datetime, until: datetime) -> list[int]:
+def index_window(
+    ctx: Context, since: datetime, until: datetime, first: tuple | None = None
+) -> list[int]:
     """Stores the core rows (and labels) of the window's pull requests; returns their
-    numbers."""
+    numbers. `first`: the index's first page, already read."""
     job, numbers = ctx.job, []
     recent = until > ctx.now() - timedelta(days=365)
     if ctx.settings.force_rest:
@@ -56,9 +58,10 @@ def index_window(ctx: Context, since: datetime, until: datetime) -> list[int]:
         return sorted(numbers)
     after = None
     while True:
-        repo, nodes, info = index_page(
+        repo, nodes, info = first or index_page(
             ctx.gh, job.repository, after, "CREATED_AT", "DESC" if recent else "ASC"
         )
+        first = None
         rows, pending, failed, past = Rows(repositories=[records.repository(repo)]), [], [], False
         for node in nodes:
             created = when(node["createdAt"])
@@ -75,13 +78,13 @@ def index_window(ctx: Context, since: datetime, until: datetime) -> list[int]:
         after = info["endCursor"]
 
 
-def targets(ctx: Context) -> list[int]:
+def targets(ctx: Context, first: tuple | None = None) -> list[int]:
     job = ctx.job
     if job.pr_numbers:
         return sorted(job.pr_numbers)
     since = job.since or GITHUB_EPOCH
     until = job.until or ctx.now() + timedelta(seconds=1)
-    numbers = index_window(ctx, since, until)
+    numbers = index_window(ctx, since, until, first)
     if job.job_type == "pr-details":
         missing = ctx.storage.pulls_in_window(job.repository, since, until, missing_details=True)
         numbers = [n for n in numbers if n in missing]
@@ -111,6 +114,54 @@ def split_into_children(ctx: Context, numbers: list[int], cursor: str = "childre
     )
     ctx.checkpoint(0, len(numbers), cursor, note=f"split into {len(children)} child jobs")
     return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
+
+
+def whole_history(ctx: Context) -> bool:
+    """A parent historical-sync of a repository's whole history, up to the last year
+    (a bootstrap's backfill): split by pull request numbers rather than indexed."""
+    job = ctx.job
+    return (
+        job.job_type == "historical-sync"
+        and not job.pr_numbers
+        and job.parent_id is None
+        and (job.since is None or job.since <= GITHUB_EPOCH)
+        and (job.until is None or job.until > ctx.now() - timedelta(days=365))
+        and not ctx.settings.force_rest
+    )
+
+
+def split_by_numbers(ctx: Context, newest: int) -> Outcome:
+    """Child jobs over the numbers 1..`newest` (the newest pull request's), at most
+    CAPTURE_MAX_ITEMS numbers each, the newest first. Issues share the numbers: a child
+    skips those GitHub answers are not pull requests. Each child checkpoints on its own,
+    so a history of 100,000 pull requests is never one long index pass to restart; PRs
+    opened meanwhile above `newest` are the refreshes' work."""
+    job, size = ctx.job, ctx.settings.max_items
+    tops = range(newest, 0, -size)
+    specs = [
+        JobSpec.create(
+            job.job_type,
+            job.repository,
+            pr_numbers=list(range(max(1, top - size + 1), top + 1)),
+            trigger=job.trigger,
+            priority=job.priority,
+            parent_id=job.id,
+            params={"part": part, "range": f"{max(1, top - size + 1)}-{top}"},
+        )
+        for part, top in enumerate(tops, start=1)
+    ]
+    lane = job.lane or "local"
+    children = ctx.store.enqueue_many(
+        specs, ctx.now(), Route(lane, "parent", f"part of {job.job_type} {job.id}")
+    )
+    note = f"split into {len(children)} child jobs by number, #1 to #{newest}"
+    ctx.checkpoint(0, newest, "children", note=note)
+    return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
+
+
+def ranged(ctx: Context) -> bool:
+    """A child over a range of numbers: a number that is not a pull request is skipped."""
+    return isinstance(ctx.job.params.get("range"), str)
 
 
 def await_children(ctx: Context) -> Outcome:
@@ -187,7 +238,8 @@ def capture_pulls(
     if ctx.settings.force_rest:
         return _rest(ctx, numbers, todo, parts)
     ids, unknown = node_ids(ctx, todo, listed.node_ids if listed else None)
-    failed_items += len(unknown)
+    skipped = len(unknown) if ranged(ctx) else 0  # issues' numbers, in a range
+    failed_items += len(unknown) - skipped
     repo_id = listed.repo_id if listed else ctx.storage.repository_id(job.repository)
     chosen = [(n, ids[n]) for n in todo if n in ids]
     wanted = parts if labelled else parts | {"labels"}
@@ -223,13 +275,14 @@ def capture_pulls(
         ctx.storage.write(unwritten)
     done = len(numbers)
     return Outcome(
-        items=done - failed_items,
+        items=done - failed_items - skipped,
         failed_items=failed_items,
         summary={
             "failed_items": failed_items,
             "fallbacks": ctx.gh.meter.fallbacks,
             "shapes": shapes,
-        },
+        }
+        | ({"not_pull_requests": skipped} if skipped else {}),
     )
 
 
@@ -268,7 +321,7 @@ def _rest(ctx: Context, numbers: list[int], todo: list[int], parts: set[str]) ->
     job = ctx.job
     repo = ctx.gh.rest.get(f"/repos/{job.repository}")
     repo_row = records.repository(repo)
-    failed_items = 0
+    failed_items = skipped = 0
     for i in range(0, len(todo), REST_BATCH):
         rows = Rows(repositories=[repo_row])
         chunk = todo[i : i + REST_BATCH]
@@ -276,15 +329,19 @@ def _rest(ctx: Context, numbers: list[int], todo: list[int], parts: set[str]) ->
             try:
                 fetch_rest_pull(ctx.gh, job.repository, number, parts, repo_row["id"], rows)
             except NotFound:
-                failed_items += 1
+                if ranged(ctx):
+                    skipped += 1  # an issue's number, in a range
+                else:
+                    failed_items += 1
         ctx.storage.write(rows)
         done = sum(n <= chunk[-1] for n in numbers)
         ctx.checkpoint(done, len(numbers), f"details:#{chunk[-1] + 1}")
     done = len(numbers)
     return Outcome(
-        items=done - failed_items,
+        items=done - failed_items - skipped,
         failed_items=failed_items,
-        summary={"failed_items": failed_items, "path": "rest"},
+        summary={"failed_items": failed_items, "path": "rest"}
+        | ({"not_pull_requests": skipped} if skipped else {}),
     )
 
 
@@ -295,7 +352,13 @@ def run(ctx: Context) -> Outcome:
 
 
 def _run(ctx: Context) -> Outcome:
-    numbers = targets(ctx)
+    first = None
+    if whole_history(ctx):  # its first page says how large the history is
+        first = index_page(ctx.gh, ctx.job.repository, None, "CREATED_AT", "DESC")
+        repo, nodes, _ = first
+        if nodes and repo["pullRequests"]["totalCount"] > ctx.settings.max_items:
+            return split_by_numbers(ctx, max(node["number"] for node in nodes))
+    numbers = targets(ctx, first)
     if len(numbers) > ctx.settings.max_items and ctx.job.parent_id is None:
         return split_into_children(ctx, numbers)
     if not numbers:

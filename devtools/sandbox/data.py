@@ -238,8 +238,12 @@ class World:
             self._index = index
         return self._index.get(node_id)
 
-    def add_repository(self, full_name: str, pulls: int, days: int) -> Repository:
-        """A repository with `pulls` pull requests created over the last `days` days."""
+    def add_repository(
+        self, full_name: str, pulls: int, days: int, issues: float = 0.0
+    ) -> Repository:
+        """A repository with `pulls` pull requests created over the last `days` days.
+        `issues`: the share of numbers its issues took (GitHub numbers issues and pull
+        requests in one sequence), so the pull requests' numbers have gaps."""
         owner, name = full_name.split("/")
         self.moved.pop(full_name.lower(), None)  # a new repository takes an old name
         rng = random.Random(f"{self.seed}:{full_name}")
@@ -247,7 +251,11 @@ class World:
         repo = Repository(next(self._ids), owner, name, start - timedelta(days=30))
         self.repositories[full_name.lower()] = repo
         offsets = sorted(rng.uniform(0, days * 86400) for _ in range(pulls))
-        for number, offset in enumerate(offsets, start=1):
+        number = 0
+        for offset in offsets:
+            number += 1
+            while issues and rng.random() < issues:
+                number += 1  # an issue's number
             self._generate(repo, number, start + timedelta(seconds=int(offset)), rng)
         return repo
 

@@ -11,7 +11,7 @@ import pytest
 
 from devtools.sandbox import World
 from devtools.sandbox.faults import Fault
-from jobstore.spec import JobSpec
+from jobstore.spec import GITHUB_EPOCH, JobSpec
 from tests.capture.expected import expected, stored
 from tests.capture.rig import TOKEN
 from tests.sandbox_fixtures import NOW
@@ -225,6 +225,76 @@ def test_large_windows_split_into_child_jobs_and_the_parent_waits_for_them(rigs,
     rig.retry_now(parent)
     assert rig.run(parent).outcome == "completed"
     assert rig.store.get(parent).items == 150
+
+
+def test_a_whole_history_is_split_by_number_ranges_and_issue_numbers_are_skipped(
+    rigs, world, database_url
+):
+    """A bootstrap's backfill (since 2008) is not one long index pass: its first page
+    says how large the history is, and children take the numbers 1..newest in ranges,
+    each on its own checkpoint; numbers that issues took are not failures."""
+    repo = world.add_repository("acme/big", 70, 15 * 365, issues=0.5)
+    newest = max(repo.pulls)
+    assert newest > 100  # gaps: issues took about half the numbers
+    rig = rigs(world, max_items=30)
+    parent = rig.enqueue(
+        "historical-sync",
+        "acme/big",
+        since=GITHUB_EPOCH,
+        until=rig.clock() - timedelta(days=30),
+        trigger="backfill",
+    )
+    assert rig.run(parent).outcome == "waiting"
+    split = rig.store.get(parent)
+    assert (split.cursor, split.total) == ("children", newest)
+    children = [rig.store.get(c) for c in rig.store.heads.children(parent)]
+    assert len(children) == -(-newest // 30)
+    numbers = sorted(n for child in children for n in child.pr_numbers)
+    assert numbers == list(range(1, newest + 1))  # every number, once
+    assert all(child.params["range"] for child in children)
+    queries = len(rig.sandbox.ledger.entries)
+    for child in children:
+        result = rig.run(child.id)
+        assert result.outcome == "completed", result
+        ended = rig.store.history(child.id)[-1]
+        assert type(ended).__name__ == "Completed"
+        assert ended.summary["failed_items"] == 0
+    rig.retry_now(parent)
+    assert rig.run(parent).outcome == "completed"
+    assert rig.store.get(parent).items == 70  # pull requests, not numbers
+    with psycopg.connect(database_url) as conn:
+        stored_numbers = [
+            n
+            for (n,) in conn.execute(
+                "SELECT p.number FROM pull_requests p JOIN repositories r "
+                "ON r.id = p.repository_id WHERE r.full_name = 'acme/big' ORDER BY 1"
+            )
+        ]
+    assert stored_numbers == sorted(repo.pulls)  # the whole history, and nothing else
+    assert len(rig.sandbox.ledger.entries) > queries
+
+
+def test_a_small_whole_history_is_indexed_from_the_page_it_already_read(rigs, world):
+    """Below CAPTURE_MAX_ITEMS the first page that sized the history is the index's
+    first page: no second read of it."""
+    world.add_repository("acme/few", 12, 15 * 365, issues=0.3)
+    rig = rigs(world, max_items=30)
+    parent = rig.enqueue(
+        "historical-sync",
+        "acme/few",
+        since=GITHUB_EPOCH,
+        until=rig.clock() - timedelta(days=1),
+        trigger="backfill",
+    )
+    before = len(rig.sandbox.ledger.entries)
+    assert rig.run(parent).outcome == "completed"
+    sweeps = [
+        e
+        for e in rig.sandbox.ledger.entries[before:]
+        if e.kind == "graphql" and e.extra.get("operation") == "RepositorySweep"
+    ]
+    assert len(sweeps) == 1
+    assert rig.store.get(parent).items == 12
 
 
 def test_repository_sync_is_incremental_from_its_watermark(rigs, world, database_url, clock):
