@@ -21,7 +21,16 @@ from jobstore.heads import Dispatching
 from jobstore.lanes import Dispatch, DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
-from jobstore.routing import ACTIONS, INNGEST, LANES, LOCAL, RoutingSettings, decide, lane_down
+from jobstore.routing import (
+    ACTIONS,
+    INNGEST,
+    LANES,
+    LOCAL,
+    RoutingSettings,
+    decide,
+    due_at,
+    lane_down,
+)
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
 from jobstore.store import Enqueued, JobStore
@@ -95,16 +104,8 @@ RUN_MARGIN = 300.0
 
 
 def due_of(job: Job) -> datetime | None:
-    """When a job's data is due (`params.due`, set by the planner: the freshness target
-    of its repository), or None."""
-    text = job.params.get("due")
-    if not isinstance(text, str):
-        return None
-    try:
-        due = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return due if due.tzinfo is not None else None
+    """When a job's data is due (see routing.due_at), or None."""
+    return due_at(job.params)
 
 
 WAITING = "waiting for a local worker"  # how a stopped lane's reason starts in `down()`

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from jobstore.spec import JobSpec
 
@@ -27,6 +28,9 @@ class RoutingSettings:
     # A repository with at least this many pull requests is large (the size a job's spec
     # carries in params.pull_requests: the planner's probes see it)
     large_pull_requests: int = 5000
+    # A scheduled job whose data is due (params.due: when its repository would pass its
+    # freshness target) within this many seconds goes real-time, not to a batch on Actions
+    due_within: float = 3600.0
     allow: frozenset[str] = frozenset()  # always in the hybrid rollout (lowercase names)
     deny: frozenset[str] = frozenset()  # never: always on the default lane
 
@@ -91,9 +95,27 @@ def _table(spec: JobSpec, now: datetime, config: RoutingSettings) -> Route:
         return Route(ACTIONS, "bulk", "bulk volume: many items or a large repository")
     if not fits_inngest:
         return Route(ACTIONS, "bulk", f"more than {config.inngest_max_items} items for Inngest")
+    due = due_at(spec.params)
+    if spec.trigger == "scheduled" and due is not None:
+        left = (due - now).total_seconds()
+        if left <= config.due_within:
+            return Route(INNGEST, "due", f"its data is due in {max(left, 0) / 60:.0f} min")
     if spec.trigger in ("scheduled", "backfill"):
         return Route(ACTIONS, "no-urgency", f"{spec.trigger} work has no urgency")
     return Route(INNGEST, "small", "small work")
+
+
+def due_at(params: Mapping[str, Any]) -> datetime | None:
+    """When a job's data is due (`params.due`, set by the planner: when its repository
+    would pass its freshness target), or None (not said, or not a zoned time)."""
+    text = params.get("due")
+    if not isinstance(text, str):
+        return None
+    try:
+        due = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return due if due.tzinfo is not None else None
 
 
 def size_of(spec: JobSpec) -> int:

@@ -185,6 +185,7 @@ def _routing(env: Mapping[str, str]) -> RoutingSettings:
         bulk_items=int(number(env, "JOBSTORE_BULK_ITEMS", 100, minimum=1)),
         large_repositories=frozenset(r.strip().lower() for r in large.split(",") if r.strip()),
         large_pull_requests=int(number(env, "JOBSTORE_LARGE_PULL_REQUESTS", 5000, minimum=1)),
+        due_within=number(env, "JOBSTORE_DUE_WITHIN", 3600.0),
     )
 
 

@@ -19,6 +19,10 @@ def spec(**kw) -> JobSpec:
 
 
 BULK = ("github_actions", "bulk")
+QUIET = ("github_actions", "no-urgency")
+# when a refresh's data would pass its freshness target (the planner's params.due)
+SOON, LATE = (NOW + timedelta(minutes=5)).isoformat(), (NOW + timedelta(hours=3)).isoformat()
+PAST = (NOW - timedelta(minutes=5)).isoformat()
 CASES = [
     # (spec fields, decide kwargs, config, expected lane, expected rule)
     ({"days": 1}, {"lane": "local"}, {}, "local", "explicit"),
@@ -34,6 +38,13 @@ CASES = [
     ({"days": 30, "trigger": "webhook"}, {}, {"large_repositories": {"acme/widgets"}}, *BULK),
     ({"days": 30, "trigger": "scheduled"}, {}, {}, "github_actions", "no-urgency"),
     ({"days": 30, "trigger": "backfill"}, {}, {}, "github_actions", "no-urgency"),
+    ({"days": 30, "trigger": "scheduled", "params": {"due": SOON}}, {}, {}, "inngest", "due"),
+    ({"days": 30, "trigger": "scheduled", "params": {"due": LATE}}, {}, {}, *QUIET),
+    ({"days": 30, "trigger": "scheduled", "params": {"due": PAST}}, {}, {}, "inngest", "due"),
+    ({"days": 30, "trigger": "scheduled", "params": {"due": SOON}}, {}, {"due_within": 60}, *QUIET),
+    ({"days": 30, "trigger": "scheduled", "params": {"due": "soon"}}, {}, {}, *QUIET),
+    ({"days": 30, "trigger": "backfill", "params": {"due": SOON}}, {}, {}, *QUIET),
+    ({"days": 30, "trigger": "scheduled", "params": {"due": SOON}, "max_items": 80}, {}, {}, *BULK),
     ({"days": 30, "trigger": "webhook"}, {}, {}, "inngest", "small"),
     ({"days": 1}, {"capable": ["github_actions", "local"]}, {}, "github_actions", "capability"),
     ({"days": 1}, {"down": ["inngest"]}, {}, "github_actions", "fallback"),
