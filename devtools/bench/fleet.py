@@ -22,7 +22,7 @@ import random
 import statistics
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -146,6 +146,7 @@ class Fleet:
         self.redispatched = 0
         self.refreshes = 0
         self.refresh_runs = 0
+        self.batches: list[tuple[str, int]] = []  # (rule, refreshes) of each refresh run
         self.failed = 0
         self.lock = threading.Lock()
 
@@ -187,13 +188,13 @@ class Fleet:
                 continue
             self.seen_runs.add(run_id)
             job_id = UUID(run.inputs["job_id"])
-            if run.workflow == "capture-job.yml" and self.job_type(job_id) == "repository-refresh":
-                self.refresh_runs += 1
             unit = Unit(job_id, int(run.inputs["attempt"]), arrived=now, run=run_id)
+            job = self.store.get(job_id)
+            if run.workflow == "capture-job.yml" and job.job_type == "repository-refresh":
+                self.refresh_runs += 1
+                riders = self.riders(unit)
+                self.batches.append((job.rule or "", 1 + len(riders)))
             self.lanes["github_actions"].arrive(unit)
-
-    def job_type(self, job_id: UUID) -> str:
-        return self.store.get(job_id).job_type
 
     def work(self, job_id: UUID, leg: bool = False) -> float:
         """Seconds a job's own work takes (after its runner's setup): a page of an index
@@ -407,6 +408,10 @@ def simulate(
             "redispatches_from_queueing": fleet.redispatched,
             "refreshes": fleet.refreshes,
             "actions_refresh_runs": fleet.refresh_runs,
+            "actions_refreshes_per_run": round(
+                sum(n for _, n in fleet.batches) / max(len(fleet.batches), 1), 1
+            ),
+            "actions_refresh_runs_by_rule": dict(Counter(rule for rule, _ in fleet.batches)),
             "actions_runs_per_1000_refreshes": round(
                 1000 * fleet.refresh_runs / max(fleet.refreshes, 1), 1
             ),
