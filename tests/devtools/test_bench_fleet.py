@@ -76,4 +76,6 @@ def test_bench_fleet_keeps_the_lanes_within_capacity_and_completes_history():
     assert numbers["failed_attempts"] == 0
     assert numbers["planner_passes"] >= 3 * 30  # one a step (the others skipped)
     assert numbers["small_repo_wait_p95_ratio"] > 0
+    assert 0 < numbers["planner_pass_own_p95_ms"] <= numbers["planner_pass_p95_ms"]
+    assert numbers["actions_refreshes_per_run"] >= 1 or numbers["actions_refresh_runs"] == 0
     assert "bin/bench fleet took " in result.stderr
