@@ -103,11 +103,6 @@ def batchable(job: Job, batch: int) -> bool:
 RUN_MARGIN = 300.0
 
 
-def due_of(job: Job) -> datetime | None:
-    """When a job's data is due (see routing.due_at), or None."""
-    return due_at(job.params)
-
-
 WAITING = "waiting for a local worker"  # how a stopped lane's reason starts in `down()`
 
 
@@ -214,7 +209,7 @@ class Dispatcher:
         for start in range(0, len(jobs), size):
             chunk = jobs[start : start + size]
             oldest = min(job.created_on for job in chunk)
-            pressed = any(due < now + margin for job in chunk if (due := due_of(job)))
+            pressed = any(due < now + margin for job in chunk if (due := due_at(job.params)))
             if len(chunk) < size and (now - oldest).total_seconds() < linger and not pressed:
                 break  # the last, partial batch gathers more riders
             batch = self.send_batch([job.id for job in chunk], now, down)

@@ -91,28 +91,34 @@ def targets(ctx: Context, first: tuple | None = None) -> list[int]:
     return numbers
 
 
-def split_into_children(ctx: Context, numbers: list[int], cursor: str = "children") -> Outcome:
+def split_into_children(
+    ctx: Context, numbers: list[int], cursor: str = "children", ranged: bool = False
+) -> Outcome:
     """Child jobs of at most CAPTURE_MAX_ITEMS pull requests each, on this job's lane,
-    the newest pull requests first; the job waits for them at `cursor`."""
+    the newest pull requests first; the job waits for them at `cursor`. `ranged`: the
+    numbers are a range, not known pull requests (each child says its range and skips
+    the numbers that are not pull requests)."""
     job, size = ctx.job, ctx.settings.max_items
     numbers = sorted(numbers, reverse=True)
+    chunks = [numbers[i : i + size] for i in range(0, len(numbers), size)]
     specs = [
         JobSpec.create(
             job.job_type,
             job.repository,
-            pr_numbers=numbers[i : i + size],
+            pr_numbers=chunk,
             trigger=job.trigger,
             priority=job.priority,
             parent_id=job.id,
-            params={"part": i // size + 1},
+            params={"part": part} | ({"range": f"{chunk[-1]}-{chunk[0]}"} if ranged else {}),
         )
-        for i in range(0, len(numbers), size)
+        for part, chunk in enumerate(chunks, start=1)
     ]
     lane = job.lane or "local"
     children = ctx.store.enqueue_many(
         specs, ctx.now(), Route(lane, "parent", f"part of {job.job_type} {job.id}")
     )
-    ctx.checkpoint(0, len(numbers), cursor, note=f"split into {len(children)} child jobs")
+    how = f" by number, #1 to #{numbers[0]}" if ranged and numbers else ""
+    ctx.checkpoint(0, len(numbers), cursor, note=f"split into {len(children)} child jobs{how}")
     return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
 
 
@@ -131,32 +137,11 @@ def whole_history(ctx: Context) -> bool:
 
 
 def split_by_numbers(ctx: Context, newest: int) -> Outcome:
-    """Child jobs over the numbers 1..`newest` (the newest pull request's), at most
-    CAPTURE_MAX_ITEMS numbers each, the newest first. Issues share the numbers: a child
-    skips those GitHub answers are not pull requests. Each child checkpoints on its own,
-    so a history of 100,000 pull requests is never one long index pass to restart; PRs
-    opened meanwhile above `newest` are the refreshes' work."""
-    job, size = ctx.job, ctx.settings.max_items
-    tops = range(newest, 0, -size)
-    specs = [
-        JobSpec.create(
-            job.job_type,
-            job.repository,
-            pr_numbers=list(range(max(1, top - size + 1), top + 1)),
-            trigger=job.trigger,
-            priority=job.priority,
-            parent_id=job.id,
-            params={"part": part, "range": f"{max(1, top - size + 1)}-{top}"},
-        )
-        for part, top in enumerate(tops, start=1)
-    ]
-    lane = job.lane or "local"
-    children = ctx.store.enqueue_many(
-        specs, ctx.now(), Route(lane, "parent", f"part of {job.job_type} {job.id}")
-    )
-    note = f"split into {len(children)} child jobs by number, #1 to #{newest}"
-    ctx.checkpoint(0, newest, "children", note=note)
-    return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
+    """Child jobs over the numbers 1..`newest` (the newest pull request's). Issues share
+    the numbers: a child skips those GitHub answers are not pull requests. Each child
+    checkpoints on its own, so a history of 100,000 pull requests is never one long index
+    pass to restart; PRs opened meanwhile above `newest` are the refreshes' work."""
+    return split_into_children(ctx, list(range(1, newest + 1)), ranged=True)
 
 
 def ranged(ctx: Context) -> bool:

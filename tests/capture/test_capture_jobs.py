@@ -227,6 +227,14 @@ def test_large_windows_split_into_child_jobs_and_the_parent_waits_for_them(rigs,
     assert rig.store.get(parent).items == 150
 
 
+def whole_history(rig, repository: str, days: int):
+    """A bootstrap's backfill: the history since 2008, up to `days` ago."""
+    until = rig.clock() - timedelta(days=days)
+    return rig.enqueue(
+        "historical-sync", repository, since=GITHUB_EPOCH, until=until, trigger="backfill"
+    )
+
+
 def test_a_whole_history_is_split_by_number_ranges_and_issue_numbers_are_skipped(
     rigs, world, database_url
 ):
@@ -237,13 +245,7 @@ def test_a_whole_history_is_split_by_number_ranges_and_issue_numbers_are_skipped
     newest = max(repo.pulls)
     assert newest > 100  # gaps: issues took about half the numbers
     rig = rigs(world, max_items=30)
-    parent = rig.enqueue(
-        "historical-sync",
-        "acme/big",
-        since=GITHUB_EPOCH,
-        until=rig.clock() - timedelta(days=30),
-        trigger="backfill",
-    )
+    parent = whole_history(rig, "acme/big", days=30)
     assert rig.run(parent).outcome == "waiting"
     split = rig.store.get(parent)
     assert (split.cursor, split.total) == ("children", newest)
@@ -279,13 +281,7 @@ def test_a_small_whole_history_is_indexed_from_the_page_it_already_read(rigs, wo
     first page: no second read of it."""
     world.add_repository("acme/few", 12, 15 * 365, issues=0.3)
     rig = rigs(world, max_items=30)
-    parent = rig.enqueue(
-        "historical-sync",
-        "acme/few",
-        since=GITHUB_EPOCH,
-        until=rig.clock() - timedelta(days=1),
-        trigger="backfill",
-    )
+    parent = whole_history(rig, "acme/few", days=1)
     before = len(rig.sandbox.ledger.entries)
     assert rig.run(parent).outcome == "completed"
     sweeps = [

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from uuid import uuid4
 
 import httpx
 import pytest
 
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
-from jobstore.dispatcher import Dispatcher, due_of, open_lanes
+from jobstore.dispatcher import Dispatcher, open_lanes
 from jobstore.routing import LANES, Route
 from jobstore.secret import Secret
 from jobstore.settings import LaneSettings
@@ -593,12 +592,3 @@ def test_a_partial_batch_leaves_before_a_rider_would_pass_its_freshness_target(
     report = sweep(dispatcher, T0 + timedelta(seconds=120))
     assert pressed in {s.job_id for s in report.sent if s.ok}
     assert len(sandbox.actions.runs) == 1  # the two together, at once
-
-
-def test_a_due_that_is_not_a_time_is_ignored():
-    job = SimpleNamespace(params={"due": "tomorrow"})
-    assert due_of(job) is None
-    assert due_of(SimpleNamespace(params={"due": "2026-06-01T00:00:00"})) is None  # naive
-    assert due_of(SimpleNamespace(params={"due": 5})) is None
-    at = datetime(2026, 6, 1, tzinfo=UTC)
-    assert due_of(SimpleNamespace(params={"due": at.isoformat()})) == at

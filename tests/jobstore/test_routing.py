@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobstore.routing import RoutingSettings, decide, in_rollout, rollout_bucket
+from jobstore.routing import RoutingSettings, decide, due_at, in_rollout, rollout_bucket
 from jobstore.spec import JobSpec
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -100,3 +100,12 @@ def test_a_repository_the_probes_saw_large_is_bulk_without_a_static_list():
     assert (route.lane, route.rule) == BULK
     assert decide(large, NOW, RoutingSettings(large_pull_requests=100_000)).rule == "no-urgency"
     assert decide(spec(**quiet, params={"pull_requests": True}), NOW).rule == "no-urgency"
+
+
+def test_a_due_that_is_not_a_zoned_time_is_ignored():
+    assert due_at({"due": "tomorrow"}) is None
+    assert due_at({"due": "2026-06-01T00:00:00"}) is None  # naive
+    assert due_at({"due": 5}) is None
+    assert due_at({}) is None
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    assert due_at({"due": at.isoformat()}) == at
