@@ -8,9 +8,10 @@ DispatchFailed, and routes a job again when its lane is down, so no job is ever 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 import httpx
@@ -26,6 +27,7 @@ from jobstore.routing import (
     INNGEST,
     LANES,
     LOCAL,
+    Route,
     RoutingSettings,
     decide,
     due_at,
@@ -116,6 +118,15 @@ class Submitted:
     sent: Sent | None
 
 
+class Ask(NamedTuple):
+    """A job asked for: its spec, a lane it must take (None: the routing table's choice)
+    and why, for the audit trail."""
+
+    spec: JobSpec
+    lane: str | None = None
+    reason: str | None = None
+
+
 @dataclass
 class Dispatcher:
     store: JobStore
@@ -164,8 +175,28 @@ class Dispatcher:
     ) -> Submitted:
         """The whole enqueue flow: route with current lane health (`lane` forces one, for
         `reason` if given), enqueue and route in one transaction, then dispatch a new job."""
-        spec.check_not_future(now)
+        return self.submit_many([Ask(spec, lane, reason)], now)[0]
+
+    def submit_many(self, asks: Sequence[Ask], now: datetime) -> list[Submitted]:
+        """`submit` for many jobs (a planner pass's bootstraps): routed with one look at
+        lane health, enqueued in one transaction, then each new one dispatched. A lane
+        found full is not asked again within the call: its jobs stay routed, and the
+        sweeper sends them when a place frees (as `send` does for one)."""
+        for ask in asks:
+            ask.spec.check_not_future(now)
         down = self.down(now)
+        routes = {id(ask.spec): self._route(ask, now, down) for ask in asks}
+        enqueued = self.store.enqueue_many(
+            [ask.spec for ask in asks], now, lambda spec: routes[id(spec)]
+        )
+        full: dict[str, Sent] = {}
+        submitted = []
+        for ask, done in zip(asks, enqueued, strict=True):
+            submitted.append(self._dispatch_new(done, routes[id(ask.spec)], now, down, full))
+        return submitted
+
+    def _route(self, ask: Ask, now: datetime, down: Mapping[str, str]) -> Route:
+        spec, lane, reason = ask
         route = decide(
             spec,
             now,
@@ -179,7 +210,16 @@ class Dispatcher:
         if route.fallback_from in down:  # say why the first choice was not taken
             why = f"{route.reason} ({route.fallback_from}: {down[route.fallback_from]})"
             route = replace(route, reason=why[:500])
-        enqueued = self.store.enqueue(spec, now, route)
+        return route
+
+    def _dispatch_new(
+        self,
+        enqueued: Enqueued,
+        route: Route,
+        now: datetime,
+        down: dict[str, str],
+        full: dict[str, Sent],
+    ) -> Submitted:
         if enqueued.created and enqueued.job is not None and route.lane == LOCAL:
             # Nothing to send: a local worker takes it (notified as it was saved).
             fallback = route.fallback_from
@@ -189,7 +229,13 @@ class Dispatcher:
         new = enqueued.job if enqueued.created else None
         if new is not None and batchable(new, self.settings.actions_batch):
             return Submitted(enqueued, new, Sent(enqueued.job_id, ACTIONS, False, BATCHED))
-        sent = self.send(enqueued.job_id, now, down) if enqueued.created else None
+        if new is None:
+            return Submitted(enqueued, self.store.get(enqueued.job_id), None)
+        if route.lane in full:  # found full a moment ago, in this call
+            return Submitted(enqueued, new, replace(full[route.lane], job_id=new.id))
+        sent = self.send(enqueued.job_id, now, down)
+        if sent.full:
+            full[sent.lane or ""] = sent
         return Submitted(enqueued, self.store.get(enqueued.job_id), sent)
 
     def send_batches(

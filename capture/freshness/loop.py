@@ -6,7 +6,7 @@ budget, real-time work keeping its reserve."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -34,6 +34,7 @@ from capture.storage import EDITS_MOVE_NOTHING
 from capture.webhooks.planner import webhook_pass
 from capture.webhooks.riders import Riding
 from jobstore import GITHUB_EPOCH, MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec, batchable
+from jobstore.dispatcher import Ask
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,9 +127,8 @@ def _pass(
     for repository in decided.again:
         _recent(dispatcher, registry, repository, now, settings)
         report.bootstrapped.append(repository)
-    for repository in decided.bootstrap:
-        bootstrap(dispatcher, registry, repository, now, settings, by_name.get(repository))
-        report.bootstrapped.append(repository)
+    bootstrap(dispatcher, registry, decided.bootstrap, now, settings, by_name)
+    report.bootstrapped += decided.bootstrap
     _refresh_all(dispatcher, registry, [by_name[r] for r in decided.refresh], now, settings, report)
     asked = [Asked(name, by_name[name].node_id) for name in decided.probe]
     chunks = [
@@ -497,27 +497,37 @@ def shared(tracked: Tracked | None) -> dict[str, str]:
 def bootstrap(
     dispatcher: Dispatcher,
     registry: Registry,
-    repository: str,
+    repositories: str | Sequence[str],
     now: datetime,
     settings: FreshnessSettings,
-    tracked: Tracked | None = None,
+    by_name: Mapping[str, Tracked] | None = None,
 ) -> None:
-    """A newly tracked repository: the last days first on the fast lane, then its whole
+    """Newly tracked repositories: the last days first on the fast lane, then the whole
     history (from 2008, GitHub's first year), newest first, as a backfill on the bulk
-    lane. Both are in the audit trail."""
-    recent = _recent(dispatcher, registry, repository, now, settings, tracked)
-    backfill = _history(dispatcher, repository, now, settings, tracked)
-    registry.bootstrapped(repository, [recent, backfill], now)
+    lane. Both are in the audit trail; a pass's bootstraps are enqueued together."""
+    names = [repositories] if isinstance(repositories, str) else list(repositories)
+    by_name = by_name or {}
+    asks: list[Ask] = []
+    for name in names:
+        asks += [
+            _recent_ask(name, settings, by_name.get(name)),
+            _history_ask(name, now, settings, by_name.get(name)),
+        ]
+    done = dispatcher.submit_many(asks, now)
+    recent, history = done[0::2], done[1::2]
+    registry.refreshing([(name, s.job.id) for name, s in zip(names, recent, strict=True)], now)
+    registry.bootstrapped(
+        [(n, r.job.id, h.job.id) for n, r, h in zip(names, recent, history, strict=True)], now
+    )
 
 
-def _history(
-    dispatcher: Dispatcher,
+def _history_ask(
     repository: str,
     now: datetime,
     settings: FreshnessSettings,
     tracked: Tracked | None,
     tries: int = 0,
-) -> object:
+) -> Ask:
     until = now - timedelta(days=settings.bootstrap_days)
     history = JobSpec.create(
         "historical-sync",
@@ -532,14 +542,12 @@ def _history(
         params={"bootstrap": "history"} | ({"try": tries + 1} if tries else {}) | shared(tracked),
     )
     again = f" (try {tries + 1} of {settings.bootstrap_tries})" if tries else ""
-    backfill = dispatcher.submit(
+    return Ask(
         history,
-        now,
         settings.bulk_lane,
-        reason=f"bootstrap: whole history before the last {settings.bootstrap_days} days, "
+        f"bootstrap: whole history before the last {settings.bootstrap_days} days, "
         f"newest first, as a backfill{again}",
     )
-    return backfill.job.id
 
 
 CHECKED_PER_PASS = 500  # started bootstraps looked at a pass (the longest unchecked first)
@@ -575,7 +583,8 @@ def _check_bootstraps(
                 report.errors.append(f"bootstrap of {repository} failed: {failed[repository]}")
             else:
                 tracked = Tracked(repository, "cold", workspace=row["workspace"])
-                again[repository] = _history(dispatcher, repository, now, settings, tracked, tries)
+                ask = _history_ask(repository, now, settings, tracked, tries)
+                again[repository] = dispatcher.submit_many([ask], now)[0].job.id
         else:
             looked.append(repository)
     if rows:
@@ -594,8 +603,14 @@ def _recent(
     repository: str,
     now: datetime,
     settings: FreshnessSettings,
-    tracked: Tracked | None = None,
 ) -> object:
+    spec, lane, reason = _recent_ask(repository, settings, None)
+    submitted = dispatcher.submit(spec, now, lane, reason)
+    registry.refreshing([(repository, submitted.job.id)], now)
+    return submitted.job.id
+
+
+def _recent_ask(repository: str, settings: FreshnessSettings, tracked: Tracked | None) -> Ask:
     spec = JobSpec.create(
         "repository-refresh",
         repository,
@@ -605,11 +620,5 @@ def _recent(
         dedupe_key=f"repository-refresh:{repository}",
         params={"bootstrap": "recent"} | shared(tracked),
     )
-    submitted = dispatcher.submit(
-        spec,
-        now,
-        settings.fast_lane,
-        reason=f"bootstrap: the last {settings.bootstrap_days} days first, on the fast lane",
-    )
-    registry.refreshing([(repository, submitted.job.id)], now)
-    return submitted.job.id
+    reason = f"bootstrap: the last {settings.bootstrap_days} days first, on the fast lane"
+    return Ask(spec, settings.fast_lane, reason)

@@ -703,13 +703,21 @@ class Registry:
                 ([r for r, _ in pairs], [at for _, at in pairs]),
             )
 
-    def bootstrapped(self, repository: str, jobs: list[object], now: datetime) -> None:
-        """Its bootstrap is enqueued: looked at again after its target at the latest."""
+    def bootstrapped(self, started: Iterable[tuple[str, object, object]], now: datetime) -> None:
+        """Their bootstraps are enqueued, (repository, recent job, history job): each looked
+        at again after its target at the latest."""
+        rows = list(started)
+        if not rows:
+            return
+        names, recent, history = (list(c) for c in zip(*rows, strict=True))
         self._run(
-            "UPDATE tracked_repositories t SET bootstrap = 'started', bootstrap_jobs = %(jobs)s, "
+            "UPDATE tracked_repositories t SET bootstrap = 'started', "
+            "bootstrap_jobs = ARRAY[x.recent, x.history], "
             f"reconcile_at = %(at)s + {AFTER.format(kind='refresh')}, "
-            f"next_due = %(at)s + {AFTER.format(kind='target')} WHERE repository = %(name)s",
-            {"jobs": jobs, "name": repository, "at": now},
+            f"next_due = %(at)s + {AFTER.format(kind='target')} "
+            "FROM unnest(%(names)s::text[], %(recent)s::uuid[], %(history)s::uuid[]) "
+            "AS x(name, recent, history) WHERE t.repository = x.name",
+            {"names": names, "recent": recent, "history": history, "at": now},
         )
 
     def probed(

@@ -55,8 +55,10 @@ def fragments() -> str:
     return resources.files("capture").joinpath("queries", "Fields.graphql").read_text()
 
 
+@lru_cache(maxsize=512)
 def used_only(text: str) -> str:
-    """The document without fragment definitions that no operation uses."""
+    """The document without fragment definitions that no operation uses (composed
+    documents repeat: a page pack's shape, not its cursors, makes the text)."""
     doc = parse(text)
     fragments = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
     used: set[str] = set()

@@ -326,10 +326,13 @@ class Fleet:
         self.store.close()
 
 
-def build(repos: int, seed: int, monorepo: int) -> tuple[World, dict[str, int], dict[str, str]]:
-    """Heavy-tailed repositories: most small, 2% large, 5% with 15 years of history."""
+def build(
+    repos: int, seed: int, monorepo: int, lean: bool = True
+) -> tuple[World, dict[str, int], dict[str, str]]:
+    """Heavy-tailed repositories: most small, 2% large, 5% with 15 years of history.
+    `lean`: each pull request with little inside (scheduling is measured, not parsing)."""
     rng = random.Random(seed)
-    world = World(seed=seed, now=T0)
+    world = World(seed=seed, now=T0, lean=lean)
     sizes: dict[str, int] = {}
     tiers: dict[str, str] = {}
     for i in range(repos):

@@ -182,8 +182,11 @@ def _count(rng: random.Random, median: float, tail: tuple[int, int], none: float
 class World:
     """All sandbox repositories and accounts. Ids are unique across everything."""
 
-    def __init__(self, seed: int = 7, now: datetime | None = None) -> None:
+    def __init__(self, seed: int = 7, now: datetime | None = None, lean: bool = False) -> None:
         self.seed = seed
+        # Lean pull requests: one file and one commit, at most one review and one comment,
+        # no review threads: a fleet's scheduling measured without each PR's long tails.
+        self.lean = lean
         self.now = (now or datetime.now(UTC)).replace(microsecond=0)
         # Whether editing or deleting a comment or review moves its PR's updatedAt: GitHub's
         # docs do not say, so the sandbox plays either reading (--edit-bumps-pr).
@@ -294,7 +297,7 @@ class World:
             head_oid=sha(f"{repo.full_name}#{number}"),
             labels=[(i, *LABELS[i]) for i in sorted(rng.sample(range(6), rng.randint(0, 3)))],
         )
-        files = _count(rng, 5, (101, 260), none=0.0)
+        files = 1 if self.lean else _count(rng, 5, (101, 260), none=0.0)
         for i in range(files):
             change = rng.choice(CHANGE_TYPES)
             pr.files.append(
@@ -306,7 +309,7 @@ class World:
                     f"src/old/file{number}_{i}.py" if change in ("RENAMED", "COPIED") else None,
                 )
             )
-        for i in range(_count(rng, 3, (101, 230), none=0.0)):
+        for i in range(1 if self.lean else _count(rng, 3, (101, 230), none=0.0)):
             when = self._time(rng, created, 48)
             who = self._account(rng)
             pr.commits.append(
@@ -322,7 +325,7 @@ class World:
                     rng.randint(0, 40),
                 )
             )
-        for _ in range(_count(rng, 2, (101, 160), none=0.2)):
+        for _ in range(rng.randint(0, 1) if self.lean else _count(rng, 2, (101, 160), none=0.2)):
             state_ = rng.choices(REVIEW_STATES, weights=(40, 15, 35, 7, 3))[0]
             when = self._time(rng, created, 96)
             pr.reviews.append(
@@ -335,13 +338,13 @@ class World:
                     when,
                 )
             )
-        for _ in range(_count(rng, 3, (101, 150), none=0.2)):
+        for _ in range(rng.randint(0, 1) if self.lean else _count(rng, 3, (101, 150), none=0.2)):
             when = self._time(rng, created, 120)
             pr.comments.append(
                 Comment(next(self._ids), self._account(rng), "A comment.", when, when)
             )
         review_ids = [r.database_id for r in pr.reviews] or [None]
-        for _ in range(_count(rng, 2, (101, 130), none=0.3)):
+        for _ in range(0 if self.lean else _count(rng, 2, (101, 130), none=0.3)):
             path = rng.choice(pr.files).path
             line = rng.randint(1, 400)
             thread = Thread(next(self._ids), path, line, rng.random() < 0.5, [])

@@ -67,6 +67,19 @@ def test_long_tails_need_nested_pagination(world):
         assert any(len(getattr(p, kind)) > 100 for p in pulls), kind
 
 
+def test_a_lean_world_has_little_inside_each_pull_request():
+    """`bin/bench fleet` measures scheduling: its pull requests carry no long tails."""
+    world = World(3, now=NOW, lean=True)
+    pulls = list(world.add_repository("acme/lean", 200, 365).pulls.values())
+    assert [len(p.files) for p in pulls] == [1] * 200
+    assert [len(p.commits) for p in pulls] == [1] * 200
+    assert {len(p.reviews) for p in pulls} == {0, 1}
+    assert {len(p.comments) for p in pulls} == {0, 1}
+    assert not any(p.threads for p in pulls)
+    assert {p.state for p in pulls} == {"OPEN", "CLOSED", "MERGED"}
+    assert all(p.updated_at >= p.created_at for p in pulls)
+
+
 def test_changes_while_serving_show_up(gh, sandbox):
     world = World(5, now=NOW)
     world.add_repository("acme/small", 3, 10)

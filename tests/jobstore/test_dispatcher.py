@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
-from jobstore.dispatcher import Dispatcher, open_lanes
+from jobstore.dispatcher import Ask, Dispatcher, open_lanes
 from jobstore.routing import LANES, Route
 from jobstore.secret import Secret
 from jobstore.settings import LaneSettings
@@ -385,6 +385,43 @@ def test_a_full_lane_keeps_the_rest_routed_and_the_sweeper_sends_them_as_room_fr
     report = sweep(dispatcher, T0 + timedelta(seconds=deadline / 2))
     assert report.undelivered == []
     assert report.waiting == 1
+
+
+def test_many_asked_at_once_are_enqueued_together_and_a_full_lane_is_asked_once(
+    store, sandbox, make, monkeypatch
+):
+    """A planner pass's bootstraps: one transaction for all, each new job sent while its
+    lane has room; once the lane says full, the rest wait routed without asking again,
+    and asking again for the same work creates nothing."""
+    dispatcher = make()
+    full_at(store, github_actions=2, inngest=5)
+    since, until = T0 - timedelta(days=730), T0 - timedelta(days=30)
+    asks = [
+        Ask(
+            JobSpec.create("historical-sync", f"acme/r{i}", since=since, until=until),
+            "github_actions",
+            "bootstrap",
+        )
+        for i in range(5)
+    ] + [Ask(JobSpec.create("repository-refresh", "acme/r0", days=1), "inngest", "recent")]
+    asked = []
+    real = dispatcher.send
+    monkeypatch.setattr(
+        dispatcher, "send", lambda job_id, *a, **k: asked.append(job_id) or real(job_id, *a, **k)
+    )
+    done = dispatcher.submit_many(asks, T0)
+    assert [(s.sent.ok, s.sent.full) for s in done] == [(True, False)] * 2 + [(False, True)] * 3 + [
+        (True, False)
+    ]
+    assert len(asked) == 4  # two sent, one found the lane full, the refresh to Inngest
+    assert len(sandbox.actions.runs) == 2
+    waiting = [s.job.id for s in done[2:5]]
+    assert all(events(store, j) == ["Queued", "Routed"] for j in waiting)
+    assert {store.get(j).reason for j in waiting} == {"bootstrap"}
+    again = dispatcher.submit_many(asks, T0)
+    assert [s.job.id for s in again] == [s.job.id for s in done]
+    assert not any(s.enqueued.created for s in again)
+    assert len(sandbox.actions.runs) == 2
 
 
 def test_dispatchers_racing_for_the_last_places_never_send_past_capacity(store, sandbox, make):
