@@ -252,7 +252,10 @@ class World:
         rng = random.Random(f"{self.seed}:{full_name}")
         start = self.now - timedelta(days=days)
         repo = Repository(next(self._ids), owner, name, start - timedelta(days=30))
+        if full_name.lower() in self.repositories:  # one replaced: its nodes are gone
+            self._index = None
         self.repositories[full_name.lower()] = repo
+        self._indexed(repo)
         offsets = sorted(rng.uniform(0, days * 86400) for _ in range(pulls))
         number = 0
         for offset in offsets:
@@ -375,7 +378,17 @@ class World:
         activity += [c.updated_at for c in pr.review_comments]
         pr.updated_at = max(activity)
         repo.pulls[number] = pr
-        self._index = None
+        self._indexed(repo, pr)
+
+    def _indexed(self, repo: Repository, pr: PullRequest | None = None) -> None:
+        """A new repository or pull request (and its threads), findable by node id: added
+        to the index if it is built (rebuilding it for each would read the whole world)."""
+        if self._index is None:
+            return
+        self._index[repo.node_id] = repo
+        if pr is not None:
+            self._index[pr.node_id] = (repo, pr)
+            self._index.update((f"PRRT_{t.database_id}", t) for t in pr.threads)
 
     # Changes while the sandbox runs, for incremental capture.
 
@@ -411,7 +424,7 @@ class World:
         comment = Comment(next(self._ids), self.users[2], "A thought.", at, at, path, 1, 1)
         pr.threads.append(Thread(next(self._ids), path, 1, False, [comment]))
         pr.updated_at = max(pr.updated_at, at)
-        self._index = None  # a new thread: findable by its node id
+        self._indexed(self.repositories[full_name.lower()], pr)  # its new thread
         self._tell("pull_request_review_comment", "created", full_name, pr, comment, at)
         return comment
 

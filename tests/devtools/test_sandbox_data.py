@@ -80,6 +80,22 @@ def test_a_lean_world_has_little_inside_each_pull_request():
     assert all(p.updated_at >= p.created_at for p in pulls)
 
 
+def test_what_is_added_after_a_lookup_is_found_by_its_node_id():
+    world = World(3, now=NOW)
+    world.add_repository("acme/one", 3, 30)
+    assert world.find("nope") is None  # the index is built here
+    repo = world.add_repository("acme/two", 0, 30)
+    pr = world.add_pull_request("acme/two", NOW + timedelta(minutes=1))
+    comment = world.add_review_comment("acme/two", pr.number, NOW + timedelta(minutes=2))
+    thread = next(t for t in pr.threads if comment in t.comments)
+    assert world.find(repo.node_id) is repo
+    assert world.find(pr.node_id) == (repo, pr)
+    assert world.find(f"PRRT_{thread.database_id}") is thread
+    replaced = world.add_repository("acme/two", 1, 30)  # the name taken anew
+    assert world.find(pr.node_id) is None
+    assert world.find(replaced.node_id) is replaced
+
+
 def test_changes_while_serving_show_up(gh, sandbox):
     world = World(5, now=NOW)
     world.add_repository("acme/small", 3, 10)
