@@ -331,9 +331,22 @@ class Heads:
         rows = self._rows("SELECT job_id, status FROM job_heads WHERE parent_id = %s", (parent_id,))
         return {row["job_id"]: row["status"] for row in rows}
 
+    def unfinished_children(self, parent_id: UUID) -> bool:
+        """Whether a child job of `parent_id` has yet to finish (an index of the unfinished
+        ones: the cost does not grow with the children that ended)."""
+        rows = self._rows(UNFINISHED_CHILDREN, (parent_id,))
+        return bool(rows)
+
     def count(self, status: str | None = None) -> int:
         if status is None:
             rows = self._rows("SELECT count(*) AS n FROM job_heads")
         else:
             rows = self._rows("SELECT count(*) AS n FROM job_heads WHERE status = %s", (status,))
         return int(rows[0]["n"])
+
+
+# Uses job_heads_unfinished_children (schema/029): the statuses spelled as its predicate.
+UNFINISHED_CHILDREN = (
+    "SELECT 1 FROM job_heads WHERE parent_id = %s "
+    "AND status NOT IN ('completed', 'failed', 'cancelled') LIMIT 1"
+)

@@ -641,10 +641,10 @@ class JobStore(Application):
         """Wakes `job`'s parent once every child job has finished."""
         if job.parent_id is None:
             return False
-        children = self.heads.children(job.parent_id)
-        if any(status not in FINAL_STATES for status in children.values()):
+        if self.heads.unfinished_children(job.parent_id):
             return False
-        return self.wake(job.parent_id, f"its {len(children)} child jobs finished", now)
+        children = len(self.heads.children(job.parent_id))  # once, as the last one ends
+        return self.wake(job.parent_id, f"its {children} child jobs finished", now)
 
     def cancel(self, job_id: UUID | str, reason: str, now: datetime | None = None) -> Job:
         return self._update(job_id, lambda job: job.cancel(reason, now or utcnow()))

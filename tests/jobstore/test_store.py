@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -11,6 +12,7 @@ from freezegun import freeze_time
 
 from jobstore.domain import RetryPolicy, Status
 from jobstore.errors import InvalidTransition, JobNotFound
+from jobstore.heads import UNFINISHED_CHILDREN
 from jobstore.routing import Route
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
@@ -290,3 +292,29 @@ def test_only_one_of_two_notified_claims_wins(store):
     second = store.claim_notified(job.id, job.version, job.attempt, "w2", "local", T0)
     assert (first.won, second.won) == (True, False)
     assert second.reason == "already running by w1"
+
+
+def test_a_child_ending_asks_an_index_of_the_unfinished_siblings_only(store, database_url):
+    """A monorepo backfill's 4,000 children: each one's end asks whether a sibling is
+    still unfinished, reading neither the siblings that ended nor the fleet's other
+    active jobs."""
+    parent, other = uuid4(), uuid4()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(  # the other's 4,000 waiting children, 5,000 other active jobs, 20
+            # ended children of `parent` and 31,000 of 2,000 other parents
+            "INSERT INTO job_heads (job_id, job_type, repository, status, lane, priority, "
+            "attempt, version, dedupe_key, parent_id, created_at, last_event_at, turn_at) "
+            "SELECT gen_random_uuid(), 'pr-reviews', 'big/mono', "
+            "CASE WHEN g <= 9000 THEN 'routed' WHEN g %% 7 = 0 THEN 'failed' "
+            "ELSE 'completed' END, 'local', 'low', 1, 3, 'k' || g, "
+            "CASE WHEN g <= 4000 THEN %s::uuid WHEN g <= 9000 THEN NULL "
+            "WHEN g <= 9020 THEN %s::uuid ELSE md5((g / 15)::text)::uuid END, "
+            "now(), now(), now() FROM generate_series(1, 40000) g",
+            (other, parent),
+        )
+        conn.execute("ANALYZE job_heads")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + UNFINISHED_CHILDREN, (parent,)))
+    assert "job_heads_unfinished_children" in plan, plan
+    assert not store.heads.unfinished_children(parent)  # all its children ended
+    assert store.heads.unfinished_children(other)
+    assert not store.heads.unfinished_children(uuid4())
