@@ -337,6 +337,12 @@ class Heads:
         rows = self._rows(UNFINISHED_CHILDREN, (parent_id,))
         return bool(rows)
 
+    def routed_children(self, parent_id: UUID, limit: int) -> list[UUID]:
+        """Up to `limit` child jobs of `parent_id` waiting to be sent (routed), by id: read
+        from the unfinished children's index, whatever number have ended."""
+        rows = self._rows(ROUTED_CHILDREN, (parent_id, limit))
+        return [row["job_id"] for row in rows]
+
     def count(self, status: str | None = None) -> int:
         if status is None:
             rows = self._rows("SELECT count(*) AS n FROM job_heads")
@@ -345,8 +351,12 @@ class Heads:
         return int(rows[0]["n"])
 
 
-# Uses job_heads_unfinished_children (schema/029): the statuses spelled as its predicate.
+# Use job_heads_unfinished_children (schema/029): the statuses spelled as its predicate.
 UNFINISHED_CHILDREN = (
     "SELECT 1 FROM job_heads WHERE parent_id = %s "
     "AND status NOT IN ('completed', 'failed', 'cancelled') LIMIT 1"
+)
+ROUTED_CHILDREN = (
+    "SELECT job_id FROM job_heads WHERE parent_id = %s AND status = 'routed' "
+    "AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY job_id LIMIT %s"
 )

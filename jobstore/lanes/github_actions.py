@@ -144,10 +144,8 @@ def plan_matrix(store: JobStore, parent: Job, run_ref: str, now: datetime) -> li
     the lane's lock, as the dispatcher does): the parent's next run plans the next ones."""
     if parent.lane != "github_actions":
         return []
-    children = store.heads.children(parent.id)
-    waiting = sorted(c for c, status in children.items() if status == "routed")
     planned: list[UUID] = []
-    if not waiting:
+    if not store.heads.routed_children(parent.id, 1):
         return planned
     capacity = store.settings.capacity("github_actions")
     with store.heads.dispatching(f"matrix:{parent.id}") as mine:
@@ -156,7 +154,8 @@ def plan_matrix(store: JobStore, parent: Job, run_ref: str, now: datetime) -> li
         room = MATRIX_PARALLEL
         if capacity is not None:
             room = min(room, capacity - mine.held("github_actions"))
-        for child_id in waiting[: max(0, min(room, MATRIX_LIMIT))]:
+        room = max(0, min(room, MATRIX_LIMIT))
+        for child_id in store.heads.routed_children(parent.id, room) if room else []:
             if store.get(child_id).lane != "github_actions":
                 continue
             with contextlib.suppress(InvalidTransition):  # taken meanwhile: not this run's

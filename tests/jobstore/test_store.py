@@ -12,7 +12,7 @@ from freezegun import freeze_time
 
 from jobstore.domain import RetryPolicy, Status
 from jobstore.errors import InvalidTransition, JobNotFound
-from jobstore.heads import UNFINISHED_CHILDREN
+from jobstore.heads import ROUTED_CHILDREN, UNFINISHED_CHILDREN
 from jobstore.routing import Route
 from jobstore.settings import Settings
 from jobstore.spec import JobSpec
@@ -314,7 +314,12 @@ def test_a_child_ending_asks_an_index_of_the_unfinished_siblings_only(store, dat
         )
         conn.execute("ANALYZE job_heads")
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + UNFINISHED_CHILDREN, (parent,)))
+        routed = "\n".join(r[0] for r in conn.execute("EXPLAIN " + ROUTED_CHILDREN, (other, 4)))
     assert "job_heads_unfinished_children" in plan, plan
+    # an Actions run of the other's backfill plans its next four legs from the same index
+    assert "using job_heads_unfinished_children" in routed, routed
+    assert len(store.heads.routed_children(other, 4)) == 4
+    assert store.heads.routed_children(parent, 4) == []
     assert not store.heads.unfinished_children(parent)  # all its children ended
     assert store.heads.unfinished_children(other)
     assert not store.heads.unfinished_children(uuid4())
