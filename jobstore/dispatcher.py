@@ -125,6 +125,7 @@ class Ask(NamedTuple):
     spec: JobSpec
     lane: str | None = None
     reason: str | None = None
+    movable: bool = False  # the lane is a default (the planner's), not a person's choice
 
 
 @dataclass
@@ -185,7 +186,8 @@ class Dispatcher:
         for ask in asks:
             ask.spec.check_not_future(now)
         down = self.down(now)
-        routes = {id(ask.spec): self._route(ask, now, down) for ask in asks}
+        crowded = self.crowded()
+        routes = {id(ask.spec): self._route(ask, now, down, crowded) for ask in asks}
         enqueued = self.store.enqueue_many(
             [ask.spec for ask in asks], now, lambda spec: routes[id(spec)]
         )
@@ -195,8 +197,23 @@ class Dispatcher:
             submitted.append(self._dispatch_new(done, routes[id(ask.spec)], now, down, full))
         return submitted
 
-    def _route(self, ask: Ask, now: datetime, down: Mapping[str, str]) -> Route:
-        spec, lane, reason = ask
+    def crowded(self) -> dict[str, str]:
+        """Inngest, if more jobs wait for it than JOBSTORE_CROWDED_AFTER per place: counted
+        up to that many from the queue index, so the look costs the same however long the
+        queue is."""
+        capacity = self.settings.capacity(INNGEST)
+        after = self.settings.routing.crowded_after
+        if capacity is None or after <= 0:
+            return {}
+        limit = int(capacity * after)
+        if self.store.heads.waiting_count(INNGEST, limit + 1) <= limit:
+            return {}
+        return {INNGEST: f"over {limit} jobs waiting for its {capacity} places"}
+
+    def _route(
+        self, ask: Ask, now: datetime, down: Mapping[str, str], crowded: Mapping[str, str]
+    ) -> Route:
+        spec, lane, reason, movable = ask
         route = decide(
             spec,
             now,
@@ -204,6 +221,8 @@ class Dispatcher:
             lane=lane,
             capable=self.capable(spec.job_type),
             down=set(down),
+            crowded=crowded,
+            movable=movable,
         )
         if lane is not None and reason and route.rule == "explicit":
             route = replace(route, reason=reason[:500])

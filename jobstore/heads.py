@@ -309,6 +309,15 @@ class Heads:
             found += [(row["job_id"], lane) for row in rows]
         return found
 
+    def waiting_count(self, lane: str, limit: int) -> int:
+        """How many jobs wait routed to `lane`, counted up to `limit` (the queue index)."""
+        rows = self._rows(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM job_heads WHERE status = 'routed' "
+            "AND lane = %s LIMIT %s) w",
+            (lane, limit),
+        )
+        return int(rows[0]["n"])
+
     def routed(self, lanes: Sequence[str]) -> list[UUID]:
         """Jobs routed to one of `lanes` and not yet dispatched, best first."""
         rows = self._rows(

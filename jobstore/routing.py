@@ -31,6 +31,10 @@ class RoutingSettings:
     # A scheduled job whose data is due (params.due: when its repository would pass its
     # freshness target) within this many seconds goes real-time, not to a batch on Actions
     due_within: float = 3600.0
+    # Inngest is crowded when more jobs wait for it than this many per place it has (its
+    # JOBSTORE_CAPACITY_INNGEST): scheduled work the table sent there goes to Actions
+    # (batched) instead, so a fleet's refreshes never queue for hours behind a few places
+    crowded_after: float = 10.0
     allow: frozenset[str] = frozenset()  # always in the hybrid rollout (lowercase names)
     deny: frozenset[str] = frozenset()  # never: always on the default lane
 
@@ -132,13 +136,33 @@ def decide(
     lane: str | None = None,
     capable: Collection[str] = LANES,
     down: Collection[str] = (),
+    crowded: Mapping[str, str] | None = None,
+    movable: bool = False,
 ) -> Route:
     """Chooses a lane; first matching rule wins, then capability and health are applied.
 
     `capable` are the lanes that can run this job type: the router never picks another.
     `down` are lanes currently failing dispatch; a job for one falls back (§5).
+    `crowded` are lanes with more waiting than they start soon (and how many): scheduled
+    or backfill work the table (or a `movable` explicit choice: the planner's) sent to a
+    crowded Inngest goes to Actions instead; what a person or a webhook asked for stays.
     """
     route = Route(lane, "explicit", "operator's choice") if lane else _table(spec, now, config)
+    crowd = (crowded or {}).get(INNGEST)
+    if (
+        crowd
+        and route.lane == INNGEST
+        and (route.rule != "explicit" or movable)
+        and spec.trigger in ("scheduled", "backfill")
+        and ACTIONS in capable
+        and ACTIONS not in down
+    ):
+        route = Route(
+            ACTIONS,
+            "crowded",
+            f"inngest crowded ({crowd}); was: {route.reason}"[:500],
+            fallback_from=INNGEST,
+        )
     if route.lane not in capable:
         substitute = next(x for x in (ACTIONS, INNGEST, LOCAL) if x in capable)
         route = Route(

@@ -186,6 +186,7 @@ def _routing(env: Mapping[str, str]) -> RoutingSettings:
         large_repositories=frozenset(r.strip().lower() for r in large.split(",") if r.strip()),
         large_pull_requests=int(number(env, "JOBSTORE_LARGE_PULL_REQUESTS", 5000, minimum=1)),
         due_within=number(env, "JOBSTORE_DUE_WITHIN", 3600.0),
+        crowded_after=number(env, "JOBSTORE_CROWDED_AFTER", 10.0),
     )
 
 

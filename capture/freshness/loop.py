@@ -604,8 +604,7 @@ def _recent(
     now: datetime,
     settings: FreshnessSettings,
 ) -> object:
-    spec, lane, reason = _recent_ask(repository, settings, None)
-    submitted = dispatcher.submit(spec, now, lane, reason)
+    submitted = dispatcher.submit_many([_recent_ask(repository, settings, None)], now)[0]
     registry.refreshing([(repository, submitted.job.id)], now)
     return submitted.job.id
 
@@ -621,4 +620,4 @@ def _recent_ask(repository: str, settings: FreshnessSettings, tracked: Tracked |
         params={"bootstrap": "recent"} | shared(tracked),
     )
     reason = f"bootstrap: the last {settings.bootstrap_days} days first, on the fast lane"
-    return Ask(spec, settings.fast_lane, reason)
+    return Ask(spec, settings.fast_lane, reason, movable=True)

@@ -424,6 +424,30 @@ def test_many_asked_at_once_are_enqueued_together_and_a_full_lane_is_asked_once(
     assert len(sandbox.actions.runs) == 2
 
 
+def test_a_crowded_inngest_sends_scheduled_work_to_actions_and_keeps_a_persons(
+    store, sandbox, make
+):
+    """More waiting for Inngest than JOBSTORE_CROWDED_AFTER per place: the planner's
+    refreshes go to Actions (batched there) instead of queueing; a person's request stays."""
+    dispatcher = make()
+    full_at(store, github_actions=20, inngest=1)
+    store.settings = replace(
+        store.settings, routing=replace(store.settings.routing, crowded_after=2)
+    )
+    waiting = [routed(store, "inngest", repo=f"acme/w{i}") for i in range(3)]
+    assert dispatcher.crowded() == {"inngest": "over 2 jobs waiting for its 1 places"}
+    refresh = JobSpec.create("repository-refresh", "acme/r", days=1, trigger="scheduled")
+    moved = dispatcher.submit(refresh, T0)
+    assert (moved.job.lane, moved.job.rule) == ("github_actions", "crowded")
+    asked = dispatcher.submit(JobSpec.create("repository-refresh", "acme/p", days=1), T0)
+    assert (asked.job.lane, asked.job.rule) == ("inngest", "recent")
+    for job_id in waiting:  # the queue drains: Inngest takes scheduled work again
+        store.cancel(job_id, "test", T0)
+    assert dispatcher.crowded() == {}
+    again = JobSpec.create("repository-refresh", "acme/s", days=1, trigger="scheduled")
+    assert dispatcher.submit(again, T0).job.lane == "inngest"
+
+
 def test_dispatchers_racing_for_the_last_places_never_send_past_capacity(store, sandbox, make):
     """Four threads (each on its own connection, as processes would be) send eight jobs
     to a lane with room for three: exactly three go."""

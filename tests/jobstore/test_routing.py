@@ -23,6 +23,8 @@ QUIET = ("github_actions", "no-urgency")
 # when a refresh's data would pass its freshness target (the planner's params.due)
 SOON, LATE = (NOW + timedelta(minutes=5)).isoformat(), (NOW + timedelta(hours=3)).isoformat()
 PAST = (NOW - timedelta(minutes=5)).isoformat()
+CROWDED = {"crowded": {"inngest": "over 50 jobs waiting for its 5 places"}}
+MOVED = ("github_actions", "crowded")
 CASES = [
     # (spec fields, decide kwargs, config, expected lane, expected rule)
     ({"days": 1}, {"lane": "local"}, {}, "local", "explicit"),
@@ -52,6 +54,39 @@ CASES = [
     (OLD, {"down": ["github_actions", "inngest"]}, {}, "local", "fallback"),
     ({"days": 1}, {"down": ["inngest", "github_actions"]}, {}, "local", "fallback"),
     ({"days": 1}, {"lane": "inngest", "down": ["inngest"]}, {}, "inngest", "explicit"),
+    # Inngest crowded: scheduled and backfill work goes to Actions; what a person or a
+    # webhook asked for, or a lane someone chose, stays
+    ({"days": 30, "trigger": "scheduled", "params": {"due": SOON}}, CROWDED, {}, *MOVED),
+    ({"days": 1, "trigger": "backfill"}, CROWDED, {}, *MOVED),
+    ({"days": 1}, CROWDED, {}, "inngest", "recent"),
+    ({"days": 30, "trigger": "webhook"}, CROWDED, {}, "inngest", "small"),
+    (
+        {"days": 1, "trigger": "scheduled"},
+        {**CROWDED, "lane": "inngest"},
+        {},
+        "inngest",
+        "explicit",
+    ),
+    (
+        {"days": 1, "trigger": "scheduled"},
+        {**CROWDED, "lane": "inngest", "movable": True},
+        {},
+        *MOVED,
+    ),
+    (
+        {"days": 1, "trigger": "scheduled"},
+        {**CROWDED, "down": ["github_actions"]},
+        {},
+        "inngest",
+        "recent",
+    ),
+    (
+        {"days": 1, "trigger": "scheduled"},
+        {"crowded": {"github_actions": "x"}},
+        {},
+        "inngest",
+        "recent",
+    ),
 ]
 
 
@@ -60,6 +95,13 @@ def test_routing_table(fields, kwargs, config, lane, rule):
     route = decide(spec(**fields), NOW, RoutingSettings(**config), **kwargs)
     assert (route.lane, route.rule) == (lane, rule)
     assert route.reason
+
+
+def test_a_job_moved_off_a_crowded_inngest_says_why():
+    route = decide(spec(days=1, trigger="scheduled"), NOW, **CROWDED)
+    assert route.fallback_from == "inngest"
+    assert route.reason.startswith("inngest crowded (over 50 jobs waiting for its 5 places)")
+    assert "was: " in route.reason
 
 
 def test_inngest_down_falls_back_to_actions_with_high_priority():
