@@ -90,12 +90,15 @@ BATCHABLE = ("repository-refresh",)
 BATCHED = "waits to ride a batch: the sweeper (or the planner's pass) sends it"
 
 
+BATCHED_RULES = ("no-urgency", "crowded")  # scheduled work, by the table or overflowing
+
+
 def batchable(job: Job, batch: int) -> bool:
     """Whether `job` waits to be sent in a batch of small refreshes on Actions."""
     return (
         batch > 1
         and job.lane == ACTIONS
-        and job.rule == "no-urgency"
+        and job.rule in BATCHED_RULES
         and job.job_type in BATCHABLE
         and job.parent_id is None
     )

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from devtools.sandbox import DEFAULT_EVENT_KEY, DEFAULT_TOKEN, Sandbox, World
-from jobstore.dispatcher import Ask, Dispatcher, open_lanes
+from jobstore.dispatcher import BATCHED, Ask, Dispatcher, open_lanes
 from jobstore.routing import LANES, Route
 from jobstore.secret import Secret
 from jobstore.settings import LaneSettings
@@ -439,6 +439,7 @@ def test_a_crowded_inngest_sends_scheduled_work_to_actions_and_keeps_a_persons(
     refresh = JobSpec.create("repository-refresh", "acme/r", days=1, trigger="scheduled")
     moved = dispatcher.submit(refresh, T0)
     assert (moved.job.lane, moved.job.rule) == ("github_actions", "crowded")
+    assert moved.sent.detail == BATCHED  # it rides a batch there, as quiet refreshes do
     asked = dispatcher.submit(JobSpec.create("repository-refresh", "acme/p", days=1), T0)
     assert (asked.job.lane, asked.job.rule) == ("inngest", "recent")
     for job_id in waiting:  # the queue drains: Inngest takes scheduled work again
