@@ -7,7 +7,7 @@ it); modules not named (recorder, heads, boundary, ...) are the store's internal
 from jobstore import archive, reads, watch
 from jobstore.boundary import Patient
 from jobstore.db import Database, database_url
-from jobstore.dispatcher import STOPPED, Dispatcher, Sent, Submitted, batchable
+from jobstore.dispatcher import STOPPED, Ask, Dispatcher, Sent, Submitted, batchable
 from jobstore.domain import FINAL, Job, RetryPolicy, Status
 from jobstore.embedded import Server as EmbeddedServer
 from jobstore.errors import (
@@ -57,6 +57,7 @@ __all__ = [
     "STOPPED",
     "TRIGGERS",
     "AmbiguousJobId",
+    "Ask",
     "Claim",
     "ConfigError",
     "Database",

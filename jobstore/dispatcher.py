@@ -27,6 +27,7 @@ from jobstore.routing import (
     INNGEST,
     LANES,
     LOCAL,
+    MOVABLE,
     Route,
     RoutingSettings,
     decide,
@@ -186,11 +187,18 @@ class Dispatcher:
         lane health, enqueued in one transaction, then each new one dispatched. A lane
         found full is not asked again within the call: its jobs stay routed, and the
         sweeper sends them when a place frees (as `send` does for one)."""
+        if not asks:
+            return []
         for ask in asks:
             ask.spec.check_not_future(now)
         down = self.down(now)
-        crowded = self.crowded()
-        routes = {id(ask.spec): self._route(ask, now, down, crowded) for ask in asks}
+        routes = {id(ask.spec): self._route(ask, now, down, {}) for ask in asks}
+        if any(
+            r.lane == INNGEST and a.spec.trigger in MOVABLE for a, r in self._pairs(asks, routes)
+        ):
+            crowded = self.crowded()  # only read when a job could move off a crowded Inngest
+            if crowded:
+                routes = {id(ask.spec): self._route(ask, now, down, crowded) for ask in asks}
         enqueued = self.store.enqueue_many(
             [ask.spec for ask in asks], now, lambda spec: routes[id(spec)]
         )
@@ -199,6 +207,10 @@ class Dispatcher:
         for ask, done in zip(asks, enqueued, strict=True):
             submitted.append(self._dispatch_new(done, routes[id(ask.spec)], now, down, full))
         return submitted
+
+    @staticmethod
+    def _pairs(asks: Sequence[Ask], routes: Mapping[int, Route]) -> list[tuple[Ask, Route]]:
+        return [(ask, routes[id(ask.spec)]) for ask in asks]
 
     def crowded(self) -> dict[str, str]:
         """Inngest, if more jobs wait for it than JOBSTORE_CROWDED_AFTER per place: counted

@@ -128,6 +128,9 @@ def size_of(spec: JobSpec) -> int:
     return size if isinstance(size, int) and not isinstance(size, bool) else 0
 
 
+MOVABLE = ("scheduled", "backfill")  # triggers whose work may leave a crowded Inngest
+
+
 def decide(
     spec: JobSpec,
     now: datetime,
@@ -153,7 +156,7 @@ def decide(
         crowd
         and route.lane == INNGEST
         and (route.rule != "explicit" or movable)
-        and spec.trigger in ("scheduled", "backfill")
+        and spec.trigger in MOVABLE
         and ACTIONS in capable
         and ACTIONS not in down
     ):

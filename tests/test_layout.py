@@ -178,7 +178,7 @@ def test_no_fmt_skip_in_the_code():
             jobstore,
             "FINAL GITHUB_EPOCH INNGEST_EVENT LANES MAX_DAYS PRIORITIES SECONDS_BOUNDS STOPPED "
             "TRIGGERS "
-            "AmbiguousJobId "
+            "AmbiguousJobId Ask "
             "Claim ConfigError Database DatabaseReadOnly DatabaseRefused DatabaseUnavailable "
             "Dispatcher EmbeddedServer Enqueued HealthSettings Hint InvalidSpec "
             "InvalidTransition Job JobNotFound JobUnreadable JobSpec JobStore JobStoreError "

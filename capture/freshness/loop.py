@@ -33,8 +33,15 @@ from capture.settings import WebhookSettings
 from capture.storage import EDITS_MOVE_NOTHING
 from capture.webhooks.planner import webhook_pass
 from capture.webhooks.riders import Riding
-from jobstore import GITHUB_EPOCH, MAX_DAYS, DatabaseRefused, Dispatcher, JobSpec, batchable
-from jobstore.dispatcher import Ask
+from jobstore import (
+    GITHUB_EPOCH,
+    MAX_DAYS,
+    Ask,
+    DatabaseRefused,
+    Dispatcher,
+    JobSpec,
+    batchable,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -506,6 +513,8 @@ def bootstrap(
     history (from 2008, GitHub's first year), newest first, as a backfill on the bulk
     lane. Both are in the audit trail; a pass's bootstraps are enqueued together."""
     names = [repositories] if isinstance(repositories, str) else list(repositories)
+    if not names:
+        return
     by_name = by_name or {}
     asks: list[Ask] = []
     for name in names:
