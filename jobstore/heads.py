@@ -311,12 +311,7 @@ class Heads:
 
     def waiting_count(self, lane: str, limit: int) -> int:
         """How many jobs wait routed to `lane`, counted up to `limit` (the queue index)."""
-        rows = self._rows(
-            "SELECT count(*) AS n FROM (SELECT 1 FROM job_heads WHERE status = 'routed' "
-            "AND lane = %s LIMIT %s) w",
-            (lane, limit),
-        )
-        return int(rows[0]["n"])
+        return int(self._rows(WAITING_COUNT, (lane, limit))[0]["n"])
 
     def routed(self, lanes: Sequence[str]) -> list[UUID]:
         """Jobs routed to one of `lanes` and not yet dispatched, best first."""
@@ -365,6 +360,9 @@ UNFINISHED_CHILDREN = (
     "SELECT 1 FROM job_heads WHERE parent_id = %s "
     "AND status NOT IN ('completed', 'failed', 'cancelled') LIMIT 1"
 )
+# The queue's first `limit`, in WAITING's order so it reads the queue index (job_heads_turns):
+# without the order a LIMIT invites a scan of every job that stops only after `limit` hits
+WAITING_COUNT = f"SELECT count(*) AS n FROM ({WAITING}) w"
 ROUTED_CHILDREN = (
     "SELECT job_id FROM job_heads WHERE parent_id = %s AND status = 'routed' "
     "AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY job_id LIMIT %s"

@@ -523,7 +523,7 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
     finished jobs that count (and a run's children's last move) read indexes."""
     import psycopg
 
-    from jobstore.heads import IN_FLIGHT, WAITING
+    from jobstore.heads import IN_FLIGHT, WAITING, WAITING_COUNT
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
@@ -561,6 +561,9 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
                 (uuid4(), 1),
             )
         )
+        crowd = "\n".join(  # whether Inngest is crowded: at most 51 of its queue
+            r[0] for r in conn.execute("EXPLAIN " + WAITING_COUNT, ("inngest", 51))
+        )
         child = "\n".join(
             r[0]
             for r in conn.execute(
@@ -574,7 +577,8 @@ def test_counting_what_a_lane_holds_reads_an_index_not_every_job(store, database
     assert "job_heads_parent" in child, child
     assert "lane_batches_pkey" in batch, batch
     assert "lane_batches_leader" in batch, batch
-    assert "Seq Scan" not in counted + child + queue + batch
+    assert "job_heads_turns" in crowd, crowd
+    assert "Seq Scan" not in counted + child + queue + batch + crowd
 
 
 def quiet_refresh(store, repo: str, due: datetime | None = None):
