@@ -18,7 +18,7 @@ import httpx
 
 from jobstore.domain import Job, Status
 from jobstore.errors import InvalidTransition
-from jobstore.heads import Dispatching
+from jobstore.heads import Dispatching, Waiting
 from jobstore.lanes import Dispatch, DispatchError, Lane, dispatch
 from jobstore.lanes.github_actions import ActionsLane
 from jobstore.lanes.inngest import InngestLane
@@ -94,14 +94,17 @@ BATCHED = "waits to ride a batch: the sweeper (or the planner's pass) sends it"
 BATCHED_RULES = ("no-urgency", "crowded")  # scheduled work, by the table or overflowing
 
 
-def batchable(job: Job, batch: int) -> bool:
-    """Whether `job` waits to be sent in a batch of small refreshes on Actions."""
+def batchable(job: Job | Waiting, settings: Settings) -> bool:
+    """Whether `job` waits to be sent in a batch of small refreshes on Actions: scheduled
+    work, or a part of a split refresh whose workflow has no matrix to run it."""
+    scheduled = job.rule in BATCHED_RULES and job.parent_id is None
+    part = job.rule == "parent" and job.parent_id is not None
+    part = part and not settings.lanes.fans_out(job.job_type)
     return (
-        batch > 1
+        settings.actions_batch > 1
         and job.lane == ACTIONS
-        and job.rule in BATCHED_RULES
         and job.job_type in BATCHABLE
-        and job.parent_id is None
+        and (scheduled or part)
     )
 
 
@@ -261,7 +264,7 @@ class Dispatcher:
                 enqueued, enqueued.job, Sent(enqueued.job_id, LOCAL, True, WAITING, fallback)
             )
         new = enqueued.job if enqueued.created else None
-        if new is not None and batchable(new, self.settings.actions_batch):
+        if new is not None and batchable(new, self.settings):
             return Submitted(enqueued, new, Sent(enqueued.job_id, ACTIONS, False, BATCHED))
         if new is None:
             return Submitted(enqueued, self.store.get(enqueued.job_id), None)
@@ -280,7 +283,8 @@ class Dispatcher:
         capacity. A batch not full yet waits until its first job has waited
         JOBSTORE_ACTIONS_BATCH_WAIT seconds (no-urgency work gathers riders meanwhile),
         or until one of its jobs' `due` (when its data would pass its freshness target)
-        is nearer than the lane's start deadline plus a run's setup.
+        is nearer than the lane's start deadline plus a run's setup, or it holds a part of
+        a split refresh (whose parent waits for it).
         Stops at a full lane; what is left waits, routed."""
         down = self.down(now) if down is None else down
         size, linger = self.settings.actions_batch, self.settings.actions_batch_wait
@@ -290,6 +294,7 @@ class Dispatcher:
             chunk = jobs[start : start + size]
             oldest = min(job.created_on for job in chunk)
             pressed = any(due < now + margin for job in chunk if (due := due_at(job.params)))
+            pressed = pressed or any(job.parent_id for job in chunk)  # its parent waits
             if len(chunk) < size and (now - oldest).total_seconds() < linger and not pressed:
                 break  # the last, partial batch gathers more riders
             batch = self.send_batch([job.id for job in chunk], now, down)

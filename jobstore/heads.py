@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
@@ -39,10 +39,23 @@ RUNS = "count(DISTINCT coalesce(b.leader, h.job_id))"
 IN_FLIGHT = f"SELECT {RUNS} AS n {HELD}"
 IN_FLIGHT_BY_LANE = f"SELECT h.lane, {RUNS} AS n {HELD} GROUP BY h.lane"
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
+QUEUE = f"WHERE status = 'routed' AND lane = %s ORDER BY {PRIORITY_ORDER}, turn_at LIMIT %s"
 WAITING = (
-    "SELECT job_id FROM job_heads WHERE status = 'routed' AND lane = %s "
-    f"ORDER BY {PRIORITY_ORDER}, turn_at LIMIT %s"
+    "SELECT job_id, lane, rule, job_type, parent_id, attempt, last_event_at FROM job_heads " + QUEUE
 )
+
+
+class Waiting(NamedTuple):
+    """A routed job as its head says (enough to tell, without reading its events, whether
+    the sweeper leaves it to its parent's run): `rule` None for heads older than 030."""
+
+    job_id: UUID
+    lane: str
+    rule: str | None
+    job_type: str
+    parent_id: UUID | None
+    attempt: int
+    last_event_at: datetime
 
 
 class Dispatching:
@@ -300,13 +313,12 @@ class Heads:
         )
         return rows[0]["at"] if rows else None
 
-    def waiting(self, lanes: Sequence[str], limit: int) -> list[tuple[UUID, str]]:
-        """Up to `limit` jobs routed to each of `lanes`, in their turns: (id, lane). Each
-        lane's are read from the queue index in order (WAITING), not sorted whole."""
-        found: list[tuple[UUID, str]] = []
+    def waiting(self, lanes: Sequence[str], limit: int) -> list[Waiting]:
+        """Up to `limit` jobs routed to each of `lanes`, in their turns. Each lane's are
+        read from the queue index in order (WAITING), not sorted whole."""
+        found: list[Waiting] = []
         for lane in lanes:
-            rows = self._rows(WAITING, (lane, limit))
-            found += [(row["job_id"], lane) for row in rows]
+            found += [Waiting(**row) for row in self._rows(WAITING, (lane, limit))]
         return found
 
     def waiting_count(self, lane: str, limit: int) -> int:
@@ -362,7 +374,7 @@ UNFINISHED_CHILDREN = (
 )
 # The queue's first `limit`, in WAITING's order so it reads the queue index (job_heads_turns):
 # without the order a LIMIT invites a scan of every job that stops only after `limit` hits
-WAITING_COUNT = f"SELECT count(*) AS n FROM ({WAITING}) w"
+WAITING_COUNT = f"SELECT count(*) AS n FROM (SELECT job_id FROM job_heads {QUEUE}) w"
 ROUTED_CHILDREN = (
     "SELECT job_id FROM job_heads WHERE parent_id = %s AND status = 'routed' "
     "AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY job_id LIMIT %s"

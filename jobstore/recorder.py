@@ -48,6 +48,7 @@ class Head(NamedTuple):
     created_at: Any
     last_event_at: Any
     share: str  # whose turn it shares (schema/025): the workspace, else the owner
+    rule: str | None  # the routing rule (schema/030)
 
 
 PRIORITY_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"

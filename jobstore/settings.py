@@ -46,6 +46,11 @@ class LaneSettings:
     def workflow_for(self, job_type: str) -> str:
         return self.actions_workflows.get(job_type, self.actions_workflow)
 
+    def fans_out(self, job_type: str) -> bool:
+        """Whether a run of `job_type` has a workflow of its own, whose matrix runs the
+        job's children (the capture workflow has none: the sweeper sends them)."""
+        return job_type in self.actions_workflows
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -98,6 +98,7 @@ def head_of(job: Job) -> Head:
         job.created_on,
         job.modified_on,
         str(job.params.get("workspace") or job.repository.split("/")[0]),
+        job.rule,
     )
 
 

@@ -21,7 +21,9 @@ from jobstore import archive
 from jobstore.dispatcher import Dispatcher, Sent, batchable
 from jobstore.domain import Job, Status
 from jobstore.errors import InvalidTransition, JobUnreadable
+from jobstore.heads import Waiting
 from jobstore.routing import ACTIONS, INNGEST, LOCAL, Route
+from jobstore.settings import Settings
 from jobstore.store import JobStore
 
 # Rules that pin a job to its lane: the operator chose it, or its parent's run plans it.
@@ -70,28 +72,34 @@ def sweep(dispatcher: Dispatcher, now: datetime, limit: int = 500) -> SweepRepor
         with set_aside(store, job_id, now, report):
             undelivered(store, job_id, now, report)
     full: set[str] = set()  # lanes found holding all they may run: the rest wait there
-    riders: list[Job] = []  # small refreshes for Actions, sent in batches at the end
-    for job_id, lane in store.heads.waiting([INNGEST, ACTIONS], limit):
-        if lane in full:  # counted from its head: a full lane's queue is not read
+    riders: list[UUID] = []  # small refreshes for Actions, sent in batches at the end
+    for head in store.heads.waiting([INNGEST, ACTIONS], limit):
+        if head.lane in full:  # counted from its head: a full lane's queue is not read
             report.waiting += 1
             continue
-        with set_aside(store, job_id, now, report):
-            job = store.get(job_id)
-            if planned_by_parent(job, now, store.settings.start_deadline(ACTIONS)):
+        with set_aside(store, head.job_id, now, report):
+            # its head says whether it waits for its parent's run or a batch: its events
+            # are read only to send it (or for a head from before schema/030)
+            known = head if head.rule is not None else store.get(head.job_id)
+            if planned_by_parent(known, now, store.settings):
                 continue
-            if batchable(job, store.settings.actions_batch):
-                riders.append(job)
+            if batchable(known, store.settings):
+                riders.append(head.job_id)
                 continue
-            sent = dispatcher.send(job_id, now, down)
+            sent = dispatcher.send(head.job_id, now, down)
             if sent.full and sent.lane:
                 full.add(sent.lane)
                 report.waiting += 1
             else:
                 report.sent.append(sent)
     if riders and ACTIONS not in full:
-        batches = dispatcher.send_batches(riders, now, down)
+        jobs = []
+        for job_id in riders:
+            with set_aside(store, job_id, now, report):
+                jobs.append(store.get(job_id))
+        batches = dispatcher.send_batches(jobs, now, down)
         report.sent += [s for s in batches if not s.full]
-        report.waiting += len(riders) - sum(s.ok for s in batches)
+        report.waiting += len(jobs) - sum(s.ok for s in batches)
     elif riders:
         report.waiting += len(riders)
     settings = store.settings
@@ -163,10 +171,12 @@ def undelivered(store: JobStore, job_id: UUID, now: datetime, report: SweepRepor
     report.undelivered.append(job_id)
 
 
-def planned_by_parent(job: Job, now: datetime, deadline: float) -> bool:
+def planned_by_parent(job: Job | Waiting, now: datetime, settings: Settings) -> bool:
     """A child job an Actions parent just planned: its parent's run is about to record it
     as dispatched to its matrix. Left alone for a start deadline; after that the sweeper
     dispatches it on its own (the parent's run never took it)."""
     if job.rule != "parent" or job.lane != ACTIONS or job.attempt != 1:
         return False
-    return (now - job.last_event_at).total_seconds() < deadline
+    if not settings.lanes.fans_out(job.job_type):
+        return False  # its parent's workflow has no matrix: the sweeper sends it
+    return (now - job.last_event_at).total_seconds() < settings.start_deadline(ACTIONS)

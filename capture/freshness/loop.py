@@ -419,9 +419,9 @@ def _followed(
 def _send_batches(dispatcher: Dispatcher, report: PassReport, now: datetime) -> None:
     """The pass's small refreshes for Actions, sent now in batches (one run each) rather
     than left for the sweeper's next pass."""
-    store, size = dispatcher.store, dispatcher.settings.actions_batch
+    store, settings = dispatcher.store, dispatcher.settings
     jobs = [store.get(job_id) for job_id in report.refreshes.values()]
-    riders = [job for job in jobs if job.status.value == "routed" and batchable(job, size)]
+    riders = [job for job in jobs if job.status.value == "routed" and batchable(job, settings)]
     if riders:
         dispatcher.send_batches(riders, now)
 

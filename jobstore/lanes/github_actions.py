@@ -142,7 +142,7 @@ def plan_matrix(store: JobStore, parent: Job, run_ref: str, now: datetime) -> li
     again; if a leg never starts, their start deadline sends them back. At most the
     workflow's max-parallel, and only what the lane's capacity has room for (counted under
     the lane's lock, as the dispatcher does): the parent's next run plans the next ones."""
-    if parent.lane != "github_actions":
+    if parent.lane != "github_actions" or not store.settings.lanes.fans_out(parent.job_type):
         return []
     planned: list[UUID] = []
     if not store.heads.routed_children(parent.id, 1):

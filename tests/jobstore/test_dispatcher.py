@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -52,14 +52,16 @@ def make(store, sandbox):
     client.close()
 
 
-def routed(store, lane: str, repo: str = "acme/widgets", rule: str = "recent"):
+def routed(
+    store, lane: str, repo: str = "acme/widgets", rule: str = "recent", job_type="pr-reviews"
+):
     """A job routed to `lane` as the router would: a recent window for Inngest, a window
     two years back for Actions."""
     if lane == "inngest":
-        spec = JobSpec.create("pr-reviews", repo, days=1)
+        spec = JobSpec.create(job_type, repo, days=1)
     else:
         spec = JobSpec.create(
-            "pr-reviews", repo, since=T0 - timedelta(days=730), until=T0 - timedelta(days=30)
+            job_type, repo, since=T0 - timedelta(days=730), until=T0 - timedelta(days=30)
         )
     return store.enqueue(spec, T0, route=Route(lane, rule, "test")).job_id
 
@@ -273,7 +275,7 @@ def test_a_rival_claim_still_loses_cleanly(store, monkeypatch):
 
 
 def test_children_an_actions_parent_planned_are_left_to_its_matrix(store, sandbox, make):
-    spec = JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[1], parent_id=uuid4())
+    spec = JobSpec.create("historical-sync", "acme/widgets", pr_numbers=[1], parent_id=uuid4())
     child = store.enqueue(spec, T0, route=Route("github_actions", "parent", "p")).job_id
     dispatcher = make()
     assert sweep(dispatcher, T0 + timedelta(seconds=5)).sent == []
@@ -281,6 +283,36 @@ def test_children_an_actions_parent_planned_are_left_to_its_matrix(store, sandbo
     deadline = store.settings.start_deadline("github_actions")
     report = sweep(dispatcher, T0 + timedelta(seconds=deadline + 1))  # the run never took it
     assert [s.job_id for s in report.sent if s.ok] == [child]
+
+
+def test_the_sweeper_tells_children_left_to_a_matrix_from_their_heads(
+    store, sandbox, make, monkeypatch
+):
+    # a monorepo's backfill keeps hundreds of children waiting for its matrix: a pass
+    # does not read their events every 30 s to learn that it leaves them alone
+    parent = uuid4()
+    specs = [
+        JobSpec.create("historical-sync", "acme/mono", pr_numbers=[i], parent_id=parent)
+        for i in range(1, 41)
+    ]
+    route = Route("github_actions", "parent", "part of a backfill")
+    children = [e.job_id for e in store.enqueue_many(specs, T0, route)]
+    dispatcher = make()
+    read: list = []
+    original = store.get
+
+    def counted(job_id, *args, **kwargs):
+        read.append(job_id)
+        return original(job_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, "get", counted)
+    assert sweep(dispatcher, T0 + timedelta(seconds=5)).sent == []
+    assert not set(read) & set(children)
+    # a head written before schema/030 has no rule: that job is read, and still left
+    with store.database("t").connection() as conn:
+        conn.execute("UPDATE job_heads SET rule = NULL WHERE job_id = %s", (children[0],))
+    assert sweep(dispatcher, T0 + timedelta(seconds=10)).sent == []
+    assert set(read) & set(children) == {children[0]}
 
 
 def test_a_producer_and_a_sweeper_never_dispatch_the_same_job_twice(store, sandbox, make):
@@ -489,9 +521,9 @@ def test_a_run_plans_no_more_legs_than_it_starts_and_the_lane_has_room_for(store
     assert f"max-parallel: {MATRIX_PARALLEL}" in workflow
     dispatcher = make()
     full_at(store, github_actions=6, inngest=5)
-    parent = routed(store, "github_actions", rule="historical")
+    parent = routed(store, "github_actions", rule="historical", job_type="historical-sync")
     specs = [
-        JobSpec.create("pr-reviews", "acme/widgets", pr_numbers=[n], parent_id=parent)
+        JobSpec.create("historical-sync", "acme/widgets", pr_numbers=[n], parent_id=parent)
         for n in range(1, 11)
     ]
     store.enqueue_many(specs, T0, Route("github_actions", "parent", "p"))
@@ -658,3 +690,40 @@ def test_a_partial_batch_leaves_before_a_rider_would_pass_its_freshness_target(
     report = sweep(dispatcher, T0 + timedelta(seconds=120))
     assert pressed in {s.job_id for s in report.sent if s.ok}
     assert len(sandbox.actions.runs) == 1  # the two together, at once
+
+
+def test_a_split_refreshs_parts_ride_a_batch_at_once_and_a_backfills_wait_for_its_matrix(
+    store, sandbox, make
+):
+    # the capture workflow has no matrix: nothing but the sweeper sends a refresh's parts
+    dispatcher = make()
+    store.settings = replace(store.settings, actions_batch=5, actions_batch_wait=1800.0)
+    parents = {}
+    for job_type in ("repository-refresh", "historical-sync"):
+        spec = JobSpec.create(job_type, f"acme/{job_type}", since=T0 - timedelta(days=9), until=T0)
+        parents[job_type] = store.enqueue(spec, T0, route=Route("github_actions", "t", "t")).job_id
+
+    def parts(job_type: str, n: int) -> list:
+        specs = [
+            JobSpec.create(
+                job_type,
+                f"acme/{job_type}",
+                pr_numbers=[i],
+                parent_id=parents[job_type],
+                params={"part": i},
+            )
+            for i in range(1, n + 1)
+        ]
+        route = Route("github_actions", "parent", "part of a split job")
+        return [e.job_id for e in store.enqueue_many(specs, T0, route)]
+
+    refresh_parts, backfill_parts = parts("repository-refresh", 7), parts("historical-sync", 3)
+    report = sweep(dispatcher, T0 + timedelta(seconds=30))
+    sent = {s.job_id for s in report.sent if s.ok}
+    assert set(refresh_parts) <= sent  # at once: their parent waits for them
+    assert not set(backfill_parts) & sent  # the parent's run plans its matrix
+    led = {str(j) for j in refresh_parts}
+    runs = [r for r in sandbox.actions.runs.values() if r.inputs["job_id"] in led]
+    assert len(runs) == 2  # two batches (5 + 2), not seven runs
+    leaders = [UUID(r.inputs["job_id"]) for r in runs]
+    assert sorted(len(store.heads.batch_members(leader, 1)) for leader in leaders) == [1, 4]
