@@ -107,18 +107,18 @@ NUMBERS_PER_QUERY = 100
 
 def numbers_query(repository: str, numbers: list[int]) -> tuple[str, dict]:
     """One query for the node ids of up to 100 pull requests by number (aliases n0, n1,
-    ...): no connections, so 1 point for them all."""
+    ...): no connections, so 1 point for them all. The numbers are variables: the text is
+    the same for every query of as many numbers (parsed, validated and costed once)."""
     owner, name = owner_and_name(repository)
-    aliases = " ".join(
-        f"n{i}: pullRequest(number: {int(n)}) {{ id }}" for i, n in enumerate(numbers)
-    )
+    declared = "".join(f", $n{i}: Int!" for i in range(len(numbers)))
+    aliases = " ".join(f"n{i}: pullRequest(number: $n{i}) {{ id }}" for i in range(len(numbers)))
     text = (
-        "query PullRequestNumbers($owner: String!, $name: String!) { "
+        f"query PullRequestNumbers($owner: String!, $name: String!{declared}) {{ "
         "rateLimit { cost remaining resetAt } "
         "repository(owner: $owner, name: $name) { databaseId id nameWithOwner createdAt "
         f"{aliases} }} }}"
     )
-    return text, {"owner": owner, "name": name}
+    return text, {"owner": owner, "name": name} | {f"n{i}": int(n) for i, n in enumerate(numbers)}
 
 
 def query_shrinking(

@@ -55,6 +55,9 @@ def test_the_composed_numbers_query_is_valid_and_costs_one_point_for_a_hundred(g
     assert validate(github, parse(text)) == []
     for counting in ("strict", "lenient"):
         assert query_cost(parse(text), variables, counting=counting).points == 1
+    # the numbers are variables: another hundred is the same text (parsed once)
+    other, more = numbers_query("acme/widgets", list(range(501, 601)))
+    assert (other, more["n0"], more["n99"]) == (text, 501, 600)
 
 
 def test_pull_requests_riding_a_full_probe_query_are_valid_and_cost_nothing_more(github):
