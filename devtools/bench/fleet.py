@@ -521,9 +521,12 @@ def fleet(
     result["small_repo_wait_p95_ratio"] = None  # without a peer run: not measured
     if peer and monorepo:
         start, end = (datetime.fromisoformat(t) for t in result["window"])
+        # the peer runs only as long as the waits it is compared with: to the window's end
+        until = min(hours, 1 + int((end - T0).total_seconds() // 3600))
         with scratch_database(server, "fleet-peer") as url:
             jobstore.migrate(url)
-            alone = simulate(url, repos, hours, step, seed, 0, capacity, (start, end))
+            alone = simulate(url, repos, until, step, seed, 0, capacity, (start, end))
+        result["peer_hours"] = until
         result["small_repo_wait_p95_s_without_monorepo"] = alone["small_repo_wait_p95_s"]
         result["small_repo_wait_p95_ratio"] = round(
             result["small_repo_wait_p95_s"] / max(alone["small_repo_wait_p95_s"], 1.0), 2
