@@ -39,7 +39,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sandbox(world, clock) -> Sandbox:
-    return Sandbox(world, Options(), clock=clock)
+    """The sandbox, its lean GraphQL executor checked against graphql-core's answers."""
+    sandbox = Sandbox(world, Options(executor="compare"), clock=clock)
+    yield sandbox
+    assert sandbox.graphql.differences == []
 
 
 @pytest.fixture
@@ -71,6 +74,8 @@ def rigs(store, database_url, clock):
     for rig in made:
         if rig._factory is not None:
             rig._factory.close()
+    for rig in made:  # the lean executor answered every document as graphql-core does
+        assert rig.sandbox.graphql.differences == []
 
 
 RUN_NAME = "capture ${{ inputs.job_id }} #${{ inputs.attempt }}"

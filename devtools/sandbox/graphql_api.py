@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from importlib import resources
@@ -22,8 +23,12 @@ from graphql import (
 )
 
 from devtools.sandbox import data
+from devtools.sandbox.executor import Execution
 
 PAGE_LIMIT = 100
+# "lean": devtools.sandbox.executor; "graphql-core": its reference; "compare": both, each
+# answer checked against the reference's (which is the one given)
+EXECUTORS = ("lean", "graphql-core", "compare")
 CHECKED = 512  # documents whose verdict is kept
 
 
@@ -172,13 +177,33 @@ def _locations(node: Any) -> list[dict[str, int]]:
 class GraphQLApi:
     """Builds GraphQL nodes from the world; a `partial` fault's PR fails its field."""
 
-    def __init__(self, world: data.World, base_url: str) -> None:
-        self.world = world
+    def __init__(self, world: data.World, base_url: str, executor: str = "lean") -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        self.world, self.executor = world, executor
+        self.differences: list[dict] = []  # "compare": answers the two executors differ on
         self.base_url = base_url
         self.schema = load_schema()
         self._checked: dict[str, tuple[Any, list[dict]]] = {}
 
     def run(self, document: Any, variables: dict, operation: str | None, context: dict) -> dict:
+        """The document's answer by the executor chosen (see Options.executor)."""
+        if self.executor == "lean":
+            return self._lean(document, variables, operation, context)
+        answer = self._reference(document, variables, operation, context)
+        if self.executor == "compare":
+            lean = self._lean(document, variables, operation, context)
+            if json.dumps(lean, default=str) != json.dumps(answer, default=str):
+                self.differences.append({"graphql-core": answer, "lean": lean})
+        return answer
+
+    def _lean(self, document: Any, variables: dict, operation: str | None, context: dict) -> dict:
+        run = Execution(self.schema, document, self.root(context), variables, operation, context)
+        return self.body(run.data, run.errors)
+
+    def _reference(
+        self, document: Any, variables: dict, operation: str | None, context: dict
+    ) -> dict:
         result = execute(
             self.schema,
             document,
@@ -187,8 +212,12 @@ class GraphQLApi:
             operation_name=operation,
             context_value=context,
         )
-        body: dict[str, Any] = {"data": result.data}
-        if result.errors:
+        return self.body(result.data, result.errors)
+
+    @staticmethod
+    def body(data: Any, errors: Sequence[GraphQLError] | None) -> dict:
+        body: dict[str, Any] = {"data": data}
+        if errors:
             body["errors"] = [
                 {
                     "message": e.message,
@@ -196,7 +225,7 @@ class GraphQLApi:
                     "path": e.path,
                     "locations": [loc._asdict() for loc in e.locations or ()],
                 }
-                for e in result.errors
+                for e in errors
             ]
         return body
 

@@ -80,6 +80,9 @@ class Options:
     # silent: "strict" multiplies what is under it by the number of ids, "lenient" does not.
     node_count: str = "strict"
     node_limit: int = NODE_LIMIT  # GitHub's is 500,000; lower it to play a stricter server
+    # How GraphQL documents run: "lean" (devtools.sandbox.executor), "graphql-core" (its
+    # reference), or "compare" (both; differences kept in `graphql.differences`)
+    executor: str = "lean"
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -100,7 +103,7 @@ class Sandbox:
         self.apps = Apps(self.clock)
         self.faults = FaultPlan(self.clock)
         self.ledger = Ledger()
-        self.graphql = GraphQLApi(self.world, base_url)
+        self.graphql = GraphQLApi(self.world, base_url, self.options.executor)
         self.rest = RestApi(self.world, base_url)
         self.actions = Actions(self.clock, base_url)
         self.inngest = Inngest(self.clock, self.options.event_keys)

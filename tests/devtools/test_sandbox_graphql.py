@@ -256,3 +256,41 @@ def test_time_can_be_frozen(world):
         )
         limit = gql(client, NESTED).json()["data"]["rateLimit"]
     assert limit["resetAt"] == "2027-01-01T01:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        # one field asked twice with different sub-selections (merged), aliases, fragments
+        # on an interface and inline ones, @include/@skip from variables
+        (
+            """query($yes: Boolean!, $no: Boolean!) { repository(owner: "acme", name: "widgets") {
+              a: pullRequests(first: 3) { nodes { number author { login } } }
+              a: pullRequests(first: 3) { nodes { author { ... on User { name } } } }
+              b: pullRequest(number: 2) { ...F @include(if: $yes) title @skip(if: $no) }
+              c: pullRequest(number: 3) { ...F @include(if: $no) ... on PullRequest { state } }
+            } } fragment F on PullRequest { id number __typename }""",
+            {"yes": True, "no": False},
+        ),
+        # a missing pull request: an error under a nullable field, the rest answered
+        (
+            '{ repository(owner: "acme", name: "widgets") { pullRequest(number: 99999) { id } '
+            "name } }",
+            {},
+        ),
+        # node(s) by id, known and unknown, through the Node interface
+        ('{ nodes(ids: ["nope"]) { id ... on PullRequest { number } } }', {}),
+        # variables of the wrong type; two operations and no name
+        (
+            'query($n: Int!) { repository(owner: "acme", name: "widgets") '
+            "{ pullRequest(number: $n) { id } } }",
+            {"n": "two"},
+        ),
+        ("query A { rateLimit { cost } } query B { rateLimit { remaining } }", {}),
+    ],
+)
+def test_the_lean_executor_answers_as_graphql_core_does(gh, sandbox, query, variables):
+    answer = gql(gh, query, **variables).json()
+    assert answer["data"] is not None or answer.get("errors")
+    assert sandbox.options.executor == "compare"
+    assert sandbox.graphql.differences == []  # and the fixture checks again at its end
