@@ -326,7 +326,9 @@ class GraphQLApi:
             "name": repo.name,
             "nameWithOwner": repo.full_name,
             "createdAt": repo.created_at,
-            "updatedAt": max((p.updated_at for p in repo.pulls.values()), default=repo.created_at),
+            "updatedAt": lambda info: max(
+                (p.updated_at for p in repo.pulls.values()), default=repo.created_at
+            ),  # when asked: a monorepo's is a walk over every pull request
             "isPrivate": False,
             "isArchived": False,
             "isFork": False,
