@@ -149,7 +149,7 @@ class Fleet:
             self.capture,
             MemoryBudgets(),
             transport=self.answering,
-            sleep=lambda s: None,
+            sleep=self.wait,
             now=clock,
         )
         self.planners = [
@@ -169,6 +169,12 @@ class Fleet:
         self.batches: list[tuple[str, int]] = []  # (rule, refreshes) of each refresh run
         self.failed = 0
         self.lock = threading.Lock()
+
+    def wait(self, seconds: float) -> None:
+        """A client waiting out GitHub's pace: the simulated time passes (a no-op sleep on
+        a clock that stood still spun forever once a pass asked more than a minute's pace)."""
+        with self.lock:
+            self.clock.now += timedelta(seconds=seconds)
 
     # planners -----------------------------------------------------------------------------
     def plan(self, freshness: FreshnessSettings) -> None:
@@ -258,7 +264,7 @@ class Fleet:
             if unit.leg and unit.run is not None:
                 self.run_legs[unit.run] -= 1
             self.finish(lane, unit)
-        self.clock.now = until
+        self.clock.now = max(self.clock.now, until)  # a wait may have passed it
 
     def start(self, lane: Lane, now: datetime) -> None:
         """Starts what the lane's runners have room for; a runner claims its job's attempt
