@@ -43,6 +43,11 @@ def lines(report: PassReport) -> list[str]:
         out.append(
             f"comments edited without moving their pull request: {len(report.comment_changes)}"
         )
+    if report.comment_probes_deferred:
+        out.append(
+            f"comment probes left for a later pass (REST pace or budget): "
+            f"{report.comment_probes_deferred} (read this pass: {report.comment_probes})"
+        )
     if report.reconciles:
         out.append(f"reconciliations enqueued: {len(report.reconciles)}")
     out += [f"  not found on GitHub: {name}" for name in report.missing]

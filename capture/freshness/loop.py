@@ -14,7 +14,7 @@ from typing import TypeVar
 from uuid import UUID
 
 from capture.errors import CaptureError, RateLimited
-from capture.fetch.comments import newest_comment
+from capture.fetch.comments import LISTINGS, newest_comment
 from capture.freshness.contributors import recheck
 from capture.freshness.probe import Asked, Probed, probe_with
 from capture.freshness.registry import Registry
@@ -67,6 +67,8 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
     reconciles: dict[str, str] = field(default_factory=dict)  # repository -> job id
     comment_changes: list[str] = field(default_factory=list)  # found by the comment probe
+    comment_probes: int = 0  # repositories whose newest comment was read
+    comment_probes_deferred: int = 0  # due one, left for a later pass (REST pace, budget)
     contributors_checked: int = 0
     contributors_renamed: int = 0
     skipped: bool = False  # another planner was running a pass
@@ -163,6 +165,12 @@ def _pass(
             report.rode += riding.store(gh, nodes, now, report.errors)
         _answered(registry, dispatcher, gh, by_name, probed, now, settings, report)
     report.probe_points = gh.meter.graphql_points - spent
+    if report.comment_probes_deferred:
+        log.warning(
+            "%d comment probes left for a later pass (REST pace or budget; %d read)",
+            report.comment_probes_deferred,
+            report.comment_probes,
+        )
     _reconcile_all(registry, dispatcher, gh, now, settings, report)
     _contributors(registry, gh, now, settings, report)
     _send_batches(dispatcher, report, now)
@@ -287,7 +295,14 @@ def _answered(
     # reconciler confirms none was missed): no comment probe for it.
     unhooked = [by_name[r] for r in fresh if not by_name[r].webhooks(now)]
     if settings.comment_probes != "no" and unhooked:
-        chosen = _comment_probe_due(unhooked, registry, now, settings)
+        needed = settings.comment_probes == "yes" or registry.seen(EDITS_MOVE_NOTHING)
+        due = _comment_probe_due(unhooked, now, settings, needed)
+        chosen = due[: comment_probes_affordable(gh, settings, report.comment_probes)]
+        report.comment_probes += len(chosen)
+        later = {t.repository for t in due[len(chosen) :]}
+        report.comment_probes_deferred += len(later)
+        if needed:  # fresh only once its comments are read too: due again next pass
+            fresh = [r for r in fresh if r not in later]
         commented, failed = _comment_probes(gh, chosen, settings)
         report.comment_changes += [t.repository for t in commented]
         report.errors += [f"comment probe of {r} failed: {e}" for r, e in failed.items()]
@@ -305,17 +320,31 @@ def _answered(
 
 
 def _comment_probe_due(
-    unchanged: list[Tracked], registry: Registry, now: datetime, settings: FreshnessSettings
+    unchanged: list[Tracked], now: datetime, settings: FreshnessSettings, needed: bool
 ) -> list[Tracked]:
-    """Those whose newest comment is read this pass: all of them once GitHub was seen not
-    to move a pull request for an edit (or with `yes`); before that, each at most every
-    `comment_probe_every` (where edits move pull requests, the probe sees them anyway)."""
-    if settings.comment_probes == "yes" or registry.seen(EDITS_MOVE_NOTHING):
-        return unchanged
+    """Those whose newest comment is due to be read, longest unread first: all of them
+    where a probe cannot see an edit (`needed`: GitHub was seen not to move a pull request
+    for one, or `yes`); else each at most every `comment_probe_every` (where edits move
+    pull requests, the probe sees them anyway)."""
     every = settings.comment_probe_every
-    return [
-        t for t in unchanged if t.comments_probed_at is None or now - t.comments_probed_at >= every
+    due = [
+        t
+        for t in unchanged
+        if needed or t.comments_probed_at is None or now - t.comments_probed_at >= every
     ]
+    return sorted(due, key=lambda t: (t.comments_probed_at is not None, t.comments_probed_at))
+
+
+def comment_probes_affordable(gh: GitHub, settings: FreshnessSettings, done: int) -> int:
+    """Repositories whose comments the pass may still read: a minute's REST pace of the
+    credentials (a pass waits out no more) and the hour's REST budget above the real-time
+    reserve, less the `done` already read this pass (each reads every listing)."""
+    pool = gh.session.pool
+    points = pool.headroom("core", gh.session.now(), keep=settings.reserve)
+    minute = pool.minute_pace("core")
+    if minute is not None:
+        points = min(points, minute - done * len(LISTINGS))
+    return max(0, int(points) // len(LISTINGS))
 
 
 def _comment_probes(

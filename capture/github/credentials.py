@@ -211,6 +211,15 @@ class Pool:
             total += max(0, (DEFAULT_LIMIT if left is None else left) - keep)
         return total
 
+    def minute_pace(self, resource: str) -> int | None:
+        """Points a minute the pool may spend on `resource` at its pace, all credentials
+        together (None: not paced)."""
+        pace = self.pace.get(resource)
+        if pace is None:
+            return None
+        with self._lock:
+            return pace * len({c.key for c in self.credentials})
+
     def renew(self, credential: Credential) -> None:
         credential.forget()
 

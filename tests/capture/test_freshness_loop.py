@@ -340,3 +340,31 @@ def test_a_failed_history_backfill_is_tried_again_then_reported(loop, world, dat
     assert "not all of acme/gadgets, acme/nope are tracked: nothing was changed" in bad.output
     loop.rig.clock.advance(minutes=1)
     assert loop.plan(settings).bootstrapped == ["acme/gadgets"]
+
+
+def test_comment_probes_keep_to_the_rest_pace_longest_unread_first(loop, world, database_url):
+    """Where a probe cannot see an edit, every unchanged repository's comments are read:
+    at most a minute's REST pace a pass. The rest are not marked fresh on the pull
+    request probe alone; they are due again and read first at the next pass."""
+    loop.registry.track([Entry(name, "hot") for name in REPOS], loop.rig.clock())
+    loop.plan()
+    loop.work()
+    loop.gh.session.pool.pace["core"] = 4  # a minute's pace: two repositories' listings
+    loop.rig.clock.advance(minutes=6)
+    loop.rig.sandbox.ledger.clear()
+    report = loop.plan(replace(LOCAL, comment_probes="yes"))
+    assert (report.probed, report.comment_probes, report.comment_probes_deferred) == (3, 2, 1)
+    assert report.fresh == 2
+    read = {e.path.split("/")[3] for e in loop.rig.sandbox.ledger.entries if "comments" in e.path}
+    assert len(read) == 2  # each repository's two listings: the pace's 4 points
+    (left,) = set(REPOS) - {f"acme/{name}" for name in read}
+    ages = {r["repository"]: r["fresh_as_of"] for r in loop.registry.freshness()}
+    assert ages[left] < loop.rig.clock()  # not fresh: its comments were not read
+    loop.rig.clock.advance(minutes=1)
+    loop.rig.sandbox.ledger.clear()
+    report = loop.plan(replace(LOCAL, comment_probes="yes"))
+    read = {e.path.split("/")[3] for e in loop.rig.sandbox.ledger.entries if "comments" in e.path}
+    assert left in {f"acme/{name}" for name in read}  # the longest unread first
+    assert (report.comment_probes, report.comment_probes_deferred) == (2, 1)
+    ages = {r["repository"]: r["fresh_as_of"] for r in loop.registry.freshness()}
+    assert ages[left] == loop.rig.clock()
