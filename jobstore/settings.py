@@ -63,7 +63,7 @@ class Settings:
     )
     capacities: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITIES))
     # Small scheduled refreshes sent to Actions together, this many to a run (1: alone).
-    actions_batch: int = 20
+    actions_batch: int = 50
     actions_batch_wait: float = 1800.0  # seconds a partial batch waits for more riders
     retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing it is safe
     pool_size: int = 5
@@ -150,7 +150,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         leases=leases,
         start_deadlines=deadlines,
         capacities=capacities,
-        actions_batch=int(number(env, "JOBSTORE_ACTIONS_BATCH", 20, minimum=1)),
+        actions_batch=int(number(env, "JOBSTORE_ACTIONS_BATCH", 50, minimum=1)),
         actions_batch_wait=number(env, "JOBSTORE_ACTIONS_BATCH_WAIT", 1800.0),
         retry=retry,
         pool_size=int(number(env, "JOBSTORE_POOL_SIZE", 5, minimum=1)),
