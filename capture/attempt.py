@@ -205,9 +205,15 @@ def _run_claimed(
     finally:
         gh.close()
     points = gh.meter.points - ctx.points_reported
+    if outcome.wait_until is not None and outcome.children:
+        store.wait_for_children(
+            job.id, outcome.wait_until, attempt=job.attempt, now=now(), held=ctx.job
+        )
+        return Result(job.id, "waiting", "waiting for child jobs", points=gh.meter.points)
     if outcome.wait_until is not None:
         store.reschedule(job.id, outcome.wait_until, attempt=job.attempt, now=now(), held=ctx.job)
-        return Result(job.id, "waiting", "waiting for child jobs", points=gh.meter.points)
+        until = outcome.wait_until.isoformat()
+        return Result(job.id, "waiting", f"waiting until {until}", points=gh.meter.points)
     if outcome.items == 0 and outcome.failed_items > 0:
         message = f"all {outcome.failed_items} items failed"
         return failed("items_failed", message, retryable=False, points=gh.meter.points)

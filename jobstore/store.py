@@ -624,6 +624,17 @@ class JobStore(Application):
 
         return self._update(job_id, command, held=held)
 
+    def wait_for_children(
+        self, job_id: UUID | str, not_before: datetime, *, attempt: int, now: datetime, held: Job
+    ) -> Job:
+        """A parent looks at its child jobs again at `not_before`, or at once if they have
+        all finished by now: the last one's wake may have found the parent still running
+        its look (so a parent can wait long between looks and still miss no wake)."""
+        job = self.reschedule(job_id, not_before, attempt=attempt, now=now, held=held)
+        if not self.heads.unfinished_children(job.id):
+            self.wake(job.id, "its child jobs finished", now)
+        return job
+
     def wake(self, job_id: UUID | str, reason: str, now: datetime | None = None) -> bool:
         """Routes a job waiting for its retry time now, on its lane (a parent whose child
         jobs have all finished); False if it was not waiting."""

@@ -31,7 +31,11 @@ from jobstore import GITHUB_EPOCH, JobSpec, Route
 
 log = logging.getLogger(__name__)
 PARTS = PULL_REQUEST_PARTS
+# A parent's looks at its child jobs: a minute after the split, then twice as long each
+# time up to WAIT_MAX (the last child to end wakes it at once; a look is the safety net,
+# and on Actions each look is a workflow run of its own).
 WAIT = timedelta(seconds=60)
+WAIT_MAX = timedelta(minutes=30)
 REST_BATCH = 10
 
 
@@ -119,7 +123,7 @@ def split_into_children(
     )
     how = f" by number, #1 to #{numbers[0]}" if ranged and numbers else ""
     ctx.checkpoint(0, len(numbers), cursor, note=f"split into {len(children)} child jobs{how}")
-    return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(children)})
+    return Outcome(wait_until=next_look(ctx), summary={"children": len(children)}, children=True)
 
 
 def whole_history(ctx: Context) -> bool:
@@ -158,7 +162,13 @@ def await_children(ctx: Context) -> Outcome:
     if all(s == "completed" for s in statuses.values()):
         items = sum(ctx.store.get(child).items for child in statuses)
         return Outcome(items=items, summary={"children": len(statuses)})
-    return Outcome(wait_until=ctx.now() + WAIT, summary={"children": len(statuses)})
+    return Outcome(wait_until=next_look(ctx), summary={"children": len(statuses)}, children=True)
+
+
+def next_look(ctx: Context) -> datetime:
+    """When a parent looks at its child jobs again: WAIT after its first attempt, doubling
+    with each attempt since, at most WAIT_MAX."""
+    return ctx.now() + min(WAIT * 2 ** min(max(ctx.job.attempt - 1, 0), 10), WAIT_MAX)
 
 
 @dataclass(frozen=True)

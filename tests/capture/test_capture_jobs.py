@@ -11,6 +11,7 @@ import pytest
 
 from devtools.sandbox import World
 from devtools.sandbox.faults import Fault
+from jobstore.domain import Status
 from jobstore.spec import GITHUB_EPOCH, JobSpec
 from tests.capture.expected import expected, stored
 from tests.capture.rig import TOKEN
@@ -225,6 +226,54 @@ def test_large_windows_split_into_child_jobs_and_the_parent_waits_for_them(rigs,
     rig.retry_now(parent)
     assert rig.run(parent).outcome == "completed"
     assert rig.store.get(parent).items == 150
+
+
+def test_a_parent_looks_at_its_children_less_often_the_longer_they_take(rigs, world):
+    """Each look is a run of its own (on Actions a workflow run): a minute after the
+    split, then twice as long each time, at most half an hour (the last child wakes it)."""
+    rig = rigs(world, max_items=40)
+    parent = rig.enqueue("historical-sync", days=200, trigger="backfill")
+    waits = []
+    for _ in range(8):
+        assert rig.run(parent).outcome == "waiting"
+        waits.append((rig.store.get(parent).not_before - rig.clock()).total_seconds())
+        rig.retry_now(parent)
+    assert waits == [60, 120, 240, 480, 960, 1800, 1800, 1800]
+    *first, last = rig.store.heads.children(parent)
+    for child in first:
+        assert rig.run(child).outcome == "completed"
+    assert rig.run(parent).outcome == "waiting"
+    assert rig.run(last).outcome == "completed"  # the last one wakes it: no half hour
+    assert rig.store.get(parent).status is Status.ROUTED
+    assert rig.run(parent).outcome == "completed"
+
+
+def test_a_parent_whose_last_child_ended_during_its_look_is_woken_at_once(rigs, world):
+    """The last child's wake finds the parent running its look (which saw the child
+    unfinished): the parent's wait, written after, sees them all finished and wakes it."""
+    rig = rigs(world, max_items=40)
+    parent = rig.enqueue("historical-sync", days=200, trigger="backfill")
+    assert rig.run(parent).outcome == "waiting"
+    children = list(rig.store.heads.children(parent))
+    for child in children[:-1]:
+        assert rig.run(child).outcome == "completed"
+    rig.retry_now(parent)
+    looking = rig.store.claim(parent, "w", rig.clock())
+    assert looking.won
+    assert rig.run(children[-1]).outcome == "completed"
+    assert rig.store.get(parent).status is Status.RUNNING  # the wake could not route it
+    job = rig.store.wait_for_children(
+        parent,
+        rig.clock() + timedelta(minutes=30),
+        attempt=looking.attempt,
+        now=rig.clock(),
+        held=looking.job,
+    )
+    assert job.id == looking.job.id
+    woken = rig.store.get(parent)
+    assert woken.status is Status.ROUTED
+    assert "its child jobs finished" in woken.reason
+    assert rig.run(parent).outcome == "completed"
 
 
 def whole_history(rig, repository: str, days: int):
