@@ -166,6 +166,7 @@ class Fleet:
         self.redispatched = 0
         self.refreshes = 0
         self.refresh_runs = 0
+        self.parent_looks = 0  # runs of a parent looking at its child jobs
         self.batches: list[tuple[str, int]] = []  # (rule, refreshes) of each refresh run
         self.failed = 0
         self.lock = threading.Lock()
@@ -284,6 +285,7 @@ class Fleet:
                 continue
             unit.job = claim.job or self.store.get(unit.job_id)
             unit.started = now
+            self.parent_looks += (unit.job.cursor or "").startswith("children")
             unit.ends = now + timedelta(seconds=self.duration(lane.name, unit))
             lane.running.append(unit)
             lane.peak = max(lane.peak, len(lane.running))
@@ -447,6 +449,7 @@ def simulate(
             "actions_runs_per_1000_refreshes": round(
                 1000 * fleet.refresh_runs / max(fleet.refreshes, 1), 1
             ),
+            "parent_look_runs": fleet.parent_looks,
             "small_repo_wait_p95_s": round(p95(small_waits), 1),
             "small_repo_waits": len(small_waits),
             "window": [busy[0].isoformat(), busy[1].isoformat()],

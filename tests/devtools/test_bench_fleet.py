@@ -78,4 +78,5 @@ def test_bench_fleet_keeps_the_lanes_within_capacity_and_completes_history():
     assert numbers["small_repo_wait_p95_ratio"] > 0
     assert 0 < numbers["planner_pass_own_p95_ms"] <= numbers["planner_pass_p95_ms"]
     assert numbers["actions_refreshes_per_run"] >= 1 or numbers["actions_refresh_runs"] == 0
+    assert 0 < numbers["parent_look_runs"] <= 8  # the backfill parents' looks, backed off
     assert "bin/bench fleet took " in result.stderr
