@@ -47,8 +47,10 @@ def load_schema() -> GraphQLSchema:
 
 
 def iso(value: Any) -> str:
+    """GitHub's DateTime: whole seconds, UTC, with a Z (isoformat is several times faster
+    than strftime, and this is on every timestamp of every answer)."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
     return str(value)
 
 
