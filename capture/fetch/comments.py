@@ -45,19 +45,20 @@ def pull_number(comment: dict) -> int | None:
 
 def commented_since(
     gh: GitHub, repository: str, since: datetime
-) -> tuple[set[int], datetime | None]:
-    """The numbers of pull requests with comments created or edited at or after `since`,
-    and the newest such update."""
-    numbers: set[int] = set()
+) -> tuple[dict[int, datetime | None], datetime | None]:
+    """The pull requests with comments created or edited at or after `since`, each with
+    its newest such update, and the newest update of all."""
+    numbers: dict[int, datetime | None] = {}
     newest = None
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for listing in LISTINGS:
         path = f"/repos/{repository}/{listing}"
         for page in gh.rest.pages(path, {"since": stamp}, conditional=False):
             for item in page:
+                at = when(item.get("updated_at"))
                 number = pull_number(item)
                 if number is not None:
-                    numbers.add(number)
-                at = when(item.get("updated_at"))
+                    seen = numbers.get(number)
+                    numbers[number] = max(seen, at) if seen and at else (at or seen)
                 newest = max(newest, at) if newest and at else (at or newest)
     return numbers, newest

@@ -68,17 +68,26 @@ def _refresh(ctx: Context) -> Outcome:
     try:
         # a bootstrap's first refresh: everything before it is the backfill's, whole
         bootstrap = job.params.get("bootstrap") == "recent"
-        commented = set() if bootstrap else commented_since(ctx.gh, job.repository, since)[0]
+        commented = {} if bootstrap else commented_since(ctx.gh, job.repository, since)[0]
     except CaptureError as exc:
         log.warning(
             "%s: comment listings not read (%s); their watermark stays", job.repository, exc
         )
-        commented, comments_at = set(), None
-    unmoved = commented - set(numbers)
+        commented, comments_at = {}, None
+    # A comment updated after the pull requests' bound, and before they were listed, on
+    # one not listed: that did not move its pull request. (One updated before the bound
+    # is listed when the comments' watermark lags the pull requests', e.g. after a
+    # backfill stored them: its pull request may have moved before the bound.)
+    listed_numbers = set(numbers)
+    unmoved = {
+        number
+        for number, at in commented.items()
+        if number not in listed_numbers and at is not None and bound < at < listed_at
+    }
     if unmoved:  # comments changed where their pull request's updatedAt did not move
         shown = ", ".join(f"#{n}" for n in sorted(unmoved)[:5])
         ctx.storage.saw(EDITS_MOVE_NOTHING, f"{job.repository}: comments on {shown}")
-    numbers = sorted(set(numbers) | commented)
+    numbers = sorted(set(numbers) | set(commented))
     # Everything updated since `bound` was listed: the watermark is at least the bound (a
     # bootstrap's history before it is the backfill's), so a probe compares against it.
     newest = max(newest, bound) if newest else bound

@@ -304,6 +304,36 @@ def test_a_comment_edited_on_an_old_pr_lands_within_target_under_either_reading(
     assert charged == charged_before
 
 
+def test_comments_listed_from_a_lagging_watermark_do_not_say_edits_move_nothing(
+    loop, world, database_url
+):
+    """The comments' watermark can lag the pull requests' (a backfill stored pull requests
+    that moved since, without listing comments): a refresh then lists comments whose pull
+    requests moved before its bound. Those are not edits that moved nothing."""
+    bootstrapped(loop)
+    number, _ = old_commented(world, loop.rig.clock() - timedelta(days=60))
+    world.add_comment(REPOS[0], number, loop.rig.clock() + timedelta(minutes=1), "New.")
+    loop.rig.clock.advance(minutes=3)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # as after such a backfill
+        conn.execute(
+            "UPDATE refresh_watermarks SET updated_at = %s, comments_at = %s WHERE repository = %s",
+            (loop.rig.clock(), loop.rig.clock() - timedelta(minutes=10), REPOS[0]),
+        )
+    job = loop.rig.enqueue("repository-refresh", REPOS[0])
+    assert loop.rig.run(job).outcome == "completed"
+    assert rows(database_url, "SELECT name, detail FROM github_behaviour") == []
+    world.edit_bumps_pr = False  # now one that does not move its pull request
+    edited, comment = old_commented(world, loop.rig.clock() - timedelta(days=60))
+    assert edited != number
+    world.edit_comment(REPOS[0], edited, comment, loop.rig.clock() + timedelta(minutes=1), "e")
+    loop.rig.clock.advance(minutes=3)
+    job = loop.rig.enqueue("repository-refresh", REPOS[0])
+    assert loop.rig.run(job).outcome == "completed"
+    assert rows(database_url, "SELECT name, detail FROM github_behaviour") == [
+        ("edits-move-nothing", f"{REPOS[0]}: comments on #{edited}")
+    ]
+
+
 def test_a_comment_deleted_without_moving_its_pr_is_caught_by_reconciliation_within_target(
     loop, world, database_url
 ):
