@@ -17,6 +17,7 @@ compare with.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
@@ -158,7 +159,7 @@ class Fleet:
         ]
         self.lanes = {name: Lane(name, capacity[name]) for name in ("inngest", "github_actions")}
         self.seen_events = 0
-        self.seen_runs: set[int] = set()
+        self.seen_runs = 0  # runs looked at (the sandbox's, in the order dispatched)
         self.run_legs: dict[int, int] = {}  # run id -> legs running
         self.waits: list[tuple[str, str, datetime, float]] = []  # (repo, type, created, s)
         self.pass_ms: list[float] = []
@@ -213,10 +214,9 @@ class Fleet:
                 Unit(UUID(data["job_id"]), int(data["attempt"]), arrived=now)
             )
         self.seen_events = len(events)
-        for run_id, run in list(self.sandbox.actions.runs.items()):
-            if run_id in self.seen_runs:
-                continue
-            self.seen_runs.add(run_id)
+        runs = self.sandbox.actions.runs  # never shrinks: the new ones are its last
+        for run_id, run in list(itertools.islice(runs.items(), self.seen_runs, None)):
+            self.seen_runs += 1
             job_id = UUID(run.inputs["job_id"])
             unit = Unit(job_id, int(run.inputs["attempt"]), arrived=now, run=run_id)
             job = self.store.get(job_id)
